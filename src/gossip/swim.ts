@@ -1,0 +1,538 @@
+// The SWIM + Lifeguard membership state machine. Pure and deterministic: time comes in as `now`
+// (ms), randomness from the injected Rng, and everything it wants done (packets to send,
+// push-pulls to start, membership events) is collected for the caller to `drain()`.
+// No clocks, timers or sockets here, so the simulator can run it exactly.
+
+import { Awareness } from "./awareness.ts";
+import { BroadcastQueue } from "./broadcast_queue.ts";
+import { assemblePacket, decodePacket, decodePushPull, encodeMessage, encodePushPull } from "./codec.ts";
+import { retransmitLimit, validateConfig, type GossipConfig } from "./config.ts";
+import { copyMember, sameMeta, type Member, type MemberEvent, type MemberEventType, type MemberMeta } from "./member.ts";
+import type { AliveMsg, DeadMsg, Message, PushPullState, SuspectMsg } from "./messages.ts";
+import { randomInt, shuffle, type Rng } from "./rng.ts";
+import { Suspicion, expectedConfirmations, suspicionBounds } from "./suspicion.ts";
+
+export interface SwimOptions {
+  id: string;
+  meta: MemberMeta;
+  config: GossipConfig;
+  rng: Rng;
+  now: number;
+  /** Bytes the edge adds to every packet (encryption), taken off config.maxPacketBytes. */
+  packetOverhead: number;
+  /** Starting incarnation; refutation raises it past whatever the cluster remembers anyway. */
+  incarnation?: number;
+}
+
+export interface OutPacket {
+  /** Gossip "host:port". */
+  addr: string;
+  bytes: Uint8Array;
+}
+
+export interface PushPullRequest {
+  /** RPC "host:port" of the member to exchange state with. */
+  addr: string;
+  state: Uint8Array;
+}
+
+export interface SwimOutput {
+  packets: OutPacket[];
+  pushPulls: PushPullRequest[];
+  events: MemberEvent[];
+}
+
+interface Probe {
+  seq: number;
+  target: string;
+  indirectAt: number;
+  endAt: number;
+  indirectSent: boolean;
+  expectedNacks: number;
+  nacks: number;
+}
+
+/** A ping-req we are serving: our own ping's seq maps back to the requester's. */
+interface Relay {
+  requesterAddr: string;
+  requesterSeq: number;
+  nackAt: number;
+  expiresAt: number;
+  nacked: boolean;
+}
+
+/** Room for the packet's array header (3 bytes covers up to 65,535 messages). */
+const PACKET_HEADER = 3;
+/** Garbage from an authenticated peer should not grow memory without bound. */
+const MAX_RELAYS = 1024;
+
+export class Swim {
+  readonly id: string;
+  private readonly cfg: GossipConfig;
+  private readonly rng: Rng;
+  private readonly maxPayload: number;
+  private readonly awareness: Awareness;
+  private readonly queue = new BroadcastQueue();
+  private readonly table = new Map<string, Member>();
+  private readonly suspicions = new Map<string, Suspicion>();
+  private readonly relays = new Map<number, Relay>();
+  private probeOrder: string[] = [];
+  private probeIndex = 0;
+  private probe: Probe | null = null;
+  private seq = 0;
+  private lastNow: number;
+  private nextProbeAt: number;
+  private nextGossipAt: number;
+  private nextPushPullAt: number;
+  private leaving = false;
+  /** Until the first member is learned a full push-pull with it is due (join). */
+  private needSync = true;
+  private out: SwimOutput = { packets: [], pushPulls: [], events: [] };
+
+  constructor(o: SwimOptions) {
+    validateConfig(o.config);
+    if (o.id.length === 0 || o.id.length > 128) throw new Error("gossip node id must be 1..128 characters");
+    this.id = o.id;
+    this.cfg = o.config;
+    this.rng = o.rng;
+    this.maxPayload = o.config.maxPacketBytes - o.packetOverhead;
+    this.awareness = new Awareness(o.config.awarenessMaxMultiplier);
+    this.lastNow = o.now;
+    // Stagger the first probe so members started together do not probe in lockstep.
+    this.nextProbeAt = o.now + randomInt(this.rng, o.config.probeIntervalMs);
+    this.nextGossipAt = o.now + o.config.gossipIntervalMs;
+    this.nextPushPullAt = o.now + o.config.pushPullIntervalMs;
+    this.table.set(o.id, { id: o.id, incarnation: o.incarnation ?? 0, state: "alive", meta: { ...o.meta }, since: o.now });
+  }
+
+  // ---- inputs ----
+
+  tick(now: number): void {
+    this.advance(now);
+    this.checkProbe(now);
+    if (now >= this.nextProbeAt) this.startProbe(now);
+    this.checkRelays(now);
+    this.checkSuspicions(now);
+    if (now >= this.nextGossipAt) {
+      this.nextGossipAt = now + this.cfg.gossipIntervalMs;
+      this.gossip(now);
+    }
+    if (now >= this.nextPushPullAt) {
+      this.nextPushPullAt = now + this.cfg.pushPullIntervalMs;
+      this.pushPullRound();
+    }
+    this.reap(now);
+  }
+
+  /** Handles one plaintext packet; false if it was malformed (and then nothing changed). */
+  receive(now: number, fromAddr: string, bytes: Uint8Array): boolean {
+    this.advance(now);
+    const msgs = decodePacket(bytes);
+    if (msgs === null) return false;
+    for (const m of msgs) this.handle(now, fromAddr, m);
+    return true;
+  }
+
+  /** Pings each seed (gossip "host:port") announcing ourselves; the first answer triggers a push-pull. */
+  join(now: number, addrs: readonly string[]): void {
+    this.advance(now);
+    for (const addr of addrs) {
+      this.sendWithPiggyback(addr, [
+        encodeMessage({ type: "ping", seq: this.nextSeq(), from: this.id, target: "" }),
+        encodeMessage(this.selfAlive()),
+      ]);
+    }
+  }
+
+  /** Announces a graceful leave; keep ticking a little so the news is gossiped before stopping. */
+  leave(now: number): void {
+    this.advance(now);
+    if (this.leaving) return;
+    this.leaving = true;
+    const self = this.self();
+    self.state = "left";
+    self.since = now;
+    this.probe = null;
+    this.queue.enqueue(this.id, encodeMessage({ type: "dead", node: this.id, incarnation: self.incarnation, from: this.id }));
+  }
+
+  /** Changes our metadata; the higher incarnation makes the change win everywhere. */
+  setMeta(now: number, meta: MemberMeta): void {
+    this.advance(now);
+    if (this.leaving) throw new Error("gossip: setMeta after leave");
+    const self = this.self();
+    self.meta = { ...meta };
+    self.incarnation++;
+    this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
+  }
+
+  /** Serves a peer's push-pull: merge its state, then answer with ours (including any refutation). */
+  handlePushPull(now: number, bytes: Uint8Array): Uint8Array | null {
+    this.advance(now);
+    const st = decodePushPull(bytes);
+    if (st === null) return null;
+    this.mergeState(now, st);
+    return this.localState();
+  }
+
+  /** Merges the answer to a push-pull we started; false if malformed. */
+  mergePushPull(now: number, bytes: Uint8Array): boolean {
+    this.advance(now);
+    const st = decodePushPull(bytes);
+    if (st === null) return false;
+    this.mergeState(now, st);
+    return true;
+  }
+
+  // ---- outputs and views ----
+
+  drain(): SwimOutput {
+    const o = this.out;
+    this.out = { packets: [], pushPulls: [], events: [] };
+    return o;
+  }
+
+  localState(): Uint8Array {
+    const members = [...this.table.values()].map((m) => ({ id: m.id, incarnation: m.incarnation, state: m.state, meta: m.meta }));
+    return encodePushPull({ from: this.id, members });
+  }
+
+  members(): Member[] {
+    return [...this.table.values()].map(copyMember);
+  }
+
+  member(id: string): Member | undefined {
+    const m = this.table.get(id);
+    return m === undefined ? undefined : copyMember(m);
+  }
+
+  /** Lifeguard health score: 0 is healthy. */
+  health(): number {
+    return this.awareness.health();
+  }
+
+  pendingBroadcasts(): number {
+    return this.queue.size();
+  }
+
+  // ---- probing ----
+
+  private startProbe(now: number): void {
+    if (this.probe !== null) throw new Error("gossip invariant: a probe started while another is open");
+    const interval = this.awareness.scale(this.cfg.probeIntervalMs);
+    this.nextProbeAt = now + interval;
+    if (this.leaving) return;
+    const target = this.nextProbeTarget();
+    if (target === undefined) return;
+    const seq = this.nextSeq();
+    this.probe = {
+      seq,
+      target: target.id,
+      indirectAt: now + this.awareness.scale(this.cfg.probeTimeoutMs),
+      endAt: now + interval,
+      indirectSent: false,
+      expectedNacks: 0,
+      nacks: 0,
+    };
+    const parts = [encodeMessage({ type: "ping", seq, from: this.id, target: target.id })];
+    // Tell a suspect directly, so it can refute without waiting for gossip to reach it.
+    if (target.state === "suspect") {
+      parts.push(encodeMessage({ type: "suspect", node: target.id, incarnation: target.incarnation, from: this.id }));
+    }
+    this.sendWithPiggyback(target.meta.gossipAddr, parts);
+  }
+
+  private checkProbe(now: number): void {
+    const p = this.probe;
+    if (p === null) return;
+    const target = this.table.get(p.target);
+    if (target === undefined || target.state === "dead" || target.state === "left") {
+      this.probe = null;
+      return;
+    }
+    if (!p.indirectSent && now >= p.indirectAt) {
+      p.indirectSent = true;
+      const helpers = this.randomMembers(this.cfg.indirectChecks, (m) => m.id !== p.target && m.state === "alive");
+      for (const h of helpers) {
+        const req = encodeMessage({ type: "pingReq", seq: p.seq, from: this.id, target: p.target, targetAddr: target.meta.gossipAddr });
+        this.sendWithPiggyback(h.meta.gossipAddr, [req]);
+        p.expectedNacks++;
+      }
+    }
+    if (now >= p.endAt) {
+      this.probe = null;
+      // Lifeguard: helpers that did not even nack suggest our own link or process is the slow one.
+      this.awareness.apply(p.expectedNacks > 0 ? p.expectedNacks - p.nacks : 1);
+      this.suspectNode(now, { type: "suspect", node: target.id, incarnation: target.incarnation, from: this.id });
+    }
+  }
+
+  /** Round-robin over a shuffled list, reshuffled after each full pass. */
+  private nextProbeTarget(): Member | undefined {
+    for (let tries = 0; tries <= this.probeOrder.length; tries++) {
+      if (this.probeIndex >= this.probeOrder.length) {
+        this.probeOrder = shuffle(this.rng, [...this.table.keys()].filter((id) => id !== this.id));
+        this.probeIndex = 0;
+        if (this.probeOrder.length === 0) return undefined;
+      }
+      const m = this.table.get(this.probeOrder[this.probeIndex++] as string);
+      if (m !== undefined && m.id !== this.id && (m.state === "alive" || m.state === "suspect")) return m;
+    }
+    return undefined;
+  }
+
+  private checkRelays(now: number): void {
+    for (const [seq, r] of this.relays) {
+      if (!r.nacked && now >= r.nackAt) {
+        r.nacked = true;
+        this.send(r.requesterAddr, [encodeMessage({ type: "nack", seq: r.requesterSeq, from: this.id })]);
+      }
+      if (now >= r.expiresAt) this.relays.delete(seq);
+    }
+  }
+
+  private checkSuspicions(now: number): void {
+    for (const [id, s] of this.suspicions) {
+      if (now < s.deadline()) continue;
+      const m = this.table.get(id);
+      if (m === undefined || m.state !== "suspect") throw new Error(`gossip invariant: suspicion timer for ${id} in state ${m?.state}`);
+      this.deadNode(now, { type: "dead", node: id, incarnation: m.incarnation, from: this.id });
+    }
+  }
+
+  // ---- dissemination ----
+
+  private gossip(now: number): void {
+    const targets = this.randomMembers(this.cfg.gossipNodes, (m) =>
+      m.state === "alive" || m.state === "suspect" || now - m.since < this.cfg.gossipToTheDeadMs,
+    );
+    for (const t of targets) {
+      const parts = this.queue.take(this.maxPayload - PACKET_HEADER, this.limit());
+      if (parts.length === 0) return;
+      this.send(t.meta.gossipAddr, parts);
+    }
+  }
+
+  /**
+   * One exchange with a random live member, and one with a remembered dead member: if it answers,
+   * a partition has healed and both sides learn they were declared dead, refute, and merge.
+   */
+  private pushPullRound(): void {
+    if (this.leaving) return;
+    const [live] = this.randomMembers(1, (m) => m.state === "alive");
+    if (live !== undefined) this.out.pushPulls.push({ addr: live.meta.rpcAddr, state: this.localState() });
+    const [dead] = this.randomMembers(1, (m) => m.state === "dead");
+    if (dead !== undefined) this.out.pushPulls.push({ addr: dead.meta.rpcAddr, state: this.localState() });
+  }
+
+  private reap(now: number): void {
+    for (const [id, m] of this.table) {
+      if (id === this.id) continue;
+      const age = now - m.since;
+      if ((m.state === "left" && age > this.cfg.gossipToTheDeadMs) || (m.state === "dead" && age > this.cfg.reconnectTimeoutMs)) {
+        this.table.delete(id);
+      }
+    }
+  }
+
+  // ---- message handling ----
+
+  private handle(now: number, fromAddr: string, m: Message): void {
+    switch (m.type) {
+      case "ping": {
+        // A ping meant for a previous owner of this address must not be acked as if we were it.
+        if (m.target !== "" && m.target !== this.id) return;
+        const parts = [encodeMessage({ type: "ack", seq: m.seq, from: this.id })];
+        // A join ping: tell the newcomer who we are so it can push-pull with us.
+        if (m.target === "") parts.push(encodeMessage(this.selfAlive()));
+        this.sendWithPiggyback(fromAddr, parts);
+        return;
+      }
+      case "pingReq": {
+        if (this.relays.size >= MAX_RELAYS) return;
+        const seq = this.nextSeq();
+        this.relays.set(seq, {
+          requesterAddr: fromAddr,
+          requesterSeq: m.seq,
+          nackAt: now + this.cfg.probeTimeoutMs,
+          expiresAt: now + this.cfg.probeIntervalMs,
+          nacked: false,
+        });
+        this.sendWithPiggyback(m.targetAddr, [encodeMessage({ type: "ping", seq, from: this.id, target: m.target })]);
+        return;
+      }
+      case "ack": {
+        const r = this.relays.get(m.seq);
+        if (r !== undefined) {
+          this.relays.delete(m.seq);
+          this.send(r.requesterAddr, [encodeMessage({ type: "ack", seq: r.requesterSeq, from: this.id })]);
+          return;
+        }
+        if (this.probe !== null && this.probe.seq === m.seq) {
+          this.probe = null;
+          this.awareness.apply(-1);
+        }
+        return;
+      }
+      case "nack":
+        if (this.probe !== null && this.probe.seq === m.seq && this.probe.nacks < this.probe.expectedNacks) this.probe.nacks++;
+        return;
+      case "alive":
+        return this.aliveNode(now, m);
+      case "suspect":
+        return this.suspectNode(now, m);
+      case "dead":
+        return this.deadNode(now, m);
+    }
+  }
+
+  private mergeState(now: number, st: PushPullState): void {
+    for (const e of st.members) {
+      if (e.state === "alive") this.aliveNode(now, { type: "alive", node: e.id, incarnation: e.incarnation, meta: e.meta });
+      else if (e.state === "left") this.deadNode(now, { type: "dead", node: e.id, incarnation: e.incarnation, from: e.id });
+      // Another member's verdict of death is only grounds for suspicion here: the accused gets to refute.
+      else this.suspectNode(now, { type: "suspect", node: e.id, incarnation: e.incarnation, from: st.from });
+    }
+  }
+
+  private aliveNode(now: number, a: AliveMsg): void {
+    if (a.node === this.id) {
+      const self = this.self();
+      if (this.leaving) return;
+      if (a.incarnation > self.incarnation || (a.incarnation === self.incarnation && !sameMeta(a.meta, self.meta))) {
+        this.refute(a.incarnation);
+      }
+      return;
+    }
+    const m = this.table.get(a.node);
+    if (m === undefined) {
+      const fresh: Member = { id: a.node, incarnation: a.incarnation, state: "alive", meta: { ...a.meta }, since: now };
+      this.table.set(a.node, fresh);
+      // A random slot in the current pass, so a newcomer is probed within one round on average.
+      this.probeOrder.splice(randomInt(this.rng, this.probeOrder.length - this.probeIndex + 1) + this.probeIndex, 0, a.node);
+      this.queue.enqueue(a.node, encodeMessage(a));
+      this.emit("join", fresh);
+      if (this.needSync) {
+        this.needSync = false;
+        this.out.pushPulls.push({ addr: fresh.meta.rpcAddr, state: this.localState() });
+      }
+      return;
+    }
+    if (a.incarnation <= m.incarnation) return;
+    const was = m.state;
+    const metaChanged = !sameMeta(m.meta, a.meta);
+    m.incarnation = a.incarnation;
+    m.meta = { ...a.meta };
+    this.suspicions.delete(a.node);
+    if (was !== "alive") {
+      m.state = "alive";
+      m.since = now;
+    }
+    this.queue.enqueue(a.node, encodeMessage(a));
+    if (was === "dead" || was === "left") this.emit("join", m);
+    else if (was === "suspect" || metaChanged) this.emit("update", m);
+  }
+
+  private suspectNode(now: number, s: SuspectMsg): void {
+    if (s.node === this.id) return this.accused(s.incarnation);
+    const m = this.table.get(s.node);
+    if (m === undefined || s.incarnation < m.incarnation) return;
+    if (m.state === "suspect") {
+      // Pass on news of an independent confirmation so the others' timers shrink too.
+      if (this.suspicions.get(s.node)?.confirm(s.from) === true) this.queue.enqueue(s.node, encodeMessage(s));
+      return;
+    }
+    if (m.state !== "alive") return;
+    m.incarnation = s.incarnation;
+    m.state = "suspect";
+    m.since = now;
+    const n = this.liveCount();
+    this.suspicions.set(s.node, new Suspicion(now, expectedConfirmations(this.cfg, n), suspicionBounds(this.cfg, n), s.from));
+    this.queue.enqueue(s.node, encodeMessage(s));
+    this.emit("suspect", m);
+  }
+
+  private deadNode(now: number, d: DeadMsg): void {
+    if (d.node === this.id) return this.accused(d.incarnation);
+    const m = this.table.get(d.node);
+    if (m === undefined || d.incarnation < m.incarnation) return;
+    if (m.state === "dead" || m.state === "left") return;
+    this.suspicions.delete(d.node);
+    m.incarnation = d.incarnation;
+    m.state = d.from === d.node ? "left" : "dead";
+    m.since = now;
+    this.queue.enqueue(d.node, encodeMessage(d));
+    this.emit(m.state === "left" ? "leave" : "dead", m);
+  }
+
+  /** Someone says we are suspect or dead. */
+  private accused(incarnation: number): void {
+    if (this.leaving) return;
+    if (incarnation >= this.self().incarnation) return this.refute(incarnation);
+    // Stale news already refuted, but the sender missed the refutation: resend it. It rides on
+    // our next packet, usually the ack to the very probe that carried the accusation.
+    this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
+  }
+
+  /** Someone thinks we are suspect or dead (or alive with other meta): outbid them. */
+  private refute(accused: number): void {
+    const self = this.self();
+    self.incarnation = Math.max(self.incarnation, accused) + 1;
+    this.awareness.apply(1);
+    this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
+  }
+
+  // ---- helpers ----
+
+  private sendWithPiggyback(addr: string, parts: Uint8Array[]): void {
+    let used = PACKET_HEADER;
+    for (const p of parts) used += p.length;
+    this.send(addr, parts.concat(this.queue.take(this.maxPayload - used, this.limit())));
+  }
+
+  private send(addr: string, parts: Uint8Array[]): void {
+    const bytes = assemblePacket(parts);
+    if (bytes.length > this.maxPayload) throw new Error(`gossip invariant: packet of ${bytes.length} bytes exceeds ${this.maxPayload}`);
+    this.out.packets.push({ addr, bytes });
+  }
+
+  private emit(type: MemberEventType, m: Member): void {
+    this.out.events.push({ type, member: copyMember(m) });
+  }
+
+  private randomMembers(k: number, keep: (m: Member) => boolean): Member[] {
+    const pool = [...this.table.values()].filter((m) => m.id !== this.id && keep(m));
+    return shuffle(this.rng, pool).slice(0, k);
+  }
+
+  private liveCount(): number {
+    let n = 0;
+    for (const m of this.table.values()) if (m.state === "alive" || m.state === "suspect") n++;
+    return n;
+  }
+
+  private limit(): number {
+    return retransmitLimit(this.cfg, this.liveCount());
+  }
+
+  private self(): Member {
+    const s = this.table.get(this.id);
+    if (s === undefined) throw new Error("gossip invariant: own member entry missing");
+    return s;
+  }
+
+  private selfAlive(): AliveMsg {
+    const s = this.self();
+    return { type: "alive", node: this.id, incarnation: s.incarnation, meta: { ...s.meta } };
+  }
+
+  private nextSeq(): number {
+    this.seq = (this.seq + 1) >>> 0;
+    return this.seq;
+  }
+
+  private advance(now: number): void {
+    if (!(now >= this.lastNow)) throw new Error(`gossip invariant: time went backwards (${now} < ${this.lastNow})`);
+    this.lastNow = now;
+  }
+}
