@@ -1,0 +1,170 @@
+// Opening a node's data directory: one SQLite file, DATA_DIR/phalanx.db, holding the Raft log and
+// the key-value state so one transaction (one fsync) can cover a whole Ready: the log writes and
+// the applying of its committed entries (see schema.ts). Opening never repairs, resets or
+// overwrites anything it does not recognise: it refuses with a typed error naming the file.
+import { Database } from "bun:sqlite";
+import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { ConfState, NodeId } from "../raft/types.ts";
+import { CorruptDataError, FormatError, ReadOnlyError, StorageError, translateSqliteError } from "./errors.ts";
+import { SqliteLogStorage } from "./log_store.ts";
+import { APPLICATION_ID, FORMAT_VERSION, initSchema } from "./schema.ts";
+import { Transactor } from "./tx.ts";
+
+export const DB_FILE = "phalanx.db";
+const SQLITE_MAGIC = "SQLite format 3\0";
+
+export interface DataDirOptions {
+  /** The configuration of a brand-new cluster; ignored when the data dir already exists. */
+  bootstrap: ConfState;
+  /** Addresses of the bootstrap members, recorded in the members table. */
+  addresses?: Record<NodeId, string>;
+  /** Run PRAGMA quick_check on open (default true): reads the whole file, see BENCHMARKS.md. */
+  integrityCheck?: boolean;
+}
+
+export class DataDir {
+  readonly log: SqliteLogStorage;
+  readonly tx: Transactor;
+
+  constructor(
+    readonly dir: string,
+    readonly file: string,
+    readonly db: Database,
+  ) {
+    this.tx = new Transactor(db, file);
+    this.log = new SqliteLogStorage(db, this.tx, file);
+  }
+
+  /**
+   * Runs `fn` in one transaction: e.g. log.save() of a Ready plus kv.apply() of its committed
+   * entries, so they become durable together with one fsync. Nested calls are savepoints.
+   */
+  transaction<T>(fn: () => T): T {
+    return this.tx.run(fn);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+export function openDataDir(dir: string, options: DataDirOptions): DataDir {
+  const file = join(dir, DB_FILE);
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.R_OK | constants.W_OK);
+  } catch (err) {
+    throw fsError(err, dir, "data directory");
+  }
+  if (!existsSync(file)) {
+    if (existsSync(`${file}-wal`)) {
+      throw new CorruptDataError(`${file} is missing but its write-ahead log ${file}-wal exists`, file);
+    }
+    createFile(dir, file, options);
+  }
+  try {
+    accessSync(file, constants.R_OK | constants.W_OK);
+  } catch (err) {
+    throw fsError(err, file, "data file");
+  }
+  checkHeader(file);
+  let db: Database;
+  try {
+    db = new Database(file, { readwrite: true, create: false, strict: true });
+  } catch (err) {
+    throw opened(err, file);
+  }
+  try {
+    if (options.integrityCheck ?? true) {
+      const rows = db.query("PRAGMA quick_check").values() as Array<[string]>;
+      if (rows.length !== 1 || rows[0]![0] !== "ok") {
+        const detail = rows.slice(0, 5).map((r) => r[0]).join("; ");
+        throw new CorruptDataError(`${file} failed its integrity check: ${detail}`, file);
+      }
+    }
+    const mode = db.query("PRAGMA journal_mode = WAL").values()[0]?.[0];
+    if (mode !== "wal") throw new StorageError(`${file}: cannot switch to WAL mode (got ${String(mode)})`, file);
+    db.run("PRAGMA synchronous = FULL");
+    return new DataDir(dir, file, db);
+  } catch (err) {
+    db.close();
+    throw opened(err, file);
+  }
+}
+
+/** The 100-byte SQLite header tells our file from a foreign or truncated one without writing to it. */
+function checkHeader(file: string): void {
+  const size = statSync(file).size;
+  const header = Buffer.alloc(100);
+  const fd = openSync(file, "r");
+  try {
+    readSync(fd, header, 0, 100, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const magic = header.toString("latin1", 0, 16);
+  if (magic !== SQLITE_MAGIC) {
+    if (size === 0) throw new CorruptDataError(`${file} is empty (truncated): refusing to initialise over it`, file);
+    throw new FormatError(`${file} is not a SQLite database, so not a phalanx data file`, file);
+  }
+  const appId = header.readUInt32BE(68);
+  if (appId !== APPLICATION_ID) {
+    throw new FormatError(`${file} is a SQLite database of another application (application_id 0x${appId.toString(16)})`, file);
+  }
+  const version = header.readUInt32BE(60);
+  if (version !== FORMAT_VERSION) {
+    throw new FormatError(`${file} has format version ${version}; this build reads version ${FORMAT_VERSION}`, file);
+  }
+  const pageSize = header.readUInt16BE(16) === 1 ? 65536 : header.readUInt16BE(16);
+  const pages = header.readUInt32BE(28);
+  if (size < pageSize * pages) {
+    throw new CorruptDataError(`${file} is truncated: ${size} bytes, its header says ${pages} pages of ${pageSize}`, file);
+  }
+}
+
+/** Builds the file under a temporary name and renames it: phalanx.db exists only complete. */
+function createFile(dir: string, file: string, options: DataDirOptions): void {
+  const tmp = `${file}.init`;
+  // A leftover .init is an initialisation that crashed before its rename: it never held data.
+  for (const suffix of ["", "-journal", "-wal", "-shm"]) rmSync(tmp + suffix, { force: true });
+  try {
+    const db = new Database(tmp, { create: true, readwrite: true, strict: true });
+    try {
+      db.run("PRAGMA synchronous = FULL");
+      // Rollback journal while the header is written, so application_id lands in the file itself.
+      initSchema(db, options.bootstrap, options.addresses ?? {});
+      db.query("PRAGMA journal_mode = WAL").values();
+    } finally {
+      db.close();
+    }
+    syncPath(tmp);
+    renameSync(tmp, file);
+    syncPath(dir);
+  } catch (err) {
+    throw opened(err, file);
+  }
+}
+
+function syncPath(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fsError(err: unknown, path: string, what: string): unknown {
+  const code = (err as { code?: string }).code;
+  if (code === "EACCES" || code === "EROFS" || code === "EPERM") {
+    return new ReadOnlyError(`${what} ${path} is not writable (${code}): phalanx needs to write there`, path, { cause: err });
+  }
+  return err;
+}
+
+function opened(err: unknown, file: string): unknown {
+  const mapped = translateSqliteError(fsError(err, file, "data file"), file);
+  if (mapped instanceof StorageError || !(err instanceof Error)) return mapped;
+  return new StorageError(`${file}: ${err.message}`, file, { cause: err });
+}

@@ -1,0 +1,57 @@
+// Transactions over the node's one SQLite connection, nestable (outermost = BEGIN IMMEDIATE,
+// inner = SAVEPOINT), with undo hooks so in-memory caches roll back together with the rows.
+// Caches are updated eagerly (reads inside the transaction must see its own writes) and each
+// change registers how to undo itself if the transaction fails.
+import type { Database } from "bun:sqlite";
+import { translateSqliteError } from "./errors.ts";
+
+export class Transactor {
+  /** Undo hooks per open level, innermost last. */
+  private readonly levels: Array<Array<() => void>> = [];
+
+  constructor(
+    private readonly db: Database,
+    private readonly file: string,
+  ) {}
+
+  get active(): boolean {
+    return this.levels.length > 0;
+  }
+
+  /** Runs `fn` atomically: its rows and the caches it changed all persist, or none do. */
+  run<T>(fn: () => T): T {
+    const depth = this.levels.length;
+    const savepoint = `phalanx_sp${depth}`;
+    try {
+      this.db.run(depth === 0 ? "BEGIN IMMEDIATE" : `SAVEPOINT ${savepoint}`);
+    } catch (err) {
+      throw translateSqliteError(err, this.file);
+    }
+    this.levels.push([]);
+    try {
+      const result = fn();
+      // SQLite rolls the whole transaction back by itself on some errors (SQLITE_FULL); if `fn`
+      // caught such an error and went on, its later writes were autocommitted: refuse loudly.
+      if (!this.db.inTransaction) throw new Error("transaction was rolled back by SQLite while still in use");
+      this.db.run(depth === 0 ? "COMMIT" : `RELEASE ${savepoint}`);
+      const undo = this.levels.pop()!;
+      if (depth > 0) this.levels[depth - 1]!.push(...undo);
+      return result;
+    } catch (err) {
+      const undo = this.levels.pop()!;
+      for (let i = undo.length - 1; i >= 0; i--) undo[i]!();
+      if (this.db.inTransaction) {
+        this.db.run(depth === 0 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}`);
+        if (depth > 0) this.db.run(`RELEASE ${savepoint}`);
+      }
+      throw translateSqliteError(err, this.file);
+    }
+  }
+
+  /** Registers how to restore a cache if the enclosing transaction rolls back. */
+  onRollback(undo: () => void): void {
+    const level = this.levels[this.levels.length - 1];
+    if (level === undefined) throw new Error("onRollback outside a transaction");
+    level.push(undo);
+  }
+}
