@@ -1,0 +1,196 @@
+// The Raft log as the core sees it: what storage holds durably plus the unstable tail that the
+// node has not persisted yet (etcd-io/raft's raftLog + unstable).
+import { assert } from "./assert.ts";
+import { CompactedError, entrySize, type LogStorage } from "./storage.ts";
+import type { Entry, Snapshot } from "./types.ts";
+
+/** Term returned for an index the log cannot answer for (compacted or past the end). */
+export const UNKNOWN_TERM = -1;
+
+export class RaftLog {
+  /** Entries not yet handed to the node for persistence start at this index. */
+  private unstableOffset: number;
+  private unstable: Entry[] = [];
+  /** A snapshot received from the leader, waiting to be persisted and installed. */
+  pendingSnapshot: Snapshot | null = null;
+  committed: number;
+  /** Highest index handed to the state machine and acknowledged by advance(). */
+  applied: number;
+
+  constructor(
+    readonly storage: LogStorage,
+    applied: number,
+  ) {
+    this.unstableOffset = storage.lastIndex() + 1;
+    this.committed = storage.hardState().commit;
+    const snapIndex = storage.snapshotMeta().index;
+    // The state machine restarts from its snapshot at least; it never runs ahead of the commit.
+    this.applied = Math.max(Math.min(applied, this.committed), snapIndex);
+    if (this.committed < snapIndex) this.committed = snapIndex;
+  }
+
+  firstIndex(): number {
+    if (this.pendingSnapshot !== null) return this.pendingSnapshot.meta.index + 1;
+    return this.storage.firstIndex();
+  }
+
+  lastIndex(): number {
+    if (this.unstable.length > 0) return this.unstableOffset + this.unstable.length - 1;
+    if (this.pendingSnapshot !== null) return this.pendingSnapshot.meta.index;
+    return this.storage.lastIndex();
+  }
+
+  lastTerm(): number {
+    return this.term(this.lastIndex());
+  }
+
+  term(index: number): number {
+    if (index >= this.unstableOffset) {
+      const e = this.unstable[index - this.unstableOffset];
+      return e === undefined ? UNKNOWN_TERM : e.term;
+    }
+    const snap = this.pendingSnapshot;
+    if (snap !== null) return index === snap.meta.index ? snap.meta.term : UNKNOWN_TERM;
+    if (index < this.storage.firstIndex() - 1 || index > this.storage.lastIndex()) return UNKNOWN_TERM;
+    return this.storage.term(index);
+  }
+
+  matchTerm(index: number, term: number): boolean {
+    return this.term(index) === term;
+  }
+
+  /** §5.4.1: a candidate's log is at least as up to date as ours. */
+  isUpToDate(lastIndex: number, lastTerm: number): boolean {
+    const ourTerm = this.lastTerm();
+    return lastTerm > ourTerm || (lastTerm === ourTerm && lastIndex >= this.lastIndex());
+  }
+
+  /** Entries in [lo, hi) up to maxBytes (at least one); throws CompactedError below firstIndex. */
+  slice(lo: number, hi: number, maxBytes: number): Entry[] {
+    if (lo >= hi) return [];
+    if (lo < this.firstIndex()) throw new CompactedError(lo, this.firstIndex());
+    assert(hi <= this.lastIndex() + 1, `slice [${lo}, ${hi}) beyond last index ${this.lastIndex()}`);
+    let out: Entry[] = [];
+    if (lo < this.unstableOffset) {
+      out = this.storage.entries(lo, Math.min(hi, this.unstableOffset), maxBytes);
+      if (lo + out.length < Math.min(hi, this.unstableOffset)) return out; // byte cap reached
+    }
+    if (hi > this.unstableOffset) {
+      let bytes = 0;
+      for (const e of out) bytes += entrySize(e);
+      const from = Math.max(lo, this.unstableOffset);
+      for (let i = from; i < hi; i++) {
+        const e = this.unstable[i - this.unstableOffset]!;
+        bytes += entrySize(e);
+        if (out.length > 0 && bytes > maxBytes) break;
+        out.push(e);
+      }
+    }
+    return out;
+  }
+
+  /** Leader's own append; entries carry their final index and term. */
+  append(entries: Entry[]): void {
+    if (entries.length === 0) return;
+    const first = entries[0]!.index;
+    assert(first === this.lastIndex() + 1, `append at ${first} after last index ${this.lastIndex()}`);
+    if (this.unstable.length === 0) this.unstableOffset = first;
+    for (const e of entries) this.unstable.push(e);
+  }
+
+  /**
+   * Follower's append (§5.3): returns the index of the first entry that was new or replaced a
+   * conflicting one (or 0 when nothing changed), so the caller can update its configuration.
+   */
+  appendFromLeader(entries: Entry[]): number {
+    let i = 0;
+    // Skip entries we already hold: the same index and term means the same entry (log matching).
+    for (; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.index > this.lastIndex() || this.term(e.index) !== e.term) break;
+    }
+    if (i === entries.length) return 0;
+    const first = entries[i]!.index;
+    assert(first > this.committed, `leader overwrites committed entry ${first} (commit ${this.committed})`);
+    this.truncateAndAppend(i === 0 ? entries : entries.slice(i));
+    return first;
+  }
+
+  private truncateAndAppend(entries: Entry[]): void {
+    const first = entries[0]!.index;
+    const end = this.unstableOffset + this.unstable.length;
+    if (first === end) {
+      for (const e of entries) this.unstable.push(e);
+    } else if (first <= this.unstableOffset) {
+      // Replaces persisted entries too: storage drops its suffix when this batch is saved.
+      this.unstableOffset = first;
+      this.unstable = entries.slice();
+    } else {
+      this.unstable = this.unstable.slice(0, first - this.unstableOffset);
+      for (const e of entries) this.unstable.push(e);
+    }
+  }
+
+  commitTo(index: number): void {
+    if (index <= this.committed) return;
+    assert(index <= this.lastIndex(), `commit ${index} beyond last index ${this.lastIndex()}`);
+    this.committed = index;
+  }
+
+  /** Replaces the log with a snapshot from the leader (§7). */
+  restore(snap: Snapshot): void {
+    assert(snap.meta.index > this.committed, `restore of snapshot ${snap.meta.index} at commit ${this.committed}`);
+    this.pendingSnapshot = snap;
+    this.unstable = [];
+    this.unstableOffset = snap.meta.index + 1;
+    this.committed = snap.meta.index;
+  }
+
+  hasUnstable(): boolean {
+    return this.unstable.length > 0 || this.pendingSnapshot !== null;
+  }
+
+  unstableEntries(): Entry[] {
+    return this.unstable;
+  }
+
+  /** The node persisted everything handed out in the last Ready. */
+  stabilize(): void {
+    if (this.pendingSnapshot !== null) {
+      this.applied = Math.max(this.applied, this.pendingSnapshot.meta.index);
+      this.pendingSnapshot = null;
+    }
+    this.unstableOffset += this.unstable.length;
+    this.unstable = [];
+  }
+
+  hasNextCommitted(): boolean {
+    return this.committed > this.applied;
+  }
+
+  /** Committed entries not yet applied, up to maxBytes (at least one). */
+  nextCommitted(maxBytes: number): Entry[] {
+    const lo = Math.max(this.applied + 1, this.firstIndex());
+    if (lo > this.committed) return [];
+    return this.slice(lo, this.committed + 1, maxBytes);
+  }
+
+  appliedTo(index: number): void {
+    assert(index <= this.committed, `applied ${index} beyond commit ${this.committed}`);
+    if (index > this.applied) this.applied = index;
+  }
+
+  /**
+   * Fast backtracking: the largest index <= `index` whose term is <= `term`, so a rejection can
+   * skip every entry of a conflicting term at once.
+   */
+  findConflictByTerm(index: number, term: number): { index: number; term: number } {
+    let i = Math.min(index, this.lastIndex());
+    for (; i >= this.firstIndex() - 1; i--) {
+      const t = this.term(i);
+      if (t === UNKNOWN_TERM) break;
+      if (t <= term) return { index: i, term: t };
+    }
+    return { index: i, term: 0 };
+  }
+}

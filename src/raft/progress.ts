@@ -1,0 +1,141 @@
+// The leader's view of one follower (etcd-io/raft's tracker.Progress): how far it matches, what
+// to send next, and how much is in flight. `probe` sends one append at a time until the follower
+// answers; `replicate` pipelines up to maxInflight appends; `snapshot` streams a snapshot.
+import { assert } from "./assert.ts";
+
+export type ProgressState = "probe" | "replicate" | "snapshot";
+
+/** Last indexes of appends in flight, oldest first; a ring to avoid shifting arrays. */
+class Inflights {
+  private buf: number[];
+  private start = 0;
+  count = 0;
+
+  constructor(readonly capacity: number) {
+    this.buf = new Array<number>(capacity).fill(0);
+  }
+
+  full(): boolean {
+    return this.count === this.capacity;
+  }
+
+  add(lastIndex: number): void {
+    assert(!this.full(), "inflight window overflow");
+    this.buf[(this.start + this.count) % this.capacity] = lastIndex;
+    this.count++;
+  }
+
+  /** An ack up to `index` frees every append that ended at or before it. */
+  freeTo(index: number): void {
+    while (this.count > 0 && this.buf[this.start]! <= index) {
+      this.start = (this.start + 1) % this.capacity;
+      this.count--;
+    }
+  }
+
+  reset(): void {
+    this.start = 0;
+    this.count = 0;
+  }
+}
+
+export class Progress {
+  match = 0;
+  next: number;
+  state: ProgressState = "probe";
+  /** In probe state: an append is out and we wait for its answer (or a heartbeat) before another. */
+  probeSent = false;
+  readonly inflights: Inflights;
+  /** In snapshot state: the snapshot's index and how many of its bytes the follower confirmed. */
+  snapshotIndex = 0;
+  snapshotAcked = 0;
+  /** Ticks since the follower last confirmed a snapshot chunk: resend when it stalls. */
+  snapshotStall = 0;
+  /** Heard from since the last check-quorum round. */
+  recentActive = false;
+  /** Highest heartbeat round the follower acknowledged, and the leader tick that round was sent at. */
+  ackedSeq = 0;
+  ackedTick = Number.NEGATIVE_INFINITY;
+
+  constructor(next: number, maxInflight: number) {
+    this.next = next;
+    this.inflights = new Inflights(maxInflight);
+  }
+
+  becomeProbe(): void {
+    // After a snapshot the follower holds at least the snapshot; resume right after it.
+    this.next = this.state === "snapshot" ? Math.max(this.match, this.snapshotIndex) + 1 : this.match + 1;
+    this.state = "probe";
+    this.probeSent = false;
+    this.snapshotIndex = 0;
+    this.inflights.reset();
+  }
+
+  becomeReplicate(): void {
+    this.state = "replicate";
+    this.next = this.match + 1;
+    this.probeSent = false;
+    this.inflights.reset();
+  }
+
+  becomeSnapshot(index: number): void {
+    this.state = "snapshot";
+    this.snapshotIndex = index;
+    this.snapshotAcked = 0;
+    this.snapshotStall = 0;
+    this.probeSent = false;
+    this.inflights.reset();
+  }
+
+  /** A successful append ack; false when it is stale (an older ack arriving late). */
+  maybeUpdate(index: number): boolean {
+    let updated = false;
+    if (index > this.match) {
+      this.match = index;
+      updated = true;
+      this.probeSent = false;
+    }
+    if (index + 1 > this.next) this.next = index + 1;
+    return updated;
+  }
+
+  /** Records an append just sent (optimistically advancing next while replicating). */
+  sentEntries(lastIndex: number, count: number): void {
+    if (this.state === "replicate") {
+      if (count > 0) {
+        this.next = lastIndex + 1;
+        this.inflights.add(lastIndex);
+      }
+    } else if (this.state === "probe") {
+      this.probeSent = true;
+    }
+  }
+
+  /**
+   * A rejection of the append at prevIndex `rejected`; `hint` is where the logs may match.
+   * Returns false for a stale rejection that says nothing new.
+   */
+  maybeDecrTo(rejected: number, hint: number): boolean {
+    if (this.state === "replicate") {
+      if (rejected <= this.match) return false;
+      this.next = this.match + 1;
+      return true;
+    }
+    if (this.next - 1 !== rejected) return false;
+    this.next = Math.max(Math.min(rejected, hint + 1), this.match + 1);
+    this.probeSent = false;
+    return true;
+  }
+
+  /** Whether the leader should hold back appends (window full or probe outstanding). */
+  isPaused(): boolean {
+    switch (this.state) {
+      case "probe":
+        return this.probeSent;
+      case "replicate":
+        return this.inflights.full();
+      case "snapshot":
+        return true;
+    }
+  }
+}

@@ -1,0 +1,195 @@
+// The boundary between the pure core and the node (etcd-io/raft's RawNode). The node calls
+// tick/step/propose, then takes a Ready and must, in this order:
+//   1. persist `snapshot`, `entries` and `hardState` durably (one transaction),
+//   2. send `messages` (they may depend on what was just persisted),
+//   3. install `snapshot` into the state machine, then apply `committed` in order,
+//   4. serve `readStates` once the state machine has applied their index; fail `readFailures`,
+//   5. if `snapshotRequest` is set, snapshot the state machine (now at exactly that index),
+//   6. call advance().
+import { assert } from "./assert.ts";
+import type { RaftConfig } from "./config.ts";
+import { Raft, type ProposeResult } from "./raft.ts";
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role, Snapshot } from "./types.ts";
+
+export type { ProposeResult } from "./raft.ts";
+
+export interface Ready {
+  hardState: HardState | null;
+  entries: Entry[];
+  snapshot: Snapshot | null;
+  messages: Message[];
+  committed: Entry[];
+  readStates: ReadState[];
+  readFailures: ReadFailure[];
+  snapshotRequest: { index: number; conf: ConfState } | null;
+}
+
+export interface ProgressStatus {
+  match: number;
+  next: number;
+  state: string;
+  recentActive: boolean;
+}
+
+export interface Status {
+  id: NodeId;
+  role: Role;
+  term: number;
+  vote: NodeId | null;
+  leader: NodeId | null;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  firstIndex: number;
+  conf: ConfState;
+  leaseValid: boolean;
+  transferee: NodeId | null;
+  /** Followers' replication state, on the leader only. */
+  progress: Record<NodeId, ProgressStatus>;
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+export class RawNode {
+  readonly raft: Raft;
+  private persisted: HardState;
+  private inFlight: { hardState: HardState; appliedTo: number } | null = null;
+  private lastSnapshotRequest = 0;
+
+  constructor(config: RaftConfig) {
+    this.raft = new Raft(config);
+    this.persisted = this.raft.hardState();
+    this.lastSnapshotRequest = config.storage.snapshotMeta().index;
+  }
+
+  private checkIdle(what: string): void {
+    assert(this.inFlight === null, `${what} between ready() and advance()`);
+  }
+
+  tick(): void {
+    this.checkIdle("tick");
+    this.raft.tick();
+  }
+
+  step(m: Message): void {
+    this.checkIdle("step");
+    this.raft.step(m);
+  }
+
+  /** Starts an election now (tests, single-node bootstrap). */
+  campaign(): void {
+    this.checkIdle("campaign");
+    this.raft.campaign("preVote", false);
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    this.checkIdle("propose");
+    return this.raft.propose([{ type: "normal", data }]);
+  }
+
+  /** Proposes many commands as one batch: they get consecutive indexes, the last is returned. */
+  proposeBatch(datas: Uint8Array[]): ProposeResult {
+    this.checkIdle("propose");
+    return this.raft.propose(datas.map((data) => ({ type: "normal" as const, data })));
+  }
+
+  proposeConfChange(cc: ConfChange): ProposeResult {
+    this.checkIdle("proposeConfChange");
+    return this.raft.proposeConfChange(cc);
+  }
+
+  /** Asks for a linearizable read; the answer comes as a ReadState or ReadFailure with this ctx. */
+  readIndex(ctx: string): void {
+    this.checkIdle("readIndex");
+    this.raft.readIndex(ctx);
+  }
+
+  transferLeadership(to: NodeId): { ok: true } | { ok: false; reason: string } {
+    this.checkIdle("transferLeadership");
+    return this.raft.transferLeadership(to);
+  }
+
+  reportUnreachable(id: NodeId): void {
+    this.raft.reportUnreachable(id);
+  }
+
+  hasReady(): boolean {
+    const r = this.raft;
+    return (
+      r.msgs.length > 0 ||
+      r.log.hasUnstable() ||
+      r.log.hasNextCommitted() ||
+      r.readStates.length > 0 ||
+      r.readFailures.length > 0 ||
+      !sameHardState(r.hardState(), this.persisted) ||
+      r.needsFlush()
+    );
+  }
+
+  ready(): Ready {
+    this.checkIdle("ready");
+    const r = this.raft;
+    r.flush();
+    const hs = r.hardState();
+    const committed = r.log.nextCommitted(r.cfg.maxApplyBytes);
+    const appliedTo = committed.length > 0 ? committed[committed.length - 1]!.index : r.log.applied;
+    const rd: Ready = {
+      hardState: sameHardState(hs, this.persisted) ? null : hs,
+      entries: r.log.unstableEntries(),
+      snapshot: r.log.pendingSnapshot,
+      messages: r.msgs,
+      committed,
+      readStates: r.readStates,
+      readFailures: r.readFailures,
+      snapshotRequest: null,
+    };
+    r.msgs = [];
+    r.readStates = [];
+    r.readFailures = [];
+    const every = r.cfg.snapshotEvery;
+    const afterApply = Math.max(appliedTo, rd.snapshot?.meta.index ?? 0);
+    if (every > 0 && afterApply - this.lastSnapshotRequest >= every) {
+      rd.snapshotRequest = { index: afterApply, conf: r.confs.at(afterApply) };
+      this.lastSnapshotRequest = afterApply;
+    }
+    this.inFlight = { hardState: hs, appliedTo };
+    return rd;
+  }
+
+  /** The node finished handling the last Ready. */
+  advance(): void {
+    const f = this.inFlight;
+    assert(f !== null, "advance() without ready()");
+    this.inFlight = null;
+    const r = this.raft;
+    r.log.stabilize();
+    r.log.appliedTo(f.appliedTo);
+    this.persisted = f.hardState;
+    const snapIndex = r.log.storage.snapshotMeta().index;
+    if (snapIndex > this.lastSnapshotRequest) this.lastSnapshotRequest = snapIndex;
+    r.compacted(snapIndex);
+  }
+
+  status(): Status {
+    const r = this.raft;
+    const progress: Record<NodeId, ProgressStatus> = {};
+    for (const [id, pr] of r.prs) progress[id] = { match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive };
+    return {
+      id: r.id,
+      role: r.role,
+      term: r.term,
+      vote: r.vote,
+      leader: r.lead,
+      commit: r.log.committed,
+      applied: r.log.applied,
+      lastIndex: r.log.lastIndex(),
+      firstIndex: r.log.firstIndex(),
+      conf: r.conf(),
+      leaseValid: r.leaseValid(),
+      transferee: r.transferTarget(),
+      progress,
+    };
+  }
+}
