@@ -76,6 +76,8 @@ export class Swim {
   private readonly table = new Map<string, Member>();
   private readonly suspicions = new Map<string, Suspicion>();
   private readonly relays = new Map<number, Relay>();
+  /** When we last answered each accuser directly, to send at most one refutation per probe interval. */
+  private readonly answered = new Map<string, number>();
   private probeOrder: string[] = [];
   private probeIndex = 0;
   private probe: Probe | null = null;
@@ -103,6 +105,8 @@ export class Swim {
     this.nextGossipAt = o.now + o.config.gossipIntervalMs;
     this.nextPushPullAt = o.now + o.config.pushPullIntervalMs;
     this.table.set(o.id, { id: o.id, incarnation: o.incarnation ?? 0, state: "alive", meta: { ...o.meta }, since: o.now });
+    // Announce ourselves with the first packets we send, not only to the seed we join through.
+    this.queue.enqueue(o.id, encodeMessage(this.selfAlive()));
   }
 
   // ---- inputs ----
@@ -129,7 +133,9 @@ export class Swim {
     this.advance(now);
     const msgs = decodePacket(bytes);
     if (msgs === null) return false;
-    for (const m of msgs) this.handle(now, fromAddr, m);
+    // Membership news first, so an ack we send back already carries our answer to it (a refutation).
+    for (const m of msgs) if (isNews(m)) this.handle(now, fromAddr, m);
+    for (const m of msgs) if (!isNews(m)) this.handle(now, fromAddr, m);
     return true;
   }
 
@@ -204,6 +210,11 @@ export class Swim {
   member(id: string): Member | undefined {
     const m = this.table.get(id);
     return m === undefined ? undefined : copyMember(m);
+  }
+
+  /** Members known, ourselves and the dead included: 1 until a join has succeeded. */
+  memberCount(): number {
+    return this.table.size;
   }
 
   /** Lifeguard health score: 0 is healthy. */
@@ -326,6 +337,7 @@ export class Swim {
   }
 
   private reap(now: number): void {
+    for (const [id, at] of this.answered) if (now - at >= this.cfg.probeIntervalMs) this.answered.delete(id);
     for (const [id, m] of this.table) {
       if (id === this.id) continue;
       const age = now - m.since;
@@ -346,6 +358,7 @@ export class Swim {
         // A join ping: tell the newcomer who we are so it can push-pull with us.
         if (m.target === "") parts.push(encodeMessage(this.selfAlive()));
         this.sendWithPiggyback(fromAddr, parts);
+        this.introduceIfUnknown(m.from, fromAddr);
         return;
       }
       case "pingReq": {
@@ -359,6 +372,7 @@ export class Swim {
           nacked: false,
         });
         this.sendWithPiggyback(m.targetAddr, [encodeMessage({ type: "ping", seq, from: this.id, target: m.target })]);
+        this.introduceIfUnknown(m.from, fromAddr);
         return;
       }
       case "ack": {
@@ -384,6 +398,15 @@ export class Swim {
       case "dead":
         return this.deadNode(now, m);
     }
+  }
+
+  /**
+   * A member probing us knows us but we missed its alive (retransmits are bounded): ask it who it
+   * is with a join ping, whose ack carries its alive.
+   */
+  private introduceIfUnknown(id: string, addr: string): void {
+    if (this.table.has(id) || this.leaving) return;
+    this.send(addr, [encodeMessage({ type: "ping", seq: this.nextSeq(), from: this.id, target: "" })]);
   }
 
   private mergeState(now: number, st: PushPullState): void {
@@ -434,7 +457,7 @@ export class Swim {
   }
 
   private suspectNode(now: number, s: SuspectMsg): void {
-    if (s.node === this.id) return this.accused(s.incarnation);
+    if (s.node === this.id) return this.accused(now, s.incarnation, s.from);
     const m = this.table.get(s.node);
     if (m === undefined || s.incarnation < m.incarnation) return;
     if (m.state === "suspect") {
@@ -453,7 +476,7 @@ export class Swim {
   }
 
   private deadNode(now: number, d: DeadMsg): void {
-    if (d.node === this.id) return this.accused(d.incarnation);
+    if (d.node === this.id) return this.accused(now, d.incarnation, d.from);
     const m = this.table.get(d.node);
     if (m === undefined || d.incarnation < m.incarnation) return;
     if (m.state === "dead" || m.state === "left") return;
@@ -465,13 +488,20 @@ export class Swim {
     this.emit(m.state === "left" ? "leave" : "dead", m);
   }
 
-  /** Someone says we are suspect or dead. */
-  private accused(incarnation: number): void {
+  /**
+   * `accuser` says we are suspect or dead. Besides gossiping the refutation, tell the accuser
+   * directly: it is the one whose timer will declare us dead, and under loss it may miss every
+   * gossiped copy. A stale accusation means our refutation missed someone, so it is resent too.
+   */
+  private accused(now: number, incarnation: number, accuser: string): void {
     if (this.leaving) return;
-    if (incarnation >= this.self().incarnation) return this.refute(incarnation);
-    // Stale news already refuted, but the sender missed the refutation: resend it. It rides on
-    // our next packet, usually the ack to the very probe that carried the accusation.
-    this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
+    if (incarnation >= this.self().incarnation) this.refute(incarnation);
+    else this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
+    const to = this.table.get(accuser);
+    const last = this.answered.get(accuser);
+    if (to === undefined || accuser === this.id || (last !== undefined && now - last < this.cfg.probeIntervalMs)) return;
+    this.answered.set(accuser, now);
+    this.sendWithPiggyback(to.meta.gossipAddr, [encodeMessage(this.selfAlive())]);
   }
 
   /** Someone thinks we are suspect or dead (or alive with other meta): outbid them. */
@@ -535,4 +565,8 @@ export class Swim {
     if (!(now >= this.lastNow)) throw new Error(`gossip invariant: time went backwards (${now} < ${this.lastNow})`);
     this.lastNow = now;
   }
+}
+
+function isNews(m: Message): boolean {
+  return m.type === "alive" || m.type === "suspect" || m.type === "dead";
 }

@@ -21,6 +21,10 @@ interface SimNode {
   up: boolean;
   /** Extra inbound delay, uniform in [0, slowMs]: a member that handles packets late. */
   slowMs: number;
+  /** Seeds to retry, with backoff, while the member knows nobody (as the agent does). */
+  seeds: readonly string[];
+  nextJoinAt: number;
+  joinBackoffMs: number;
   events: { at: number; event: MemberEvent }[];
 }
 
@@ -36,6 +40,7 @@ export class Sim {
   readonly nodes = new Map<string, SimNode>();
   packets = 0;
   bytes = 0;
+  largestPacket = 0;
   private readonly rng: Rng;
   private readonly loss: number;
   private readonly delay: [number, number];
@@ -65,14 +70,19 @@ export class Sim {
       now: this.now,
       packetOverhead: 29,
     });
-    const node: SimNode = { id, swim, up: true, slowMs: 0, events: [] };
+    const node: SimNode = { id, swim, up: true, slowMs: 0, seeds, nextJoinAt: this.now, joinBackoffMs: 500, events: [] };
     this.nodes.set(id, node);
     this.byAddr.set(`${id}:7946`, id);
     this.byAddr.set(`${id}:8000`, id);
-    if (seeds.length > 0) {
-      swim.join(this.now, seeds.map((s) => `${s}:7946`));
-      this.flush(node);
-    }
+    this.maybeJoin(node);
+  }
+
+  private maybeJoin(n: SimNode): void {
+    if (n.seeds.length === 0 || this.now < n.nextJoinAt || n.swim.memberCount() > 1) return;
+    n.swim.join(this.now, n.seeds.map((s) => `${s}:7946`));
+    n.nextJoinAt = this.now + n.joinBackoffMs;
+    n.joinBackoffMs = Math.min(n.joinBackoffMs * 2, 8_000);
+    this.flush(n);
   }
 
   /** Adds n members n0..n(n-1), each joining through n0. */
@@ -170,6 +180,7 @@ export class Sim {
     for (const s of batch) s.run();
     for (const n of this.nodes.values()) {
       if (!n.up) continue;
+      this.maybeJoin(n);
       n.swim.tick(this.now);
       this.flush(n);
     }
@@ -194,6 +205,7 @@ export class Sim {
     for (const p of out.packets) {
       this.packets++;
       this.bytes += p.bytes.length;
+      this.largestPacket = Math.max(this.largestPacket, p.bytes.length);
       const to = this.nodes.get(this.byAddr.get(p.addr) ?? "");
       if (to === undefined || !this.reachable(n.id, to.id)) continue;
       this.later(this.linkDelay(to), () => {

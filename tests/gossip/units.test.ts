@@ -1,0 +1,184 @@
+// Unit tests of the gossip core's parts: suspicion timeout math, awareness, the broadcast queue,
+// the codec's refusal of garbage, the keyring, and address parsing.
+
+import { describe, expect, test } from "bun:test";
+import { parseHostPort, formatHostPort, normalizeHost } from "../../src/gossip/address.ts";
+import { Awareness } from "../../src/gossip/awareness.ts";
+import { BroadcastQueue } from "../../src/gossip/broadcast_queue.ts";
+import { assemblePacket, decodePacket, decodePushPull, encodeMessage } from "../../src/gossip/codec.ts";
+import { gossipConfig, retransmitLimit } from "../../src/gossip/config.ts";
+import { ENCRYPTION_OVERHEAD, Keyring } from "../../src/gossip/keyring.ts";
+import { seededRng } from "../../src/gossip/rng.ts";
+import { Suspicion, expectedConfirmations, suspicionBounds, suspicionTimeoutMs } from "../../src/gossip/suspicion.ts";
+
+describe("suspicion timeout", () => {
+  const lan = gossipConfig("lan");
+
+  test("bounds follow min = mult × max(1, log10 n) × interval, max = maxMult × min", () => {
+    expect(suspicionBounds(lan, 5)).toEqual({ minMs: 4000, maxMs: 24000 });
+    const b = suspicionBounds(lan, 100);
+    expect(b.minMs).toBeCloseTo(8000);
+    expect(b.maxMs).toBeCloseTo(48000);
+  });
+
+  test("starts at max and falls to min as k confirmations arrive", () => {
+    const b = { minMs: 4000, maxMs: 24000 };
+    expect(suspicionTimeoutMs(b, 2, 0)).toBe(24000);
+    // max − log(2)/log(3) × (max − min)
+    expect(suspicionTimeoutMs(b, 2, 1)).toBe(Math.floor(24000 - (Math.log(2) / Math.log(3)) * 20000));
+    expect(suspicionTimeoutMs(b, 2, 2)).toBe(4000);
+    expect(suspicionTimeoutMs(b, 2, 5)).toBe(4000);
+    expect(suspicionTimeoutMs(b, 0, 0)).toBe(4000);
+  });
+
+  test("k is suspicionMult − 2, or 0 in a cluster too small to confirm", () => {
+    expect(expectedConfirmations(lan, 10)).toBe(2);
+    expect(expectedConfirmations(lan, 3)).toBe(0);
+  });
+
+  test("only distinct members other than the first accuser confirm", () => {
+    const s = new Suspicion(1000, 2, { minMs: 4000, maxMs: 24000 }, "a");
+    expect(s.deadline()).toBe(25000);
+    expect(s.confirm("a")).toBe(false);
+    expect(s.confirm("b")).toBe(true);
+    expect(s.confirm("b")).toBe(false);
+    expect(s.confirm("c")).toBe(true);
+    expect(s.confirm("d")).toBe(false);
+    expect(s.deadline()).toBe(5000);
+  });
+});
+
+describe("awareness", () => {
+  test("scales timeouts by score + 1, capped at the max multiplier", () => {
+    const a = new Awareness(8);
+    expect(a.scale(500)).toBe(500);
+    a.apply(3);
+    expect(a.scale(500)).toBe(2000);
+    a.apply(100);
+    expect(a.health()).toBe(7);
+    expect(a.scale(500)).toBe(4000);
+    a.apply(-100);
+    expect(a.health()).toBe(0);
+  });
+});
+
+describe("broadcast queue", () => {
+  const msg = (n: number) => new Uint8Array(n);
+
+  test("each update is sent at most `limit` times", () => {
+    const q = new BroadcastQueue();
+    q.enqueue("a", msg(10));
+    let sent = 0;
+    for (let i = 0; i < 10; i++) sent += q.take(1000, 3).length;
+    expect(sent).toBe(3);
+    expect(q.size()).toBe(0);
+  });
+
+  test("the limit grows as retransmitMult × ceil(log10(n+1))", () => {
+    const lan = gossipConfig("lan");
+    expect(retransmitLimit(lan, 1)).toBe(4);
+    expect(retransmitLimit(lan, 9)).toBe(4);
+    expect(retransmitLimit(lan, 10)).toBe(8);
+    expect(retransmitLimit(lan, 100)).toBe(12);
+  });
+
+  test("a newer update about the same member replaces the older", () => {
+    const q = new BroadcastQueue();
+    q.enqueue("a", msg(10));
+    q.enqueue("a", msg(20));
+    expect(q.take(1000, 5).map((b) => b.length)).toEqual([20]);
+  });
+
+  test("takes only what fits the byte budget, least-sent first", () => {
+    const q = new BroadcastQueue();
+    q.enqueue("a", msg(400));
+    q.take(1000, 5);
+    q.enqueue("b", msg(400));
+    q.enqueue("c", msg(400));
+    q.enqueue("d", msg(100));
+    const got = q.take(1000, 5);
+    expect(got.reduce((s, b) => s + b.length, 0)).toBeLessThanOrEqual(1000);
+    expect(got.map((b) => b.length)).toEqual([100, 400, 400]);
+    expect(q.take(0, 5)).toEqual([]);
+  });
+});
+
+describe("codec", () => {
+  test("round-trips every message type inside one packet", () => {
+    const meta = { gossipAddr: "[::1]:7946", rpcAddr: "[::1]:8000", region: "lhr", role: "voter" as const };
+    const msgs = [
+      { type: "ping" as const, seq: 1, from: "a", target: "" },
+      { type: "pingReq" as const, seq: 2, from: "a", target: "b", targetAddr: "127.0.0.1:1" },
+      { type: "ack" as const, seq: 3, from: "b" },
+      { type: "nack" as const, seq: 4, from: "c" },
+      { type: "alive" as const, node: "a", incarnation: 9, meta },
+      { type: "suspect" as const, node: "b", incarnation: 1, from: "a" },
+      { type: "dead" as const, node: "b", incarnation: 1, from: "b" },
+    ];
+    expect(decodePacket(assemblePacket(msgs.map(encodeMessage)))).toEqual(msgs);
+  });
+
+  test("random bytes never throw", () => {
+    const rng = seededRng(42);
+    for (let i = 0; i < 2000; i++) {
+      const b = new Uint8Array(1 + Math.floor(rng.next() * 200));
+      for (let j = 0; j < b.length; j++) b[j] = Math.floor(rng.next() * 256);
+      expect(() => decodePacket(b)).not.toThrow();
+      expect(() => decodePushPull(b)).not.toThrow();
+    }
+    expect(decodePacket(new Uint8Array([0x91, 0x94, 0x00, 0x01, 0xa1, 0x61]))).toBeNull();
+  });
+});
+
+describe("keyring", () => {
+  const key = (b: number) => new Uint8Array(32).fill(b);
+
+  test("round-trips and adds the fixed overhead", () => {
+    const k = new Keyring([key(1)]);
+    const sealed = k.encrypt(new Uint8Array([1, 2, 3]));
+    expect(sealed.length).toBe(3 + ENCRYPTION_OVERHEAD);
+    expect(k.decrypt(sealed)).toEqual(new Uint8Array([1, 2, 3]));
+  });
+
+  test("rotation: any key in the ring decrypts, the first encrypts", () => {
+    const old = new Keyring([key(1)]);
+    const both = new Keyring([key(2), key(1)]);
+    const fresh = new Keyring([key(2)]);
+    expect(both.decrypt(old.encrypt(new Uint8Array([7])))).toEqual(new Uint8Array([7]));
+    expect(fresh.decrypt(both.encrypt(new Uint8Array([8])))).toEqual(new Uint8Array([8]));
+    expect(old.decrypt(both.encrypt(new Uint8Array([9])))).toBeNull();
+  });
+
+  test("wrong key, tampering and garbage give null, never a throw", () => {
+    const k = new Keyring([key(1)]);
+    const sealed = k.encrypt(new Uint8Array([1, 2, 3]));
+    expect(new Keyring([key(3)]).decrypt(sealed)).toBeNull();
+    const tampered = sealed.slice();
+    tampered[15] = (tampered[15] as number) ^ 1;
+    expect(k.decrypt(tampered)).toBeNull();
+    expect(k.decrypt(new Uint8Array(0))).toBeNull();
+    expect(k.decrypt(new Uint8Array(100).fill(1))).toBeNull();
+  });
+
+  test("parses GOSSIP_KEY and rejects bad keys", () => {
+    const a = Buffer.from(key(1)).toString("base64");
+    const b = Buffer.from(new Uint8Array(16).fill(2)).toString("base64");
+    const k = Keyring.fromEnv(`${a}, ${b}`);
+    expect(new Keyring([key(1)]).decrypt(k.encrypt(new Uint8Array([5])))).toEqual(new Uint8Array([5]));
+    expect(() => Keyring.fromEnv("c2hvcnQ=")).toThrow();
+    expect(() => Keyring.fromEnv("")).toThrow();
+  });
+});
+
+describe("addresses", () => {
+  test("parses IPv4, bracketed IPv6 and names, with default ports", () => {
+    expect(parseHostPort("127.0.0.1:7946")).toEqual({ host: "127.0.0.1", port: 7946 });
+    expect(parseHostPort("[::1]:7946")).toEqual({ host: "::1", port: 7946 });
+    expect(parseHostPort("::1", 7946)).toEqual({ host: "::1", port: 7946 });
+    expect(parseHostPort("app.internal", 7946)).toEqual({ host: "app.internal", port: 7946 });
+    expect(parseHostPort("a:99999")).toBeNull();
+    expect(parseHostPort("[::1")).toBeNull();
+    expect(formatHostPort("::1", 1)).toBe("[::1]:1");
+    expect(normalizeHost("::ffff:127.0.0.1")).toBe("127.0.0.1");
+  });
+});
