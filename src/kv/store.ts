@@ -1,0 +1,355 @@
+// The replicated key-value state machine on SQLite, in the node's data file. Applying an entry,
+// recording it as applied and updating the client's session happen in one transaction, so after
+// a crash every entry has been applied exactly once: appliedIndex() is where to resume.
+import type { Statement } from "bun:sqlite";
+import { decodeConfChange } from "../raft/conf_change.ts";
+import type { ConfChange, Entry, NodeId, SnapshotMeta } from "../raft/types.ts";
+import type { DataDir } from "../storage/data_dir.ts";
+import { CorruptDataError } from "../storage/errors.ts";
+import {
+  DEFAULT_LIMITS,
+  decodeProposal,
+  decodeResult,
+  encodeResult,
+  validateCommand,
+  type Command,
+  type Expect,
+  type KeyValue,
+  type Limits,
+  type Proposal,
+  type Result,
+} from "./command.ts";
+import { advanceLogTime, checkSession, type SessionRecord } from "./session.ts";
+import { restoreImage, takeImage, type KvSnapshot } from "./snapshot.ts";
+
+export interface KvOptions {
+  limits?: Limits;
+  /** Sessions idle longer than this (log time) are evicted. Must be the same on every member. */
+  sessionTtlMs?: number;
+}
+
+export const DEFAULT_SESSION_TTL_MS = 60 * 60 * 1000;
+
+export interface Member {
+  id: NodeId;
+  /** The address carried as the conf change's context ("" when unknown, e.g. bootstrap). */
+  address: string;
+  role: "voter" | "learner";
+}
+
+export interface RangeOptions {
+  prefix: string;
+  /** Exclusive: resume after the last key of the previous page. */
+  after?: string;
+  limit: number;
+}
+
+interface KvState {
+  applied: number;
+  revision: number;
+  logTime: number;
+}
+
+type KvRow = [string, Uint8Array, number, number, number];
+
+const KV_COLUMNS = "key, value, create_revision, mod_revision, version";
+
+export class KvStore {
+  private state: KvState;
+  private readonly limits: Limits;
+  private readonly ttl: number;
+  private readonly q: Record<
+    | "get"
+    | "upsert"
+    | "delete"
+    | "setState"
+    | "session"
+    | "setSession"
+    | "evictSessions"
+    | "member"
+    | "setMember"
+    | "removeMember"
+    | "members",
+    Statement
+  >;
+  /** Range and count statements by bound shape: [lower bound inclusive?][has upper bound?]. */
+  private readonly rangeQ: Statement[][];
+  private readonly countQ: Statement[];
+
+  constructor(
+    private readonly dd: DataDir,
+    options: KvOptions = {},
+  ) {
+    this.limits = options.limits ?? DEFAULT_LIMITS;
+    this.ttl = options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS;
+    const db = dd.db;
+    this.q = {
+      get: db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`),
+      upsert: db.prepare(
+        `INSERT INTO kv (${KV_COLUMNS}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET ` +
+          "value = excluded.value, mod_revision = excluded.mod_revision, version = excluded.version",
+      ),
+      delete: db.prepare("DELETE FROM kv WHERE key = ?"),
+      setState: db.prepare("UPDATE kv_state SET applied_index = ?, revision = ?, log_time = ? WHERE id = 1"),
+      session: db.prepare("SELECT seq, result, last_active FROM kv_sessions WHERE client = ?"),
+      setSession: db.prepare("INSERT OR REPLACE INTO kv_sessions (client, seq, result, last_active) VALUES (?, ?, ?, ?)"),
+      evictSessions: db.prepare("DELETE FROM kv_sessions WHERE last_active < ?"),
+      member: db.prepare("SELECT address FROM members WHERE id = ?"),
+      setMember: db.prepare("INSERT OR REPLACE INTO members (id, address, role) VALUES (?, ?, ?)"),
+      removeMember: db.prepare("DELETE FROM members WHERE id = ?"),
+      members: db.prepare("SELECT id, address, role FROM members ORDER BY id"),
+    };
+    const range = (lower: string, upper: boolean) =>
+      db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key ${lower} ?${upper ? " AND key < ?" : ""} ORDER BY key LIMIT ?`);
+    this.rangeQ = [
+      [range(">", false), range(">", true)],
+      [range(">=", false), range(">=", true)],
+    ];
+    this.countQ = [db.prepare("SELECT count(*) FROM kv WHERE key >= ?"), db.prepare("SELECT count(*) FROM kv WHERE key >= ? AND key < ?")];
+    this.state = this.loadState();
+  }
+
+  appliedIndex(): number {
+    return this.state.applied;
+  }
+
+  /** The Raft index of the last mutation. */
+  revision(): number {
+    return this.state.revision;
+  }
+
+  /** The log's clock: the largest proposer timestamp applied so far. */
+  logTime(): number {
+    return this.state.logTime;
+  }
+
+  get(key: string): { revision: number; kv: KeyValue | null } {
+    return { revision: this.state.revision, kv: this.row(key) };
+  }
+
+  /** Keys starting with `prefix`, in UTF-8 byte order, after `after`, at most `limit`. */
+  range(opts: RangeOptions): { revision: number; kvs: KeyValue[]; more: boolean } {
+    if (!Number.isInteger(opts.limit) || opts.limit < 1) throw new RangeError(`range limit must be a positive integer`);
+    const upper = prefixEnd(opts.prefix);
+    const useAfter = opts.after !== undefined && compareUtf8(opts.after, opts.prefix) >= 0;
+    const lower = useAfter ? opts.after! : opts.prefix;
+    const stmt = this.rangeQ[useAfter ? 0 : 1]![upper === null ? 0 : 1]!;
+    const args = upper === null ? [lower, opts.limit + 1] : [lower, upper, opts.limit + 1];
+    const rows = stmt.values(...args) as KvRow[];
+    const more = rows.length > opts.limit;
+    return { revision: this.state.revision, kvs: rows.slice(0, opts.limit).map(toKeyValue), more };
+  }
+
+  count(prefix: string): { revision: number; count: number } {
+    const upper = prefixEnd(prefix);
+    const row = (upper === null ? this.countQ[0]!.values(prefix) : this.countQ[1]!.values(prefix, upper))[0] as [number];
+    return { revision: this.state.revision, count: row[0] };
+  }
+
+  /** The cluster members as of the applied index (bootstrap members, then applied conf changes). */
+  members(): Member[] {
+    return (this.q.members.values() as Array<[string, string, "voter" | "learner"]>).map(([id, address, role]) => ({
+      id,
+      address,
+      role,
+    }));
+  }
+
+  /**
+   * Applies the next committed entry. Returns the client's result for a `normal` entry, null
+   * for `noop` and `conf`. Entries must come in log order without gaps: anything else is a bug
+   * upstream that would corrupt the state, so it throws.
+   */
+  apply(entry: Entry): Result | null {
+    if (entry.index !== this.state.applied + 1) {
+      throw new Error(`apply out of order: entry ${entry.index} after applied index ${this.state.applied}`);
+    }
+    return this.dd.tx.run(() => {
+      const next: KvState = { ...this.state, applied: entry.index };
+      let result: Result | null = null;
+      if (entry.type === "normal") result = this.applyProposal(entry.index, this.decodeEntry(entry), next);
+      else if (entry.type === "conf") this.applyConfChange(this.decodeConf(entry));
+      this.setState(next);
+      return result;
+    });
+  }
+
+  /** A consistent copy of the state as last committed; see snapshot.ts. */
+  snapshot(): KvSnapshot {
+    return takeImage(this.dd.file);
+  }
+
+  /** Replaces the whole state with a snapshot's, atomically (inside the caller's transaction if any). */
+  restore(data: Uint8Array, meta: SnapshotMeta): void {
+    this.dd.tx.run(() => {
+      const restored = restoreImage(this.dd.db, data, meta.index, `${this.dd.file} (snapshot ${meta.index})`);
+      this.setState({ applied: meta.index, revision: restored.revision, logTime: restored.logTime });
+    });
+  }
+
+  private applyProposal(index: number, p: Proposal, next: KvState): Result {
+    next.logTime = advanceLogTime(next.logTime, p.time);
+    // Evicting on every write, by log time, makes every replica drop the same sessions at the same index.
+    this.q.evictSessions.run(next.logTime - this.ttl);
+    if (p.cmd.op === "register") {
+      const result: Result = { op: "register", client: index };
+      this.q.setSession.run(index, 0, encodeResult(result), next.logTime);
+      return result;
+    }
+    if (p.session === null) return this.execute(index, p.cmd, next);
+    const { client, seq } = p.session;
+    const verdict = checkSession(client, this.session(client), seq);
+    if (verdict.kind === "error") return { error: verdict.code, message: verdict.message };
+    const result = verdict.kind === "duplicate" ? verdict.result : this.execute(index, p.cmd, next);
+    this.q.setSession.run(client, seq, encodeResult(result), next.logTime);
+    return result;
+  }
+
+  private execute(index: number, cmd: Command, next: KvState): Result {
+    const invalid = validateCommand(cmd, this.limits);
+    if (invalid !== null) return invalid;
+    switch (cmd.op) {
+      case "put": {
+        const prev = this.row(cmd.key);
+        this.write(index, cmd.key, cmd.value, prev, next);
+        return { op: "put", revision: next.revision, prev };
+      }
+      case "del": {
+        const prev = this.row(cmd.key);
+        if (prev !== null) this.remove(index, cmd.key, next);
+        return { op: "del", revision: next.revision, deleted: prev !== null, prev };
+      }
+      case "cas": {
+        const cur = this.row(cmd.key);
+        if (!matches(cur, cmd.expect)) return { op: "cas", revision: next.revision, succeeded: false, current: cur };
+        const current = this.write(index, cmd.key, cmd.value, cur, next);
+        return { op: "cas", revision: next.revision, succeeded: true, current };
+      }
+      case "delIf": {
+        const cur = this.row(cmd.key);
+        if (!matches(cur, cmd.expect)) return { op: "delIf", revision: next.revision, succeeded: false, current: cur };
+        if (cur !== null) this.remove(index, cmd.key, next);
+        return { op: "delIf", revision: next.revision, succeeded: true, current: null };
+      }
+      case "register":
+        throw new Error("register is handled before execute");
+    }
+  }
+
+  private write(index: number, key: string, value: Uint8Array, prev: KeyValue | null, next: KvState): KeyValue {
+    const kv: KeyValue = {
+      key,
+      value,
+      createRevision: prev?.createRevision ?? index,
+      modRevision: index,
+      version: (prev?.version ?? 0) + 1,
+    };
+    this.q.upsert.run(key, value, kv.createRevision, kv.modRevision, kv.version);
+    next.revision = index;
+    return kv;
+  }
+
+  private remove(index: number, key: string, next: KvState): void {
+    this.q.delete.run(key);
+    next.revision = index;
+  }
+
+  private applyConfChange(cc: ConfChange): void {
+    if (cc.op === "remove") {
+      this.q.removeMember.run(cc.node);
+      return;
+    }
+    // A promotion (addVoter of a learner) may carry no address: keep the one we know.
+    const known = (this.q.member.values(cc.node)[0] as [string] | undefined)?.[0];
+    const address = cc.context !== "" ? cc.context : (known ?? "");
+    this.q.setMember.run(cc.node, address, cc.op === "addVoter" ? "voter" : "learner");
+  }
+
+  private session(client: number): SessionRecord<Result> | undefined {
+    const row = this.q.session.values(client)[0] as [number, Uint8Array, number] | undefined;
+    if (row === undefined) return undefined;
+    return { seq: row[0], result: this.decodeStored(row[1], `session ${client}`), lastActive: row[2] };
+  }
+
+  private setState(next: KvState): void {
+    this.q.setState.run(next.applied, next.revision, next.logTime);
+    const prev = this.state;
+    this.dd.tx.onRollback(() => {
+      this.state = prev;
+    });
+    this.state = next;
+  }
+
+  private row(key: string): KeyValue | null {
+    const row = this.q.get.values(key)[0] as KvRow | undefined;
+    return row === undefined ? null : toKeyValue(row);
+  }
+
+  private loadState(): KvState {
+    const row = this.dd.db.query("SELECT applied_index, revision, log_time FROM kv_state WHERE id = 1").values()[0] as
+      | [number, number, number]
+      | undefined;
+    if (row === undefined) throw this.corrupt("the kv_state row is missing");
+    const [applied, revision, logTime] = row;
+    if (revision > applied) throw this.corrupt(`store revision ${revision} is beyond the applied index ${applied}`);
+    return { applied, revision, logTime };
+  }
+
+  private decodeEntry(entry: Entry): Proposal {
+    try {
+      return decodeProposal(entry.data);
+    } catch (err) {
+      throw this.corrupt(`log entry ${entry.index}: ${(err as Error).message}`, err);
+    }
+  }
+
+  private decodeConf(entry: Entry): ConfChange {
+    try {
+      return decodeConfChange(entry.data);
+    } catch (err) {
+      throw this.corrupt(`log entry ${entry.index}: ${(err as Error).message}`, err);
+    }
+  }
+
+  private decodeStored(data: Uint8Array, what: string): Result {
+    try {
+      return decodeResult(data);
+    } catch (err) {
+      throw this.corrupt(`${what}: ${(err as Error).message}`, err);
+    }
+  }
+
+  private corrupt(detail: string, cause?: unknown): CorruptDataError {
+    return new CorruptDataError(`${this.dd.file}: ${detail}`, this.dd.file, { cause });
+  }
+}
+
+function toKeyValue(row: KvRow): KeyValue {
+  return { key: row[0], value: row[1], createRevision: row[2], modRevision: row[3], version: row[4] };
+}
+
+function matches(cur: KeyValue | null, expect: Expect): boolean {
+  if ("modRevision" in expect) return expect.modRevision === 0 ? cur === null : cur?.modRevision === expect.modRevision;
+  if (expect.value === null) return cur === null;
+  return cur !== null && Buffer.compare(cur.value, expect.value) === 0;
+}
+
+/** SQLite orders TEXT by its UTF-8 bytes, i.e. by code point; JS `<` compares UTF-16 units. */
+function compareUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+
+/**
+ * The least string above every string starting with `prefix` (null: no bound): the prefix with
+ * its last code point incremented, trailing U+10FFFF dropped, surrogates skipped.
+ */
+export function prefixEnd(prefix: string): string | null {
+  const cps = Array.from(prefix, (c) => c.codePointAt(0)!);
+  for (let i = cps.length - 1; i >= 0; i--) {
+    const cp = cps[i]!;
+    if (cp === 0x10ffff) continue;
+    const inc = cp === 0xd7ff ? 0xe000 : cp + 1;
+    return String.fromCodePoint(...cps.slice(0, i), inc);
+  }
+  return null;
+}

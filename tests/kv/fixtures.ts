@@ -1,0 +1,23 @@
+// Helpers to build log entries carrying KV proposals, for the state machine tests.
+import { encodeConfChange } from "../../src/raft/conf_change.ts";
+import type { ConfChange, Entry } from "../../src/raft/types.ts";
+import { encodeProposal, type Command, type Proposal } from "../../src/kv/command.ts";
+
+export const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+export function proposal(index: number, cmd: Command, opts: Partial<Omit<Proposal, "cmd">> = {}): Entry {
+  return {
+    index,
+    term: 1,
+    type: "normal",
+    data: encodeProposal({ time: opts.time ?? 1_000, session: opts.session ?? null, cmd }),
+  };
+}
+
+export function conf(index: number, cc: ConfChange): Entry {
+  return { index, term: 1, type: "conf", data: encodeConfChange(cc) };
+}
+
+export function noop(index: number): Entry {
+  return { index, term: 1, type: "noop", data: new Uint8Array(0) };
+}
