@@ -44,7 +44,9 @@ export class DataDir {
     return this.tx.run(fn);
   }
 
+  /** Checkpoints the WAL into the file (a clean shutdown leaves one self-contained file), then closes. */
   close(): void {
+    this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
     this.db.close();
   }
 }
@@ -76,6 +78,8 @@ export function openDataDir(dir: string, options: DataDirOptions): DataDir {
     throw opened(err, file);
   }
   try {
+    // The header was read from the file alone; the write-ahead log may hold a newer first page.
+    checkFormat(file, db.query("PRAGMA application_id").values()[0]?.[0], db.query("PRAGMA user_version").values()[0]?.[0]);
     if (options.integrityCheck ?? true) {
       const rows = db.query("PRAGMA quick_check").values() as Array<[string]>;
       if (rows.length !== 1 || rows[0]![0] !== "ok") {
@@ -108,18 +112,21 @@ function checkHeader(file: string): void {
     if (size === 0) throw new CorruptDataError(`${file} is empty (truncated): refusing to initialise over it`, file);
     throw new FormatError(`${file} is not a SQLite database, so not a phalanx data file`, file);
   }
-  const appId = header.readUInt32BE(68);
-  if (appId !== APPLICATION_ID) {
-    throw new FormatError(`${file} is a SQLite database of another application (application_id 0x${appId.toString(16)})`, file);
-  }
-  const version = header.readUInt32BE(60);
-  if (version !== FORMAT_VERSION) {
-    throw new FormatError(`${file} has format version ${version}; this build reads version ${FORMAT_VERSION}`, file);
-  }
+  checkFormat(file, header.readUInt32BE(68), header.readUInt32BE(60));
   const pageSize = header.readUInt16BE(16) === 1 ? 65536 : header.readUInt16BE(16);
   const pages = header.readUInt32BE(28);
   if (size < pageSize * pages) {
     throw new CorruptDataError(`${file} is truncated: ${size} bytes, its header says ${pages} pages of ${pageSize}`, file);
+  }
+}
+
+function checkFormat(file: string, appId: unknown, version: unknown): void {
+  // The header stores application_id unsigned; PRAGMA reports it as a signed 32-bit integer.
+  if (typeof appId !== "number" || appId >>> 0 !== APPLICATION_ID) {
+    throw new FormatError(`${file} is a SQLite database of another application (application_id ${String(appId)})`, file);
+  }
+  if (version !== FORMAT_VERSION) {
+    throw new FormatError(`${file} has format version ${String(version)}; this build reads version ${FORMAT_VERSION}`, file);
   }
 }
 

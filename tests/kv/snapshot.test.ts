@@ -1,0 +1,102 @@
+import { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { KvStore } from "../../src/kv/store.ts";
+import type { Entry } from "../../src/raft/types.ts";
+import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
+import { CorruptDataError } from "../../src/storage/errors.ts";
+import { TempDirs } from "../storage/temp_dir.ts";
+import { bytes, conf, proposal } from "./fixtures.ts";
+
+const temp = new TempDirs();
+const open: DataDir[] = [];
+afterEach(() => {
+  for (const d of open.splice(0)) d.close();
+  temp.cleanup();
+});
+
+function node(): { dd: DataDir; kv: KvStore } {
+  const dd = openDataDir(temp.make("phalanx-snap"), { bootstrap: { voters: ["n1"], learners: [] } });
+  open.push(dd);
+  return { dd, kv: new KvStore(dd) };
+}
+
+function commit(dd: DataDir, kv: KvStore, entries: Entry[]): void {
+  dd.transaction(() => {
+    dd.log.save(null, entries, { term: 1, vote: "n1", commit: entries[entries.length - 1]!.index });
+    for (const e of entries) kv.apply(e);
+  });
+}
+
+function dump(kv: KvStore) {
+  return { applied: kv.appliedIndex(), revision: kv.revision(), time: kv.logTime(), kvs: kv.range({ prefix: "", limit: 1000 }), members: kv.members() };
+}
+
+describe("KV snapshots", () => {
+  test("a snapshot restored on another node reproduces the state, sessions included", () => {
+    const a = node();
+    commit(a.dd, a.kv, [
+      proposal(1, { op: "register" }, { time: 50 }),
+      proposal(2, { op: "put", key: "x", value: bytes("1") }, { session: { client: 1, seq: 1 }, time: 60 }),
+      conf(3, { op: "addLearner", node: "n2", context: "h2:1" }),
+      proposal(4, { op: "put", key: "y", value: bytes("2") }),
+      proposal(5, { op: "del", key: "y" }),
+    ]);
+    const snap = a.kv.snapshot();
+    expect(snap.index).toBe(5);
+    expect(snap.conf).toEqual({ voters: ["n1"], learners: ["n2"] });
+
+    const b = node();
+    commit(b.dd, b.kv, [proposal(1, { op: "put", key: "stale", value: bytes("z") })]);
+    const meta = { index: snap.index, term: 1, conf: snap.conf };
+    b.dd.transaction(() => {
+      b.dd.log.save({ meta, data: snap.data }, [], { term: 1, vote: null, commit: 5 });
+      b.kv.restore(snap.data, meta);
+    });
+    expect(dump(b.kv)).toEqual(dump(a.kv));
+    expect(b.dd.log.snapshot().data).toEqual(snap.data);
+    // The restored session still deduplicates, on both nodes alike.
+    const retry = proposal(6, { op: "put", key: "x", value: bytes("1") }, { session: { client: 1, seq: 1 } });
+    let ra: unknown;
+    let rb: unknown;
+    a.dd.transaction(() => {
+      a.dd.log.save(null, [retry], null);
+      ra = a.kv.apply(retry);
+    });
+    b.dd.transaction(() => {
+      b.dd.log.save(null, [retry], null);
+      rb = b.kv.apply(retry);
+    });
+    expect(rb).toEqual(ra);
+    expect(rb).toEqual({ op: "put", revision: 2, prev: null });
+  });
+
+  test("the snapshot is the last committed state, not the open transaction's", () => {
+    const a = node();
+    commit(a.dd, a.kv, [proposal(1, { op: "put", key: "x", value: bytes("1") })]);
+    a.dd.transaction(() => {
+      a.dd.log.save(null, [proposal(2, { op: "put", key: "x", value: bytes("2") })], null);
+      a.kv.apply(proposal(2, { op: "put", key: "x", value: bytes("2") }));
+      expect(a.kv.snapshot().index).toBe(1);
+    });
+    expect(a.kv.snapshot().index).toBe(2);
+  });
+
+  test("garbage, a foreign image or an image at another index is refused and nothing changes", () => {
+    const a = node();
+    commit(a.dd, a.kv, [proposal(1, { op: "put", key: "x", value: bytes("1") })]);
+    const good = a.kv.snapshot();
+    const b = node();
+    commit(b.dd, b.kv, [proposal(1, { op: "put", key: "keep", value: bytes("me") })]);
+    const before = dump(b.kv);
+    const attempt = (data: Uint8Array, index: number) => () => b.kv.restore(data, { index, term: 1, conf: good.conf });
+    expect(attempt(bytes("hello, not a database"), 1)).toThrow(CorruptDataError);
+    expect(attempt(good.data, 7)).toThrow(/image holds state at index 1, expected 7/);
+    const truncated = good.data.slice(0, 4096);
+    expect(attempt(truncated, 1)).toThrow(CorruptDataError);
+    const foreign = new Database(":memory:");
+    foreign.run("CREATE TABLE t (x)");
+    expect(attempt(foreign.serialize(), 1)).toThrow(/not a phalanx snapshot/);
+    foreign.close();
+    expect(dump(b.kv)).toEqual(before);
+  });
+});

@@ -1,0 +1,154 @@
+// Opening data dirs: bootstrap, and every way a file can be wrong. A refused file must be named
+// in the error and left byte-for-byte as it was.
+import { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
+import { CorruptDataError, FormatError, ReadOnlyError } from "../../src/storage/errors.ts";
+import type { Entry } from "../../src/raft/types.ts";
+import { TempDirs } from "./temp_dir.ts";
+
+const temp = new TempDirs();
+const BOOT = { bootstrap: { voters: ["a", "b", "c"], learners: ["d"] } };
+afterEach(() => temp.cleanup());
+
+const hash = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
+
+function entries(from: number, n: number, size: number): Entry[] {
+  return Array.from({ length: n }, (_, i) => ({ index: from + i, term: 1, type: "normal" as const, data: new Uint8Array(size).fill(i & 255) }));
+}
+
+/** A closed data dir with a few hundred KB of log in it. */
+function populated(): { dir: string; file: string } {
+  const dir = temp.make();
+  const dd = openDataDir(dir, BOOT);
+  dd.log.save(null, entries(1, 200, 1000), { term: 1, vote: "a", commit: 100 });
+  dd.close();
+  return { dir, file: join(dir, "phalanx.db") };
+}
+
+function expectRefused(dir: string, file: string, type: Function, message: RegExp): void {
+  const before = hash(file);
+  let err: unknown;
+  try {
+    openDataDir(dir, BOOT).close();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(type);
+  expect((err as Error).message).toContain(file);
+  expect((err as Error).message).toMatch(message);
+  expect(hash(file)).toBe(before);
+}
+
+describe("openDataDir", () => {
+  test("a fresh dir is bootstrapped like new MemoryStorage(conf)", () => {
+    const dir = join(temp.make(), "nested", "data");
+    const dd = openDataDir(dir, BOOT);
+    expect(dd.log.snapshotMeta()).toEqual({ index: 0, term: 0, conf: BOOT.bootstrap });
+    expect(dd.log.snapshot().data).toEqual(new Uint8Array(0));
+    expect(dd.log.hardState()).toEqual({ term: 0, vote: null, commit: 0 });
+    expect([dd.log.firstIndex(), dd.log.lastIndex(), dd.log.term(0)]).toEqual([1, 0, 0]);
+    dd.close();
+    // Reopening ignores a different bootstrap: the data dir's own history wins.
+    const again = openDataDir(dir, { bootstrap: { voters: ["z"], learners: [] } });
+    expect(again.log.snapshotMeta().conf).toEqual(BOOT.bootstrap);
+    again.close();
+    expect(existsSync(join(dir, "phalanx.db.init"))).toBe(false);
+  });
+
+  test("a file with damaged pages fails the integrity check", () => {
+    const { dir, file } = populated();
+    const buf = readFileSync(file);
+    // Scribble over the middle of the file: b-tree pages of the log.
+    for (let i = 0; i < 4096; i++) buf[8192 + i] = (i * 131) & 255;
+    writeFileSync(file, buf);
+    expectRefused(dir, file, CorruptDataError, /integrity check|corrupt|malformed/);
+  });
+
+  test("a truncated file is refused", () => {
+    const { dir, file } = populated();
+    truncateSync(file, 3 * 4096);
+    expectRefused(dir, file, CorruptDataError, /truncated/);
+    truncateSync(file, 0);
+    expectRefused(dir, file, CorruptDataError, /empty/);
+  });
+
+  test("a text file is not a data file", () => {
+    const dir = temp.make();
+    const file = join(dir, "phalanx.db");
+    writeFileSync(file, "name = value\n".repeat(500));
+    expectRefused(dir, file, FormatError, /not a SQLite database/);
+  });
+
+  test("another application's SQLite database is not a data file", () => {
+    const dir = temp.make();
+    const file = join(dir, "phalanx.db");
+    const db = new Database(file, { create: true });
+    db.run("CREATE TABLE notes (body TEXT)");
+    db.run("INSERT INTO notes VALUES ('mine')");
+    db.close();
+    expectRefused(dir, file, FormatError, /another application/);
+  });
+
+  test("a data file from a newer format version is refused", () => {
+    const { dir, file } = populated();
+    const db = new Database(file);
+    db.run("PRAGMA user_version = 2");
+    db.close();
+    expectRefused(dir, file, FormatError, /format version 2/);
+  });
+
+  test("a write-ahead log without its database is refused", () => {
+    const dir = temp.make();
+    writeFileSync(join(dir, "phalanx.db-wal"), new Uint8Array(64));
+    expect(() => openDataDir(dir, BOOT)).toThrow(CorruptDataError);
+    expect(existsSync(join(dir, "phalanx.db"))).toBe(false);
+  });
+
+  test("a read-only data dir is refused with a clear error", () => {
+    const { dir, file } = populated();
+    const before = hash(file);
+    const ro = withReadOnlyView(dir);
+    try {
+      expect(() => openDataDir(ro.path, BOOT)).toThrow(ReadOnlyError);
+      expect(() => openDataDir(ro.path, BOOT)).toThrow(/not writable/);
+      // Nor can a fresh data dir be created inside it.
+      expect(() => openDataDir(join(ro.path, "sub"), BOOT)).toThrow(ReadOnlyError);
+    } finally {
+      ro.release();
+    }
+    expect(hash(file)).toBe(before);
+  });
+});
+
+/**
+ * The same directory seen read-only. Root ignores permission bits, so as root it is a read-only
+ * bind mount (EROFS); otherwise the directory's write bits are removed.
+ */
+function withReadOnlyView(dir: string): { path: string; release: () => void } {
+  if (process.getuid?.() !== 0) {
+    chmodSync(dir, 0o555);
+    return { path: dir, release: () => chmodSync(dir, 0o755) };
+  }
+  const mnt = `${dir}-ro`;
+  mkdirSync(mnt);
+  const run = (...args: string[]) => {
+    const r = Bun.spawnSync(["mount", ...args]);
+    if (r.exitCode !== 0) throw new Error(`mount ${args.join(" ")}: ${r.stderr.toString()}`);
+  };
+  const release = () => {
+    Bun.spawnSync(["umount", mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  };
+  try {
+    run("--bind", dir, mnt);
+    run("-o", "remount,bind,ro", mnt);
+  } catch (err) {
+    release();
+    throw err;
+  }
+  return { path: mnt, release };
+}
