@@ -1,0 +1,381 @@
+// The sending side of the Raft transport: one HTTP/2 session per peer, messages batched once per
+// event-loop turn, bounded queues, reconnect with capped exponential backoff.
+//
+// Loss is acceptable (Raft retransmits), blocking is not: when a queue is full the oldest
+// non-essential message goes, and snapshot chunks travel on their own stream, one at a time per
+// peer, so a large chunk never sits in front of a heartbeat.
+
+import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
+import { checkPeerAuth, type PeerAuth, peerRequestHeaders } from "./auth.ts";
+import { encodeMessages } from "./codec.ts";
+import type { H2Client, H2Response } from "./h2_client.ts";
+import { Fifo } from "./fifo.ts";
+import { RAFT_MESSAGES_PATH, RAFT_SNAPSHOT_PATH } from "./raft_routes.ts";
+
+export interface PeerTransportOptions {
+  self: NodeId;
+  /** Shared with whoever else talks to the same servers; the transport never closes it. */
+  client: H2Client;
+  auth: PeerAuth;
+  /** Called once each time a peer goes from reachable to unreachable (the core then probes it). */
+  reportUnreachable: (id: NodeId) => void;
+  /** Jitter source in [0, 1); injectable for deterministic tests. */
+  random?: () => number;
+  /** Messages queued per peer (snapshot chunks excluded). */
+  maxQueue?: number;
+  /** Snapshot chunks queued per peer; one more may be in flight. */
+  maxSnapshotQueue?: number;
+  /** A batch closes once its estimated size passes this (keep it under the server's body limit). */
+  maxBatchBytes?: number;
+  /** Concurrent message batches per peer. */
+  maxInflight?: number;
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  requestTimeoutMs?: number;
+  snapshotTimeoutMs?: number;
+}
+
+export type PeerState = "idle" | "up" | "backoff";
+
+export interface PeerStats {
+  id: NodeId;
+  address: string;
+  state: PeerState;
+  /** Messages the peer accepted. */
+  sent: number;
+  /** Messages lost: queue overflow, failed requests, refused batches, peer removed. */
+  dropped: number;
+  /** Failed requests (transport errors and non-2xx answers). */
+  errors: number;
+  batches: number;
+  queued: number;
+  inflight: number;
+  /** Smoothed request round trip (ms), null before the first answer. */
+  rttMs: number | null;
+  lastError: string | null;
+}
+
+/** Kept in preference when the queue overflows: losing one costs an election round or a client read. */
+const ESSENTIAL: ReadonlySet<Message["type"]> = new Set([
+  "vote",
+  "preVote",
+  "voteResp",
+  "preVoteResp",
+  "timeoutNow",
+  "readIndex",
+  "readIndexResp",
+  "snapshotResp",
+]);
+
+const MAX_MESSAGES_PER_BATCH = 4096;
+
+interface Settings {
+  self: NodeId;
+  client: H2Client;
+  auth: PeerAuth;
+  reportUnreachable: (id: NodeId) => void;
+  random: () => number;
+  maxQueue: number;
+  maxSnapshotQueue: number;
+  maxBatchBytes: number;
+  maxInflight: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+  requestTimeoutMs: number;
+  snapshotTimeoutMs: number;
+  /** Lets close() wait for requests still on the wire. */
+  track: (p: Promise<void>) => void;
+}
+
+export class PeerTransport {
+  private readonly peers = new Map<NodeId, Peer>();
+  private readonly dirty = new Set<Peer>();
+  private readonly pending = new Set<Promise<void>>();
+  private readonly settings: Settings;
+  private flushScheduled = false;
+  private closed = false;
+  /** Messages to ids not in the peer set (membership not applied yet, or removed). */
+  unroutable = 0;
+
+  constructor(opts: PeerTransportOptions) {
+    checkPeerAuth(opts.auth);
+    this.settings = {
+      self: opts.self,
+      client: opts.client,
+      auth: opts.auth,
+      reportUnreachable: opts.reportUnreachable,
+      random: opts.random ?? Math.random,
+      maxQueue: opts.maxQueue ?? 4096,
+      maxSnapshotQueue: opts.maxSnapshotQueue ?? 2,
+      maxBatchBytes: opts.maxBatchBytes ?? 1 << 20,
+      maxInflight: opts.maxInflight ?? 4,
+      backoffMinMs: opts.backoffMinMs ?? 50,
+      backoffMaxMs: opts.backoffMaxMs ?? 5000,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
+      snapshotTimeoutMs: opts.snapshotTimeoutMs ?? 60_000,
+      track: (p) => {
+        this.pending.add(p);
+        p.finally(() => this.pending.delete(p));
+      },
+    };
+  }
+
+  /**
+   * Replaces the peer set (id → "host:port"). Peers that left are dropped with their queues;
+   * a changed address gets a fresh session. Returns the ids skipped for an invalid address.
+   */
+  setPeers(peers: ReadonlyMap<NodeId, string>): NodeId[] {
+    if (this.closed) return [];
+    const invalid: NodeId[] = [];
+    for (const [id, peer] of this.peers) {
+      if (!peers.has(id)) {
+        peer.remove();
+        this.peers.delete(id);
+      }
+    }
+    for (const [id, address] of peers) {
+      if (id === this.settings.self) continue;
+      let origin: string;
+      try {
+        origin = this.settings.client.originFor(address);
+      } catch {
+        invalid.push(id);
+        continue;
+      }
+      const peer = this.peers.get(id);
+      if (peer === undefined) this.peers.set(id, new Peer(id, address, origin, this.settings));
+      else peer.moveTo(address, origin);
+    }
+    return invalid;
+  }
+
+  /** Queues `msg` for `msg.to`; batches go out once per event-loop turn. Never throws, never blocks. */
+  send(msg: Message): void {
+    if (this.closed) return;
+    const peer = this.peers.get(msg.to);
+    if (peer === undefined) {
+      this.unroutable++;
+      return;
+    }
+    peer.enqueue(msg);
+    this.dirty.add(peer);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  stats(): PeerStats[] {
+    return [...this.peers.values()].map((p) => p.stats());
+  }
+
+  /** Drops every queue and session; resolves when no request is left on the wire. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const peer of this.peers.values()) peer.remove();
+    this.peers.clear();
+    this.dirty.clear();
+    await Promise.allSettled([...this.pending]);
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const peer of this.dirty) peer.pump();
+    this.dirty.clear();
+  }
+}
+
+class Peer {
+  private readonly essential = new Fifo<Message>();
+  private readonly bulk = new Fifo<Message>();
+  private readonly chunks = new Fifo<SnapshotMsg>();
+  private state: PeerState = "idle";
+  private reachable = true;
+  private attempt = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private inflight = 0;
+  private snapshotInflight = false;
+  private removed = false;
+  private sent = 0;
+  private dropped = 0;
+  private errors = 0;
+  private batches = 0;
+  private rttMs: number | null = null;
+  private lastError: string | null = null;
+
+  constructor(
+    private readonly id: NodeId,
+    private address: string,
+    private origin: string,
+    private readonly s: Settings,
+  ) {}
+
+  enqueue(msg: Message): void {
+    if (msg.type === "snapshot") {
+      if (this.chunks.length >= this.s.maxSnapshotQueue) this.drop(this.chunks);
+      this.chunks.push(msg);
+      return;
+    }
+    if (this.essential.length + this.bulk.length >= this.s.maxQueue) {
+      this.drop(this.bulk.length > 0 ? this.bulk : this.essential);
+    }
+    (ESSENTIAL.has(msg.type) ? this.essential : this.bulk).push(msg);
+  }
+
+  /** Starts as many requests as the in-flight limits allow; a peer in backoff waits for its timer. */
+  pump(): void {
+    if (this.removed || this.state === "backoff") return;
+    while (this.inflight < this.s.maxInflight && this.essential.length + this.bulk.length > 0) {
+      this.inflight++;
+      this.launch(this.takeBatch(), RAFT_MESSAGES_PATH, this.s.requestTimeoutMs, () => this.inflight--);
+    }
+    const chunk = this.snapshotInflight ? undefined : this.chunks.shift();
+    if (chunk !== undefined) {
+      this.snapshotInflight = true;
+      this.launch([chunk], RAFT_SNAPSHOT_PATH, this.s.snapshotTimeoutMs, () => (this.snapshotInflight = false));
+    }
+  }
+
+  moveTo(address: string, origin: string): void {
+    if (origin === this.origin) return;
+    this.s.client.closeOrigin(this.origin);
+    this.address = address;
+    this.origin = origin;
+    clearTimeout(this.timer);
+    this.state = "idle";
+    this.attempt = 0;
+    this.pump();
+  }
+
+  remove(): void {
+    this.removed = true;
+    clearTimeout(this.timer);
+    this.dropped += this.essential.length + this.bulk.length + this.chunks.length;
+    this.essential.clear();
+    this.bulk.clear();
+    this.chunks.clear();
+    this.s.client.closeOrigin(this.origin);
+  }
+
+  stats(): PeerStats {
+    return {
+      id: this.id,
+      address: this.address,
+      state: this.state,
+      sent: this.sent,
+      dropped: this.dropped,
+      errors: this.errors,
+      batches: this.batches,
+      queued: this.essential.length + this.bulk.length + this.chunks.length,
+      inflight: this.inflight + (this.snapshotInflight ? 1 : 0),
+      rttMs: this.rttMs,
+      lastError: this.lastError,
+    };
+  }
+
+  private drop<T>(queue: Fifo<T>): void {
+    queue.shift();
+    this.dropped++;
+  }
+
+  /** Essential messages first, then the rest, up to the size and count caps (at least one message). */
+  private takeBatch(): Message[] {
+    const batch: Message[] = [];
+    let bytes = 0;
+    while (batch.length < MAX_MESSAGES_PER_BATCH && bytes < this.s.maxBatchBytes) {
+      const msg = this.essential.shift() ?? this.bulk.shift();
+      if (msg === undefined) break;
+      batch.push(msg);
+      bytes += estimateSize(msg);
+    }
+    return batch;
+  }
+
+  private launch(batch: Message[], path: string, timeoutMs: number, release: () => void): void {
+    let body: Uint8Array;
+    try {
+      body = encodeMessages(batch);
+    } catch (err) {
+      release();
+      this.fail(batch.length, `encode: ${errorText(err)}`, false);
+      return;
+    }
+    const headers = {
+      "content-type": "application/msgpack",
+      ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, body }),
+    };
+    const started = performance.now();
+    const request = this.s.client
+      .request(this.origin, { method: "POST", path, headers, body, timeoutMs })
+      .then(
+        (res) => this.answered(res, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
+        (err: unknown) => this.fail(batch.length, errorText(err), true),
+      )
+      .finally(() => {
+        release();
+        this.pump();
+      });
+    this.s.track(request);
+  }
+
+  private answered(res: H2Response, count: number, rtt: number | null): void {
+    if (this.removed) return;
+    this.markUp();
+    if (rtt !== null) this.rttMs = this.rttMs === null ? rtt : this.rttMs + (rtt - this.rttMs) / 8;
+    if (res.status >= 200 && res.status < 300) {
+      this.sent += count;
+      this.batches++;
+      return;
+    }
+    // The peer is reachable but refused the batch (auth, validation, size): count it, do not back off.
+    const text = new TextDecoder().decode(res.body.subarray(0, 300));
+    this.fail(count, `HTTP ${res.status}: ${text}`, false);
+  }
+
+  private fail(count: number, why: string, unreachable: boolean): void {
+    if (this.removed) return;
+    this.errors++;
+    this.dropped += count;
+    this.lastError = why;
+    if (unreachable) this.markDown();
+  }
+
+  private markUp(): void {
+    if (this.state !== "backoff") this.state = "up";
+    this.reachable = true;
+    this.attempt = 0;
+  }
+
+  /** Enters backoff (once, however many requests fail together) and reports the first failure. */
+  private markDown(): void {
+    if (this.state === "backoff") return;
+    this.state = "backoff";
+    const cap = Math.min(this.s.backoffMaxMs, this.s.backoffMinMs * 2 ** Math.min(this.attempt, 30));
+    this.attempt++;
+    // "Equal jitter": at least half the cap, so peers that failed together do not retry together.
+    const delay = cap / 2 + (this.s.random() * cap) / 2;
+    this.timer = setTimeout(() => {
+      this.state = "idle";
+      this.pump();
+    }, delay);
+    if (this.reachable) {
+      this.reachable = false;
+      try {
+        this.s.reportUnreachable(this.id);
+      } catch {
+        // The callback belongs to the core; its failure must not stop the transport.
+      }
+    }
+  }
+}
+
+/** Rough encoded size, to close batches before they approach the server's body limit. */
+function estimateSize(msg: Message): number {
+  if (msg.type === "append") return msg.entries.reduce((n, e) => n + e.data.byteLength + 32, 96);
+  if (msg.type === "readIndex" || msg.type === "readIndexResp") return 96 + msg.ctx.length;
+  return 96;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
