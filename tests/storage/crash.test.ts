@@ -29,7 +29,7 @@ interface RecoveredState {
 /** Reads stdout line by line; each line must arrive before a deadline, or the test fails. */
 class Lines {
   private buffered = "";
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly reader: { read(): Promise<{ done: boolean; value?: Uint8Array }> };
   private readonly decoder = new TextDecoder();
   private done = false;
 
@@ -57,7 +57,7 @@ class Lines {
       });
       try {
         const chunk = await Promise.race([this.reader.read(), timeout]);
-        if (chunk.done) this.done = true;
+        if (chunk.done || chunk.value === undefined) this.done = true;
         else this.buffered += this.decoder.decode(chunk.value, { stream: true });
       } finally {
         clearTimeout(timer);
