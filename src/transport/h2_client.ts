@@ -163,7 +163,7 @@ export class H2Client {
         const clean = status > 0 && stream.rstCode === http2.constants.NGHTTP2_NO_ERROR;
         done(clean ? null : new H2Error("stream", `${where}: stream closed (code ${stream.rstCode}) before the response completed`));
       });
-      if (req.body !== undefined) stream.end(req.body);
+      if (req.body !== undefined) writeBody(stream, req.body);
     });
   }
 
@@ -189,4 +189,27 @@ export class H2Client {
       ),
     );
   }
+}
+
+/**
+ * Writes a body in slices, waiting for 'drain'. Handing Bun a large buffer at once queues it all
+ * in the session, and past maxSessionMemory (10 MB) every new stream on it — heartbeats included —
+ * is refused with ENHANCE_YOUR_CALM until the upload is through.
+ */
+function writeBody(stream: http2.ClientHttp2Stream, body: Uint8Array): void {
+  const slice = 64 * 1024;
+  let at = 0;
+  const pump = (): void => {
+    while (at < body.byteLength) {
+      const end = Math.min(at + slice, body.byteLength);
+      const more = stream.write(body.subarray(at, end));
+      at = end;
+      if (!more) {
+        stream.once("drain", pump);
+        return;
+      }
+    }
+    stream.end();
+  };
+  pump();
 }

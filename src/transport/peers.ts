@@ -350,10 +350,7 @@ class Peer {
   private markDown(): void {
     if (this.state === "backoff") return;
     this.state = "backoff";
-    const cap = Math.min(this.s.backoffMaxMs, this.s.backoffMinMs * 2 ** Math.min(this.attempt, 30));
-    this.attempt++;
-    // "Equal jitter": at least half the cap, so peers that failed together do not retry together.
-    const delay = cap / 2 + (this.s.random() * cap) / 2;
+    const delay = backoffDelay(this.attempt++, this.s.backoffMinMs, this.s.backoffMaxMs, this.s.random);
     this.timer = setTimeout(() => {
       this.state = "idle";
       this.pump();
@@ -367,6 +364,15 @@ class Peer {
       }
     }
   }
+}
+
+/**
+ * Delay before retry number `attempt` (0-based): doubling from `minMs`, capped at `maxMs`, with
+ * "equal jitter" (half fixed, half random) so peers that failed together do not retry together.
+ */
+export function backoffDelay(attempt: number, minMs: number, maxMs: number, random: () => number): number {
+  const cap = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return cap / 2 + (random() * cap) / 2;
 }
 
 /** Rough encoded size, to close batches before they approach the server's body limit. */

@@ -1,0 +1,143 @@
+// Shared fixtures for the transport tests: a node (server + peer transport), an inbox that resolves
+// waits on arrival, condition waits with deadlines, and a throwaway CA made with openssl.
+
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Hono } from "hono";
+import type { Message, NodeId } from "../../src/raft/types.ts";
+import { formatHostPort, parseHostPort } from "../../src/transport/address.ts";
+import type { PeerAuth } from "../../src/transport/auth.ts";
+import { type ClientTls, H2Client } from "../../src/transport/h2_client.ts";
+import { PeerTransport, type PeerTransportOptions } from "../../src/transport/peers.ts";
+import { raftRoutes } from "../../src/transport/raft_routes.ts";
+import { type RunningServer, serveApp, type TlsConfig } from "../../src/transport/server.ts";
+
+export const KEY = "test-cluster-key-0123456789";
+export const HMAC: PeerAuth = { mode: "hmac", key: KEY };
+
+/** Messages delivered to one node; waits resolve as soon as enough have arrived. */
+export class Inbox {
+  readonly msgs: Message[] = [];
+  readonly senders: NodeId[] = [];
+  private waiters: { n: number; resolve: () => void }[] = [];
+
+  push = (msgs: Message[], from: NodeId): void => {
+    this.msgs.push(...msgs);
+    this.senders.push(from);
+    this.waiters = this.waiters.filter((w) => (this.msgs.length >= w.n ? (w.resolve(), false) : true));
+  };
+
+  waitFor(n: number, timeoutMs = 5000): Promise<void> {
+    if (this.msgs.length >= n) return Promise.resolve();
+    return withDeadline(new Promise<void>((resolve) => this.waiters.push({ n, resolve })), timeoutMs, `${n} messages (have ${this.msgs.length})`);
+  }
+}
+
+export function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** Re-checks `cond` on each timer tick until it holds; bounded by the deadline. */
+export async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export interface TestNode {
+  id: NodeId;
+  address: string;
+  inbox: Inbox;
+  server: RunningServer;
+  client: H2Client;
+  transport: PeerTransport;
+  unreachable: NodeId[];
+  stop(): Promise<void>;
+}
+
+export interface NodeOptions {
+  listen?: string;
+  auth?: PeerAuth;
+  serverTls?: TlsConfig;
+  clientTls?: ClientTls;
+  transport?: Partial<PeerTransportOptions>;
+  maxSnapshotBody?: number;
+}
+
+export async function startNode(id: NodeId, opts: NodeOptions = {}): Promise<TestNode> {
+  const auth = opts.auth ?? HMAC;
+  const inbox = new Inbox();
+  const app = new Hono();
+  app.route("/", raftRoutes({ self: id, auth, onMessages: inbox.push, maxSnapshotBody: opts.maxSnapshotBody }));
+  const listen = opts.listen ?? "127.0.0.1:0";
+  const server = await serveApp(app, { listen, tls: opts.serverTls });
+  const client = new H2Client({ tls: opts.clientTls, connectTimeoutMs: 2000 });
+  const unreachable: NodeId[] = [];
+  const transport = new PeerTransport({
+    self: id,
+    client,
+    auth,
+    reportUnreachable: (peer) => unreachable.push(peer),
+    backoffMinMs: 10,
+    backoffMaxMs: 100,
+    random: () => 0.5,
+    ...opts.transport,
+  });
+  const address = formatHostPort(parseHostPort(listen).host, server.port);
+  const stop = async () => {
+    await transport.close();
+    await client.close();
+    await server.close();
+  };
+  return { id, address, inbox, server, client, transport, unreachable, stop };
+}
+
+/** Tells every node about every other. */
+export function mesh(nodes: TestNode[]): void {
+  const peers = new Map(nodes.map((n) => [n.id, n.address] as const));
+  for (const n of nodes) n.transport.setPeers(peers);
+}
+
+export function heartbeat(from: NodeId, to: NodeId, seq: number): Message {
+  return { type: "heartbeat", from, to, term: 1, commit: 0, seq };
+}
+
+export const haveOpenssl = Bun.which("openssl") !== null;
+
+export interface TestPki {
+  ca: string;
+  server: { cert: string; key: string };
+  client: { cert: string; key: string };
+  /** Signed by a different CA: valid-looking, not ours. */
+  stranger: { cert: string; key: string };
+}
+
+/** A throwaway CA with a server cert (IP SANs 127.0.0.1 and ::1) and client certs, in a temp dir. */
+export async function makePki(): Promise<TestPki> {
+  const dir = mkdtempSync(join(tmpdir(), "phalanx-pki-"));
+  const run = async (...args: string[]) => {
+    const p = Bun.spawn(["openssl", ...args], { cwd: dir, stdout: "ignore", stderr: "pipe" });
+    if ((await p.exited) !== 0) throw new Error(`openssl ${args[0]} failed: ${await new Response(p.stderr).text()}`);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const makeCa = (name: string) => run("req", "-x509", ...ec, "-keyout", `${name}.key`, "-out", `${name}.crt`, "-days", "1", "-subj", `/CN=${name}`);
+  await Promise.all([makeCa("ca"), makeCa("otherca")]);
+  writeFileSync(join(dir, "leaf.ext"), "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n");
+  const leaf = async (name: string, ca: string) => {
+    await run("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`);
+    await run("x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-out", `${name}.crt`, "-days", "1", "-extfile", "leaf.ext");
+  };
+  await leaf("server", "ca");
+  await leaf("client", "ca");
+  await leaf("stranger", "otherca");
+  const read = (f: string) => readFileSync(join(dir, f), "utf8");
+  const pair = (n: string) => ({ cert: read(`${n}.crt`), key: read(`${n}.key`) });
+  return { ca: read("ca.crt"), server: pair("server"), client: pair("client"), stranger: pair("stranger") };
+}

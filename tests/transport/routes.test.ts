@@ -1,0 +1,160 @@
+// The peer routes in process (Hono's app.request): authentication, limits and batch checks.
+// Every refusal must leave the core callback untouched.
+
+import { beforeEach, describe, expect, test } from "bun:test";
+import type { Message, NodeId } from "../../src/raft/types.ts";
+import { FROM_HEADER, type PeerAuth, peerRequestHeaders, SIG_HEADER, TS_HEADER } from "../../src/transport/auth.ts";
+import { encodeMessages } from "../../src/transport/codec.ts";
+import { RAFT_MESSAGES_PATH, RAFT_SNAPSHOT_PATH, raftRoutes } from "../../src/transport/raft_routes.ts";
+import { HMAC, heartbeat, KEY } from "./helpers.ts";
+
+let calls: { msgs: Message[]; from: NodeId }[] = [];
+const app = raftRoutes({
+  self: "b",
+  auth: HMAC,
+  onMessages: (msgs, from) => calls.push({ msgs, from }),
+  maxBatchBody: 64 * 1024,
+  maxSnapshotBody: 256 * 1024,
+});
+beforeEach(() => {
+  calls = [];
+});
+
+const post = (body: Uint8Array, headers: Record<string, string>, path = RAFT_MESSAGES_PATH) =>
+  app.request(path, { method: "POST", body, headers });
+const signed = (body: Uint8Array, auth: PeerAuth = HMAC, path = RAFT_MESSAGES_PATH, from = "a") =>
+  peerRequestHeaders(auth, { method: "POST", path, from, body });
+
+const hb = encodeMessages([heartbeat("a", "b", 1)]);
+
+test("a signed batch reaches the callback with its sender", async () => {
+  const res = await post(hb, signed(hb));
+  expect(res.status).toBe(204);
+  expect(calls).toEqual([{ msgs: [heartbeat("a", "b", 1)], from: "a" }]);
+});
+
+describe("401 and no delivery", () => {
+  const cases: [string, () => Record<string, string>][] = [
+    ["no headers", () => ({})],
+    ["no signature", () => ({ ...signed(hb), [SIG_HEADER]: "" })],
+    ["wrong key", () => signed(hb, { mode: "hmac", key: `${KEY}-other` })],
+    ["stale timestamp", () => signed(hb, { mode: "hmac", key: KEY, now: () => Date.now() - 31_000 })],
+    ["timestamp from the future", () => signed(hb, { mode: "hmac", key: KEY, now: () => Date.now() + 31_000 })],
+    ["signature for another path", () => signed(hb, HMAC, RAFT_SNAPSHOT_PATH)],
+    ["sender swapped after signing", () => ({ ...signed(hb), [FROM_HEADER]: "c" })],
+    ["timestamp swapped after signing", () => ({ ...signed(hb), [TS_HEADER]: String(Date.now() + 1) })],
+    ["signature not hex", () => ({ ...signed(hb), [SIG_HEADER]: "z".repeat(64) })],
+  ];
+  for (const [name, headers] of cases) {
+    test(name, async () => {
+      const res = await post(hb, headers());
+      expect(res.status).toBe(401);
+      expect(await res.text()).toStartWith("unauthorized:");
+      expect(calls).toEqual([]);
+    });
+  }
+
+  test("tampered body", async () => {
+    const other = encodeMessages([heartbeat("a", "b", 2)]);
+    const res = await post(other, signed(hb));
+    expect(res.status).toBe(401);
+    expect(await res.text()).toContain("bad signature");
+    expect(calls).toEqual([]);
+  });
+
+  test("mTLS mode refuses a request that did not come over verified TLS", async () => {
+    const mtlsApp = raftRoutes({ self: "b", auth: { mode: "mtls" }, onMessages: (m, f) => calls.push({ msgs: m, from: f }) });
+    const res = await mtlsApp.request(RAFT_MESSAGES_PATH, { method: "POST", body: hb, headers: { [FROM_HEADER]: "a" } });
+    expect(res.status).toBe(401);
+    expect(calls).toEqual([]);
+  });
+
+  test("a short cluster key is refused at startup", () => {
+    expect(() => raftRoutes({ self: "b", auth: { mode: "hmac", key: "short" }, onMessages: () => undefined })).toThrow(/at least 16/);
+  });
+});
+
+describe("400, 413, 500", () => {
+  test("garbage body → 400 with the reason", async () => {
+    const junk = new Uint8Array([0xc1, 0xc1, 0xc1]);
+    const res = await post(junk, signed(junk));
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("malformed msgpack");
+    expect(calls).toEqual([]);
+  });
+
+  test("schema failure → 400 with the zod message", async () => {
+    const body = encodeMessages([{ ...heartbeat("a", "b", 1), term: -3 }]);
+    const res = await post(body, signed(body));
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("term");
+    expect(calls).toEqual([]);
+  });
+
+  test("a message for another node rejects the whole batch", async () => {
+    const body = encodeMessages([heartbeat("a", "b", 1), heartbeat("a", "c", 2)]);
+    const res = await post(body, signed(body));
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("addressed to c");
+    expect(calls).toEqual([]);
+  });
+
+  test("a message claiming another sender is refused", async () => {
+    const body = encodeMessages([heartbeat("z", "b", 1)]);
+    const res = await post(body, signed(body));
+    expect(res.status).toBe(400);
+    expect(calls).toEqual([]);
+  });
+
+  test("over the body limit → 413, declared or streamed", async () => {
+    const big = new Uint8Array(64 * 1024 + 1);
+    const res = await post(big, signed(big));
+    expect(res.status).toBe(413);
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let i = 0; i < 20; i++) c.enqueue(new Uint8Array(8192));
+        c.close();
+      },
+    });
+    const streamed = await app.request(RAFT_MESSAGES_PATH, { method: "POST", body: stream, headers: signed(big) });
+    expect(streamed.status).toBe(413);
+    expect(calls).toEqual([]);
+  });
+
+  test("the snapshot route takes one chunk, with its larger limit", async () => {
+    const chunk: Message = {
+      type: "snapshot",
+      from: "a",
+      to: "b",
+      term: 1,
+      meta: { index: 5, term: 1, conf: { voters: ["a", "b"], learners: [] } },
+      offset: 0,
+      total: 100_000,
+      chunk: new Uint8Array(100_000),
+    };
+    const body = encodeMessages([chunk]);
+    expect((await post(body, signed(body, HMAC, RAFT_SNAPSHOT_PATH), RAFT_SNAPSHOT_PATH)).status).toBe(204);
+    expect((await post(body, signed(body))).status).toBe(413);
+    expect((await post(hb, signed(hb, HMAC, RAFT_SNAPSHOT_PATH), RAFT_SNAPSHOT_PATH)).status).toBe(400);
+    expect(calls.length).toBe(1);
+  });
+
+  test("a throwing core → 500, and the next batch still goes through", async () => {
+    let fail = true;
+    const fragile = raftRoutes({
+      self: "b",
+      auth: HMAC,
+      onMessages: (msgs, from) => {
+        if (fail) throw new Error("boom");
+        calls.push({ msgs, from });
+      },
+    });
+    const first = await fragile.request(RAFT_MESSAGES_PATH, { method: "POST", body: hb, headers: signed(hb) });
+    expect(first.status).toBe(500);
+    expect(await first.text()).toContain("boom");
+    fail = false;
+    const second = await fragile.request(RAFT_MESSAGES_PATH, { method: "POST", body: hb, headers: signed(hb) });
+    expect(second.status).toBe(204);
+    expect(calls.length).toBe(1);
+  });
+});
