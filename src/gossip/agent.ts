@@ -1,0 +1,381 @@
+// The gossip agent: drives the pure SWIM core (swim.ts) from real timers, a UDP socket, the
+// keyring and push-pull over HTTP/2. All I/O of the gossip layer lives here.
+//
+// Public API for the node layer:
+//
+//   const agent = await GossipAgent.start({
+//     id, rpcAddr, region, role,            // our identity and metadata
+//     bind?: "[::]:7946",                   // GOSSIP_ADDR; port 0 picks a free port
+//     advertise?: "[fdaa::1]:7946",         // needed when bind is unspecified ("::", "0.0.0.0")
+//     config?: "lan" | "wan" | "local" | GossipConfig,
+//     keyring?: Keyring | null,             // GOSSIP_KEY; null sends plaintext (logged once)
+//     join?: string[], discoveryDns?: string,
+//     pushPull?: PushPullFn,                // default: an h2c client to the peer's rpcAddr
+//     log?: GossipLog, seed?: number,
+//   });                                     // or gossipOptionsFromEnv(process.env) for the env part
+//   app.route("/", pushPullRoute((b) => agent.handlePushPull(b)));   // on the node's HTTP/2 server
+//   agent.members(): Member[]               // id, incarnation, state alive|suspect|dead|left, meta
+//   agent.self(): Member
+//   agent.onEvent((e: MemberEvent) => ...): () => void   // join|update|suspect|dead|leave; returns unsubscribe
+//   agent.setMeta({ role: "voter" })        // bumps our incarnation and gossips it
+//   agent.counters(): GossipCounters        // plain object for /metrics
+//   agent.gossipAddr: string                // advertised "host:port"
+//   await agent.leave(timeoutMs?)           // announce a graceful leave, then stop
+//   await agent.stop()                      // stop without a word (peers will call us dead)
+
+import { randomInt as cryptoRandomInt } from "node:crypto";
+import { isIP } from "node:net";
+import { formatHostPort, parseHostPort } from "./address.ts";
+import { PRESETS, gossipConfig, type GossipConfig, type PresetName } from "./config.ts";
+import { discoverSeeds, parseJoin } from "./discovery.ts";
+import { ENCRYPTION_OVERHEAD, Keyring } from "./keyring.ts";
+import type { Member, MemberEvent, MemberMeta, MemberState, Role } from "./member.ts";
+import { pushPullClient, type PushPullClient, type PushPullFn } from "./push_pull_route.ts";
+import { RateLimitedLog, stderrLog, type GossipLog } from "./rate_limited_log.ts";
+import { seededRng } from "./rng.ts";
+import { Swim } from "./swim.ts";
+import { openUdp, type UdpEndpoint } from "./udp.ts";
+
+export const DEFAULT_GOSSIP_PORT = 7946;
+const WARN_INTERVAL_MS = 10_000;
+const MAX_JOIN_BACKOFF_MS = 30_000;
+
+export interface GossipAgentOptions {
+  id: string;
+  rpcAddr: string;
+  region: string;
+  role: Role;
+  bind?: string;
+  advertise?: string;
+  config?: PresetName | GossipConfig;
+  keyring?: Keyring | null;
+  join?: readonly string[];
+  discoveryDns?: string;
+  pushPull?: PushPullFn;
+  log?: GossipLog;
+  /** Seeds the core's randomness; random by default. */
+  seed?: number;
+}
+
+export interface GossipCounters {
+  packetsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  malformed: number;
+  decryptFailures: number;
+  sendErrors: number;
+  /** Asynchronous socket errors, e.g. ICMP port unreachable after sending to a dead peer. */
+  socketErrors: number;
+  pushPulls: number;
+  pushPullFailures: number;
+  pushPullsServed: number;
+  joinAttempts: number;
+  /** Exceptions from the core while handling input: bugs, counted and logged instead of crashing. */
+  internalErrors: number;
+  health: number;
+  members: Record<MemberState, number>;
+}
+
+/** The environment's part of the options: GOSSIP_ADDR, GOSSIP_ADVERTISE (or FLY_PRIVATE_IP), GOSSIP_KEY, JOIN, DISCOVERY_DNS, GOSSIP_PRESET. */
+export function gossipOptionsFromEnv(
+  env: Record<string, string | undefined>,
+): Pick<GossipAgentOptions, "bind" | "advertise" | "keyring" | "join" | "discoveryDns" | "config"> {
+  const preset = env.GOSSIP_PRESET ?? "lan";
+  if (!(preset in PRESETS)) throw new Error(`GOSSIP_PRESET must be lan, wan or local, got "${preset}"`);
+  const bind = env.GOSSIP_ADDR ?? formatHostPort("::", DEFAULT_GOSSIP_PORT);
+  const bindPort = parseHostPort(bind, DEFAULT_GOSSIP_PORT)?.port ?? DEFAULT_GOSSIP_PORT;
+  const advertise = env.GOSSIP_ADVERTISE ?? (env.FLY_PRIVATE_IP !== undefined ? formatHostPort(env.FLY_PRIVATE_IP, bindPort) : undefined);
+  return {
+    bind,
+    ...(advertise !== undefined ? { advertise } : {}),
+    keyring: env.GOSSIP_KEY !== undefined && env.GOSSIP_KEY !== "" ? Keyring.fromEnv(env.GOSSIP_KEY) : null,
+    join: parseJoin(env.JOIN),
+    ...(env.DISCOVERY_DNS !== undefined && env.DISCOVERY_DNS !== "" ? { discoveryDns: env.DISCOVERY_DNS } : {}),
+    config: preset as PresetName,
+  };
+}
+
+type Listener = (e: MemberEvent) => void;
+
+export class GossipAgent {
+  readonly gossipAddr: string;
+  private readonly listeners = new Set<Listener>();
+  private readonly warn: RateLimitedLog;
+  private readonly c: Omit<GossipCounters, "health" | "members"> = {
+    packetsIn: 0,
+    packetsOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    malformed: 0,
+    decryptFailures: 0,
+    sendErrors: 0,
+    socketErrors: 0,
+    pushPulls: 0,
+    pushPullFailures: 0,
+    pushPullsServed: 0,
+    joinAttempts: 0,
+    internalErrors: 0,
+  };
+  private ticker: ReturnType<typeof setInterval> | undefined;
+  private joinTimer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
+
+  private constructor(
+    private readonly core: Swim,
+    private readonly cfg: GossipConfig,
+    private readonly udp: UdpEndpoint,
+    private readonly keyring: Keyring | null,
+    private readonly pushPull: PushPullFn,
+    private readonly ownedClient: PushPullClient | null,
+    private readonly log: GossipLog,
+  ) {
+    this.gossipAddr = core.member(core.id)?.meta.gossipAddr ?? "";
+    this.warn = new RateLimitedLog(log, WARN_INTERVAL_MS);
+  }
+
+  static async start(o: GossipAgentOptions): Promise<GossipAgent> {
+    const cfg = typeof o.config === "object" ? o.config : gossipConfig(o.config ?? "lan");
+    const log = o.log ?? stderrLog;
+    const keyring = o.keyring ?? null;
+    const bind = o.bind ?? formatHostPort("::", DEFAULT_GOSSIP_PORT);
+    // The socket exists before the core so that port 0 can be resolved into the advertised address.
+    let onPacket: (from: string, bytes: Uint8Array) => void = () => undefined;
+    let onError: (err: unknown) => void = () => undefined;
+    const udp = await openUdp(
+      bind,
+      (from, bytes) => onPacket(from, bytes),
+      (err) => onError(err),
+    );
+    let agent: GossipAgent;
+    try {
+      const gossipAddr = advertisedAddr(bind, o.advertise, udp.port);
+      const client = o.pushPull === undefined ? pushPullClient() : null;
+      const core = new Swim({
+        id: o.id,
+        meta: { gossipAddr, rpcAddr: o.rpcAddr, region: o.region, role: o.role },
+        config: cfg,
+        rng: seededRng(o.seed ?? cryptoRandomInt(0, 2 ** 32)),
+        now: performance.now(),
+        packetOverhead: keyring === null ? 0 : ENCRYPTION_OVERHEAD,
+      });
+      agent = new GossipAgent(core, cfg, udp, keyring, o.pushPull ?? (client as PushPullClient).pushPull, client, log);
+    } catch (err) {
+      udp.close();
+      throw err;
+    }
+    onPacket = (from, bytes) => agent.onPacket(from, bytes);
+    onError = (err) => agent.onSocketError(err);
+    if (keyring === null) log("warn", "gossip is not encrypted: set GOSSIP_KEY", {});
+    agent.ticker = setInterval(() => agent.tick(), cfg.tickMs);
+    log("info", "gossip started", { id: o.id, gossipAddr: agent.gossipAddr, bind, port: udp.port });
+    const join = o.join ?? [];
+    if (join.length > 0 || (o.discoveryDns !== undefined && o.discoveryDns !== "")) {
+      agent.joinLoop(join, o.discoveryDns, cfg.probeIntervalMs);
+    }
+    return agent;
+  }
+
+  members(): Member[] {
+    return this.core.members();
+  }
+
+  self(): Member {
+    const s = this.core.member(this.core.id);
+    if (s === undefined) throw new Error("gossip invariant: own member entry missing");
+    return s;
+  }
+
+  onEvent(fn: Listener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  setMeta(change: Partial<Pick<MemberMeta, "rpcAddr" | "region" | "role">>): void {
+    this.core.setMeta(performance.now(), { ...this.self().meta, ...change });
+    this.flush();
+  }
+
+  /** Serves a peer's push-pull (mount pushPullRoute with this). Null refuses the body. */
+  handlePushPull(sealed: Uint8Array): Uint8Array | null {
+    if (this.stopped) return null;
+    const plain = this.open(sealed, "push-pull");
+    if (plain === null) return null;
+    try {
+      const answer = this.core.handlePushPull(performance.now(), plain);
+      this.flush();
+      if (answer === null) {
+        this.c.malformed++;
+        this.warn.warn(performance.now(), "malformed-push-pull", "gossip: malformed push-pull state");
+        return null;
+      }
+      this.c.pushPullsServed++;
+      return this.seal(answer);
+    } catch (err) {
+      this.internalError(err);
+      return null;
+    }
+  }
+
+  counters(): GossipCounters {
+    const members: Record<MemberState, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
+    for (const m of this.core.members()) members[m.state]++;
+    return { ...this.c, health: this.core.health(), members };
+  }
+
+  /** Announces that we leave, waits (bounded) for the news to go out, then stops. */
+  async leave(timeoutMs = 4 * this.cfg.gossipIntervalMs + this.cfg.probeIntervalMs): Promise<void> {
+    if (this.stopped) return;
+    this.core.leave(performance.now());
+    this.flush();
+    const deadline = performance.now() + timeoutMs;
+    while (this.core.pendingBroadcasts() > 0 && performance.now() < deadline) await Bun.sleep(this.cfg.tickMs);
+    await this.stop();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.ticker);
+    clearTimeout(this.joinTimer);
+    this.udp.close();
+    this.ownedClient?.close();
+    this.log("info", "gossip stopped", { id: this.core.id });
+  }
+
+  // ---- edge ----
+
+  private tick(): void {
+    if (this.stopped) return;
+    try {
+      this.core.tick(performance.now());
+    } catch (err) {
+      this.internalError(err);
+    }
+    this.flush();
+  }
+
+  private onPacket(from: string, bytes: Uint8Array): void {
+    if (this.stopped) return;
+    this.c.packetsIn++;
+    this.c.bytesIn += bytes.length;
+    const plain = this.open(bytes, from);
+    if (plain === null) return;
+    try {
+      if (!this.core.receive(performance.now(), from, plain)) {
+        this.c.malformed++;
+        this.warn.warn(performance.now(), "malformed", "gossip: dropped a malformed packet", { from, bytes: bytes.length });
+      }
+    } catch (err) {
+      this.internalError(err);
+    }
+    this.flush();
+  }
+
+  /** Socket errors are mostly ICMP unreachable from a dead peer: expected, and the probe will notice. */
+  private onSocketError(err: unknown): void {
+    this.c.socketErrors++;
+    this.warn.warn(performance.now(), "socket", "gossip: UDP socket error", { error: String(err) });
+  }
+
+  /** Decrypts, or counts and logs the failure. */
+  private open(bytes: Uint8Array, from: string): Uint8Array | null {
+    if (this.keyring === null) return bytes;
+    const plain = this.keyring.decrypt(bytes);
+    if (plain === null) {
+      this.c.decryptFailures++;
+      this.warn.warn(performance.now(), "decrypt", "gossip: dropped data no key decrypts (wrong GOSSIP_KEY or garbage)", {
+        from,
+        bytes: bytes.length,
+      });
+    }
+    return plain;
+  }
+
+  private seal(plain: Uint8Array): Uint8Array {
+    return this.keyring === null ? plain : this.keyring.encrypt(plain);
+  }
+
+  private flush(): void {
+    const out = this.core.drain();
+    for (const p of out.packets) {
+      const bytes = this.seal(p.bytes);
+      if (bytes.length > this.cfg.maxPacketBytes) throw new Error(`gossip invariant: ${bytes.length}-byte packet over the limit`);
+      if (this.udp.send(p.addr, bytes)) {
+        this.c.packetsOut++;
+        this.c.bytesOut += bytes.length;
+      } else {
+        this.c.sendErrors++;
+        this.warn.warn(performance.now(), "send", "gossip: could not send a packet", { to: p.addr });
+      }
+    }
+    for (const r of out.pushPulls) this.startPushPull(r.addr, r.state);
+    for (const e of out.events) {
+      for (const fn of this.listeners) {
+        try {
+          fn(e);
+        } catch (err) {
+          this.log("error", "gossip: event listener threw", { error: String(err) });
+        }
+      }
+    }
+  }
+
+  private startPushPull(addr: string, state: Uint8Array): void {
+    this.c.pushPulls++;
+    this.pushPull(addr, this.seal(state)).then(
+      (answer) => {
+        if (this.stopped) return;
+        const plain = this.open(answer, addr);
+        if (plain === null) return;
+        if (!this.core.mergePushPull(performance.now(), plain)) {
+          this.c.malformed++;
+          this.warn.warn(performance.now(), "malformed-push-pull", "gossip: malformed push-pull answer", { from: addr });
+        }
+        this.flush();
+      },
+      (err: unknown) => {
+        this.c.pushPullFailures++;
+        this.warn.warn(performance.now(), "push-pull", "gossip: push-pull failed", { to: addr, error: String(err) });
+      },
+    );
+  }
+
+  /** Pings the seeds with backoff until someone answers (we then know another member). */
+  private joinLoop(join: readonly string[], discoveryDns: string | undefined, backoffMs: number): void {
+    const attempt = async () => {
+      if (this.stopped || this.core.memberCount() > 1) {
+        if (!this.stopped) this.log("info", "gossip joined", { members: this.core.memberCount(), attempts: this.c.joinAttempts });
+        return;
+      }
+      const seeds = (await discoverSeeds(join, discoveryDns, DEFAULT_GOSSIP_PORT)).filter((s) => s !== this.gossipAddr);
+      if (this.stopped) return;
+      this.c.joinAttempts++;
+      if (seeds.length === 0) this.warn.warn(performance.now(), "join", "gossip: no seeds found yet", { join, discoveryDns });
+      else this.core.join(performance.now(), seeds);
+      this.flush();
+      this.joinTimer = setTimeout(() => void attempt(), backoffMs);
+      backoffMs = Math.min(backoffMs * 2, MAX_JOIN_BACKOFF_MS);
+    };
+    void attempt();
+  }
+
+  private internalError(err: unknown): void {
+    this.c.internalErrors++;
+    this.log("error", "gossip: internal error handling input", { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  }
+}
+
+/** The address peers reach us at: the bind address, unless it is unspecified ("::", "0.0.0.0"). */
+function advertisedAddr(bind: string, advertise: string | undefined, boundPort: number): string {
+  if (advertise !== undefined) {
+    const hp = parseHostPort(advertise, boundPort);
+    if (hp === null || isIP(hp.host) === 0) throw new Error(`gossip advertise address must be an IP "host:port", got "${advertise}"`);
+    return formatHostPort(hp.host, hp.port === 0 ? boundPort : hp.port);
+  }
+  const hp = parseHostPort(bind);
+  if (hp === null || hp.host === "::" || hp.host === "0.0.0.0") {
+    throw new Error(`gossip binds "${bind}": set an advertise address (GOSSIP_ADVERTISE or FLY_PRIVATE_IP)`);
+  }
+  return formatHostPort(hp.host, boundPort);
+}
