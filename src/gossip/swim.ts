@@ -438,6 +438,9 @@ export class Swim {
       if (this.needSync) {
         this.needSync = false;
         this.out.pushPulls.push({ addr: fresh.meta.rpcAddr, state: this.localState() });
+        // Members joining at the same moment through different seeds may each miss the other:
+        // a second exchange, with a random member, soon after joining catches that up.
+        this.nextPushPullAt = Math.min(this.nextPushPullAt, now + 2 * this.cfg.probeIntervalMs);
       }
       return;
     }
