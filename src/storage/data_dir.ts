@@ -46,8 +46,12 @@ export class DataDir {
 
   /** Checkpoints the WAL into the file (a clean shutdown leaves one self-contained file), then closes. */
   close(): void {
-    this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
-    this.db.close();
+    try {
+      this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+    } finally {
+      // Even if the checkpoint fails (disk full), the WAL keeps every commit: closing is safe.
+      this.db.close();
+    }
   }
 }
 

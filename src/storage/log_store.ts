@@ -2,6 +2,8 @@
 // semantics of MemoryStorage. The core calls term()/lastIndex()/hardState() constantly, so those
 // are answered from memory: the log's terms are kept as runs (a term changes rarely, so a whole
 // log fits in a few runs), loaded by bisection at open without scanning the log.
+// One difference from MemoryStorage, on purpose: a save() that throws (out-of-range entries,
+// disk full) changes nothing, where MemoryStorage may have installed the snapshot already.
 import type { Database, Statement } from "bun:sqlite";
 import { CompactedError, UnavailableError, entrySize, type WritableLogStorage } from "../raft/storage.ts";
 import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta } from "../raft/types.ts";

@@ -2,12 +2,14 @@
 // inner = SAVEPOINT), with undo hooks so in-memory caches roll back together with the rows.
 // Caches are updated eagerly (reads inside the transaction must see its own writes) and each
 // change registers how to undo itself if the transaction fails.
-import type { Database } from "bun:sqlite";
+import type { Database, Statement } from "bun:sqlite";
 import { translateSqliteError } from "./errors.ts";
 
 export class Transactor {
   /** Undo hooks per open level, innermost last. */
   private readonly levels: Array<Array<() => void>> = [];
+  /** Prepared once: a transaction per Ready makes these the hottest statements. */
+  private readonly statements = new Map<string, Statement>();
 
   constructor(
     private readonly db: Database,
@@ -23,7 +25,7 @@ export class Transactor {
     const depth = this.levels.length;
     const savepoint = `phalanx_sp${depth}`;
     try {
-      this.db.run(depth === 0 ? "BEGIN IMMEDIATE" : `SAVEPOINT ${savepoint}`);
+      this.exec(depth === 0 ? "BEGIN IMMEDIATE" : `SAVEPOINT ${savepoint}`);
     } catch (err) {
       throw translateSqliteError(err, this.file);
     }
@@ -33,7 +35,7 @@ export class Transactor {
       // SQLite rolls the whole transaction back by itself on some errors (SQLITE_FULL); if `fn`
       // caught such an error and went on, its later writes were autocommitted: refuse loudly.
       if (!this.db.inTransaction) throw new Error("transaction was rolled back by SQLite while still in use");
-      this.db.run(depth === 0 ? "COMMIT" : `RELEASE ${savepoint}`);
+      this.exec(depth === 0 ? "COMMIT" : `RELEASE ${savepoint}`);
       const undo = this.levels.pop()!;
       if (depth > 0) this.levels[depth - 1]!.push(...undo);
       return result;
@@ -41,11 +43,20 @@ export class Transactor {
       const undo = this.levels.pop()!;
       for (let i = undo.length - 1; i >= 0; i--) undo[i]!();
       if (this.db.inTransaction) {
-        this.db.run(depth === 0 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}`);
-        if (depth > 0) this.db.run(`RELEASE ${savepoint}`);
+        this.exec(depth === 0 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}`);
+        if (depth > 0) this.exec(`RELEASE ${savepoint}`);
       }
       throw translateSqliteError(err, this.file);
     }
+  }
+
+  private exec(sql: string): void {
+    let stmt = this.statements.get(sql);
+    if (stmt === undefined) {
+      stmt = this.db.prepare(sql);
+      this.statements.set(sql, stmt);
+    }
+    stmt.run();
   }
 
   /** Registers how to restore a cache if the enclosing transaction rolls back. */
