@@ -101,11 +101,11 @@ export async function waitFor(cond: () => boolean, timeoutMs: number, everyMs = 
 }
 
 /** Starts n agents one after another; each joins through one earlier agent only (a binary tree of seeds). */
-export async function startCluster(n: number, host: string, key: string, readyMs = 10_000): Promise<AgentProc[]> {
+export async function startCluster(n: number, host: string, key: string, readyMs = 10_000, preset = "local"): Promise<AgentProc[]> {
   const procs: AgentProc[] = [];
   for (let i = 0; i < n; i++) {
     const seed = i === 0 ? undefined : procs[(i - 1) >> 1];
-    const p = new AgentProc(`a${i}`, { host, key, ...(seed !== undefined ? { join: seed.gossipAddr } : {}) });
+    const p = new AgentProc(`a${i}`, { host, key, preset, ...(seed !== undefined ? { join: seed.gossipAddr } : {}) });
     procs.push(p);
     if (!(await withTimeout(p.ready, readyMs))) throw new Error(`agent ${p.id} did not start`);
   }

@@ -7,6 +7,7 @@ import { Awareness } from "../../src/gossip/awareness.ts";
 import { BroadcastQueue } from "../../src/gossip/broadcast_queue.ts";
 import { assemblePacket, decodePacket, decodePushPull, encodeMessage } from "../../src/gossip/codec.ts";
 import { gossipConfig, retransmitLimit } from "../../src/gossip/config.ts";
+import { discoverSeeds, parseJoin } from "../../src/gossip/discovery.ts";
 import { ENCRYPTION_OVERHEAD, Keyring } from "../../src/gossip/keyring.ts";
 import { seededRng } from "../../src/gossip/rng.ts";
 import { Suspicion, expectedConfirmations, suspicionBounds, suspicionTimeoutMs } from "../../src/gossip/suspicion.ts";
@@ -180,5 +181,22 @@ describe("addresses", () => {
     expect(parseHostPort("[::1")).toBeNull();
     expect(formatHostPort("::1", 1)).toBe("[::1]:1");
     expect(normalizeHost("::ffff:127.0.0.1")).toBe("127.0.0.1");
+  });
+});
+
+describe("seed discovery", () => {
+  const resolver = {
+    resolve4: async (name: string) => (name === "both.internal" ? ["10.0.0.1"] : []),
+    resolve6: async (name: string) => {
+      if (name === "missing.internal") throw new Error("ENOTFOUND");
+      return name.endsWith(".internal") ? ["fdaa::1", "fdaa::2"] : [];
+    },
+  };
+
+  test("JOIN literals pass through, names and DISCOVERY_DNS resolve to every A/AAAA record", async () => {
+    expect(await discoverSeeds(["127.0.0.1:9000", "[::1]:9001"], undefined, 7946, resolver)).toEqual(["127.0.0.1:9000", "[::1]:9001"]);
+    expect(await discoverSeeds([], "both.internal", 7946, resolver)).toEqual(["[fdaa::1]:7946", "[fdaa::2]:7946", "10.0.0.1:7946"]);
+    expect(await discoverSeeds(["app.internal:8000"], "missing.internal", 7946, resolver)).toEqual(["[fdaa::1]:8000", "[fdaa::2]:8000"]);
+    expect(parseJoin(" a:1, ,b:2 ")).toEqual(["a:1", "b:2"]);
   });
 });
