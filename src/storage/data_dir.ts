@@ -3,15 +3,31 @@
 // the applying of its committed entries (see schema.ts). Opening never repairs, resets or
 // overwrites anything it does not recognise: it refuses with a typed error naming the file.
 import { Database } from "bun:sqlite";
-import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import type { ConfState, NodeId } from "../raft/types.ts";
-import { CorruptDataError, FormatError, ReadOnlyError, StorageError, translateSqliteError } from "./errors.ts";
+import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, StorageError, translateSqliteError } from "./errors.ts";
 import { SqliteLogStorage } from "./log_store.ts";
 import { APPLICATION_ID, FORMAT_VERSION, initSchema } from "./schema.ts";
 import { Transactor } from "./tx.ts";
 
 export const DB_FILE = "phalanx.db";
+/** Holds the pid of the process that has the data dir open: two nodes on one log break Raft. */
+export const LOCK_FILE = "LOCK";
 const SQLITE_MAGIC = "SQLite format 3\0";
 
 export interface DataDirOptions {
@@ -51,6 +67,7 @@ export class DataDir {
     } finally {
       // Even if the checkpoint fails (disk full), the WAL keeps every commit: closing is safe.
       this.db.close();
+      rmSync(join(this.dir, LOCK_FILE), { force: true });
     }
   }
 }
@@ -63,6 +80,16 @@ export function openDataDir(dir: string, options: DataDirOptions): DataDir {
   } catch (err) {
     throw fsError(err, dir, "data directory");
   }
+  lock(dir);
+  try {
+    return openLocked(dir, file, options);
+  } catch (err) {
+    rmSync(join(dir, LOCK_FILE), { force: true });
+    throw err;
+  }
+}
+
+function openLocked(dir: string, file: string, options: DataDirOptions): DataDir {
   if (!existsSync(file)) {
     if (existsSync(`${file}-wal`)) {
       throw new CorruptDataError(`${file} is missing but its write-ahead log ${file}-wal exists`, file);
@@ -98,6 +125,42 @@ export function openDataDir(dir: string, options: DataDirOptions): DataDir {
   } catch (err) {
     db.close();
     throw opened(err, file);
+  }
+}
+
+/** Takes the data dir's lock; a lock left by a process that no longer runs (kill -9) is taken over. */
+function lock(dir: string): void {
+  const path = join(dir, LOCK_FILE);
+  // Two attempts: the second follows the removal of a dead process's lock.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let fd: number;
+    try {
+      fd = openSync(path, "wx");
+    } catch (err) {
+      if ((err as { code?: string }).code !== "EEXIST") throw fsError(err, path, "lock file");
+      const pid = Number(readFileSync(path, "utf8").trim());
+      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+        throw new DataDirInUseError(`data directory ${dir} is in use by process ${pid} (${path})`, path);
+      }
+      rmSync(path, { force: true });
+      continue;
+    }
+    try {
+      writeSync(fd, `${process.pid}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    return;
+  }
+  throw new DataDirInUseError(`data directory ${dir}: another process is taking ${path} at the same time`, path);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === "EPERM";
   }
 }
 

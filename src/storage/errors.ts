@@ -22,6 +22,9 @@ export class FormatError extends StorageError {}
 /** The data directory or file cannot be written. */
 export class ReadOnlyError extends StorageError {}
 
+/** Another running process has the data directory open. */
+export class DataDirInUseError extends StorageError {}
+
 /** The disk (or the configured size limit) is full: the write was rolled back, reads still work. */
 export class DiskFullError extends StorageError {}
 

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
-import { CorruptDataError, FormatError, ReadOnlyError } from "../../src/storage/errors.ts";
+import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError } from "../../src/storage/errors.ts";
 import type { Entry } from "../../src/raft/types.ts";
 import { TempDirs } from "./temp_dir.ts";
 
@@ -106,6 +106,20 @@ describe("openDataDir", () => {
     writeFileSync(join(dir, "phalanx.db-wal"), new Uint8Array(64));
     expect(() => openDataDir(dir, BOOT)).toThrow(CorruptDataError);
     expect(existsSync(join(dir, "phalanx.db"))).toBe(false);
+  });
+
+  test("a data dir open in a running process is refused; a dead process's lock is taken over", () => {
+    const dir = temp.make();
+    const dd = openDataDir(dir, BOOT);
+    expect(() => openDataDir(dir, BOOT)).toThrow(DataDirInUseError);
+    expect(() => openDataDir(dir, BOOT)).toThrow(`in use by process ${process.pid}`);
+    dd.close();
+    openDataDir(dir, BOOT).close();
+    const gone = Bun.spawnSync(["true"]);
+    expect(gone.exitCode).toBe(0);
+    writeFileSync(join(dir, "LOCK"), `${gone.pid}\n`);
+    openDataDir(dir, BOOT).close();
+    expect(existsSync(join(dir, "LOCK"))).toBe(false);
   });
 
   test("a read-only data dir is refused with a clear error", () => {
