@@ -196,6 +196,8 @@ class Peer {
   private inflight = 0;
   private snapshotInflight = false;
   private removed = false;
+  /** Bumped on an address change: failures of requests to the old address say nothing about the new one. */
+  private generation = 0;
   private sent = 0;
   private dropped = 0;
   private errors = 0;
@@ -239,6 +241,7 @@ class Peer {
   moveTo(address: string, origin: string): void {
     if (origin === this.origin) return;
     this.s.client.closeOrigin(this.origin);
+    this.generation++;
     this.address = address;
     this.origin = origin;
     clearTimeout(this.timer);
@@ -305,11 +308,12 @@ class Peer {
       ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, body }),
     };
     const started = performance.now();
+    const generation = this.generation;
     const request = this.s.client
       .request(this.origin, { method: "POST", path, headers, body, timeoutMs })
       .then(
         (res) => this.answered(res, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
-        (err: unknown) => this.fail(batch.length, errorText(err), true),
+        (err: unknown) => this.fail(batch.length, errorText(err), generation === this.generation),
       )
       .finally(() => {
         release();
