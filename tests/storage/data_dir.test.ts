@@ -101,6 +101,18 @@ describe("openDataDir", () => {
     expectRefused(dir, file, FormatError, /format version 2/);
   });
 
+  test("a log row removed behind our back is reported when read, never skipped", () => {
+    const { dir, file } = populated();
+    const db = new Database(file);
+    db.run("DELETE FROM raft_log WHERE idx = 150");
+    db.close();
+    const dd = openDataDir(dir, BOOT);
+    expect(dd.log.entries(140, 149, Infinity)).toHaveLength(9);
+    expect(() => dd.log.entries(140, 160, Infinity)).toThrow(CorruptDataError);
+    expect(() => dd.log.entries(140, 160, Infinity)).toThrow(/phalanx\.db: log row 151 .* entry 150 was expected/);
+    dd.close();
+  });
+
   test("a write-ahead log without its database is refused", () => {
     const dir = temp.make();
     writeFileSync(join(dir, "phalanx.db-wal"), new Uint8Array(64));
