@@ -1,23 +1,43 @@
-// Encoding of a ConfChange inside a `conf` entry. JSON keeps it readable in a log dump, and
-// conf entries are rare, so compactness does not matter.
-import type { ConfChange } from "./types.ts";
+// Encoding of a `conf` entry: the change and the full configuration it produces. Carrying the
+// result lets a brand-new member, whose log starts empty, learn the whole membership from the
+// entry that adds it. JSON keeps it readable in a log dump; conf entries are rare.
+import type { ConfChange, ConfState } from "./types.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export function encodeConfChange(cc: ConfChange): Uint8Array {
-  return encoder.encode(JSON.stringify({ op: cc.op, node: cc.node, context: cc.context }));
+export interface ConfEntry {
+  change: ConfChange;
+  conf: ConfState;
+}
+
+export function encodeConfEntry(e: ConfEntry): Uint8Array {
+  const { change, conf } = e;
+  return encoder.encode(
+    JSON.stringify({ op: change.op, node: change.node, context: change.context, voters: conf.voters, learners: conf.learners }),
+  );
+}
+
+function isIdList(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === "string");
 }
 
 /** Entries come from our own log, so a malformed one is corruption: fail loudly. */
-export function decodeConfChange(data: Uint8Array): ConfChange {
-  const v = JSON.parse(decoder.decode(data)) as Partial<ConfChange>;
+export function decodeConfEntry(data: Uint8Array): ConfEntry {
+  const text = decoder.decode(data);
+  const v = JSON.parse(text) as Record<string, unknown>;
   if (
     (v.op !== "addLearner" && v.op !== "addVoter" && v.op !== "remove") ||
     typeof v.node !== "string" ||
-    typeof v.context !== "string"
+    typeof v.context !== "string" ||
+    !isIdList(v.voters) ||
+    !isIdList(v.learners)
   ) {
-    throw new Error(`corrupt conf change entry: ${decoder.decode(data)}`);
+    throw new Error(`corrupt conf change entry: ${text}`);
   }
-  return { op: v.op, node: v.node, context: v.context };
+  return { change: { op: v.op, node: v.node, context: v.context }, conf: { voters: v.voters, learners: v.learners } };
+}
+
+export function decodeConfChange(data: Uint8Array): ConfChange {
+  return decodeConfEntry(data).change;
 }

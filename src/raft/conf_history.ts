@@ -2,7 +2,7 @@
 // log, committed or not (dissertation §4.1), so a follower that truncates a conf entry must fall
 // back to the configuration before it. Conf changes are rare: the list stays tiny.
 import { assert } from "./assert.ts";
-import { decodeConfChange } from "./conf_change.ts";
+import { decodeConfEntry } from "./conf_change.ts";
 import type { ConfChange, ConfState, Entry } from "./types.ts";
 
 export function applyConfChange(conf: ConfState, cc: ConfChange): ConfState {
@@ -44,7 +44,7 @@ export class ConfHistory {
     for (const e of entries) {
       if (e.type !== "conf") continue;
       assert(e.index > this.currentIndex(), `conf entry ${e.index} not after ${this.currentIndex()}`);
-      this.history.push({ index: e.index, conf: applyConfChange(this.current(), decodeConfChange(e.data)) });
+      this.history.push({ index: e.index, conf: decodeConfEntry(e.data).conf });
       changed = true;
     }
     return changed;

@@ -33,6 +33,13 @@ class Inflights {
     }
   }
 
+  /** Lets one more append out when every one in flight may have been lost. */
+  freeFirst(): void {
+    if (this.count === 0) return;
+    this.start = (this.start + 1) % this.capacity;
+    this.count--;
+  }
+
   reset(): void {
     this.start = 0;
     this.count = 0;
@@ -51,6 +58,8 @@ export class Progress {
   snapshotAcked = 0;
   /** Ticks since the follower last confirmed a snapshot chunk: resend when it stalls. */
   snapshotStall = 0;
+  /** Highest commit index sent to this follower, to tell it about new commits promptly. */
+  sentCommit = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   /** Highest heartbeat round the follower acknowledged, and the leader tick that round was sent at. */

@@ -2,8 +2,8 @@
 // only by tick(), step() and the local requests. Pure: output is queued messages and state that
 // RawNode hands out as a Ready. Section numbers refer to the Raft paper and Ongaro's dissertation.
 import { assert } from "./assert.ts";
-import { encodeConfChange } from "./conf_change.ts";
-import { ConfHistory } from "./conf_history.ts";
+import { encodeConfEntry } from "./conf_change.ts";
+import { applyConfChange, ConfHistory } from "./conf_history.ts";
 import { resolveConfig, type RaftConfig, type ResolvedConfig } from "./config.ts";
 import { RaftLog, UNKNOWN_TERM } from "./log.ts";
 import { Progress } from "./progress.ts";
@@ -560,7 +560,7 @@ export class Raft {
     if (cc.op === "addVoter" && isVoter) return refuse(`${cc.node} is already a voter`);
     if (cc.op === "remove" && !isVoter && !isLearner) return refuse(`${cc.node} is not a member`);
     if (cc.op === "remove" && isVoter && conf.voters.length === 1) return refuse("cannot remove the last voter");
-    return this.propose([{ type: "conf", data: encodeConfChange(cc) }]);
+    return this.propose([{ type: "conf", data: encodeConfEntry({ change: cc, conf: applyConfChange(conf, cc) }) }]);
   }
 
   /** The configuration changed (appended, truncated or restored): follow it. */
@@ -610,8 +610,10 @@ export class Raft {
       throw e;
     }
     if (entries.length === 0 && !sendIfEmpty) return false;
-    this.send({ type: "append", from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
+    const commit = this.log.committed;
+    this.send({ type: "append", from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit });
     pr.sentEntries(prevIndex + entries.length, entries.length);
+    if (commit > pr.sentCommit) pr.sentCommit = commit;
     return true;
   }
 
@@ -673,7 +675,8 @@ export class Raft {
       if (this.maybeCommit()) this.broadcastAppend();
     }
     if (wasPaused || pr.state === "replicate") {
-      if (this.sendAppend(m.from, pr, false)) while (pr.state === "replicate" && this.sendAppend(m.from, pr, false));
+      const commitLags = pr.sentCommit < this.log.committed;
+      if (this.sendAppend(m.from, pr, commitLags)) while (pr.state === "replicate" && this.sendAppend(m.from, pr, false));
     }
     if (m.from === this.transferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
   }
@@ -749,6 +752,9 @@ export class Raft {
 
   private handleHeartbeatResp(m: HeartbeatRespMsg, pr: Progress): void {
     pr.probeSent = false;
+    // The follower is alive but our window is full: the appends in it may all have been lost.
+    // Free one slot so the next append goes out; a gap makes the follower reject and we probe.
+    if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirst();
     if (m.seq > pr.ackedSeq && m.seq <= this.hbSeq) {
       pr.ackedSeq = m.seq;
       pr.ackedTick = this.tickOfSeq(m.seq);

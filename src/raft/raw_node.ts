@@ -186,7 +186,7 @@ export class RawNode {
       applied: r.log.applied,
       lastIndex: r.log.lastIndex(),
       firstIndex: r.log.firstIndex(),
-      conf: r.conf(),
+      conf: { voters: [...r.conf().voters], learners: [...r.conf().learners] },
       leaseValid: r.leaseValid(),
       transferee: r.transferTarget(),
       progress,

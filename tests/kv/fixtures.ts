@@ -1,5 +1,6 @@
 // Helpers to build log entries carrying KV proposals, for the state machine tests.
-import { encodeConfChange } from "../../src/raft/conf_change.ts";
+import { encodeConfEntry } from "../../src/raft/conf_change.ts";
+import { applyConfChange } from "../../src/raft/conf_history.ts";
 import type { ConfChange, Entry } from "../../src/raft/types.ts";
 import { encodeProposal, type Command, type Proposal } from "../../src/kv/command.ts";
 
@@ -14,8 +15,9 @@ export function proposal(index: number, cmd: Command, opts: Partial<Omit<Proposa
   };
 }
 
-export function conf(index: number, cc: ConfChange): Entry {
-  return { index, term: 1, type: "conf", data: encodeConfChange(cc) };
+/** A conf entry as the leader writes it: the change and the configuration it yields from `before`. */
+export function conf(index: number, cc: ConfChange, before = { voters: ["n1"], learners: [] as string[] }): Entry {
+  return { index, term: 1, type: "conf", data: encodeConfEntry({ change: cc, conf: applyConfChange(before, cc) }) };
 }
 
 export function noop(index: number): Entry {

@@ -1,0 +1,89 @@
+// Classic Raft bugs, applied to a temporary copy of the source so production code carries no
+// bug switches. Each must be caught by the simulator; `find` failing to match means the code
+// moved and the mutation needs updating (the test then fails rather than passing vacuously).
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface Mutation {
+  name: string;
+  file: string;
+  find: string;
+  replace: string;
+}
+
+export const MUTATIONS: Mutation[] = [
+  {
+    name: "commit an old-term entry by counting replicas (§5.4.2)",
+    file: "src/raft/raft.ts",
+    find: "if (mci <= this.log.committed || this.log.term(mci) !== this.term) return false;",
+    replace: "if (mci <= this.log.committed) return false;",
+  },
+  {
+    name: "grant a vote without the up-to-date check (§5.4.1)",
+    file: "src/raft/raft.ts",
+    find: "if (canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {",
+    replace: "if (canVote) {",
+  },
+  {
+    name: "serve lease reads without the clock-drift margin",
+    file: "src/raft/raft.ts",
+    find: "return this.now < this.leaseStart() + this.cfg.electionTicks - this.cfg.maxClockDriftTicks;",
+    replace: "return this.now < this.leaseStart() + this.cfg.electionTicks;",
+  },
+  {
+    name: "apply a retried client write twice",
+    file: "src/kv/session.ts",
+    find: 'if (seq === rec.seq) return { kind: "duplicate", result: rec.result };',
+    replace: "",
+  },
+  {
+    name: "grant votes while still hearing from a leader (no stickiness)",
+    file: "src/raft/raft.ts",
+    find: "if (inLease && !m.transfer) return;",
+    replace: "",
+  },
+  {
+    name: "serve ReadIndex before the leader committed an entry of its term",
+    file: "src/raft/raft.ts",
+    find: "    if (!this.committedInTerm) {\n      // Until an entry of this term commits",
+    replace: "    if (false) {\n      // Until an entry of this term commits",
+  },
+];
+
+/** Copies src/ and tests/sim/ to a temp dir, applies the mutation, returns the copy's root. */
+export function buildMutant(repo: string, m: Mutation): string {
+  const root = mkdtempSync(join(tmpdir(), "phalanx-mutant-"));
+  cpSync(join(repo, "src"), join(root, "src"), { recursive: true });
+  cpSync(join(repo, "tests", "sim"), join(root, "tests", "sim"), { recursive: true });
+  const path = join(root, m.file);
+  const text = readFileSync(path, "utf8");
+  if (!text.includes(m.find)) {
+    rmSync(root, { recursive: true, force: true });
+    throw new Error(`mutation "${m.name}": text not found in ${m.file}; update tests/sim/mutations.ts`);
+  }
+  writeFileSync(path, text.replace(m.find, m.replace));
+  return root;
+}
+
+export interface MutantResult {
+  name: string;
+  caughtAtSeed: number | null;
+  seedsRun: number;
+  violation: string | null;
+}
+
+/** Runs seeds 1..maxSeeds against the mutant until one reports a violation. */
+export async function hunt(repo: string, m: Mutation, maxSeeds: number): Promise<MutantResult> {
+  const root = buildMutant(repo, m);
+  try {
+    const sim = (await import(join(root, "tests", "sim", "cluster.ts"))) as typeof import("./cluster.ts");
+    for (let seed = 1; seed <= maxSeeds; seed++) {
+      const r = sim.runSim(seed);
+      if (!r.ok) return { name: m.name, caughtAtSeed: seed, seedsRun: seed, violation: r.violation };
+    }
+    return { name: m.name, caughtAtSeed: null, seedsRun: maxSeeds, violation: null };
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
