@@ -1,6 +1,7 @@
 // Two or three real nodes on loopback exchanging messages through PeerTransport.
 
 import { afterEach, describe, expect, test } from "bun:test";
+import net from "node:net";
 import type { Message } from "../../src/raft/types.ts";
 import { H2Client, H2Error } from "../../src/transport/h2_client.ts";
 import { backoffDelay } from "../../src/transport/peers.ts";
@@ -212,17 +213,25 @@ describe("failures", () => {
   });
 
   test("a peer's new address gets a new session; a removed peer's queue is dropped", async () => {
-    const [a, b, c] = await Promise.all([start("a"), start("b"), start("c")]);
-    a.transport.setPeers(new Map([["b", b.address]]));
-    a.transport.send(heartbeat("a", "b", 1));
-    await until(() => a.transport.stats()[0]?.inflight === 1, "request on the wire");
-    // "b" now lives where c's server is (c's routes accept messages for "c" only): expect a 400.
-    // The request cut off by the move is lost, but it does not make the new address unreachable.
-    a.transport.setPeers(new Map([["b", c.address]]));
-    a.transport.send(heartbeat("a", "b", 2));
-    await until(() => a.transport.stats()[0]?.lastError?.includes("HTTP 400") === true, "refusal from the new address");
-    expect(a.unreachable).toEqual([]);
-    expect(a.transport.stats()[0]?.state).toBe("up");
+    const [a, c] = await Promise.all([start("a"), start("c")]);
+    // First "b" sits behind a listener that accepts and never speaks: the request stays in flight.
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const { port } = silent.address() as net.AddressInfo;
+    try {
+      a.transport.setPeers(new Map([["b", `127.0.0.1:${port}`]]));
+      a.transport.send(heartbeat("a", "b", 1));
+      await until(() => a.transport.stats()[0]?.inflight === 1, "request on the wire");
+      // "b" moves to c's server (whose routes accept messages for "c" only): expect a 400 there.
+      // The request cut off by the move is lost, but it does not make the new address unreachable.
+      a.transport.setPeers(new Map([["b", c.address]]));
+      a.transport.send(heartbeat("a", "b", 2));
+      await until(() => a.transport.stats()[0]?.lastError?.includes("HTTP 400") === true, "refusal from the new address");
+      expect(a.unreachable).toEqual([]);
+      expect(a.transport.stats()[0]?.state).toBe("up");
+    } finally {
+      silent.close();
+    }
     a.transport.setPeers(new Map());
     expect(a.transport.stats()).toEqual([]);
     a.transport.send(heartbeat("a", "b", 3));
