@@ -18,7 +18,7 @@ import {
   statSync,
   writeSync,
 } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { ConfState, NodeId } from "../raft/types.ts";
 import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, StorageError, translateSqliteError } from "./errors.ts";
 import { SqliteLogStorage } from "./log_store.ts";
@@ -28,6 +28,8 @@ import { Transactor } from "./tx.ts";
 export const DB_FILE = "phalanx.db";
 /** Holds the pid of the process that has the data dir open: two nodes on one log break Raft. */
 export const LOCK_FILE = "LOCK";
+/** Data dirs this process holds open (resolved paths). */
+const openDirs = new Set<string>();
 const SQLITE_MAGIC = "SQLite format 3\0";
 
 export interface DataDirOptions {
@@ -67,7 +69,7 @@ export class DataDir {
     } finally {
       // Even if the checkpoint fails (disk full), the WAL keeps every commit: closing is safe.
       this.db.close();
-      rmSync(join(this.dir, LOCK_FILE), { force: true });
+      unlock(this.dir);
     }
   }
 }
@@ -84,7 +86,7 @@ export function openDataDir(dir: string, options: DataDirOptions): DataDir {
   try {
     return openLocked(dir, file, options);
   } catch (err) {
-    rmSync(join(dir, LOCK_FILE), { force: true });
+    unlock(dir);
     throw err;
   }
 }
@@ -139,7 +141,9 @@ function lock(dir: string): void {
     } catch (err) {
       if ((err as { code?: string }).code !== "EEXIST") throw fsError(err, path, "lock file");
       const pid = Number(readFileSync(path, "utf8").trim());
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+      // Our own pid in a lock we do not hold is a previous incarnation's (containers reuse pids).
+      const held = pid === process.pid ? openDirs.has(resolve(dir)) : Number.isInteger(pid) && pid > 0 && isAlive(pid);
+      if (held) {
         throw new DataDirInUseError(`data directory ${dir} is in use by process ${pid} (${path})`, path);
       }
       rmSync(path, { force: true });
@@ -150,9 +154,15 @@ function lock(dir: string): void {
     } finally {
       closeSync(fd);
     }
+    openDirs.add(resolve(dir));
     return;
   }
   throw new DataDirInUseError(`data directory ${dir}: another process is taking ${path} at the same time`, path);
+}
+
+function unlock(dir: string): void {
+  rmSync(join(dir, LOCK_FILE), { force: true });
+  openDirs.delete(resolve(dir));
 }
 
 function isAlive(pid: number): boolean {
