@@ -4,13 +4,20 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { SimOptions } from "./cluster.ts";
 
 export interface Mutation {
   name: string;
   file: string;
   find: string;
   replace: string;
+  /** Fault profile that exposes this kind of bug (seeds still vary everything else). */
+  profile: Partial<SimOptions>;
 }
+
+const TICK = 10;
+/** Lease bugs live where clocks drift apart the most and elections are fast. */
+const leaseProfile: Partial<SimOptions> = { drift: 0.1, maxDelay: 3, leaseReads: true, faultEvery: 10 * TICK };
 
 export const MUTATIONS: Mutation[] = [
   {
@@ -18,36 +25,43 @@ export const MUTATIONS: Mutation[] = [
     file: "src/raft/raft.ts",
     find: "if (mci <= this.log.committed || this.log.term(mci) !== this.term) return false;",
     replace: "if (mci <= this.log.committed) return false;",
+    // Figure 8 needs old entries to trickle out one per message while leaders crash.
+    profile: { maxMsgBytes: 1, maxInflight: 1, faultEvery: 5 * TICK },
   },
   {
     name: "grant a vote without the up-to-date check (§5.4.1)",
     file: "src/raft/raft.ts",
     find: "if (canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {",
     replace: "if (canVote) {",
+    profile: {},
   },
   {
     name: "serve lease reads without the clock-drift margin",
     file: "src/raft/raft.ts",
     find: "return this.now < this.leaseStart() + this.cfg.electionTicks - this.cfg.maxClockDriftTicks;",
     replace: "return this.now < this.leaseStart() + this.cfg.electionTicks;",
+    profile: leaseProfile,
   },
   {
     name: "apply a retried client write twice",
     file: "src/kv/session.ts",
     find: 'if (seq === rec.seq) return { kind: "duplicate", result: rec.result };',
     replace: "",
+    profile: {},
   },
   {
     name: "grant votes while still hearing from a leader (no stickiness)",
     file: "src/raft/raft.ts",
     find: "if (inLease && !m.transfer) return;",
     replace: "",
+    profile: leaseProfile,
   },
   {
     name: "serve ReadIndex before the leader committed an entry of its term",
     file: "src/raft/raft.ts",
     find: "    if (!this.committedInTerm) {\n      // Until an entry of this term commits",
     replace: "    if (false) {\n      // Until an entry of this term commits",
+    profile: {},
   },
 ];
 
@@ -79,7 +93,7 @@ export async function hunt(repo: string, m: Mutation, maxSeeds: number): Promise
   try {
     const sim = (await import(join(root, "tests", "sim", "cluster.ts"))) as typeof import("./cluster.ts");
     for (let seed = 1; seed <= maxSeeds; seed++) {
-      const r = sim.runSim(seed);
+      const r = sim.runSim(seed, m.profile);
       if (!r.ok) return { name: m.name, caughtAtSeed: seed, seedsRun: seed, violation: r.violation };
     }
     return { name: m.name, caughtAtSeed: null, seedsRun: maxSeeds, violation: null };
