@@ -12,7 +12,7 @@ for (const m of MUTATIONS) {
     const started = performance.now();
     const r = await hunt(repo, m, MAX_SEEDS);
     const secs = ((performance.now() - started) / 1000).toFixed(1);
-    console.log(`mutant "${m.name}": caught at seed ${r.caughtAtSeed} (${secs} s): ${r.violation?.split("\n")[0].slice(0, 160)}`);
+    console.log(`mutant "${m.name}": caught at seed ${r.caughtAtSeed} (${secs} s): ${(r.violation ?? "").split("\n")[0]!.slice(0, 160)}`);
     expect(r.caughtAtSeed).not.toBeNull();
   }, 600_000);
 }
