@@ -1,3 +1,48 @@
-// Entry point: subcommand dispatch only.
-console.error("phalanx: not built yet");
-process.exit(2);
+// phalanx: one binary for servers and clients. Only the subcommand dispatch lives here.
+import { benchCommand } from "./src/cli/bench.ts";
+import { leaderCommand, membersCommand, statusCommand } from "./src/cli/cluster.ts";
+import { devCommand } from "./src/cli/dev.ts";
+import { kvCommand } from "./src/cli/kv.ts";
+import { EXIT, fail } from "./src/cli/output.ts";
+import { serveCommand } from "./src/cli/serve.ts";
+
+const USAGE = `usage: phalanx <command> [args] (--help on any command)
+
+  serve                    run a node (configured by env: NODE_ID, DATA_DIR, RPC_ADDR, PEERS, ...)
+  kv put|get|del|cas|list  read and write keys
+  status                   a node's view of the cluster
+  members                  cluster membership
+  leader transfer <id>     move leadership
+  dev --nodes 3            a local cluster for trying things out
+  bench                    load generator
+`;
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  serve: serveCommand,
+  kv: kvCommand,
+  status: statusCommand,
+  members: membersCommand,
+  leader: leaderCommand,
+  dev: devCommand,
+  bench: benchCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    process.stdout.write(USAGE);
+    return cmd === undefined ? EXIT.usage : EXIT.ok;
+  }
+  const run = COMMANDS[cmd];
+  if (run === undefined) return fail(EXIT.usage, `unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+  try {
+    return await run(rest);
+  } catch (err) {
+    // parseArgs and friends throw on bad usage; keep it to one line.
+    const code = (err as { code?: string }).code ?? "";
+    return fail(code.startsWith("ERR_PARSE_ARGS") ? EXIT.usage : EXIT.error, err instanceof Error ? err.message : String(err));
+  }
+}
+
+// Explicit exit: a finished command must not linger on an idle pooled connection.
+process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the single phalanx binary (server and client in one), with the Bun runtime embedded:
+#   ./compile.sh [output path]     (default ./phalanx)
+# The binary needs no node_modules beside it. On a fresh checkout, dependencies come from the
+# lockfile first (npm ci), which also provides the pinned Bun.
+set -euo pipefail
+cd "$(dirname "$0")"
+out="${1:-./phalanx}"
+if [ ! -x node_modules/.bin/bun ]; then
+  echo "compile.sh: node_modules missing, installing from package-lock.json" >&2
+  npm ci --no-audit --no-fund
+fi
+node_modules/.bin/bun build --compile --minify main.ts --outfile "$out"
+echo "compile.sh: built $out" >&2

@@ -1,0 +1,69 @@
+// Followers hand writes to the leader over the pooled HTTP/2 client, so any node accepts any
+// request. One hop only: a forwarded request that lands on a non-leader (leadership moved in
+// between) gets a 503 and the client retries, instead of bouncing between nodes.
+import type { Context } from "hono";
+import type { LeaderInfo, PhalanxNode } from "../node/node.ts";
+import { H2Error } from "../transport/h2_client.ts";
+import { TIMEOUT_HEADER, type Deadline } from "./deadline.ts";
+import { errorReply } from "./wire.ts";
+
+export const FORWARDED_HEADER = "x-phalanx-forwarded-by";
+export const LEADER_HEADER = "x-phalanx-leader";
+export const LEADER_ADDR_HEADER = "x-phalanx-leader-addr";
+/** Seconds a client should wait before retrying when there is no leader (about one election). */
+export const RETRY_AFTER_S = "1";
+
+const PASSED_REQUEST_HEADERS = ["content-type", "accept", "x-phalanx-session"];
+const PASSED_RESPONSE_HEADERS = ["content-type", "retry-after", "x-phalanx-revision", LEADER_HEADER, LEADER_ADDR_HEADER];
+
+export function leaderHeaders(leader: LeaderInfo | null): Record<string, string> {
+  if (leader === null) return {};
+  return { [LEADER_HEADER]: leader.id, ...(leader.address === "" ? {} : { [LEADER_ADDR_HEADER]: leader.address }) };
+}
+
+export function isForwarded(c: Context): boolean {
+  return c.req.header(FORWARDED_HEADER) !== undefined;
+}
+
+export function noLeader(c: Context, node: PhalanxNode, why: string): Response {
+  return errorReply(c, 503, "unavailable", why, { "retry-after": RETRY_AFTER_S, ...leaderHeaders(node.leader()) });
+}
+
+/** The leader to forward to, or null when this request must be answered here. */
+export function forwardTarget(c: Context, node: PhalanxNode): LeaderInfo | null {
+  const leader = node.leader();
+  if (leader === null || leader.id === node.id || leader.address === "" || isForwarded(c)) return null;
+  return leader;
+}
+
+export async function forward(c: Context, node: PhalanxNode, leader: LeaderInfo, body: Uint8Array | undefined, deadline: Deadline): Promise<Response> {
+  const url = new URL(c.req.url);
+  const headers: Record<string, string> = { [FORWARDED_HEADER]: node.id, [TIMEOUT_HEADER]: String(deadline.remaining()) };
+  for (const name of PASSED_REQUEST_HEADERS) {
+    const v = c.req.header(name);
+    if (v !== undefined) headers[name] = v;
+  }
+  node.metrics.forwarded++;
+  try {
+    const res = await node.client.request(node.client.originFor(leader.address), {
+      method: c.req.method,
+      path: url.pathname + url.search,
+      headers,
+      ...(body === undefined ? {} : { body }),
+      // A little more than the leader's own deadline, so its answer (even a timeout) gets back.
+      timeoutMs: deadline.remaining() + 500,
+    });
+    const out = new Headers({ [LEADER_HEADER]: leader.id, [LEADER_ADDR_HEADER]: leader.address });
+    for (const name of PASSED_RESPONSE_HEADERS) {
+      const v = res.headers[name];
+      if (typeof v === "string") out.set(name, v);
+    }
+    return new Response(res.body, { status: res.status, headers: out });
+  } catch (err) {
+    const why = err instanceof H2Error ? err.message : String(err);
+    return errorReply(c, 503, "unavailable", `leader ${leader.id} at ${leader.address} is unreachable: ${why}`, {
+      "retry-after": RETRY_AFTER_S,
+      ...leaderHeaders(leader),
+    });
+  }
+}

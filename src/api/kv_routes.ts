@@ -1,0 +1,233 @@
+// The key-value API: GET/PUT/DELETE /v1/kv/<key>, range reads on GET /v1/kv?prefix=, and
+// POST /v1/session for exactly-once writes. Writes go through the leader (forwarded from
+// followers); linearizable reads wait for the core's read barrier (lease or ReadIndex) and are
+// served locally, stale reads are served from whatever this node has applied.
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import { DEFAULT_LIMITS, isError, validateCommand, type Command, type Expect, type Proposal, type Result } from "../kv/command.ts";
+import type { PhalanxNode } from "../node/node.ts";
+import { BodyTooLargeError, readCappedBody } from "../transport/body.ts";
+import { Deadline } from "./deadline.ts";
+import { forward, forwardTarget, leaderHeaders, noLeader, RETRY_AFTER_S } from "./forward.ts";
+import { BadRequest, bodyKind, decodeBody, errorReply, reply } from "./wire.ts";
+
+export const SESSION_HEADER = "x-phalanx-session";
+export const REVISION_HEADER = "x-phalanx-revision";
+const MAX_RANGE_LIMIT = 10_000;
+/** Room for JSON/base64 framing around the largest value (base64 grows by 4/3). */
+const MAX_BODY = Math.ceil(DEFAULT_LIMITS.maxValueBytes * 1.4) + 64 * 1024;
+
+const counter = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, "expected bytes");
+const sessionSchema = z.strictObject({ client: counter, seq: counter });
+const valueFields = { value: z.union([z.string(), bytes]).nullable().optional(), valueBase64: z.string().nullable().optional() };
+const expectSchema = z.strictObject({ ...valueFields, modRevision: counter.optional() });
+const writeSchema = z.strictObject({ ...valueFields, expect: expectSchema.optional(), session: sessionSchema.optional() });
+type WriteBody = z.infer<typeof writeSchema>;
+
+const utf8 = new TextEncoder();
+
+/** value / valueBase64 → bytes; null when neither field is present. */
+function valueOf(v: { value?: string | Uint8Array | null; valueBase64?: string | null }, what: string): Uint8Array | null | undefined {
+  const given = [v.value !== undefined, v.valueBase64 !== undefined].filter(Boolean).length;
+  if (given > 1) throw new BadRequest(`${what}: give value or valueBase64, not both`);
+  if (v.value !== undefined) return v.value === null ? null : typeof v.value === "string" ? utf8.encode(v.value) : v.value;
+  if (v.valueBase64 !== undefined) {
+    if (v.valueBase64 === null) return null;
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(v.valueBase64)) throw new BadRequest(`${what}: valueBase64 is not base64`);
+    return new Uint8Array(Buffer.from(v.valueBase64, "base64"));
+  }
+  return undefined;
+}
+
+function parseExpect(body: WriteBody, c: Context): Expect | null {
+  const prev = c.req.query("prevRevision");
+  if (prev !== undefined) {
+    const n = Number(prev);
+    if (!Number.isSafeInteger(n) || n < 0) throw new BadRequest("prevRevision must be a non-negative integer (0: key must be absent)");
+    return { modRevision: n };
+  }
+  if (body.expect === undefined) return null;
+  const value = valueOf(body.expect, "expect");
+  if (body.expect.modRevision !== undefined) {
+    if (value !== undefined) throw new BadRequest("expect: give a value or a modRevision, not both");
+    return { modRevision: body.expect.modRevision };
+  }
+  if (value === undefined) throw new BadRequest("expect needs value, valueBase64 (null: key must be absent) or modRevision");
+  return { value };
+}
+
+function parseSession(c: Context, body: WriteBody): Proposal["session"] {
+  const header = c.req.header(SESSION_HEADER);
+  if (header !== undefined) {
+    const m = /^(\d{1,15}):(\d{1,15})$/.exec(header.trim());
+    if (m === null) throw new BadRequest(`${SESSION_HEADER} must be <client>:<seq>`);
+    return { client: Number(m[1]), seq: Number(m[2]) };
+  }
+  return body.session ?? null;
+}
+
+function keyOf(c: Context): string {
+  const path = new URL(c.req.url).pathname;
+  let key: string;
+  try {
+    key = decodeURIComponent(path.slice("/v1/kv/".length));
+  } catch {
+    throw new BadRequest("the key is not valid percent-encoding");
+  }
+  if (key === "") throw new BadRequest("the key is empty");
+  return key;
+}
+
+async function readBody(c: Context): Promise<Uint8Array> {
+  try {
+    return await readCappedBody(c.req.raw, MAX_BODY);
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) throw err;
+    throw new BadRequest(`could not read the body: ${(err as Error).message}`);
+  }
+}
+
+/** Structured JSON/msgpack write body, or {} when the body is raw bytes or empty. */
+function structured(c: Context, body: Uint8Array): { parsed: WriteBody; raw: boolean } {
+  const kind = bodyKind(c.req.header("content-type"));
+  if (kind === "raw" || body.byteLength === 0) return { parsed: {}, raw: kind === "raw" };
+  const r = writeSchema.safeParse(decodeBody(kind, body));
+  if (!r.success) throw new BadRequest(z.prettifyError(r.error));
+  return { parsed: r.data, raw: false };
+}
+
+function resultStatus(r: Result): { status: number; payload: unknown } {
+  if (isError(r)) {
+    const status = r.error === "value_too_large" ? 413 : r.error === "session_expired" ? 410 : r.error === "stale_sequence" ? 409 : 400;
+    return { status, payload: r };
+  }
+  switch (r.op) {
+    case "del":
+      return r.deleted ? { status: 200, payload: r } : { status: 404, payload: { error: "not_found", message: "no such key", revision: r.revision } };
+    case "cas":
+    case "delIf":
+      return r.succeeded
+        ? { status: 200, payload: r }
+        : { status: 409, payload: { error: "compare_failed", message: "the key does not match the expectation", ...r } };
+    default:
+      return { status: 200, payload: r };
+  }
+}
+
+export function kvRoutes(node: PhalanxNode): Hono {
+  const app = new Hono();
+  const defaultTimeout = node.config.requestTimeoutMs;
+
+  /** Proposes on the leader (forwarding when this node is not it) and maps the outcome to HTTP. */
+  const write = async (c: Context, body: Uint8Array | undefined, cmd: Command, session: Proposal["session"], deadline: Deadline) => {
+    const invalid = validateCommand(cmd, DEFAULT_LIMITS);
+    if (invalid !== null) return reply(c, invalid.error === "value_too_large" ? 413 : 400, invalid);
+    const target = forwardTarget(c, node);
+    if (target !== null && node.status().role !== "leader") return forward(c, node, target, body, deadline);
+    const o = await node.propose(cmd, session, deadline.remaining());
+    const lh = leaderHeaders(node.leader());
+    switch (o.kind) {
+      case "applied": {
+        const { status, payload } = resultStatus(o.result);
+        const rev: Record<string, string> = "revision" in o.result ? { [REVISION_HEADER]: String(o.result.revision) } : {};
+        return reply(c, status, payload, { ...lh, ...rev });
+      }
+      case "rejected": {
+        const moved = forwardTarget(c, node);
+        if (moved !== null) return forward(c, node, moved, body, deadline);
+        return noLeader(c, node, `write refused: ${o.reason}`);
+      }
+      case "lost":
+        return errorReply(c, 503, "retry", "leadership changed before the write committed; it was not applied, retry", {
+          "retry-after": RETRY_AFTER_S,
+          ...lh,
+        });
+      case "timeout":
+        return errorReply(c, 504, "timeout", "deadline passed before the write was applied; its outcome is unknown (use a session to retry safely)", lh);
+      case "closed":
+        return noLeader(c, node, "node is shutting down");
+    }
+  };
+
+  /** Resolves once a linearizable read may be served here; a Response when it may not. */
+  const barrier = async (c: Context, deadline: Deadline): Promise<Response | null> => {
+    const consistency = c.req.query("consistency") ?? "linearizable";
+    if (consistency === "stale") {
+      node.metrics.readsStale++;
+      return null;
+    }
+    if (consistency !== "linearizable") throw new BadRequest("consistency must be linearizable or stale");
+    const o = await node.readBarrier(deadline.remaining());
+    switch (o.kind) {
+      case "ready":
+        return null;
+      case "failed":
+        return noLeader(c, node, `cannot confirm leadership for a linearizable read: ${o.reason}`);
+      case "timeout":
+        return noLeader(c, node, "no quorum confirmed the read before the deadline (use consistency=stale to read anyway)");
+      case "closed":
+        return noLeader(c, node, "node is shutting down");
+    }
+  };
+
+  app.get("/v1/kv", async (c) => {
+    const deadline = Deadline.of(c, defaultTimeout);
+    const prefix = c.req.query("prefix") ?? "";
+    const after = c.req.query("after");
+    const limitText = c.req.query("limit") ?? "100";
+    const limit = Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_RANGE_LIMIT) throw new BadRequest(`limit must be an integer in [1, ${MAX_RANGE_LIMIT}]`);
+    const refused = await barrier(c, deadline);
+    if (refused !== null) return refused;
+    const r = node.kv.range({ prefix, limit, ...(after === undefined ? {} : { after }) });
+    return reply(c, 200, r, { [REVISION_HEADER]: String(r.revision), ...leaderHeaders(node.leader()) });
+  });
+
+  app.get("/v1/kv/*", async (c) => {
+    const deadline = Deadline.of(c, defaultTimeout);
+    const key = keyOf(c);
+    const refused = await barrier(c, deadline);
+    if (refused !== null) return refused;
+    const { revision, kv } = node.kv.get(key);
+    const headers = { [REVISION_HEADER]: String(revision), ...leaderHeaders(node.leader()) };
+    if (kv === null) return errorReply(c, 404, "not_found", `no key ${JSON.stringify(key)}`, headers);
+    const raw = c.req.query("raw") !== undefined || (c.req.header("accept") ?? "").startsWith("application/octet-stream");
+    if (raw) {
+      return new Response(kv.value, {
+        status: 200,
+        headers: { ...headers, "content-type": "application/octet-stream", "x-phalanx-mod-revision": String(kv.modRevision) },
+      });
+    }
+    return reply(c, 200, { revision, kv }, headers);
+  });
+
+  app.put("/v1/kv/*", async (c) => {
+    const deadline = Deadline.of(c, defaultTimeout);
+    const key = keyOf(c);
+    const body = await readBody(c);
+    const { parsed, raw } = structured(c, body);
+    const value = raw ? body : valueOf(parsed, "body");
+    if (value === undefined || value === null) throw new BadRequest("the body needs value or valueBase64 (or send the raw bytes)");
+    const expect = parseExpect(parsed, c);
+    const cmd: Command = expect === null ? { op: "put", key, value } : { op: "cas", key, value, expect };
+    return write(c, body, cmd, parseSession(c, parsed), deadline);
+  });
+
+  app.delete("/v1/kv/*", async (c) => {
+    const deadline = Deadline.of(c, defaultTimeout);
+    const key = keyOf(c);
+    const body = await readBody(c);
+    const { parsed } = structured(c, body);
+    const expect = parseExpect(parsed, c);
+    const cmd: Command = expect === null ? { op: "del", key } : { op: "delIf", key, expect };
+    return write(c, body, cmd, parseSession(c, parsed), deadline);
+  });
+
+  app.post("/v1/session", async (c) => {
+    const deadline = Deadline.of(c, defaultTimeout);
+    return write(c, undefined, { op: "register" }, null, deadline);
+  });
+
+  return app;
+}

@@ -1,0 +1,136 @@
+// The CLI's API client: JSON over the pooled HTTP/2 client, with failover across several
+// endpoints. Connection failures move to the next endpoint; 503 (no leader yet, election under
+// way) retries with a short backoff, preferring the leader a server names; all within one deadline.
+import { H2Client, H2Error, type ClientTls } from "../transport/h2_client.ts";
+import { readFileSync } from "node:fs";
+
+export interface ClientOptions {
+  addrs: string[];
+  timeoutMs: number;
+  tls?: ClientTls;
+}
+
+export interface ApiResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** Parsed JSON body (null when empty or not JSON). */
+  json: Record<string, unknown> | null;
+  body: Uint8Array;
+  /** The endpoint that answered. */
+  addr: string;
+}
+
+export class UnreachableError extends Error {
+  override name = "UnreachableError";
+}
+
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 1000;
+
+export class ApiClient {
+  private readonly h2: H2Client;
+  private preferred = 0;
+
+  constructor(private readonly opts: ClientOptions) {
+    if (opts.addrs.length === 0) throw new Error("no server address given");
+    this.h2 = new H2Client({ ...(opts.tls === undefined ? {} : { tls: opts.tls }), connectTimeoutMs: Math.min(2000, opts.timeoutMs) });
+  }
+
+  /** One request with failover; throws UnreachableError when no endpoint answered usefully in time. */
+  async request(method: string, path: string, opts: { json?: unknown; timeoutMs?: number } = {}): Promise<ApiResponse> {
+    const deadline = performance.now() + (opts.timeoutMs ?? this.opts.timeoutMs);
+    const body = opts.json === undefined ? undefined : new TextEncoder().encode(JSON.stringify(opts.json));
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const addrs = [...this.opts.addrs];
+    let lastProblem = "no attempt made";
+    let last503: ApiResponse | null = null;
+    let wait = RETRY_MIN_MS;
+    // Bounded: each pass tries every endpoint once, and passes stop at the deadline.
+    for (let attempt = 0; attempt < 10_000; attempt++) {
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) break;
+      const addr = addrs[this.preferred % addrs.length]!;
+      try {
+        const res = await this.h2.request(this.h2.originFor(addr), {
+          method,
+          path,
+          headers: { ...headers, "x-phalanx-timeout-ms": String(Math.max(1, Math.floor(remaining - 100))) },
+          ...(body === undefined ? {} : { body }),
+          timeoutMs: Math.max(1, remaining),
+        });
+        const answer = toResponse(res, addr);
+        if (res.status !== 503) return answer;
+        last503 = answer;
+        lastProblem = `${addr}: ${String(answer.json?.message ?? "unavailable")}`;
+        const leaderAddr = answer.headers["x-phalanx-leader-addr"];
+        if (typeof leaderAddr === "string" && leaderAddr !== addr) {
+          if (!addrs.includes(leaderAddr)) addrs.push(leaderAddr);
+          this.preferred = addrs.indexOf(leaderAddr);
+        } else {
+          this.preferred++;
+        }
+      } catch (err) {
+        if (!(err instanceof H2Error)) throw err;
+        lastProblem = err.message;
+        this.preferred++;
+        if (err.kind === "timeout") continue;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(wait, Math.max(0, deadline - performance.now()))));
+      wait = Math.min(RETRY_MAX_MS, wait * 2);
+    }
+    if (last503 !== null) return last503;
+    throw new UnreachableError(`cannot reach any server (${lastProblem})`);
+  }
+
+  async close(): Promise<void> {
+    await this.h2.close();
+  }
+}
+
+function toResponse(res: { status: number; headers: Record<string, unknown>; body: Uint8Array }, addr: string): ApiResponse {
+  let json: Record<string, unknown> | null = null;
+  const type = String(res.headers["content-type"] ?? "");
+  if (type.startsWith("application/json") && res.body.byteLength > 0) {
+    try {
+      json = JSON.parse(new TextDecoder().decode(res.body)) as Record<string, unknown>;
+    } catch {
+      json = null;
+    }
+  }
+  return { status: res.status, headers: res.headers as ApiResponse["headers"], json, body: res.body, addr };
+}
+
+/** "--addr a,b --addr c" and $PHALANX_ADDR → endpoint list (default 127.0.0.1:9000). */
+export function addrsFrom(values: string[] | undefined): string[] {
+  const raw = values !== undefined && values.length > 0 ? values : [process.env.PHALANX_ADDR ?? "127.0.0.1:9000"];
+  return raw.flatMap((v) => v.split(",")).map((s) => s.trim()).filter((s) => s !== "");
+}
+
+export function tlsFrom(values: { "tls-ca"?: string; "tls-cert"?: string; "tls-key"?: string }): ClientTls | undefined {
+  const { "tls-ca": ca, "tls-cert": cert, "tls-key": key } = values;
+  if (ca === undefined && cert === undefined && key === undefined) return undefined;
+  return {
+    ...(ca === undefined ? {} : { ca: readFileSync(ca) }),
+    ...(cert === undefined ? {} : { cert: readFileSync(cert) }),
+    ...(key === undefined ? {} : { key: readFileSync(key) }),
+  };
+}
+
+/** Options every client command takes. */
+export const CLIENT_OPTIONS = {
+  addr: { type: "string", multiple: true, short: "a" },
+  timeout: { type: "string" },
+  json: { type: "boolean" },
+  "tls-ca": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export const CLIENT_HELP = `  -a, --addr host:port[,host:port]  servers to try, in order (also $PHALANX_ADDR; default 127.0.0.1:9000)
+      --timeout ms                  overall deadline including retries (default 10000)
+      --json                        machine-readable output
+      --tls-ca/--tls-cert/--tls-key files for a TLS (or mutual TLS) cluster
+  -h, --help
+exit codes: 0 ok, 1 not found / compare failed, 2 usage, 3 unreachable or no leader, 4 other error`;

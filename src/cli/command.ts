@@ -1,0 +1,64 @@
+// Shared plumbing of the client commands: argument parsing with the common options, the client's
+// lifetime, and turning failures into one line and an exit code.
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ApiClient, addrsFrom, CLIENT_OPTIONS, tlsFrom, UnreachableError, type ApiResponse } from "./client.ts";
+import { EXIT, fail } from "./output.ts";
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export interface ClientContext {
+  client: ApiClient;
+  json: boolean;
+  positionals: string[];
+  values: Record<string, string | boolean | string[] | undefined>;
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+export async function runClientCommand(
+  argv: string[],
+  help: string,
+  extra: Options,
+  body: (ctx: ClientContext) => Promise<number>,
+): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...CLIENT_OPTIONS, ...extra }, allowPositionals: true, strict: true });
+  } catch (err) {
+    return fail(EXIT.usage, `${(err as Error).message}\n${help}`);
+  }
+  const values = parsed.values as ClientContext["values"];
+  if (values.help === true) {
+    process.stdout.write(`${help}\n`);
+    return EXIT.ok;
+  }
+  const timeout = Number(values.timeout ?? 10_000);
+  if (!Number.isFinite(timeout) || timeout <= 0) return fail(EXIT.usage, "--timeout must be a positive number of milliseconds");
+  let client: ApiClient;
+  try {
+    const tls = tlsFrom(values as Record<string, string>);
+    client = new ApiClient({ addrs: addrsFrom(values.addr as string[] | undefined), timeoutMs: timeout, ...(tls === undefined ? {} : { tls }) });
+  } catch (err) {
+    return fail(EXIT.usage, (err as Error).message);
+  }
+  try {
+    return await body({ client, json: values.json === true, positionals: parsed.positionals, values });
+  } catch (err) {
+    if (err instanceof UsageError) return fail(EXIT.usage, `${err.message}\n${help}`);
+    if (err instanceof UnreachableError) return fail(EXIT.unavailable, err.message);
+    return fail(EXIT.error, err instanceof Error ? err.message : String(err));
+  } finally {
+    await client.close();
+  }
+}
+
+/** Exit code and a one-line message for an answer that is not a success. */
+export function failure(res: ApiResponse): number {
+  const msg = String(res.json?.message ?? `HTTP ${res.status}`);
+  if (res.status === 404 || res.status === 409) return fail(EXIT.no, msg);
+  if (res.status === 503 || res.status === 504) return fail(EXIT.unavailable, `${res.addr}: ${msg}`);
+  if (res.status === 400 || res.status === 413) return fail(EXIT.usage, msg);
+  return fail(EXIT.error, `${res.addr}: HTTP ${res.status}: ${msg}`);
+}

@@ -1,0 +1,142 @@
+// `phalanx kv put|get|del|cas|list`.
+import { readFileSync } from "node:fs";
+import { CLIENT_HELP } from "./client.ts";
+import { failure, runClientCommand, UsageError, type ClientContext } from "./command.ts";
+import { EXIT, printJson, table } from "./output.ts";
+
+const HELP: Record<string, string> = {
+  put: `usage: phalanx kv put <key> <value> | phalanx kv put <key> --file <path|->`,
+  get: `usage: phalanx kv get <key> [--consistency linearizable|stale]`,
+  del: `usage: phalanx kv del <key> [--prev-revision N]`,
+  cas: `usage: phalanx kv cas <key> <new-value> (--prev-revision N | --prev-value V | --absent)
+  sets the key only if it currently matches; --prev-revision 0 or --absent: only if it does not exist`,
+  list: `usage: phalanx kv list [prefix] [--limit N] [--after key] [--consistency linearizable|stale]`,
+};
+
+const KV_HELP = `usage: phalanx kv <put|get|del|cas|list> ...
+${Object.values(HELP).join("\n")}
+options:
+${CLIENT_HELP}`;
+
+const EXTRA = {
+  file: { type: "string" },
+  consistency: { type: "string" },
+  "prev-revision": { type: "string" },
+  "prev-value": { type: "string" },
+  absent: { type: "boolean" },
+  limit: { type: "string" },
+  after: { type: "string" },
+} as const;
+
+const keyPath = (key: string) => `/v1/kv/${encodeURIComponent(key)}`;
+
+function args(ctx: ClientContext, n: number, usage: string): string[] {
+  if (ctx.positionals.length !== n) throw new UsageError(usage);
+  return ctx.positionals;
+}
+
+function valueBody(ctx: ClientContext, given: string | undefined): Record<string, string> {
+  const file = ctx.values.file as string | undefined;
+  if (file !== undefined) {
+    if (given !== undefined) throw new UsageError("give a value or --file, not both");
+    return { valueBase64: readFileSync(file === "-" ? 0 : file).toString("base64") };
+  }
+  if (given === undefined) throw new UsageError("missing value (or --file)");
+  return { value: given };
+}
+
+function consistencyQuery(ctx: ClientContext): string {
+  const c = (ctx.values.consistency as string | undefined) ?? "linearizable";
+  if (c !== "linearizable" && c !== "stale") throw new UsageError("--consistency must be linearizable or stale");
+  return `consistency=${c}`;
+}
+
+async function put(ctx: ClientContext): Promise<number> {
+  const [key, value] = ctx.positionals;
+  if (key === undefined || ctx.positionals.length > 2) throw new UsageError(HELP.put!);
+  const res = await ctx.client.request("PUT", keyPath(key), { json: valueBody(ctx, value) });
+  if (res.status !== 200) return failure(res);
+  if (ctx.json) printJson(res.json);
+  else process.stdout.write(`OK revision=${String(res.json?.revision)}\n`);
+  return EXIT.ok;
+}
+
+async function get(ctx: ClientContext): Promise<number> {
+  const [key] = args(ctx, 1, HELP.get!);
+  const res = await ctx.client.request("GET", `${keyPath(key!)}?${consistencyQuery(ctx)}`);
+  if (res.status !== 200) return failure(res);
+  if (ctx.json) printJson(res.json);
+  else {
+    const kv = res.json?.kv as { value: string | null; valueBase64: string };
+    if (kv.value !== null) process.stdout.write(`${kv.value}\n`);
+    else process.stdout.write(Buffer.from(kv.valueBase64, "base64"));
+  }
+  return EXIT.ok;
+}
+
+async function del(ctx: ClientContext): Promise<number> {
+  const [key] = args(ctx, 1, HELP.del!);
+  const prev = ctx.values["prev-revision"] as string | undefined;
+  const res = await ctx.client.request("DELETE", `${keyPath(key!)}${prev === undefined ? "" : `?prevRevision=${encodeURIComponent(prev)}`}`);
+  if (res.status !== 200) return failure(res);
+  if (ctx.json) printJson(res.json);
+  else process.stdout.write(`deleted revision=${String(res.json?.revision)}\n`);
+  return EXIT.ok;
+}
+
+async function cas(ctx: ClientContext): Promise<number> {
+  const [key, value] = ctx.positionals;
+  if (key === undefined || ctx.positionals.length > 2) throw new UsageError(HELP.cas!);
+  const prevRev = ctx.values["prev-revision"] as string | undefined;
+  const prevValue = ctx.values["prev-value"] as string | undefined;
+  const absent = ctx.values.absent === true;
+  if ([prevRev !== undefined, prevValue !== undefined, absent].filter(Boolean).length !== 1) throw new UsageError(HELP.cas!);
+  let expect: Record<string, unknown>;
+  if (prevRev !== undefined) {
+    const n = Number(prevRev);
+    if (!Number.isSafeInteger(n) || n < 0) throw new UsageError("--prev-revision must be a non-negative integer");
+    expect = { modRevision: n };
+  } else expect = { value: absent ? null : prevValue };
+  const res = await ctx.client.request("PUT", keyPath(key), { json: { ...valueBody(ctx, value), expect } });
+  if (res.status === 409 && res.json?.error === "compare_failed") {
+    if (ctx.json) printJson(res.json);
+    const cur = res.json.current as { modRevision: number } | null;
+    process.stderr.write(`phalanx: compare failed: ${cur === null ? "the key does not exist" : `current modRevision is ${cur.modRevision}`}\n`);
+    return EXIT.no;
+  }
+  if (res.status !== 200) return failure(res);
+  if (ctx.json) printJson(res.json);
+  else process.stdout.write(`OK revision=${String(res.json?.revision)}\n`);
+  return EXIT.ok;
+}
+
+async function list(ctx: ClientContext): Promise<number> {
+  if (ctx.positionals.length > 1) throw new UsageError(HELP.list!);
+  const q = new URLSearchParams({ prefix: ctx.positionals[0] ?? "", limit: (ctx.values.limit as string | undefined) ?? "100" });
+  const after = ctx.values.after as string | undefined;
+  if (after !== undefined) q.set("after", after);
+  const res = await ctx.client.request("GET", `/v1/kv?${q}&${consistencyQuery(ctx)}`);
+  if (res.status !== 200) return failure(res);
+  if (ctx.json) {
+    printJson(res.json);
+    return EXIT.ok;
+  }
+  const kvs = res.json?.kvs as Array<{ key: string; value: string | null; valueBase64: string; modRevision: number }>;
+  const rows = [["KEY", "MOD_REVISION", "VALUE"], ...kvs.map((kv) => [kv.key, String(kv.modRevision), kv.value ?? `base64:${kv.valueBase64}`])];
+  process.stdout.write(table(rows));
+  if (res.json?.more === true) process.stdout.write(`(more: --after ${JSON.stringify(kvs[kvs.length - 1]?.key)})\n`);
+  return EXIT.ok;
+}
+
+const COMMANDS: Record<string, (ctx: ClientContext) => Promise<number>> = { put, get, del, cas, list };
+
+export async function kvCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const run = sub === undefined ? undefined : COMMANDS[sub];
+  if (run === undefined) {
+    const help = sub === undefined || sub === "--help" || sub === "-h";
+    process[help ? "stdout" : "stderr"].write(`${help ? "" : `phalanx: unknown kv command ${JSON.stringify(sub)}\n`}${KV_HELP}\n`);
+    return help ? EXIT.ok : EXIT.usage;
+  }
+  return runClientCommand(rest, `${HELP[sub!]}\noptions:\n${CLIENT_HELP}`, EXTRA, run);
+}

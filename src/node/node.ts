@@ -1,0 +1,317 @@
+// The event loop of one node: it owns the core (RawNode), the data dir (log + KV in one SQLite
+// file) and the peer transport, and is the only code that calls into the core. Everything is
+// synchronous between ready() and advance(), so no message, tick or proposal can slip into the
+// middle of a Ready. Work is driven from one setImmediate per turn: proposals and messages that
+// arrive in the same turn share one Ready, one transaction, one fsync (group commit).
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
+import { KvStore, type Member } from "../kv/store.ts";
+import { RawNode, type Status } from "../raft/raw_node.ts";
+import type { Message, NodeId } from "../raft/types.ts";
+import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
+import type { PeerAuth } from "../transport/auth.ts";
+import { H2Client } from "../transport/h2_client.ts";
+import { PeerTransport, type PeerStats } from "../transport/peers.ts";
+import type { NodeConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { NodeMetrics } from "./metrics.ts";
+import { Ticker } from "./ticker.ts";
+import { ProposalWaiters, ReadWaiters, type ProposalOutcome, type ReadOutcome } from "./waiters.ts";
+
+/** Entries kept below a snapshot so a follower slightly behind catches up from the log, not a snapshot. */
+const COMPACTION_MARGIN = 1000;
+/** Readies handled per turn before yielding to I/O, so a long catch-up cannot starve the server. */
+const MAX_READIES_PER_TURN = 64;
+
+export type ProposeOutcome = ProposalOutcome | { kind: "rejected"; reason: string; leader: NodeId | null };
+
+export interface LeaderInfo {
+  id: NodeId;
+  /** Its RPC (and client API) address, "" when not known yet. */
+  address: string;
+}
+
+export class PhalanxNode {
+  readonly id: NodeId;
+  readonly metrics = new NodeMetrics();
+  /** Shared by peer traffic and request forwarding: one HTTP/2 session per server. */
+  readonly client: H2Client;
+  readonly auth: PeerAuth;
+  private readonly raw: RawNode;
+  private readonly transport: PeerTransport;
+  private readonly ticker: Ticker;
+  private readonly proposals = new ProposalWaiters();
+  private readonly reads = new ReadWaiters();
+  private memberList: Member[];
+  private scheduled = false;
+  private stopped = false;
+  private lastRole: string;
+  private lastLeader: NodeId | null = null;
+  /** Called once when the node cannot go on safely (disk full, corrupt data); the runner exits. */
+  onFatal: (err: unknown) => void = () => undefined;
+
+  private constructor(
+    readonly config: NodeConfig,
+    readonly dd: DataDir,
+    readonly kv: KvStore,
+    private readonly log: Logger,
+  ) {
+    this.id = config.id;
+    this.auth = config.clusterKey !== null ? { mode: "hmac", key: config.clusterKey } : { mode: "mtls" };
+    const tls = config.tls;
+    this.client = new H2Client(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca }) } });
+    this.raw = new RawNode({
+      id: config.id,
+      storage: dd.log,
+      random: Math.random,
+      applied: kv.appliedIndex(),
+      electionTicks: config.electionTicks,
+      heartbeatTicks: config.heartbeatTicks,
+      snapshotEvery: config.snapshotEvery,
+    });
+    this.lastRole = this.raw.raft.role;
+    this.transport = new PeerTransport({
+      self: config.id,
+      client: this.client,
+      auth: this.auth,
+      reportUnreachable: (id) => {
+        if (!this.stopped) this.raw.reportUnreachable(id);
+      },
+    });
+    this.memberList = kv.members();
+    this.updatePeers();
+    this.ticker = new Ticker(config.tickMs, () => this.raw.tick());
+  }
+
+  /** Opens (or bootstraps, on a brand-new data dir) and starts ticking. */
+  static start(config: NodeConfig, log: Logger): PhalanxNode {
+    const fresh = !existsSync(join(config.dataDir, DB_FILE));
+    const dd = openDataDir(config.dataDir, {
+      bootstrap: { voters: [...config.peers.keys()].sort(), learners: [] },
+      addresses: Object.fromEntries(config.peers),
+    });
+    let node: PhalanxNode;
+    try {
+      const kv = new KvStore(dd);
+      node = new PhalanxNode(config, dd, kv, log);
+    } catch (err) {
+      dd.close();
+      throw err;
+    }
+    const members = node.memberList.map((m) => `${m.id}=${m.address}`).join(",");
+    log.info(fresh ? "bootstrapped a new data dir" : "restarted from the data dir (PEERS ignored)", {
+      dir: config.dataDir,
+      members,
+      applied: node.kv.appliedIndex(),
+      term: node.raw.raft.term,
+    });
+    // A lone voter has nobody to wait for: elect itself now instead of after a timeout.
+    const conf = node.raw.status().conf;
+    if (conf.voters.length === 1 && conf.voters[0] === config.id) node.raw.campaign();
+    node.ticker.run(() => node.schedule());
+    node.schedule();
+    return node;
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  /** A validated batch from a peer (raft routes). Throws only when shutting down (the peer gets a 500). */
+  receive(msgs: Message[]): void {
+    if (this.stopped) throw new Error("node is shutting down");
+    this.ticker.catchUp();
+    for (const m of msgs) this.raw.step(m);
+    this.schedule();
+  }
+
+  /** Proposes one command; resolves when applied, lost, refused or past its deadline. */
+  async propose(cmd: Command, session: Proposal["session"], timeoutMs: number): Promise<ProposeOutcome> {
+    if (this.stopped) return { kind: "closed" };
+    const data = encodeProposal({ time: Date.now(), session, cmd });
+    this.metrics.proposals++;
+    const r = this.raw.propose(data);
+    if (!r.ok) {
+      this.metrics.proposalsFailed++;
+      return { kind: "rejected", reason: r.reason, leader: r.leader };
+    }
+    const started = performance.now();
+    const outcome = this.proposals.wait(r.index, r.term, timeoutMs);
+    this.schedule();
+    const o = await outcome;
+    if (o.kind === "applied") this.metrics.commitLatency.observe((performance.now() - started) / 1000);
+    else this.metrics.proposalsFailed++;
+    return o;
+  }
+
+  /**
+   * Waits until a linearizable read may be served from the local state machine: the core confirms
+   * leadership (lease or heartbeat round) and the state machine has applied the read index.
+   */
+  async readBarrier(timeoutMs: number): Promise<ReadOutcome> {
+    if (this.stopped) return { kind: "closed" };
+    // Replay ticks missed by a stalled loop first: the lease must be judged on real elapsed time.
+    this.ticker.catchUp();
+    const o = await this.reads.wait(timeoutMs, (ctx) => {
+      this.raw.readIndex(ctx);
+      this.schedule();
+    });
+    if (o.kind === "ready") this.metrics.readsLinearizable++;
+    else this.metrics.readsFailed++;
+    return o;
+  }
+
+  transferLeadership(to: NodeId): { ok: true } | { ok: false; reason: string } {
+    if (this.stopped) return { ok: false, reason: "node is shutting down" };
+    const r = this.raw.transferLeadership(to);
+    this.schedule();
+    return r;
+  }
+
+  status(): Status {
+    return this.raw.status();
+  }
+
+  members(): Member[] {
+    return this.memberList;
+  }
+
+  leader(): LeaderInfo | null {
+    const id = this.raw.raft.lead;
+    if (id === null) return null;
+    return { id, address: this.memberList.find((m) => m.id === id)?.address ?? "" };
+  }
+
+  peerStats(): PeerStats[] {
+    return this.transport.stats();
+  }
+
+  /** Hands out pending work; the rest of the shutdown (transport, data dir) follows. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    // The last batch: whatever reached the core is persisted and applied before closing.
+    this.drive();
+    this.stopped = true;
+    this.ticker.stop();
+    this.proposals.closeAll();
+    this.reads.closeAll();
+    await this.transport.close();
+    await this.client.close();
+    this.dd.close();
+    this.log.info("stopped", { applied: this.kv.appliedIndex() });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.drive();
+    });
+  }
+
+  private drive(): void {
+    if (this.stopped) return;
+    try {
+      for (let i = 0; i < MAX_READIES_PER_TURN && this.raw.hasReady(); i++) this.handleReady();
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.observeRole();
+    if (this.raw.hasReady()) this.schedule();
+  }
+
+  /** One Ready, in the order raw_node.ts prescribes. */
+  private handleReady(): void {
+    const rd = this.raw.ready();
+    this.metrics.readies++;
+    const t0 = performance.now();
+    // Persisting and applying share one transaction: committed entries are already durable on a
+    // majority, so applying them before the messages go out only saves an fsync.
+    const results = this.dd.transaction(() => {
+      this.dd.log.save(rd.snapshot, rd.entries, rd.hardState);
+      if (rd.snapshot !== null) this.kv.restore(rd.snapshot.data, rd.snapshot.meta);
+      return rd.committed.map((entry) => this.kv.apply(entry));
+    });
+    if (rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null) {
+      this.metrics.persistLatency.observe((performance.now() - t0) / 1000);
+    }
+    for (const m of rd.messages) this.transport.send(m);
+    let membershipChanged = false;
+    if (rd.snapshot !== null) {
+      this.metrics.snapshotsInstalled++;
+      this.proposals.coveredBySnapshot(rd.snapshot.meta.index);
+      membershipChanged = true;
+      this.log.info("installed a snapshot from the leader", { index: rd.snapshot.meta.index });
+    }
+    rd.committed.forEach((entry, i) => {
+      this.proposals.applied(entry.index, entry.term, results[i] ?? null);
+      if (entry.type === "conf") membershipChanged = true;
+    });
+    this.metrics.entriesApplied += rd.committed.length;
+    const applied = this.kv.appliedIndex();
+    for (const rs of rd.readStates) {
+      if (rs.lease) this.metrics.readsLease++;
+      this.reads.answered(rs.ctx, rs.index, applied);
+    }
+    this.reads.served(applied);
+    for (const rf of rd.readFailures) this.reads.failed(rf.ctx, rf.reason);
+    if (rd.snapshotRequest !== null) this.takeSnapshot(rd.snapshotRequest);
+    this.raw.advance();
+    if (membershipChanged) {
+      this.memberList = this.kv.members();
+      this.updatePeers();
+    }
+  }
+
+  private takeSnapshot(req: { index: number; conf: Status["conf"] }): void {
+    const snap = this.kv.snapshot();
+    if (snap.index !== req.index) throw new Error(`state machine snapshot at ${snap.index}, the core asked for ${req.index}`);
+    const meta = { index: snap.index, term: this.dd.log.term(snap.index), conf: req.conf };
+    this.dd.log.createSnapshot({ meta, data: snap.data }, snap.index - COMPACTION_MARGIN);
+    this.metrics.snapshotsCreated++;
+    this.log.info("took a snapshot", { index: snap.index, bytes: snap.data.byteLength });
+  }
+
+  private updatePeers(): void {
+    const peers = new Map(this.memberList.filter((m) => m.address !== "").map((m) => [m.id, m.address] as const));
+    const invalid = this.transport.setPeers(peers);
+    if (invalid.length > 0) this.log.warn("members with unusable addresses are not contacted", { ids: invalid.join(",") });
+  }
+
+  private observeRole(): void {
+    const { role, lead, term } = this.raw.raft;
+    if (role !== this.lastRole) {
+      if (role === "candidate") this.metrics.electionsStarted++;
+      if (role === "leader") {
+        this.metrics.electionsWon++;
+        this.log.info("became leader", { term });
+      }
+      this.lastRole = role;
+    }
+    if (lead !== this.lastLeader) {
+      this.metrics.leaderChanges++;
+      this.log.info(lead === null ? "lost the leader" : "leader is known", { leader: lead ?? "none", term });
+      this.lastLeader = lead;
+    }
+  }
+
+  /** Storage failed mid-Ready: the core's view and the disk may disagree, so stop instead of guessing. */
+  private fail(err: unknown): void {
+    this.log.error("cannot continue safely, stopping", { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
+    this.stopped = true;
+    this.ticker.stop();
+    this.proposals.closeAll();
+    this.reads.closeAll();
+    void this.transport.close();
+    try {
+      // The failed transaction rolled back; closing keeps every earlier commit.
+      this.dd.close();
+    } catch (closeErr) {
+      this.log.error("closing the data dir failed", { error: closeErr });
+    }
+    this.onFatal(err);
+  }
+}
