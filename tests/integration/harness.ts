@@ -1,0 +1,180 @@
+// Process-level test cluster: real `phalanx serve` processes on loopback over HTTP/2. Ports come
+// from the OS (bind port 0, release), waits poll a condition with a deadline, and every child is
+// tracked so afterAll can SIGKILL whatever is left, even after a failed assertion.
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { H2Client, type H2Response } from "../../src/transport/h2_client.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
+export const BUN = process.execPath;
+export const MAIN = join(ROOT, "main.ts");
+
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  let lastError: unknown = null;
+  while (performance.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    await Bun.sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === null ? "" : ` (last error: ${String(lastError)})`}`);
+}
+
+export interface NodeSpec {
+  id: string;
+  addr: string;
+  dataDir: string;
+}
+
+export interface Status {
+  id: string;
+  role: string;
+  term: number;
+  leader: string | null;
+  commit: number;
+  applied: number;
+  leaseValid: boolean;
+}
+
+export class TestCluster {
+  readonly nodes: NodeSpec[];
+  readonly procs = new Map<string, Subprocess>();
+  readonly logs = new Map<string, string>();
+  readonly client = new H2Client({ connectTimeoutMs: 1000 });
+  private readonly dir: string;
+
+  private constructor(
+    nodes: NodeSpec[],
+    dir: string,
+    private readonly command: string[],
+    private readonly env: Record<string, string>,
+  ) {
+    this.nodes = nodes;
+    this.dir = dir;
+  }
+
+  static async create(n: number, opts: { command?: string[]; env?: Record<string, string> } = {}): Promise<TestCluster> {
+    const dir = mkdtempSync(join(tmpdir(), "phalanx-it-"));
+    const nodes: NodeSpec[] = [];
+    for (let i = 1; i <= n; i++) nodes.push({ id: `n${i}`, addr: `127.0.0.1:${await freePort()}`, dataDir: join(dir, `node-${i}`) });
+    return new TestCluster(nodes, dir, opts.command ?? [BUN, MAIN], opts.env ?? {});
+  }
+
+  node(id: string): NodeSpec {
+    const n = this.nodes.find((x) => x.id === id);
+    if (n === undefined) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  start(id: string): void {
+    const n = this.node(id);
+    const proc = Bun.spawn([...this.command, "serve"], {
+      env: {
+        ...process.env,
+        NODE_ID: n.id,
+        DATA_DIR: n.dataDir,
+        RPC_ADDR: n.addr,
+        PEERS: this.nodes.map((x) => `${x.id}=${x.addr}`).join(","),
+        CLUSTER_KEY: "integration-test-cluster-key",
+        TICK_MS: "50",
+        ...this.env,
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    this.procs.set(id, proc);
+    this.logs.set(id, "");
+    const collect = async (stream: ReadableStream<Uint8Array>) => {
+      const dec = new TextDecoder();
+      for await (const chunk of stream) this.logs.set(id, (this.logs.get(id) ?? "") + dec.decode(chunk));
+    };
+    void collect(proc.stdout as ReadableStream<Uint8Array>);
+    void collect(proc.stderr as ReadableStream<Uint8Array>);
+  }
+
+  startAll(): void {
+    for (const n of this.nodes) this.start(n.id);
+  }
+
+  signal(id: string, sig: "SIGKILL" | "SIGSTOP" | "SIGCONT" | "SIGTERM"): void {
+    this.procs.get(id)?.kill(sig);
+  }
+
+  async kill(id: string): Promise<void> {
+    const p = this.procs.get(id);
+    if (p === undefined) return;
+    p.kill("SIGKILL");
+    await p.exited;
+    this.procs.delete(id);
+  }
+
+  async request(id: string, method: string, path: string, opts: { json?: unknown; body?: Uint8Array; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<H2Response & { json: any }> {
+    const body = opts.json !== undefined ? new TextEncoder().encode(JSON.stringify(opts.json)) : opts.body;
+    const headers: Record<string, string> = { ...(opts.json !== undefined ? { "content-type": "application/json" } : {}), ...opts.headers };
+    const res = await this.client.request(this.client.originFor(this.node(id).addr), {
+      method,
+      path,
+      headers,
+      ...(body === undefined ? {} : { body }),
+      timeoutMs: opts.timeoutMs ?? 5000,
+    });
+    let json: unknown = null;
+    try {
+      json = JSON.parse(new TextDecoder().decode(res.body));
+    } catch {
+      json = null;
+    }
+    return { ...res, json };
+  }
+
+  async status(id: string): Promise<Status> {
+    const res = await this.request(id, "GET", "/v1/status", { timeoutMs: 1000 });
+    if (res.status !== 200) throw new Error(`status of ${id}: HTTP ${res.status}`);
+    return res.json as Status;
+  }
+
+  /** Waits until every listed node reports the same leader, itself among them; returns its id. */
+  async waitForLeader(ids: string[], timeoutMs = 15_000): Promise<string> {
+    return waitFor(`a leader among ${ids.join(",")}`, async () => {
+      const all = await Promise.all(ids.map((id) => this.status(id)));
+      const leader = all[0]!.leader;
+      if (leader === null || !ids.includes(leader) || !all.every((s) => s.leader === leader)) return undefined;
+      return all.find((s) => s.id === leader)?.role === "leader" ? leader : undefined;
+    }, timeoutMs);
+  }
+
+  async stopAll(): Promise<void> {
+    for (const [id, p] of this.procs) {
+      p.kill("SIGCONT");
+      p.kill("SIGKILL");
+      await p.exited;
+      this.procs.delete(id);
+    }
+    await this.client.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  dumpLogs(): string {
+    return [...this.logs].map(([id, l]) => `----- ${id}\n${l.slice(-4000)}`).join("\n");
+  }
+}
