@@ -45,6 +45,8 @@ export interface GossipAgentOptions {
   rpcAddr: string;
   region: string;
   role: Role;
+  /** Cluster formation state to advertise (see MemberMeta.cluster); "" by default. */
+  cluster?: string;
   bind?: string;
   advertise?: string;
   config?: PresetName | GossipConfig;
@@ -153,7 +155,7 @@ export class GossipAgent {
       const client = o.pushPull === undefined ? pushPullClient() : null;
       const core = new Swim({
         id: o.id,
-        meta: { gossipAddr, rpcAddr: o.rpcAddr, region: o.region, role: o.role },
+        meta: { gossipAddr, rpcAddr: o.rpcAddr, region: o.region, role: o.role, cluster: o.cluster ?? "" },
         config: cfg,
         rng: seededRng(o.seed ?? cryptoRandomInt(0, 2 ** 32)),
         now: performance.now(),
@@ -191,7 +193,7 @@ export class GossipAgent {
     return () => this.listeners.delete(fn);
   }
 
-  setMeta(change: Partial<Pick<MemberMeta, "rpcAddr" | "region" | "role">>): void {
+  setMeta(change: Partial<Pick<MemberMeta, "rpcAddr" | "region" | "role" | "cluster">>): void {
     this.core.setMeta(performance.now(), { ...this.self().meta, ...change });
     this.flush();
   }

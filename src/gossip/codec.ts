@@ -21,6 +21,7 @@ const PUSH_PULL_VERSION = 1;
 const MAX_ID = 128;
 const MAX_ADDR = 300;
 const MAX_REGION = 64;
+const MAX_CLUSTER = 80;
 export const MAX_MESSAGES_PER_PACKET = 1024;
 const MAX_STATE_MEMBERS = 100_000;
 
@@ -99,8 +100,8 @@ function decodeMessage(t: unknown): Message | null {
       if (t.length !== 3 || !isSeq(t[1]) || !isId(t[2])) return null;
       return { type: t[0] === T_ACK ? "ack" : "nack", seq: t[1], from: t[2] };
     case T_ALIVE: {
-      if (t.length !== 7 || !isId(t[1]) || !isIncarnation(t[2])) return null;
-      const meta = metaFrom(t[3], t[4], t[5], t[6]);
+      if (t.length !== 8 || !isId(t[1]) || !isIncarnation(t[2])) return null;
+      const meta = metaFrom(t[3], t[4], t[5], t[6], t[7]);
       return meta === null ? null : { type: "alive", node: t[1], incarnation: t[2], meta };
     }
     case T_SUSPECT:
@@ -127,23 +128,23 @@ export function decodePushPull(bytes: Uint8Array): PushPullState | null {
   if (!Array.isArray(list)) return null;
   const members: StateEntry[] = [];
   for (const e of list) {
-    if (!Array.isArray(e) || e.length !== 7 || !isId(e[0]) || !isIncarnation(e[1])) return null;
+    if (!Array.isArray(e) || e.length !== 8 || !isId(e[0]) || !isIncarnation(e[1])) return null;
     const state = typeof e[2] === "number" ? STATES[e[2]] : undefined;
-    const meta = metaFrom(e[3], e[4], e[5], e[6]);
+    const meta = metaFrom(e[3], e[4], e[5], e[6], e[7]);
     if (state === undefined || meta === null) return null;
     members.push({ id: e[0], incarnation: e[1], state, meta });
   }
   return { from: raw[1], members };
 }
 
-function metaTuple(m: MemberMeta): [string, string, string, number] {
-  return [m.gossipAddr, m.rpcAddr, m.region, ROLES.indexOf(m.role)];
+function metaTuple(m: MemberMeta): [string, string, string, number, string] {
+  return [m.gossipAddr, m.rpcAddr, m.region, ROLES.indexOf(m.role), m.cluster];
 }
 
-function metaFrom(gossipAddr: unknown, rpcAddr: unknown, region: unknown, role: unknown): MemberMeta | null {
-  if (!isAddr(gossipAddr) || !isAddr(rpcAddr) || !isStr(region, 0, MAX_REGION)) return null;
+function metaFrom(gossipAddr: unknown, rpcAddr: unknown, region: unknown, role: unknown, cluster: unknown): MemberMeta | null {
+  if (!isAddr(gossipAddr) || !isAddr(rpcAddr) || !isStr(region, 0, MAX_REGION) || !isStr(cluster, 0, MAX_CLUSTER)) return null;
   const r: Role | undefined = typeof role === "number" ? ROLES[role] : undefined;
-  return r === undefined ? null : { gossipAddr, rpcAddr, region, role: r };
+  return r === undefined ? null : { gossipAddr, rpcAddr, region, role: r, cluster };
 }
 
 function safeDecode(bytes: Uint8Array): unknown {

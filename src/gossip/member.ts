@@ -13,6 +13,11 @@ export interface MemberMeta {
   rpcAddr: string;
   region: string;
   role: Role;
+  /**
+   * Cluster formation, for BOOTSTRAP_EXPECT: "" (no cluster yet), "p:<digest>" (proposing the
+   * founder set with that digest), "c:<digest>" (member of the cluster those founders formed).
+   */
+  cluster: string;
 }
 
 export interface Member {
@@ -33,7 +38,9 @@ export interface MemberEvent {
 }
 
 export function sameMeta(a: MemberMeta, b: MemberMeta): boolean {
-  return a.gossipAddr === b.gossipAddr && a.rpcAddr === b.rpcAddr && a.region === b.region && a.role === b.role;
+  return (
+    a.gossipAddr === b.gossipAddr && a.rpcAddr === b.rpcAddr && a.region === b.region && a.role === b.role && a.cluster === b.cluster
+  );
 }
 
 export function copyMember(m: Member): Member {

@@ -64,7 +64,7 @@ export class Sim {
   add(id: string, seeds: readonly string[] = []): void {
     const swim = new Swim({
       id,
-      meta: { gossipAddr: `${id}:7946`, rpcAddr: `${id}:8000`, region: "sim", role: "voter" },
+      meta: { gossipAddr: `${id}:7946`, rpcAddr: `${id}:8000`, region: "sim", role: "voter", cluster: "" },
       config: this.cfg,
       rng: seededRng(this.seed * 7919 + this.nodes.size + 1),
       now: this.now,

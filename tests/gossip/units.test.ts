@@ -106,7 +106,7 @@ describe("broadcast queue", () => {
 
 describe("codec", () => {
   test("round-trips every message type inside one packet", () => {
-    const meta = { gossipAddr: "[::1]:7946", rpcAddr: "[::1]:8000", region: "lhr", role: "voter" as const };
+    const meta = { gossipAddr: "[::1]:7946", rpcAddr: "[::1]:8000", region: "lhr", role: "voter" as const, cluster: "c:0123abcd" };
     const msgs = [
       { type: "ping" as const, seq: 1, from: "a", target: "" },
       { type: "pingReq" as const, seq: 2, from: "a", target: "b", targetAddr: "127.0.0.1:1" },
