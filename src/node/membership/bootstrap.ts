@@ -1,0 +1,79 @@
+// BOOTSTRAP_EXPECT=N: no server forms a cluster until N servers see each other, and then exactly
+// one cluster forms. A two-phase handshake over gossip metadata makes that safe when servers
+// start at once: each proposes the founder set it sees ("p:<digest>"); a server bootstraps only
+// when every member of that set proposes the same digest, then advertises "c:<digest>". A server
+// that sees more unformed servers than expected refuses to guess, and a server never proposes a
+// second, different founder set: two clusters sharing a member would be split brain (safety
+// over liveness: a set that can no longer form needs an operator).
+import { createHash } from "node:crypto";
+
+/** What gossip tells us about one server, as the handshake needs it. */
+export interface ServerView {
+  id: string;
+  rpcAddr: string;
+  alive: boolean;
+  cluster: string;
+}
+
+export type BootstrapDecision =
+  /** Keep waiting; advertise `cluster` meanwhile. */
+  | { kind: "wait"; advertise: string; reason: string }
+  /** Form the cluster with these founders (ids sorted); advertise `c:<digest>` afterwards. */
+  | { kind: "bootstrap"; founders: { id: string; rpcAddr: string }[]; clusterId: string; reason: string }
+  /** A cluster exists and we are not among its founders: wait for its leader to add us. */
+  | { kind: "join"; reason: string };
+
+export function founderDigest(ids: readonly string[]): string {
+  return createHash("sha256").update([...ids].sort().join("\n")).digest("hex").slice(0, 32);
+}
+
+/**
+ * Decides, from gossip's view (including ourselves), what a server without data should do.
+ * `proposed` is the founder set we advertised last time (null if none), so a founder that sees
+ * its peers finish the handshake first still bootstraps with the same set.
+ */
+export function decideBootstrap(
+  selfId: string,
+  expect: number,
+  view: readonly ServerView[],
+  proposed: readonly { id: string; rpcAddr: string }[] | null,
+): BootstrapDecision {
+  const formed = view.find((s) => s.alive && s.cluster.startsWith("c:"));
+  if (formed !== undefined) {
+    const digest = formed.cluster.slice(2);
+    if (proposed !== null && founderDigest(proposed.map((p) => p.id)) === digest && proposed.some((p) => p.id === selfId)) {
+      return { kind: "bootstrap", founders: sortById(proposed), clusterId: digest, reason: `founders formed cluster ${digest} with us in it` };
+    }
+    return { kind: "join", reason: `cluster ${digest} already exists (seen at ${formed.id}); waiting to be added by its leader` };
+  }
+  const unformed = view.filter((s) => s.alive && !s.cluster.startsWith("c:"));
+  if (unformed.length < expect) {
+    return { kind: "wait", advertise: "", reason: `waiting for ${expect} servers, see ${unformed.length}` };
+  }
+  if (unformed.length > expect) {
+    return {
+      kind: "wait",
+      advertise: "",
+      reason: `see ${unformed.length} servers without a cluster but BOOTSTRAP_EXPECT=${expect}: refusing to guess which ${expect} form it`,
+    };
+  }
+  const founders = sortById(unformed.map((s) => ({ id: s.id, rpcAddr: s.rpcAddr })));
+  const digest = founderDigest(founders.map((f) => f.id));
+  if (proposed !== null && founderDigest(proposed.map((p) => p.id)) !== digest) {
+    return {
+      kind: "wait",
+      advertise: "",
+      reason: `we proposed founders ${proposed.map((p) => p.id).join(",")} before; refusing a different set (restart this server with an empty data dir if that set can no longer form)`,
+    };
+  }
+  const mine = `p:${digest}`;
+  const waitingFor = unformed.filter((s) => s.id !== selfId && s.cluster !== mine).map((s) => s.id);
+  if (waitingFor.length > 0) {
+    return { kind: "wait", advertise: mine, reason: `proposed founders ${founders.map((f) => f.id).join(",")}; waiting for ${waitingFor.join(",")} to agree` };
+  }
+  return { kind: "bootstrap", founders, clusterId: digest, reason: `all ${expect} founders agree on ${founders.map((f) => f.id).join(",")}` };
+}
+
+function sortById<T extends { id: string }>(xs: readonly T[]): T[] {
+  return [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
