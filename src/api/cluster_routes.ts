@@ -45,7 +45,7 @@ export function clusterRoutes(node: PhalanxNode): Hono {
     if (to === undefined || to === "") throw new BadRequest("give the target node as ?to=<id>");
     if (!node.members().some((m) => m.id === to && m.role === "voter")) throw new BadRequest(`${to} is not a voting member`);
     if (node.leader()?.id === to) return reply(c, 200, { leader: to, term: node.status().term });
-    if (node.status().role !== "leader") {
+    if (!node.isLeader()) {
       const target = forwardTarget(c, node);
       return target === null ? noLeader(c, node, "no leader to transfer from") : forward(c, node, target, undefined, deadline);
     }

@@ -124,7 +124,7 @@ export function kvRoutes(node: PhalanxNode): Hono {
     const invalid = validateCommand(cmd, DEFAULT_LIMITS);
     if (invalid !== null) return reply(c, invalid.error === "value_too_large" ? 413 : 400, invalid);
     const target = forwardTarget(c, node);
-    if (target !== null && node.status().role !== "leader") return forward(c, node, target, body, deadline);
+    if (target !== null && !node.isLeader()) return forward(c, node, target, body, deadline);
     const o = await node.propose(cmd, session, deadline.remaining());
     const lh = leaderHeaders(node.leader());
     switch (o.kind) {

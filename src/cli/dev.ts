@@ -44,6 +44,9 @@ export async function devCommand(argv: string[]): Promise<number> {
       },
       stdout: "inherit",
       stderr: "inherit",
+      // Own process group: Ctrl-C reaches only this process, which then stops each node exactly
+      // once (a node given two signals exits at once, skipping its clean shutdown).
+      detached: true,
     }),
   );
   const addrs = ids.map((_, i) => rpc(i)).join(",");

@@ -169,6 +169,10 @@ export class PhalanxNode {
     return r;
   }
 
+  isLeader(): boolean {
+    return this.raw.raft.role === "leader";
+  }
+
   status(): Status {
     return this.raw.status();
   }
