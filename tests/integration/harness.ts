@@ -6,7 +6,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { H2Client, type H2Response } from "../../src/transport/h2_client.ts";
+import { formatHostPort } from "../../src/transport/address.ts";
+import { H2Client, type ClientTls, type H2Response } from "../../src/transport/h2_client.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 export const BUN = process.execPath;
@@ -24,6 +25,9 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
+/** Thrown from a waitFor check to stop waiting at once (e.g. a node process died). */
+export class GiveUp extends Error {}
+
 /** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 50): Promise<T> {
   const deadline = performance.now() + timeoutMs;
@@ -33,6 +37,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       const v = await check();
       if (v !== undefined && v !== false) return v;
     } catch (err) {
+      if (err instanceof GiveUp) throw err;
       lastError = err;
     }
     await Bun.sleep(everyMs);
@@ -60,24 +65,29 @@ export class TestCluster {
   readonly nodes: NodeSpec[];
   readonly procs = new Map<string, Subprocess>();
   readonly logs = new Map<string, string>();
-  readonly client = new H2Client({ connectTimeoutMs: 1000 });
-  private readonly dir: string;
+  readonly client: H2Client;
 
   private constructor(
     nodes: NodeSpec[],
-    dir: string,
+    readonly dir: string,
     private readonly command: string[],
     private readonly env: Record<string, string>,
+    tls: ClientTls | undefined,
   ) {
     this.nodes = nodes;
-    this.dir = dir;
+    this.client = new H2Client({ connectTimeoutMs: 1000, ...(tls === undefined ? {} : { tls }) });
   }
 
-  static async create(n: number, opts: { command?: string[]; env?: Record<string, string> } = {}): Promise<TestCluster> {
+  /** `host`: loopback address to listen on (127.0.0.1 or ::1); `tls`: how the test client connects. */
+  static async create(
+    n: number,
+    opts: { command?: string[]; env?: Record<string, string>; host?: string; tls?: ClientTls } = {},
+  ): Promise<TestCluster> {
     const dir = mkdtempSync(join(tmpdir(), "phalanx-it-"));
+    const host = opts.host ?? "127.0.0.1";
     const nodes: NodeSpec[] = [];
-    for (let i = 1; i <= n; i++) nodes.push({ id: `n${i}`, addr: `127.0.0.1:${await freePort()}`, dataDir: join(dir, `node-${i}`) });
-    return new TestCluster(nodes, dir, opts.command ?? [BUN, MAIN], opts.env ?? {});
+    for (let i = 1; i <= n; i++) nodes.push({ id: `n${i}`, addr: formatHostPort(host, await freePort(host)), dataDir: join(dir, `node-${i}`) });
+    return new TestCluster(nodes, dir, opts.command ?? [BUN, MAIN], opts.env ?? {}, opts.tls);
   }
 
   node(id: string): NodeSpec {
@@ -156,6 +166,10 @@ export class TestCluster {
   /** Waits until every listed node reports the same leader, itself among them; returns its id. */
   async waitForLeader(ids: string[], timeoutMs = 15_000): Promise<string> {
     return waitFor(`a leader among ${ids.join(",")}`, async () => {
+      for (const id of ids) {
+        const code = this.procs.get(id)?.exitCode;
+        if (code !== null && code !== undefined) throw new GiveUp(`node ${id} exited with code ${code}`);
+      }
       const all = await Promise.all(ids.map((id) => this.status(id)));
       const leader = all[0]!.leader;
       if (leader === null || !ids.includes(leader) || !all.every((s) => s.leader === leader)) return undefined;
