@@ -11,7 +11,16 @@ import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const app = new Hono();
-  const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages: (msgs) => node.receive(msgs) });
+  const onMessages = (msgs: Parameters<PhalanxNode["receive"]>[0], from: string) => {
+    try {
+      node.receive(msgs);
+    } catch (err) {
+      // The peer gets a 500 from the raft routes; the operator needs to know which peer and why.
+      log.warn("refused a batch from a peer", { from, messages: msgs.length, error: err });
+      throw err;
+    }
+  };
+  const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
   app.route("/", kvRoutes(node));

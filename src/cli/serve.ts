@@ -25,6 +25,7 @@ const FLAGS = {
   electionTicks: "election-ticks",
   requestTimeoutMs: "request-timeout-ms",
   snapshotEvery: "snapshot-every",
+  catchupEntries: "catchup-entries",
   logLevel: "log-level",
 } as const satisfies Record<keyof typeof ENV, string>;
 

@@ -31,6 +31,8 @@ export interface NodeConfig {
   /** Deadline of a client request that does not ask for one. */
   requestTimeoutMs: number;
   snapshotEvery: number;
+  /** Entries kept below a snapshot, so a follower slightly behind catches up from the log (etcd: snapshot-catchup-entries). */
+  catchupEntries: number;
   logLevel: Level;
 }
 
@@ -52,6 +54,7 @@ export const ENV = {
   electionTicks: "ELECTION_TICKS",
   requestTimeoutMs: "REQUEST_TIMEOUT_MS",
   snapshotEvery: "SNAPSHOT_EVERY",
+  catchupEntries: "CATCHUP_ENTRIES",
   logLevel: "LOG_LEVEL",
 } as const;
 
@@ -152,6 +155,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     heartbeatTicks: 1,
     requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", s.requestTimeoutMs, 5000),
     snapshotEvery: positiveInt("SNAPSHOT_EVERY", s.snapshotEvery, 10_000),
+    catchupEntries: positiveInt("CATCHUP_ENTRIES", s.catchupEntries, 5_000),
     logLevel: level,
   };
 }

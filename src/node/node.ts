@@ -19,8 +19,6 @@ import { NodeMetrics } from "./metrics.ts";
 import { Ticker } from "./ticker.ts";
 import { ProposalWaiters, ReadWaiters, type ProposalOutcome, type ReadOutcome } from "./waiters.ts";
 
-/** Entries kept below a snapshot so a follower slightly behind catches up from the log, not a snapshot. */
-const COMPACTION_MARGIN = 1000;
 /** Readies handled per turn before yielding to I/O, so a long catch-up cannot starve the server. */
 const MAX_READIES_PER_TURN = 64;
 
@@ -274,7 +272,7 @@ export class PhalanxNode {
     const snap = this.kv.snapshot();
     if (snap.index !== req.index) throw new Error(`state machine snapshot at ${snap.index}, the core asked for ${req.index}`);
     const meta = { index: snap.index, term: this.dd.log.term(snap.index), conf: req.conf };
-    this.dd.log.createSnapshot({ meta, data: snap.data }, snap.index - COMPACTION_MARGIN);
+    this.dd.log.createSnapshot({ meta, data: snap.data }, snap.index - this.config.catchupEntries);
     this.metrics.snapshotsCreated++;
     this.log.info("took a snapshot", { index: snap.index, bytes: snap.data.byteLength });
   }

@@ -9,7 +9,8 @@ const t0 = performance.now();
 const ids = ["n1", "n2", "n3"];
 
 beforeAll(async () => {
-  cluster = await TestCluster.create(3);
+  // Frequent snapshots with a short log tail: the restarted node must catch up from a snapshot.
+  cluster = await TestCluster.create(3, { env: { SNAPSHOT_EVERY: "10", CATCHUP_ENTRIES: "2" } });
   cluster.startAll();
 });
 
@@ -63,6 +64,7 @@ test("a new leader serves writes after kill -9 of the leader; the old one catche
     }
     cluster.start(killed);
     await waitFor(`${killed} to catch up`, async () => (await staleValue(killed, "after-crash%2F19")) === "v19");
+    expect(cluster.logs.get(killed)).toContain("installed a snapshot from the leader");
     await cluster.waitForLeader(ids);
     const list = await cluster.request(killed, "GET", "/v1/kv?prefix=after-crash/&limit=5");
     expect(list.status).toBe(200);
