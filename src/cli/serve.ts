@@ -1,5 +1,5 @@
 // `phalanx serve`: one node. Configured by environment variables, with flags that override them.
-// Shutdown on SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded grace), persist
+// Shutdown on SIGTERM/SIGINT: a leader first hands leadership to a caught-up voter, then stop accepting, let in-flight requests finish (bounded grace), persist
 // and apply the last batch, close SQLite cleanly. A second signal exits at once.
 import { parseArgs } from "node:util";
 import { nodeApp } from "../api/app.ts";
@@ -92,6 +92,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info("shutting down", { reason: why });
+      // Still serving while handing over: peers need our routes for the transfer.
+      if (code === EXIT.ok) await node.handOffLeadership(config.tickMs * config.electionTicks);
       debug?.stop();
       await server.close();
       await node.stop();

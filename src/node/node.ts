@@ -189,6 +189,28 @@ export class PhalanxNode {
     return this.transport.stats();
   }
 
+  /**
+   * Before a planned stop, a leader hands over to its most up-to-date reachable voter, so clients
+   * see one quick transfer instead of waiting out an election timeout. Bounded by `timeoutMs`;
+   * resolves with the new leader, or null when there was nothing to hand over or it did not happen.
+   */
+  async handOffLeadership(timeoutMs: number): Promise<NodeId | null> {
+    if (this.stopped || !this.isLeader()) return null;
+    const s = this.raw.status();
+    const candidates = s.conf.voters.filter((id) => id !== this.id && s.progress[id]?.recentActive === true);
+    candidates.sort((a, b) => (s.progress[b]?.match ?? 0) - (s.progress[a]?.match ?? 0));
+    const to = candidates[0];
+    if (to === undefined || !this.transferLeadership(to).ok) return null;
+    this.log.info("handing leadership over before stopping", { to });
+    const deadline = performance.now() + timeoutMs;
+    // Bounded wait: a few polls per tick until the deadline.
+    while (performance.now() < deadline && !this.stopped) {
+      if (!this.isLeader() && this.raw.raft.lead === to) return to;
+      await new Promise((r) => setTimeout(r, Math.max(5, this.config.tickMs / 4)));
+    }
+    return null;
+  }
+
   /** Hands out pending work; the rest of the shutdown (transport, data dir) follows. */
   async stop(): Promise<void> {
     if (this.stopped) return;

@@ -145,3 +145,20 @@ test("exactly-once writes with a client session; typed errors", async () => {
   const peer = await cluster.request(via, "POST", "/raft/v1/messages", { body: new Uint8Array([0x90]) });
   expect(peer.status).toBe(401);
 }, 30_000);
+
+test("SIGTERM of the leader hands leadership over and exits cleanly", async () => {
+  try {
+    const old = await cluster.waitForLeader(ids);
+    const proc = cluster.procs.get(old)!;
+    const started = performance.now();
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    const next = await cluster.waitForLeader(others(old));
+    console.log(`SIGTERM of leader ${old}: ${next} leads, process gone after ${(performance.now() - started).toFixed(0)} ms`);
+    expect(cluster.logs.get(old)).toContain("handing leadership over before stopping");
+    expect((await cluster.request(next, "PUT", "/v1/kv/after-term", { json: { value: "ok" } })).status).toBe(200);
+  } catch (err) {
+    console.log(cluster.dumpLogs());
+    throw err;
+  }
+}, 30_000);
