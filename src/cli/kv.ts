@@ -30,8 +30,8 @@ const EXTRA = {
 
 const keyPath = (key: string) => `/v1/kv/${encodeURIComponent(key)}`;
 
-function args(ctx: ClientContext, n: number, usage: string): string[] {
-  if (ctx.positionals.length !== n) throw new UsageError(usage);
+function args(ctx: ClientContext, n: number): string[] {
+  if (ctx.positionals.length !== n) throw new UsageError(`expected ${n} argument${n === 1 ? "" : "s"}, got ${ctx.positionals.length}`);
   return ctx.positionals;
 }
 
@@ -53,7 +53,7 @@ function consistencyQuery(ctx: ClientContext): string {
 
 async function put(ctx: ClientContext): Promise<number> {
   const [key, value] = ctx.positionals;
-  if (key === undefined || ctx.positionals.length > 2) throw new UsageError(HELP.put!);
+  if (key === undefined || ctx.positionals.length > 2) throw new UsageError("expected <key> and a value");
   const res = await ctx.client.request("PUT", keyPath(key), { json: valueBody(ctx, value) });
   if (res.status !== 200) return failure(res);
   if (ctx.json) printJson(res.json);
@@ -62,7 +62,7 @@ async function put(ctx: ClientContext): Promise<number> {
 }
 
 async function get(ctx: ClientContext): Promise<number> {
-  const [key] = args(ctx, 1, HELP.get!);
+  const [key] = args(ctx, 1);
   const res = await ctx.client.request("GET", `${keyPath(key!)}?${consistencyQuery(ctx)}`);
   if (res.status !== 200) return failure(res);
   if (ctx.json) printJson(res.json);
@@ -75,7 +75,7 @@ async function get(ctx: ClientContext): Promise<number> {
 }
 
 async function del(ctx: ClientContext): Promise<number> {
-  const [key] = args(ctx, 1, HELP.del!);
+  const [key] = args(ctx, 1);
   const prev = ctx.values["prev-revision"] as string | undefined;
   const res = await ctx.client.request("DELETE", `${keyPath(key!)}${prev === undefined ? "" : `?prevRevision=${encodeURIComponent(prev)}`}`);
   if (res.status !== 200) return failure(res);
@@ -86,11 +86,11 @@ async function del(ctx: ClientContext): Promise<number> {
 
 async function cas(ctx: ClientContext): Promise<number> {
   const [key, value] = ctx.positionals;
-  if (key === undefined || ctx.positionals.length > 2) throw new UsageError(HELP.cas!);
+  if (key === undefined || ctx.positionals.length > 2) throw new UsageError("expected <key> and a new value");
   const prevRev = ctx.values["prev-revision"] as string | undefined;
   const prevValue = ctx.values["prev-value"] as string | undefined;
   const absent = ctx.values.absent === true;
-  if ([prevRev !== undefined, prevValue !== undefined, absent].filter(Boolean).length !== 1) throw new UsageError(HELP.cas!);
+  if ([prevRev !== undefined, prevValue !== undefined, absent].filter(Boolean).length !== 1) throw new UsageError("give exactly one of --prev-revision, --prev-value, --absent");
   let expect: Record<string, unknown>;
   if (prevRev !== undefined) {
     const n = Number(prevRev);
@@ -111,7 +111,7 @@ async function cas(ctx: ClientContext): Promise<number> {
 }
 
 async function list(ctx: ClientContext): Promise<number> {
-  if (ctx.positionals.length > 1) throw new UsageError(HELP.list!);
+  if (ctx.positionals.length > 1) throw new UsageError("expected at most one prefix");
   const q = new URLSearchParams({ prefix: ctx.positionals[0] ?? "", limit: (ctx.values.limit as string | undefined) ?? "100" });
   const after = ctx.values.after as string | undefined;
   if (after !== undefined) q.set("after", after);

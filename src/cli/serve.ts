@@ -66,7 +66,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const log = createLogger(config.id, config.logLevel);
   let node: PhalanxNode;
   try {
-    node = PhalanxNode.start(config, log);
+    node = PhalanxNode.open(config, log);
   } catch (err) {
     if (err instanceof StorageError) return fail(EXIT.error, err.message);
     throw err;
@@ -80,6 +80,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       ...(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca, requireClientCert: false }) } }),
     });
     if (config.debugAddr !== null) debug = startDebugServer(node, config.debugAddr);
+    node.run();
   } catch (err) {
     await node.stop();
     return fail(EXIT.error, (err as Error).message);
@@ -109,5 +110,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.on("SIGTERM", () => onSignal("SIGTERM"));
     process.on("SIGINT", () => onSignal("SIGINT"));
     node.onFatal = () => void shutdown(EXIT.error, "fatal storage error");
+    // A bug on some request path must not take the node down with it; it is logged loudly.
+    process.on("unhandledRejection", (reason) => log.error("unhandled rejection", { error: reason }));
   });
 }

@@ -82,8 +82,8 @@ export class PhalanxNode {
     this.ticker = new Ticker(config.tickMs, () => this.raw.tick());
   }
 
-  /** Opens (or bootstraps, on a brand-new data dir) and starts ticking. */
-  static start(config: NodeConfig, log: Logger): PhalanxNode {
+  /** Opens (or bootstraps, on a brand-new data dir) without starting: see run(). */
+  static open(config: NodeConfig, log: Logger): PhalanxNode {
     const fresh = !existsSync(join(config.dataDir, DB_FILE));
     const dd = openDataDir(config.dataDir, {
       bootstrap: { voters: [...config.peers.keys()].sort(), learners: [] },
@@ -104,12 +104,17 @@ export class PhalanxNode {
       applied: node.kv.appliedIndex(),
       term: node.raw.raft.term,
     });
-    // A lone voter has nobody to wait for: elect itself now instead of after a timeout.
-    const conf = node.raw.status().conf;
-    if (conf.voters.length === 1 && conf.voters[0] === config.id) node.raw.campaign();
-    node.ticker.run(() => node.schedule());
-    node.schedule();
     return node;
+  }
+
+  /** Starts the clock; call once the server accepts peer messages, so no election runs deaf. */
+  run(): void {
+    if (this.stopped) return;
+    // A lone voter has nobody to wait for: elect itself now instead of after a timeout.
+    const conf = this.raw.status().conf;
+    if (conf.voters.length === 1 && conf.voters[0] === this.id) this.raw.campaign();
+    this.ticker.run(() => this.schedule());
+    this.schedule();
   }
 
   get isStopped(): boolean {

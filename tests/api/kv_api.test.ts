@@ -17,7 +17,8 @@ let app: Hono;
 
 beforeAll(async () => {
   const log = createLogger("n1", "warn");
-  node = PhalanxNode.start(resolveConfig({ id: "n1", dataDir: dir, rpcAddr: "127.0.0.1:0", tickMs: "20" }), log);
+  node = PhalanxNode.open(resolveConfig({ id: "n1", dataDir: dir, rpcAddr: "127.0.0.1:0", tickMs: "20" }), log);
+  node.run();
   app = nodeApp(node, log);
   for (let i = 0; i < 200 && node.leader() === null; i++) await Bun.sleep(5);
   expect(node.leader()?.id).toBe("n1");
