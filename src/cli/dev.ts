@@ -7,7 +7,8 @@ import { selfCommand } from "./self_exec.ts";
 
 const HELP = `usage: phalanx dev [--nodes 3] [--base-port 9000] [--data ./data]
   starts a local cluster: node N listens on 127.0.0.1:<base-port + N - 1> (debug on +100),
-  keeps its data in <data>/node-N. Ctrl-C stops it; run it again to restart with the same data.`;
+  keeps its data in <data>/node-N. Ctrl-C stops it; run it again to restart with the same data
+  (and the same --base-port: the members' addresses are stored in the data).`;
 
 /** A node that ignores SIGTERM this long is killed. */
 const STOP_GRACE_MS = 10_000;
