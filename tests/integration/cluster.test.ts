@@ -94,6 +94,7 @@ test("a minority refuses linearizable reads and writes (503/504), never a stale 
     // Well past the lease: refused for sure.
     const later = await cluster.request(leader, "GET", "/v1/kv/greeting?timeout=1000", { timeoutMs: 4000 });
     expect([503, 504]).toContain(later.status);
+    if (later.status === 503) expect(later.headers["retry-after"]).toBe("1");
     expect((await cluster.request(leader, "GET", "/v1/kv/greeting?consistency=stale")).status).toBe(200);
     console.log(`isolated leader ${leader}: read ${read.status}, write ${write.status}, later read ${later.status}`);
     for (const id of stopped.splice(0)) cluster.signal(id, "SIGCONT");
