@@ -259,14 +259,15 @@ export class PhalanxNode {
     const t0 = performance.now();
     // Persisting and applying share one transaction: committed entries are already durable on a
     // majority, so applying them before the messages go out only saves an fsync.
-    const results = this.dd.transaction(() => {
-      this.dd.log.save(rd.snapshot, rd.entries, rd.hardState);
-      if (rd.snapshot !== null) this.kv.restore(rd.snapshot.data, rd.snapshot.meta);
-      return rd.committed.map((entry) => this.kv.apply(entry));
-    });
-    if (rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null) {
-      this.metrics.persistLatency.observe((performance.now() - t0) / 1000);
-    }
+    const results = this.dd.transaction(
+      () => {
+        this.dd.log.save(rd.snapshot, rd.entries, rd.hardState);
+        if (rd.snapshot !== null) this.kv.restore(rd.snapshot.data, rd.snapshot.meta);
+        return rd.committed.map((entry) => this.kv.apply(entry));
+      },
+      { sync: rd.mustSync },
+    );
+    if (rd.mustSync) this.metrics.persistLatency.observe((performance.now() - t0) / 1000);
     for (const m of rd.messages) this.transport.send(m);
     let membershipChanged = false;
     if (rd.snapshot !== null) {

@@ -14,6 +14,12 @@ import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, ReadFail
 export type { ProposeResult } from "./raft.ts";
 
 export interface Ready {
+  /**
+   * Whether persisting this Ready must be durable before anything else happens (entries, a
+   * snapshot, or a new term or vote). When false, only the commit index moved: it and the applied
+   * state can be rebuilt from the log after a crash, so the write may skip the fsync.
+   */
+  mustSync: boolean;
   hardState: HardState | null;
   entries: Entry[];
   snapshot: Snapshot | null;
@@ -135,9 +141,12 @@ export class RawNode {
     const hs = r.hardState();
     const committed = r.log.nextCommitted(r.cfg.maxApplyBytes);
     const appliedTo = committed.length > 0 ? committed[committed.length - 1]!.index : r.log.applied;
+    const entries = r.log.unstableEntries();
     const rd: Ready = {
+      mustSync:
+        entries.length > 0 || r.log.pendingSnapshot !== null || hs.term !== this.persisted.term || hs.vote !== this.persisted.vote,
       hardState: sameHardState(hs, this.persisted) ? null : hs,
-      entries: r.log.unstableEntries(),
+      entries,
       snapshot: r.log.pendingSnapshot,
       messages: r.msgs,
       committed,

@@ -54,11 +54,20 @@ export class DataDir {
     this.log = new SqliteLogStorage(db, this.tx, file);
   }
 
+  private synced = true;
+
   /**
    * Runs `fn` in one transaction: e.g. log.save() of a Ready plus kv.apply() of its committed
    * entries, so they become durable together with one fsync. Nested calls are savepoints.
+   * With `sync: false` the commit skips the fsync (WAL with synchronous=NORMAL): it stays atomic
+   * and ordered, and the next synced commit makes it durable too. Only for writes that can be
+   * rebuilt from the durable log, such as applying committed entries (etcd's MustSync rule).
    */
-  transaction<T>(fn: () => T): T {
+  transaction<T>(fn: () => T, opts: { sync: boolean } = { sync: true }): T {
+    if (!this.tx.active && opts.sync !== this.synced) {
+      this.db.run(opts.sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+      this.synced = opts.sync;
+    }
     return this.tx.run(fn);
   }
 
