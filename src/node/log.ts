@@ -30,3 +30,20 @@ export function createLogger(node: string, minLevel: Level = "info", write: (lin
     error: (m, f) => emit("error", m, f),
   };
 }
+
+/** A logger that writes at most one line per interval and says how many it held back. */
+export function rateLimited(log: Logger, intervalMs: number, now: () => number = () => performance.now()): Logger {
+  let last = Number.NEGATIVE_INFINITY;
+  let held = 0;
+  const gate = (emit: (m: string, f?: Record<string, unknown>) => void) => (m: string, f?: Record<string, unknown>) => {
+    const t = now();
+    if (t - last < intervalMs) {
+      held++;
+      return;
+    }
+    last = t;
+    emit(m, held === 0 ? f : { ...f, suppressed: held });
+    held = 0;
+  };
+  return { debug: gate(log.debug), info: gate(log.info), warn: gate(log.warn), error: gate(log.error) };
+}

@@ -30,6 +30,8 @@ export class NodeMetrics {
   readsFailed = 0;
   forwarded = 0;
   readies = 0;
+  /** Peer messages the core refused as protocol violations. */
+  protocolViolations = 0;
   entriesApplied = 0;
   snapshotsCreated = 0;
   snapshotsInstalled = 0;

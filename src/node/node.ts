@@ -14,7 +14,7 @@ import type { PeerAuth } from "../transport/auth.ts";
 import { H2Client } from "../transport/h2_client.ts";
 import { PeerTransport, type PeerStats } from "../transport/peers.ts";
 import type { NodeConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
+import { rateLimited, type Logger } from "./log.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { Ticker } from "./ticker.ts";
 import { ProposalWaiters, ReadWaiters, type ProposalOutcome, type ReadOutcome } from "./waiters.ts";
@@ -46,6 +46,7 @@ export class PhalanxNode {
   private stopped = false;
   private lastRole: string;
   private lastLeader: NodeId | null = null;
+  private readonly violationLog: Logger;
   /** Called once when the node cannot go on safely (disk full, corrupt data); the runner exits. */
   onFatal: (err: unknown) => void = () => undefined;
 
@@ -56,6 +57,7 @@ export class PhalanxNode {
     private readonly log: Logger,
   ) {
     this.id = config.id;
+    this.violationLog = rateLimited(log, 1000);
     this.auth = config.clusterKey !== null ? { mode: "hmac", key: config.clusterKey } : { mode: "mtls" };
     const tls = config.tls;
     this.client = new H2Client(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca }) } });
@@ -288,6 +290,11 @@ export class PhalanxNode {
     }
     this.reads.served(applied);
     for (const rf of rd.readFailures) this.reads.failed(rf.ctx, rf.reason);
+    for (const w of rd.warnings) {
+      // Counted always, logged at most once a second: a confused peer must not flood the log.
+      this.metrics.protocolViolations++;
+      this.violationLog.warn("refused a peer message", { why: w });
+    }
     if (rd.snapshotRequest !== null) this.takeSnapshot(rd.snapshotRequest);
     this.raw.advance();
     if (membershipChanged) {

@@ -25,8 +25,15 @@ function isIdList(v: unknown): v is string[] {
 /** Entries come from our own log, so a malformed one is corruption: fail loudly. */
 export function decodeConfEntry(data: Uint8Array): ConfEntry {
   const text = decoder.decode(data);
-  const v = JSON.parse(text) as Record<string, unknown>;
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new Error(`corrupt conf change entry: not JSON: ${text.slice(0, 80)}`);
+  }
   if (
+    v === null ||
+    typeof v !== "object" ||
     (v.op !== "addLearner" && v.op !== "addVoter" && v.op !== "remove") ||
     typeof v.node !== "string" ||
     typeof v.context !== "string" ||

@@ -99,21 +99,22 @@ export class RaftLog {
   }
 
   /**
-   * Follower's append (§5.3): returns the index of the first entry that was new or replaced a
-   * conflicting one (or 0 when nothing changed), so the caller can update its configuration.
+   * Follower's append (§5.3) of `entries` from the first one we lack or hold with another term
+   * (`first`, from findConflict): replaces any conflicting suffix.
    */
-  appendFromLeader(entries: Entry[]): number {
-    let i = 0;
-    // Skip entries we already hold: the same index and term means the same entry (log matching).
-    for (; i < entries.length; i++) {
-      const e = entries[i]!;
-      if (e.index > this.lastIndex() || this.term(e.index) !== e.term) break;
-    }
-    if (i === entries.length) return 0;
-    const first = entries[i]!.index;
+  appendFromLeader(entries: Entry[], first: number): void {
     assert(first > this.committed, `leader overwrites committed entry ${first} (commit ${this.committed})`);
+    const i = first - entries[0]!.index;
     this.truncateAndAppend(i === 0 ? entries : entries.slice(i));
-    return first;
+  }
+
+  /** Index of the first entry we lack or hold with another term (0: we hold them all). */
+  findConflict(entries: Entry[]): number {
+    // Same index and term means the same entry (log matching), so those are skipped.
+    for (const e of entries) {
+      if (e.index > this.lastIndex() || this.term(e.index) !== e.term) return e.index;
+    }
+    return 0;
   }
 
   private truncateAndAppend(entries: Entry[]): void {

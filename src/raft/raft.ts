@@ -9,6 +9,7 @@ import { RaftLog, UNKNOWN_TERM } from "./log.ts";
 import { Progress } from "./progress.ts";
 import { quorumValue, voteResult } from "./quorum.ts";
 import { CompactedError, entrySize } from "./storage.ts";
+import { protocolError } from "./validate.ts";
 import type {
   AppendMsg,
   AppendRespMsg,
@@ -68,6 +69,8 @@ export class Raft {
   msgs: Message[] = [];
   readStates: ReadState[] = [];
   readFailures: ReadFailure[] = [];
+  /** Messages refused as protocol violations, for the node to log and count. */
+  warnings: string[] = [];
 
   /** Ticks since this node started: the leader's clock for its lease. */
   private now = 0;
@@ -328,6 +331,11 @@ export class Raft {
 
   step(m: Message): void {
     if (m.to !== this.id) return;
+    const bad = protocolError(m);
+    if (bad !== null) {
+      this.warn(m, bad);
+      return;
+    }
     if (m.term > this.term) {
       if (m.type === "vote" || m.type === "preVote") {
         // Leader stickiness (§9.6 with check-quorum): while we hear from a leader, or just after a
@@ -375,12 +383,15 @@ export class Raft {
     else this.stepFollower(m);
   }
 
+  private warn(m: Message, why: string): void {
+    this.warnings.push(`refused ${m.type} from ${m.from} (term ${m.term}): ${why}`);
+  }
+
   private stepFollower(m: Message): void {
     switch (m.type) {
       case "append":
       case "heartbeat":
       case "snapshot":
-        assert(this.role !== "leader", `two leaders in term ${this.term}`);
         if (this.role !== "follower") this.becomeFollower(m.term, m.from);
         this.lead = m.from;
         this.electionElapsed = 0;
@@ -397,7 +408,9 @@ export class Raft {
 
   private stepLeader(m: Message): void {
     if (m.type === "append" || m.type === "heartbeat" || m.type === "snapshot") {
-      assert(false, `leader ${this.id} got ${m.type} from ${m.from} in its own term ${this.term}`);
+      // Only we lead this term: a correct peer never sends this.
+      this.warn(m, `another leader in our own term ${this.term}`);
+      return;
     }
     const pr = this.prs.get(m.from);
     if (pr === undefined) return; // not (or no longer) a member
@@ -434,10 +447,12 @@ export class Raft {
       this.send(this.appendResp(m.from, m.prevIndex, true, hint.index, hint.term));
       return;
     }
-    const firstNew = this.log.appendFromLeader(m.entries);
-    if (firstNew > 0) {
-      this.confs.truncatedFrom(firstNew);
-      this.confs.appended(m.entries.length > 0 && m.entries[0]!.index === firstNew ? m.entries : m.entries.slice(firstNew - m.entries[0]!.index));
+    // prevIndex >= commit here, so a conflict is always past the commit index.
+    const conflict = this.log.findConflict(m.entries);
+    if (conflict !== 0) {
+      this.log.appendFromLeader(m.entries, conflict);
+      this.confs.truncatedFrom(conflict);
+      this.confs.appended(conflict === m.entries[0]!.index ? m.entries : m.entries.slice(conflict - m.entries[0]!.index));
     }
     const lastNew = m.prevIndex + m.entries.length;
     this.log.commitTo(Math.min(m.commit, lastNew));

@@ -28,6 +28,8 @@ export interface Ready {
   readStates: ReadState[];
   readFailures: ReadFailure[];
   snapshotRequest: { index: number; conf: ConfState } | null;
+  /** Messages refused as protocol violations (a peer speaking nonsense): log and count them. */
+  warnings: string[];
 }
 
 export interface ProgressStatus {
@@ -129,6 +131,7 @@ export class RawNode {
       r.log.hasNextCommitted() ||
       r.readStates.length > 0 ||
       r.readFailures.length > 0 ||
+      r.warnings.length > 0 ||
       !sameHardState(r.hardState(), this.persisted) ||
       r.needsFlush()
     );
@@ -153,10 +156,12 @@ export class RawNode {
       readStates: r.readStates,
       readFailures: r.readFailures,
       snapshotRequest: null,
+      warnings: r.warnings,
     };
     r.msgs = [];
     r.readStates = [];
     r.readFailures = [];
+    r.warnings = [];
     const every = r.cfg.snapshotEvery;
     const afterApply = Math.max(appliedTo, rd.snapshot?.meta.index ?? 0);
     if (every > 0 && afterApply - this.lastSnapshotRequest >= every) {
