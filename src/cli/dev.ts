@@ -7,11 +7,14 @@ import { selfCommand } from "./self_exec.ts";
 
 const HELP = `usage: phalanx dev [--nodes 3] [--base-port 9000] [--data ./data]
   starts a local cluster: node N listens on 127.0.0.1:<base-port + N - 1> (debug on +100),
-  keeps its data in <data>/node-N. Ctrl-C stops it; run it again to restart with the same data
-  (and the same --base-port: the members' addresses are stored in the data).`;
+  keeps its data in <data>/node-N. A node killed by a signal (kill -9 the leader to watch a
+  failover) is restarted after 5 s and catches up. Ctrl-C stops the cluster; run it again to
+  restart with the same data (and the same --base-port: addresses are stored in the data).`;
 
 /** A node that ignores SIGTERM this long is killed. */
 const STOP_GRACE_MS = 10_000;
+/** Pause before a killed node is started again. */
+const RESTART_DELAY_MS = 5_000;
 
 export async function devCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -32,11 +35,11 @@ export async function devCommand(argv: string[]): Promise<number> {
   const rpc = (i: number) => `127.0.0.1:${base + i}`;
   const peers = ids.map((id, i) => `${id}=${rpc(i)}`).join(",");
   const key = randomBytes(24).toString("hex");
-  const children = ids.map((id, i) =>
+  const spawnNode = (i: number) =>
     Bun.spawn([...selfCommand(), "serve"], {
       env: {
         ...process.env,
-        NODE_ID: id,
+        NODE_ID: ids[i],
         DATA_DIR: `${dataRoot}/node-${i + 1}`,
         RPC_ADDR: rpc(i),
         DEBUG_ADDR: `127.0.0.1:${base + 100 + i}`,
@@ -48,8 +51,8 @@ export async function devCommand(argv: string[]): Promise<number> {
       // Own process group: Ctrl-C reaches only this process, which then stops each node exactly
       // once (a node given two signals exits at once, skipping its clean shutdown).
       detached: true,
-    }),
-  );
+    });
+  const children = ids.map((_, i) => spawnNode(i));
   const addrs = ids.map((_, i) => rpc(i)).join(",");
   process.stdout.write(
     `phalanx dev: ${n} node(s) starting, data in ${dataRoot}/node-N\n` +
@@ -71,16 +74,24 @@ export async function devCommand(argv: string[]): Promise<number> {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
-  // A node that dies on its own takes the rest down: a half cluster would only confuse.
-  const codes = await Promise.all(
-    children.map(async (c, i) => {
-      const code = await c.exited;
-      if (!stopping) {
-        process.stderr.write(`phalanx dev: node ${ids[i]} exited with code ${code}; stopping the others\n`);
-        stop();
+  // A node killed by a signal (try `kill -9` on the leader) comes back after a pause, so the
+  // rest of the cluster shows a failover and then the catch-up. One that fails on its own (a bad
+  // setting, a data dir problem) stays down: restarting would only repeat its error.
+  const supervise = async (i: number): Promise<number> => {
+    for (;;) {
+      const child = children[i]!;
+      const code = await child.exited;
+      if (stopping) return code;
+      if (child.signalCode === null) {
+        process.stderr.write(`phalanx dev: node ${ids[i]} exited with code ${code}; the others keep running\n`);
+        return code;
       }
-      return code;
-    }),
-  );
+      process.stderr.write(`phalanx dev: node ${ids[i]} was killed (${child.signalCode}); restarting it in ${RESTART_DELAY_MS / 1000} s\n`);
+      await Bun.sleep(RESTART_DELAY_MS);
+      if (stopping) return 0;
+      children[i] = spawnNode(i);
+    }
+  };
+  const codes = await Promise.all(ids.map((_, i) => supervise(i)));
   return codes.every((c) => c === 0) ? EXIT.ok : EXIT.error;
 }
