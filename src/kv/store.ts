@@ -164,14 +164,17 @@ export class KvStore {
     if (entry.index !== this.state.applied + 1) {
       throw new Error(`apply out of order: entry ${entry.index} after applied index ${this.state.applied}`);
     }
-    return this.dd.tx.run(() => {
+    const run = (): Result | null => {
       const next: KvState = { ...this.state, applied: entry.index };
       let result: Result | null = null;
       if (entry.type === "normal") result = this.applyProposal(entry.index, this.decodeEntry(entry), next);
       else if (entry.type === "conf") this.applyConfChange(this.decodeConf(entry));
       this.setState(next);
       return result;
-    });
+    };
+    // Inside the caller's transaction (a Ready) no savepoint per entry: an entry that throws fails
+    // the whole transaction, which rolls back together with the state set by setState().
+    return this.dd.tx.active ? run() : this.dd.tx.run(run);
   }
 
   /** A consistent copy of the state as last committed; see snapshot.ts. */
