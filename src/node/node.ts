@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
 import { KvStore, type Member } from "../kv/store.ts";
-import { RawNode, type Status } from "../raft/raw_node.ts";
+import { RawNode, type Ready, type Status } from "../raft/raw_node.ts";
 import type { Message, NodeId } from "../raft/types.ts";
 import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
 import type { PeerAuth } from "../transport/auth.ts";
@@ -44,6 +44,10 @@ export class PhalanxNode {
   private memberList: Member[];
   private scheduled = false;
   private stopped = false;
+  /** The rest of a leader's Ready whose messages went out before its fsync; see handleReady(). */
+  private deferred: (() => void) | null = null;
+  /** Term and vote as last persisted: messages may go out before an fsync only if these stand. */
+  private durable: { term: number; vote: NodeId | null };
   private lastRole: string;
   private lastLeader: NodeId | null = null;
   private readonly violationLog: Logger;
@@ -76,12 +80,17 @@ export class PhalanxNode {
       client: this.client,
       auth: this.auth,
       reportUnreachable: (id) => {
+        this.settle();
         if (!this.stopped) this.raw.reportUnreachable(id);
       },
     });
     this.memberList = kv.members();
     this.updatePeers();
-    this.ticker = new Ticker(config.tickMs, () => this.raw.tick());
+    this.ticker = new Ticker(config.tickMs, () => {
+      this.settle();
+      this.raw.tick();
+    });
+    this.durable = { term: this.raw.raft.term, vote: this.raw.raft.vote };
   }
 
   /** Opens (or bootstraps, on a brand-new data dir) without starting: see run(). */
@@ -125,6 +134,7 @@ export class PhalanxNode {
 
   /** A validated batch from a peer (raft routes). Throws only when shutting down (the peer gets a 500). */
   receive(msgs: Message[]): void {
+    this.settle();
     if (this.stopped) throw new Error("node is shutting down");
     this.ticker.catchUp();
     for (const m of msgs) this.raw.step(m);
@@ -133,6 +143,7 @@ export class PhalanxNode {
 
   /** Proposes one command; resolves when applied, lost, refused or past its deadline. */
   async propose(cmd: Command, session: Proposal["session"], timeoutMs: number): Promise<ProposeOutcome> {
+    this.settle();
     if (this.stopped) return { kind: "closed" };
     const data = encodeProposal({ time: Date.now(), session, cmd });
     this.metrics.proposals++;
@@ -155,6 +166,7 @@ export class PhalanxNode {
    * leadership (lease or heartbeat round) and the state machine has applied the read index.
    */
   async readBarrier(timeoutMs: number): Promise<ReadOutcome> {
+    this.settle();
     if (this.stopped) return { kind: "closed" };
     // Replay ticks missed by a stalled loop first: the lease must be judged on real elapsed time.
     this.ticker.catchUp();
@@ -168,6 +180,7 @@ export class PhalanxNode {
   }
 
   transferLeadership(to: NodeId): { ok: true } | { ok: false; reason: string } {
+    this.settle();
     if (this.stopped) return { ok: false, reason: "node is shutting down" };
     const r = this.raw.transferLeadership(to);
     this.schedule();
@@ -223,6 +236,7 @@ export class PhalanxNode {
     if (this.stopped) return;
     // The last batch: whatever reached the core is persisted and applied before closing.
     this.drive();
+    this.settle();
     this.stopped = true;
     this.ticker.stop();
     this.proposals.closeAll();
@@ -243,9 +257,12 @@ export class PhalanxNode {
   }
 
   private drive(): void {
+    this.settle();
     if (this.stopped) return;
     try {
-      for (let i = 0; i < MAX_READIES_PER_TURN && this.raw.hasReady(); i++) this.handleReady();
+      for (let i = 0; i < MAX_READIES_PER_TURN && this.raw.hasReady(); i++) {
+        if (this.handleReady()) return;
+      }
     } catch (err) {
       this.fail(err);
       return;
@@ -254,10 +271,55 @@ export class PhalanxNode {
     if (this.raw.hasReady()) this.schedule();
   }
 
-  /** One Ready, in the order raw_node.ts prescribes. */
-  private handleReady(): void {
+  /**
+   * Finishes a deferred Ready now. Everything that calls into the core calls this first, so the
+   * core never sees a step between ready() and advance(), and no follower's answer is counted
+   * before the leader's own entries are durable.
+   */
+  private settle(): void {
+    const finish = this.deferred;
+    if (finish === null) return;
+    this.deferred = null;
+    try {
+      finish();
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.observeRole();
+    if (this.raw.hasReady()) this.schedule();
+  }
+
+  /**
+   * One Ready. A leader whose term and vote are already durable sends first and persists on the
+   * next tick, once the requests are on the wire, so followers write in parallel with its own
+   * fsync (Raft thesis §10.2.1; etcd does the same): the leader's entries count toward a commit
+   * only through its progress, and no answer is stepped before settle() persisted them.
+   * Returns true when the Ready was deferred.
+   */
+  private handleReady(): boolean {
     const rd = this.raw.ready();
     this.metrics.readies++;
+    const hs = rd.hardState;
+    const early =
+      rd.mustSync &&
+      rd.messages.length > 0 &&
+      rd.snapshot === null &&
+      this.raw.raft.role === "leader" &&
+      (hs === null || (hs.term === this.durable.term && hs.vote === this.durable.vote));
+    if (!early) {
+      this.finishReady(rd, true);
+      return false;
+    }
+    for (const m of rd.messages) this.transport.send(m);
+    this.transport.flushNow();
+    this.deferred = () => this.finishReady(rd, false);
+    process.nextTick(() => this.settle());
+    return true;
+  }
+
+  /** The Ready in the order raw_node.ts prescribes (messages already sent when `send` is false). */
+  private finishReady(rd: Ready, send: boolean): void {
     const t0 = performance.now();
     // Persisting and applying share one transaction: committed entries are already durable on a
     // majority, so applying them before the messages go out only saves an fsync.
@@ -270,7 +332,8 @@ export class PhalanxNode {
       { sync: rd.mustSync },
     );
     if (rd.mustSync) this.metrics.persistLatency.observe((performance.now() - t0) / 1000);
-    for (const m of rd.messages) this.transport.send(m);
+    if (rd.hardState !== null) this.durable = { term: rd.hardState.term, vote: rd.hardState.vote };
+    if (send) for (const m of rd.messages) this.transport.send(m);
     let membershipChanged = false;
     if (rd.snapshot !== null) {
       this.metrics.snapshotsInstalled++;
@@ -339,6 +402,7 @@ export class PhalanxNode {
   private fail(err: unknown): void {
     this.log.error("cannot continue safely, stopping", { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
     this.stopped = true;
+    this.deferred = null;
     this.ticker.stop();
     this.proposals.closeAll();
     this.reads.closeAll();

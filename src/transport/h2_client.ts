@@ -57,6 +57,7 @@ export interface H2Response {
 interface PoolEntry {
   session: http2.ClientHttp2Session;
   ready: Promise<http2.ClientHttp2Session>;
+  connected: boolean;
 }
 
 export class H2Client {
@@ -95,6 +96,7 @@ export class H2Client {
       }, timeoutMs);
       session.once("connect", () => {
         clearTimeout(timer);
+        entry.connected = true;
         resolve(session);
       });
       session.once("error", (err) => fail(err.message));
@@ -110,12 +112,24 @@ export class H2Client {
     // After GOAWAY the session finishes its streams; new requests get a fresh session.
     session.once("goaway", forget);
     session.once("close", forget);
-    this.pool.set(origin, { session, ready });
+    const entry: PoolEntry = { session, ready, connected: false };
+    this.pool.set(origin, entry);
     return ready;
   }
 
-  async request(origin: string, req: H2Request): Promise<H2Response> {
-    const session = await this.session(origin);
+  /**
+   * On a connected session the stream starts before this returns, not a microtask later: the
+   * node counts on requests it starts being written out at the next tick (see node.ts).
+   */
+  request(origin: string, req: H2Request): Promise<H2Response> {
+    const entry = this.closed ? undefined : this.pool.get(origin);
+    if (entry !== undefined && entry.connected && !entry.session.closed && !entry.session.destroyed) {
+      return this.start(entry.session, origin, req);
+    }
+    return this.session(origin).then((session) => this.start(session, origin, req));
+  }
+
+  private start(session: http2.ClientHttp2Session, origin: string, req: H2Request): Promise<H2Response> {
     const timeoutMs = req.timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000;
     const maxBytes = this.opts.maxResponseBytes ?? 16 << 20;
     const where = `${req.method ?? "GET"} ${origin}${req.path}`;

@@ -178,10 +178,15 @@ export class PeerTransport {
     await Promise.allSettled([...this.pending]);
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
+  /** Starts the queued batches now rather than at the end of the turn (a leader about to fsync). */
+  flushNow(): void {
     for (const peer of this.dirty) peer.pump();
     this.dirty.clear();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    this.flushNow();
   }
 }
 
