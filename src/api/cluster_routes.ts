@@ -37,7 +37,15 @@ export function clusterRoutes(node: PhalanxNode): Hono {
 
   app.get("/v1/status", (c) => reply(c, 200, statusOf(node), leaderHeaders(node.leader())));
 
-  app.get("/v1/members", (c) => reply(c, 200, { members: node.members() }, leaderHeaders(node.leader())));
+  app.get("/v1/members", async (c) => {
+    const automatic = node.membershipInfo?.() ?? null;
+    // With automatic membership the leader holds the autopilot's decisions: ask it.
+    if (automatic !== null && !node.isLeader() && c.req.query("local") === undefined) {
+      const target = forwardTarget(c, node);
+      if (target !== null) return forward(c, node, target, undefined, Deadline.of(c, node.config.requestTimeoutMs));
+    }
+    return reply(c, 200, { members: node.members(), ...(automatic === null ? {} : { automatic }) }, leaderHeaders(node.leader()));
+  });
 
   app.post("/v1/leader/transfer", async (c) => {
     const deadline = Deadline.of(c, node.config.requestTimeoutMs);

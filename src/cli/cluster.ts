@@ -36,6 +36,12 @@ export function statusCommand(argv: string[]): Promise<number> {
   });
 }
 
+interface AutomaticMembership {
+  cluster: string;
+  gossip: { id: string; state: string; rpcAddr: string; region: string }[];
+  decisions: { at: string; change: string; reason: string; outcome: string }[];
+}
+
 export function membersCommand(argv: string[]): Promise<number> {
   const help = `usage: phalanx members\noptions:\n${CLIENT_HELP}`;
   return runClientCommand(argv, help, {}, async (ctx) => {
@@ -46,7 +52,19 @@ export function membersCommand(argv: string[]): Promise<number> {
     else {
       const leader = res.headers["x-phalanx-leader"];
       const members = res.json!.members as MemberStatus[];
-      process.stdout.write(table([["ID", "ADDRESS", "ROLE"], ...members.map((m) => [m.id + (m.id === leader ? " *" : ""), m.address, m.role])]));
+      const auto = res.json!.automatic as AutomaticMembership | undefined;
+      if (auto === undefined) {
+        process.stdout.write(table([["ID", "ADDRESS", "ROLE"], ...members.map((m) => [m.id + (m.id === leader ? " *" : ""), m.address, m.role])]));
+      } else {
+        const gossip = new Map(auto.gossip.map((g) => [g.id, g]));
+        const rows = members.map((m) => [m.id + (m.id === leader ? " *" : ""), m.address, m.role, gossip.get(m.id)?.state ?? "-", gossip.get(m.id)?.region ?? "-"]);
+        // Servers gossip sees that are not (yet) members: candidates the autopilot may add.
+        for (const g of auto.gossip) if (!members.some((m) => m.id === g.id)) rows.push([g.id, g.rpcAddr, "not a member", g.state, g.region]);
+        process.stdout.write(table([["ID", "ADDRESS", "ROLE", "GOSSIP", "REGION"], ...rows]));
+        process.stdout.write(`\nautopilot decisions (cluster ${auto.cluster}):\n`);
+        if (auto.decisions.length === 0) process.stdout.write("  none yet\n");
+        for (const d of auto.decisions) process.stdout.write(`  ${d.at}  ${d.change}: ${d.reason} (${d.outcome})\n`);
+      }
     }
     return EXIT.ok;
   });

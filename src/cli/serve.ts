@@ -4,11 +4,19 @@
 import { parseArgs } from "node:util";
 import { nodeApp } from "../api/app.ts";
 import { startDebugServer, type DebugServer } from "../api/debug_server.ts";
-import { ConfigError, ENV, resolveConfig, settingsFromEnv, type RawSettings } from "../node/config.ts";
-import { createLogger } from "../node/log.ts";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Hono } from "hono";
+import { GossipAgent, gossipOptionsFromEnv } from "../gossip/agent.ts";
+import { pushPullRoute } from "../gossip/push_pull_route.ts";
+import { ConfigError, ENV, resolveConfig, settingsFromEnv, type DiscoveryConfig, type NodeConfig, type RawSettings } from "../node/config.ts";
+import { createLogger, type Logger } from "../node/log.ts";
+import { findCluster, readClusterId, staticClusterId, writeClusterId } from "../node/membership/formation.ts";
+import { MembershipManager } from "../node/membership/manager.ts";
+import { DB_FILE } from "../storage/data_dir.ts";
 import { PhalanxNode } from "../node/node.ts";
 import { StorageError } from "../storage/errors.ts";
-import { serveApp, type RunningServer } from "../transport/server.ts";
+import { serveApp, type RunningServer, type ServeOptions } from "../transport/server.ts";
 import { EXIT, fail } from "./output.ts";
 
 const FLAGS = {
@@ -27,6 +35,18 @@ const FLAGS = {
   snapshotEvery: "snapshot-every",
   catchupEntries: "catchup-entries",
   logLevel: "log-level",
+  advertiseAddr: "advertise-addr",
+  region: "region",
+  gossipAddr: "gossip-addr",
+  gossipAdvertise: "gossip-advertise",
+  gossipKey: "gossip-key",
+  gossipPreset: "gossip-preset",
+  join: "join",
+  discoveryDns: "discovery-dns",
+  bootstrapExpect: "bootstrap-expect",
+  targetVoters: "target-voters",
+  stabilizationMs: "stabilization-ms",
+  cleanupDeadMs: "cleanup-dead-ms",
 } as const satisfies Record<keyof typeof ENV, string>;
 
 export const SERVE_HELP = `usage: phalanx serve [flags]
@@ -64,28 +84,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw err;
   }
   const log = createLogger(config.id, config.logLevel);
-  let node: PhalanxNode;
+  let started: Started | number;
   try {
-    node = PhalanxNode.open(config, log);
+    started = config.discovery === null ? await startStatic(config, log) : await startWithGossip(config, config.discovery, log);
   } catch (err) {
-    if (err instanceof StorageError) return fail(EXIT.error, err.message);
-    throw err;
-  }
-  let server: RunningServer;
-  let debug: DebugServer | null = null;
-  try {
-    const tls = config.tls;
-    server = await serveApp(nodeApp(node, log), {
-      listen: config.rpcAddr,
-      ...(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca, requireClientCert: false }) } }),
-    });
-    if (config.debugAddr !== null) debug = startDebugServer(node, config.debugAddr);
-    node.run();
-  } catch (err) {
-    await node.stop();
+    if (err instanceof StorageError || err instanceof ConfigError) return fail(EXIT.error, err.message);
     return fail(EXIT.error, (err as Error).message);
   }
-  log.info("serving", { rpc: config.rpcAddr, debug: config.debugAddr ?? "off", tls: config.tls !== null, pid: process.pid });
+  if (typeof started === "number") return started;
+  const { node, server, debug, gossip, membership } = started;
+  log.info("serving", { rpc: config.rpcAddr, advertise: config.advertiseAddr, debug: config.debugAddr ?? "off", tls: config.tls !== null, gossip: gossip?.gossipAddr ?? "off", pid: process.pid });
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -95,6 +103,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
       log.info("shutting down", { reason: why });
       // Still serving while handing over: peers need our routes for the transfer.
       if (code === EXIT.ok) await node.handOffLeadership(config.tickMs * config.electionTicks);
+      membership?.stop();
+      // No graceful gossip leave: a restart must not read as "gone for good" to the autopilot.
+      await gossip?.stop();
       debug?.stop();
       await server.close();
       await node.stop();
@@ -113,4 +124,105 @@ export async function serveCommand(argv: string[]): Promise<number> {
     // A bug on some request path must not take the node down with it; it is logged loudly.
     process.on("unhandledRejection", (reason) => log.error("unhandled rejection", { error: reason }));
   });
+}
+
+interface Started {
+  node: PhalanxNode;
+  server: RunningServer;
+  debug: DebugServer | null;
+  gossip: GossipAgent | null;
+  membership: MembershipManager | null;
+}
+
+function serveOptions(config: NodeConfig): ServeOptions {
+  const tls = config.tls;
+  return {
+    listen: config.rpcAddr,
+    ...(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca, requireClientCert: false }) } }),
+  };
+}
+
+/** Static membership: PEERS (or a single node) bootstraps a new data dir. */
+async function startStatic(config: NodeConfig, log: Logger): Promise<Started> {
+  const node = PhalanxNode.open(config, log);
+  try {
+    const server = await serveApp(nodeApp(node, log), serveOptions(config));
+    const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr);
+    node.run();
+    return { node, server, debug, gossip: null, membership: null };
+  } catch (err) {
+    await node.stop();
+    throw err;
+  }
+}
+
+/**
+ * Gossip discovery: the agent and the HTTP/2 server start first (peers need our push-pull route
+ * while the cluster forms), then a brand-new data dir finds its cluster, then the node opens.
+ */
+async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, log: Logger): Promise<Started | number> {
+  const fresh = !existsSync(join(config.dataDir, DB_FILE));
+  const knownCluster = fresh ? null : readClusterId(config.dataDir);
+  const agent = await GossipAgent.start({
+    id: config.id,
+    rpcAddr: config.advertiseAddr,
+    region: config.region,
+    role: "candidate",
+    cluster: knownCluster ?? "",
+    ...gossipOptionsFromEnv(discovery.gossipEnv),
+    log: (level, msg, fields) => log[level](`gossip: ${msg}`, fields),
+  });
+  let app: Hono | null = null;
+  const root = new Hono();
+  root.route("/", pushPullRoute((bytes) => agent.handlePushPull(bytes)));
+  root.all("*", (c) => (app === null ? c.json({ error: "starting", message: "this server is still looking for its cluster" }, 503) : app.fetch(c.req.raw, c.env)));
+  let server: RunningServer;
+  try {
+    server = await serveApp(root, serveOptions(config));
+  } catch (err) {
+    await agent.stop();
+    throw err;
+  }
+  let stopped = false;
+  const stopEarly = () => {
+    stopped = true;
+  };
+  process.once("SIGTERM", stopEarly);
+  process.once("SIGINT", stopEarly);
+  let clusterId = knownCluster ?? "";
+  let peers = config.peers;
+  if (fresh && !config.staticPeers) {
+    const found = await findCluster(agent, config.id, discovery.bootstrapExpect, log, () => stopped);
+    if (found === null) {
+      await server.close();
+      await agent.stop();
+      return EXIT.ok;
+    }
+    ({ peers, clusterId } = found);
+  } else if (fresh) {
+    clusterId = staticClusterId(config.peers);
+  }
+  process.off("SIGTERM", stopEarly);
+  process.off("SIGINT", stopEarly);
+  let node: PhalanxNode;
+  try {
+    node = PhalanxNode.open({ ...config, peers }, log);
+    if (fresh) writeClusterId(config.dataDir, clusterId);
+  } catch (err) {
+    await server.close();
+    await agent.stop();
+    throw err;
+  }
+  app = nodeApp(node, log);
+  const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr);
+  const membership = new MembershipManager(
+    node,
+    agent,
+    { targetVoters: discovery.targetVoters, stabilizationMs: discovery.stabilizationMs, maxTrailingLogs: 250, cleanupDeadMs: discovery.cleanupDeadMs },
+    clusterId,
+    log,
+  );
+  membership.start();
+  node.run();
+  return { node, server, debug, gossip: agent, membership };
 }

@@ -3,7 +3,8 @@
 import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import type { NodeId } from "../raft/types.ts";
-import { parseHostPort } from "../transport/address.ts";
+import { formatHostPort, parseHostPort } from "../transport/address.ts";
+import { DEFAULT_AUTOPILOT } from "./membership/autopilot.ts";
 import { nodeIdSchema } from "../transport/codec.ts";
 import type { Level } from "./log.ts";
 
@@ -13,11 +14,28 @@ export interface TlsFiles {
   ca: string | null;
 }
 
+/** Gossip discovery and automatic membership (null settings: static PEERS only). */
+export interface DiscoveryConfig {
+  /** Environment-style settings for the gossip agent (GOSSIP_ADDR, GOSSIP_KEY, JOIN, ...). */
+  gossipEnv: Record<string, string | undefined>;
+  /** BOOTSTRAP_EXPECT: form a new cluster once this many servers see each other. */
+  bootstrapExpect: number | null;
+  targetVoters: number;
+  stabilizationMs: number;
+  cleanupDeadMs: number;
+}
+
 export interface NodeConfig {
   id: NodeId;
   dataDir: string;
-  /** Where the HTTP/2 server (peer RPC and client API) listens; also the address peers use. */
+  /** Where the HTTP/2 server (peer RPC and client API) listens. */
   rpcAddr: string;
+  /** The address peers and clients use to reach this node (RPC_ADDR unless it listens on a wildcard). */
+  advertiseAddr: string;
+  region: string;
+  /** PEERS was given: a fresh data dir bootstraps from it rather than from gossip. */
+  staticPeers: boolean;
+  discovery: DiscoveryConfig | null;
   /** Plain HTTP/1.1 health, metrics and debug endpoints; null: off. */
   debugAddr: string | null;
   /** Bootstrap voters (id → address), used only when the data dir is brand new. */
@@ -55,6 +73,18 @@ export const ENV = {
   requestTimeoutMs: "REQUEST_TIMEOUT_MS",
   snapshotEvery: "SNAPSHOT_EVERY",
   catchupEntries: "CATCHUP_ENTRIES",
+  advertiseAddr: "ADVERTISE_ADDR",
+  region: "REGION",
+  gossipAddr: "GOSSIP_ADDR",
+  gossipAdvertise: "GOSSIP_ADVERTISE",
+  gossipKey: "GOSSIP_KEY",
+  gossipPreset: "GOSSIP_PRESET",
+  join: "JOIN",
+  discoveryDns: "DISCOVERY_DNS",
+  bootstrapExpect: "BOOTSTRAP_EXPECT",
+  targetVoters: "TARGET_VOTERS",
+  stabilizationMs: "STABILIZATION_MS",
+  cleanupDeadMs: "CLEANUP_DEAD_MS",
   logLevel: "LOG_LEVEL",
 } as const;
 
@@ -68,7 +98,36 @@ export function settingsFromEnv(env: Record<string, string | undefined>): RawSet
     const v = env[name];
     if (v !== undefined && v !== "") out[k as keyof RawSettings] = v;
   }
+  // On Fly.io the machine id is a stable node id and <id>.vm.<app>.internal a stable address
+  // (6PN addresses can change when a machine moves host).
+  const machine = env.FLY_MACHINE_ID;
+  if (machine !== undefined && machine !== "") {
+    out.id ??= machine;
+    if (env.FLY_APP_NAME !== undefined && out.advertiseAddr === undefined) {
+      const port = portOf(out.rpcAddr ?? DEFAULT_RPC_ADDR);
+      out.advertiseAddr = `${machine}.vm.${env.FLY_APP_NAME}.internal:${port}`;
+    }
+  }
+  if (env.FLY_REGION !== undefined && env.FLY_REGION !== "") out.region ??= env.FLY_REGION;
+  if (env.FLY_PRIVATE_IP !== undefined && out.gossipAdvertise === undefined && out.gossipAddr !== undefined) {
+    out.gossipAdvertise = formatHostPort(env.FLY_PRIVATE_IP, portOf(out.gossipAddr));
+  }
   return out;
+}
+
+const DEFAULT_RPC_ADDR = "127.0.0.1:9000";
+
+function portOf(addr: string): number {
+  try {
+    return parseHostPort(addr).port;
+  } catch {
+    return 0; // reported with a clear message when the address itself is validated
+  }
+}
+
+function isWildcard(addr: string): boolean {
+  const host = parseHostPort(addr).host;
+  return host === "::" || host === "0.0.0.0" || host === "";
 }
 
 /** "n1=127.0.0.1:9000,n2=127.0.0.1:9001" → map; throws ConfigError naming the bad item. */
@@ -108,8 +167,8 @@ function readFile(name: string, path: string): string {
 export function resolveConfig(s: RawSettings): NodeConfig {
   const id = s.id ?? "n1";
   if (!nodeIdSchema.safeParse(id).success) throw new ConfigError(`NODE_ID "${id}" must be visible ASCII`);
-  const rpcAddr = s.rpcAddr ?? "127.0.0.1:9000";
-  for (const [name, addr] of [["RPC_ADDR", rpcAddr], ["DEBUG_ADDR", s.debugAddr]] as const) {
+  const rpcAddr = s.rpcAddr ?? DEFAULT_RPC_ADDR;
+  for (const [name, addr] of [["RPC_ADDR", rpcAddr], ["DEBUG_ADDR", s.debugAddr], ["ADVERTISE_ADDR", s.advertiseAddr]] as const) {
     if (addr === undefined) continue;
     try {
       parseHostPort(addr);
@@ -117,8 +176,11 @@ export function resolveConfig(s: RawSettings): NodeConfig {
       throw new ConfigError(`${name}: ${(err as Error).message}`);
     }
   }
-  const peers = s.peers === undefined ? new Map([[id, rpcAddr]]) : parsePeers(s.peers);
+  const advertiseAddr = s.advertiseAddr ?? rpcAddr;
+  if (isWildcard(advertiseAddr)) throw new ConfigError(`RPC_ADDR ${rpcAddr} is a wildcard: set ADVERTISE_ADDR to the address peers can reach`);
+  const peers = s.peers === undefined ? new Map([[id, advertiseAddr]]) : parsePeers(s.peers);
   if (!peers.has(id)) throw new ConfigError(`PEERS must include this node (${id})`);
+  const discovery = resolveDiscovery(s);
   let tls: TlsFiles | null = null;
   if (s.tlsCert !== undefined || s.tlsKey !== undefined) {
     if (s.tlsCert === undefined || s.tlsKey === undefined) throw new ConfigError("TLS_CERT and TLS_KEY go together");
@@ -133,7 +195,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
   let clusterKey = s.clusterKey ?? null;
   if (clusterKey === null && tls?.ca == null) {
     // Peers must prove membership. A lone node has no peers, so a random key costs nothing.
-    if (peers.size > 1) throw new ConfigError("a multi-node cluster needs CLUSTER_KEY (or TLS_CA for mutual TLS)");
+    if (peers.size > 1 || discovery !== null) throw new ConfigError("a multi-node cluster needs CLUSTER_KEY (or TLS_CA for mutual TLS)");
     clusterKey = randomBytes(32).toString("hex");
   }
   const electionTicks = positiveInt("ELECTION_TICKS", s.electionTicks, 10);
@@ -146,6 +208,10 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     id,
     dataDir: s.dataDir ?? "./data",
     rpcAddr,
+    advertiseAddr,
+    region: s.region ?? "local",
+    staticPeers: s.peers !== undefined,
+    discovery,
     debugAddr: s.debugAddr ?? null,
     peers,
     clusterKey,
@@ -157,5 +223,24 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     snapshotEvery: positiveInt("SNAPSHOT_EVERY", s.snapshotEvery, 10_000),
     catchupEntries: positiveInt("CATCHUP_ENTRIES", s.catchupEntries, 5_000),
     logLevel: level,
+  };
+}
+
+/** Gossip is on when any way to find peers is given. */
+function resolveDiscovery(s: RawSettings): DiscoveryConfig | null {
+  if (s.gossipAddr === undefined && s.join === undefined && s.discoveryDns === undefined && s.bootstrapExpect === undefined) return null;
+  return {
+    gossipEnv: {
+      GOSSIP_ADDR: s.gossipAddr,
+      GOSSIP_ADVERTISE: s.gossipAdvertise,
+      GOSSIP_KEY: s.gossipKey,
+      GOSSIP_PRESET: s.gossipPreset,
+      JOIN: s.join,
+      DISCOVERY_DNS: s.discoveryDns,
+    },
+    bootstrapExpect: s.bootstrapExpect === undefined ? null : positiveInt("BOOTSTRAP_EXPECT", s.bootstrapExpect, 1),
+    targetVoters: positiveInt("TARGET_VOTERS", s.targetVoters, DEFAULT_AUTOPILOT.targetVoters),
+    stabilizationMs: positiveInt("STABILIZATION_MS", s.stabilizationMs, DEFAULT_AUTOPILOT.stabilizationMs),
+    cleanupDeadMs: positiveInt("CLEANUP_DEAD_MS", s.cleanupDeadMs, DEFAULT_AUTOPILOT.cleanupDeadMs),
   };
 }

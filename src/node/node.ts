@@ -7,8 +7,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
 import { KvStore, type Member } from "../kv/store.ts";
-import { RawNode, type Ready, type Status } from "../raft/raw_node.ts";
-import type { Message, NodeId } from "../raft/types.ts";
+import { RawNode, type ProposeResult, type Ready, type Status } from "../raft/raw_node.ts";
+import type { ConfChange, Message, NodeId } from "../raft/types.ts";
 import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
 import type { PeerAuth } from "../transport/auth.ts";
 import { H2Client } from "../transport/h2_client.ts";
@@ -50,6 +50,7 @@ export class PhalanxNode {
   private durable: { term: number; vote: NodeId | null };
   private lastRole: string;
   private lastLeader: NodeId | null = null;
+  private hints = new Map<NodeId, string>();
   private readonly violationLog: Logger;
   /** Called once when the node cannot go on safely (disk full, corrupt data); the runner exits. */
   onFatal: (err: unknown) => void = () => undefined;
@@ -179,6 +180,14 @@ export class PhalanxNode {
     return o;
   }
 
+  /** A single-server membership change (the core refuses while another is in progress). */
+  proposeConfChange(cc: ConfChange): ProposeResult {
+    if (this.stopped) return { ok: false, reason: "node is shutting down", leader: null };
+    const r = this.raw.proposeConfChange(cc);
+    this.schedule();
+    return r;
+  }
+
   transferLeadership(to: NodeId): { ok: true } | { ok: false; reason: string } {
     this.settle();
     if (this.stopped) return { ok: false, reason: "node is shutting down" };
@@ -195,14 +204,24 @@ export class PhalanxNode {
     return this.raw.status();
   }
 
+  /** The Raft configuration is the truth; addresses come from the log, else from gossip. */
   members(): Member[] {
-    return this.memberList;
+    const conf = this.raw.raft.conf();
+    return [
+      ...conf.voters.map((id) => ({ id, address: this.addressOf(id), role: "voter" as const })),
+      ...conf.learners.map((id) => ({ id, address: this.addressOf(id), role: "learner" as const })),
+    ];
+  }
+
+  private addressOf(id: NodeId): string {
+    const stored = this.memberList.find((m) => m.id === id)?.address ?? "";
+    return stored !== "" ? stored : (this.hints.get(id) ?? "");
   }
 
   leader(): LeaderInfo | null {
     const id = this.raw.raft.lead;
     if (id === null) return null;
-    return { id, address: this.memberList.find((m) => m.id === id)?.address ?? "" };
+    return { id, address: this.addressOf(id) };
   }
 
   peerStats(): PeerStats[] {
@@ -375,8 +394,23 @@ export class PhalanxNode {
     this.log.info("took a snapshot", { index: snap.index, bytes: snap.data.byteLength });
   }
 
+  /**
+   * Addresses learned by gossip, for members whose address the log does not carry (the founders
+   * of a cluster formed by gossip, as seen by a node that joined later).
+   */
+  setAddressHints(hints: ReadonlyMap<NodeId, string>): void {
+    const changed = hints.size !== this.hints.size || [...hints].some(([id, a]) => this.hints.get(id) !== a);
+    if (!changed) return;
+    this.hints = new Map(hints);
+    this.updatePeers();
+  }
+
+  /** Gossip and autopilot state for /v1/members, when membership is automatic. */
+  membershipInfo: (() => unknown) | null = null;
+
   private updatePeers(): void {
-    const peers = new Map(this.memberList.filter((m) => m.address !== "").map((m) => [m.id, m.address] as const));
+    const peers = new Map(this.hints);
+    for (const m of this.memberList) if (m.address !== "") peers.set(m.id, m.address);
     const invalid = this.transport.setPeers(peers);
     if (invalid.length > 0) this.log.warn("members with unusable addresses are not contacted", { ids: invalid.join(",") });
   }

@@ -96,7 +96,8 @@ export class TestCluster {
     return n;
   }
 
-  start(id: string): void {
+  /** `env` adds per-node settings (e.g. gossip ports) on top of the cluster's. */
+  start(id: string, env: Record<string, string> = {}): void {
     const n = this.node(id);
     const proc = Bun.spawn([...this.command, "serve"], {
       env: {
@@ -108,6 +109,7 @@ export class TestCluster {
         CLUSTER_KEY: "integration-test-cluster-key",
         TICK_MS: "50",
         ...this.env,
+        ...env,
       },
       stdout: "pipe",
       stderr: "pipe",

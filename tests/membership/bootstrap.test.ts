@@ -5,7 +5,7 @@ const sv = (id: string, cluster = "", alive = true): ServerView => ({ id, rpcAdd
 
 test("waits until BOOTSTRAP_EXPECT servers see each other", () => {
   const d = decideBootstrap("a", 3, [sv("a"), sv("b")], null);
-  expect(d).toEqual({ kind: "wait", advertise: "", reason: "waiting for 3 servers, see 2" });
+  expect(d).toEqual({ kind: "wait", advertise: "", proposal: null, reason: "waiting for 3 servers, see 2" });
 });
 
 test("proposes the founder set, and bootstraps only once every founder proposes the same", () => {
@@ -13,6 +13,7 @@ test("proposes the founder set, and bootstraps only once every founder proposes 
   const first = decideBootstrap("a", 3, [sv("a"), sv("b"), sv("c")], null);
   expect(first.kind).toBe("wait");
   expect(first.kind === "wait" && first.advertise).toBe(`p:${digest}`);
+  expect(first.kind === "wait" && first.proposal?.map((f) => f.id)).toEqual(["a", "b", "c"]);
   const partly = decideBootstrap("a", 3, [sv("a", `p:${digest}`), sv("b", `p:${digest}`), sv("c")], null);
   expect(partly.kind).toBe("wait");
   const all = decideBootstrap("a", 3, [sv("c", `p:${digest}`), sv("a", `p:${digest}`), sv("b", `p:${digest}`)], null);

@@ -103,7 +103,8 @@ export class Autopilot {
     const members = new Set([...leader.conf.voters, ...leader.conf.learners]);
     const ours = (c: string): boolean => c === "" || (leader.cluster !== "" && c === leader.cluster);
     const fresh = servers
-      .filter((s) => s.state === "alive" && !members.has(s.id) && s.role === "candidate" && ours(s.cluster))
+      // Any role: a server removed earlier still believes it is a voter, and may rejoin as a learner.
+      .filter((s) => s.state === "alive" && !members.has(s.id) && ours(s.cluster))
       .sort((a, b) => (a.id < b.id ? -1 : 1))[0];
     if (fresh === undefined) return null;
     return { change: { op: "addLearner", node: fresh.id, context: fresh.rpcAddr }, reason: `gossip found server ${fresh.id} at ${fresh.rpcAddr} (${fresh.region})` };

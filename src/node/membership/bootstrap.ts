@@ -16,12 +16,12 @@ export interface ServerView {
 }
 
 export type BootstrapDecision =
-  /** Keep waiting; advertise `cluster` meanwhile. */
-  | { kind: "wait"; advertise: string; reason: string }
+  /** Keep waiting; advertise `advertise` meanwhile (with the founder set it proposes, if any). */
+  | { kind: "wait"; advertise: string; proposal: { id: string; rpcAddr: string }[] | null; reason: string }
   /** Form the cluster with these founders (ids sorted); advertise `c:<digest>` afterwards. */
   | { kind: "bootstrap"; founders: { id: string; rpcAddr: string }[]; clusterId: string; reason: string }
   /** A cluster exists and we are not among its founders: wait for its leader to add us. */
-  | { kind: "join"; reason: string };
+  | { kind: "join"; clusterId: string; reason: string };
 
 export function founderDigest(ids: readonly string[]): string {
   return createHash("sha256").update([...ids].sort().join("\n")).digest("hex").slice(0, 32);
@@ -44,16 +44,17 @@ export function decideBootstrap(
     if (proposed !== null && founderDigest(proposed.map((p) => p.id)) === digest && proposed.some((p) => p.id === selfId)) {
       return { kind: "bootstrap", founders: sortById(proposed), clusterId: digest, reason: `founders formed cluster ${digest} with us in it` };
     }
-    return { kind: "join", reason: `cluster ${digest} already exists (seen at ${formed.id}); waiting to be added by its leader` };
+    return { kind: "join", clusterId: digest, reason: `cluster ${digest} already exists (seen at ${formed.id}); waiting to be added by its leader` };
   }
   const unformed = view.filter((s) => s.alive && !s.cluster.startsWith("c:"));
   if (unformed.length < expect) {
-    return { kind: "wait", advertise: "", reason: `waiting for ${expect} servers, see ${unformed.length}` };
+    return { kind: "wait", advertise: "", proposal: null, reason: `waiting for ${expect} servers, see ${unformed.length}` };
   }
   if (unformed.length > expect) {
     return {
       kind: "wait",
       advertise: "",
+      proposal: null,
       reason: `see ${unformed.length} servers without a cluster but BOOTSTRAP_EXPECT=${expect}: refusing to guess which ${expect} form it`,
     };
   }
@@ -63,13 +64,14 @@ export function decideBootstrap(
     return {
       kind: "wait",
       advertise: "",
+      proposal: null,
       reason: `we proposed founders ${proposed.map((p) => p.id).join(",")} before; refusing a different set (restart this server with an empty data dir if that set can no longer form)`,
     };
   }
   const mine = `p:${digest}`;
   const waitingFor = unformed.filter((s) => s.id !== selfId && s.cluster !== mine).map((s) => s.id);
   if (waitingFor.length > 0) {
-    return { kind: "wait", advertise: mine, reason: `proposed founders ${founders.map((f) => f.id).join(",")}; waiting for ${waitingFor.join(",")} to agree` };
+    return { kind: "wait", advertise: mine, proposal: founders, reason: `proposed founders ${founders.map((f) => f.id).join(",")}; waiting for ${waitingFor.join(",")} to agree` };
   }
   return { kind: "bootstrap", founders, clusterId: digest, reason: `all ${expect} founders agree on ${founders.map((f) => f.id).join(",")}` };
 }
