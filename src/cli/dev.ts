@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import { EXIT, fail } from "./output.ts";
-import { selfCommand } from "./self_exec.ts";
+import { isCompiled, selfCommand } from "./self_exec.ts";
 
 const HELP = `usage: phalanx dev [--nodes 3] [--base-port 9000] [--data ./data]
   starts a local cluster: node N listens on 127.0.0.1:<base-port + N - 1> (debug on +100),
@@ -54,11 +54,13 @@ export async function devCommand(argv: string[]): Promise<number> {
     });
   const children = ids.map((_, i) => spawnNode(i));
   const addrs = ids.map((_, i) => rpc(i)).join(",");
+  // From a checkout (npm start) the CLI is the same script; the binary is `phalanx` itself.
+  const cli = isCompiled() ? "phalanx" : "npm run phalanx --";
   process.stdout.write(
     `phalanx dev: ${n} node(s) starting, data in ${dataRoot}/node-N\n` +
-      `  try:   phalanx kv put hello world --addr ${addrs}\n` +
-      `         phalanx kv get hello --addr ${addrs}\n` +
-      `         phalanx status --addr ${rpc(0)}\n` +
+      `  try:   ${cli} kv put hello world --addr ${addrs}\n` +
+      `         ${cli} kv get hello --addr ${addrs}\n` +
+      `         ${cli} status --addr ${rpc(0)}\n` +
       `         curl --http2-prior-knowledge http://${rpc(0)}/v1/kv/hello\n` +
       `  debug: http://127.0.0.1:${base + 100}/metrics  /debug/raft  /readyz\n` +
       `  Ctrl-C stops the cluster.\n`,
