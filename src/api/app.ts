@@ -20,7 +20,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
       throw err;
     }
   };
-  const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages });
+  const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages, awaitReplies: (from) => node.awaitReplies(from) });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
   app.route("/", kvRoutes(node));

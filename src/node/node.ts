@@ -84,6 +84,9 @@ export class PhalanxNode {
         this.settle();
         if (!this.stopped) this.raw.reportUnreachable(id);
       },
+      deliver: (msgs) => {
+        if (!this.stopped) this.receive(msgs);
+      },
     });
     this.memberList = kv.members();
     this.updatePeers();
@@ -140,6 +143,14 @@ export class PhalanxNode {
     this.ticker.catchUp();
     for (const m of msgs) this.raw.step(m);
     this.schedule();
+  }
+
+  /**
+   * Call right after receive() for a request from `from`: resolves, at the end of the turn that
+   * handles the batch, with the messages for `from` it produced (answered in the response body).
+   */
+  awaitReplies(from: NodeId): Promise<Message[]> {
+    return this.transport.holdReplies(from);
   }
 
   /** Proposes one command; resolves when applied, lost, refused or past its deadline. */
@@ -280,13 +291,17 @@ export class PhalanxNode {
     if (this.stopped) return;
     try {
       for (let i = 0; i < MAX_READIES_PER_TURN && this.raw.hasReady(); i++) {
-        if (this.handleReady()) return;
+        if (this.handleReady()) {
+          this.transport.releaseReplies();
+          return;
+        }
       }
     } catch (err) {
       this.fail(err);
       return;
     }
     this.observeRole();
+    this.transport.releaseReplies();
     if (this.raw.hasReady()) this.schedule();
   }
 
@@ -306,6 +321,7 @@ export class PhalanxNode {
       return;
     }
     this.observeRole();
+    this.transport.releaseReplies();
     if (this.raw.hasReady()) this.schedule();
   }
 

@@ -56,6 +56,26 @@ export function peerRequestHeaders(auth: PeerAuth, req: PeerRequest): Record<str
 
 type Verdict = { ok: true; from: NodeId } | { ok: false; reason: string };
 
+/**
+ * A peer may answer a batch with messages of its own in the response body. With a cluster key the
+ * answer is signed like a request, with the method "REPLY" so that a signed request can never pass
+ * for an answer; with mTLS the client already verified the server's certificate.
+ */
+export const REPLY_METHOD = "REPLY";
+
+/** Headers for an answer carrying messages; `path` is the request's. */
+export function peerReplyHeaders(auth: PeerAuth, reply: { path: string; from: NodeId; body: Uint8Array }): Record<string, string> {
+  return peerRequestHeaders(auth, { method: REPLY_METHOD, ...reply });
+}
+
+/** Checks an answer's proof; `from` is the peer the request went to. */
+export function verifyPeerReply(auth: PeerAuth, headers: Headers, reply: { path: string; from: NodeId; body: Uint8Array }): Verdict {
+  const pre = verifyPeerHeaders(auth, headers, true);
+  if (!pre.ok) return pre;
+  if (pre.from !== reply.from) return { ok: false, reason: `answer from ${pre.from}, the request went to ${reply.from}` };
+  return verifyPeerSignature(auth, headers, { method: REPLY_METHOD, ...reply });
+}
+
 /** The checks that need no body: run first so an unauthenticated peer cannot make us read one. */
 export function verifyPeerHeaders(auth: PeerAuth, headers: Headers, tlsAuthorized: boolean): Verdict {
   const from = headers.get(FROM_HEADER);

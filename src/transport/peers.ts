@@ -6,11 +6,11 @@
 // peer, so a large chunk never sits in front of a heartbeat.
 
 import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
-import { checkPeerAuth, type PeerAuth, peerRequestHeaders } from "./auth.ts";
-import { encodeMessages } from "./codec.ts";
+import { checkPeerAuth, type PeerAuth, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
+import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
 import type { H2Client, H2Response } from "./h2_client.ts";
 import { Fifo } from "./fifo.ts";
-import { RAFT_MESSAGES_PATH, RAFT_SNAPSHOT_PATH } from "./raft_routes.ts";
+import { RAFT_MESSAGES_PATH, RAFT_SNAPSHOT_PATH, REPLY_HEADER } from "./raft_routes.ts";
 
 export interface PeerTransportOptions {
   self: NodeId;
@@ -19,6 +19,11 @@ export interface PeerTransportOptions {
   auth: PeerAuth;
   /** Called once each time a peer goes from reachable to unreachable (the core then probes it). */
   reportUnreachable: (id: NodeId) => void;
+  /**
+   * Messages a peer answered with in a response body, validated and checked to be from it and for
+   * us. Without it the transport does not ask peers to reply that way.
+   */
+  deliver?: (msgs: Message[]) => void;
   /** Jitter source in [0, 1); injectable for deterministic tests. */
   random?: () => number;
   /** Messages queued per peer (snapshot chunks excluded). */
@@ -74,6 +79,7 @@ interface Settings {
   client: H2Client;
   auth: PeerAuth;
   reportUnreachable: (id: NodeId) => void;
+  deliver: ((msgs: Message[]) => void) | null;
   random: () => number;
   maxQueue: number;
   maxSnapshotQueue: number;
@@ -104,6 +110,7 @@ export class PeerTransport {
       client: opts.client,
       auth: opts.auth,
       reportUnreachable: opts.reportUnreachable,
+      deliver: opts.deliver ?? null,
       random: opts.random ?? Math.random,
       maxQueue: opts.maxQueue ?? 4096,
       maxSnapshotQueue: opts.maxSnapshotQueue ?? 2,
@@ -165,6 +172,20 @@ export class PeerTransport {
     }
   }
 
+  /**
+   * Until releaseReplies(), messages for `id` are held for the answer to its request instead of
+   * being queued; resolves with them (empty for an unknown peer or once closed).
+   */
+  holdReplies(id: NodeId): Promise<Message[]> {
+    const peer = this.closed ? undefined : this.peers.get(id);
+    return peer === undefined ? Promise.resolve([]) : peer.holdReply();
+  }
+
+  /** Answers every held request with what was sent to its peer meanwhile. */
+  releaseReplies(): void {
+    for (const peer of this.peers.values()) peer.releaseReplies();
+  }
+
   stats(): PeerStats[] {
     return [...this.peers.values()].map((p) => p.stats());
   }
@@ -194,6 +215,8 @@ class Peer {
   private readonly essential = new Fifo<Message>();
   private readonly bulk = new Fifo<Message>();
   private readonly chunks = new Fifo<SnapshotMsg>();
+  /** Open answers to this peer's requests: messages for it go into the first one. */
+  private replies: Array<{ msgs: Message[]; resolve: (msgs: Message[]) => void }> = [];
   private state: PeerState = "idle";
   private reachable = true;
   private attempt = 0;
@@ -218,6 +241,11 @@ class Peer {
   ) {}
 
   enqueue(msg: Message): void {
+    const reply = this.replies[0];
+    if (reply !== undefined && msg.type !== "snapshot") {
+      reply.msgs.push(msg);
+      return;
+    }
     if (msg.type === "snapshot") {
       if (this.chunks.length >= this.s.maxSnapshotQueue) this.drop(this.chunks);
       this.chunks.push(msg);
@@ -243,6 +271,20 @@ class Peer {
     }
   }
 
+  holdReply(): Promise<Message[]> {
+    return new Promise((resolve) => this.replies.push({ msgs: [], resolve }));
+  }
+
+  releaseReplies(): void {
+    if (this.replies.length === 0) return;
+    const open = this.replies;
+    this.replies = [];
+    for (const r of open) {
+      this.sent += r.msgs.length;
+      r.resolve(r.msgs);
+    }
+  }
+
   moveTo(address: string, origin: string): void {
     if (origin === this.origin) return;
     this.s.client.closeOrigin(this.origin);
@@ -257,6 +299,7 @@ class Peer {
 
   remove(): void {
     this.removed = true;
+    this.releaseReplies();
     clearTimeout(this.timer);
     this.dropped += this.essential.length + this.bulk.length + this.chunks.length;
     this.essential.clear();
@@ -308,16 +351,17 @@ class Peer {
       this.fail(batch.length, `encode: ${errorText(err)}`, false);
       return;
     }
-    const headers = {
+    const headers: Record<string, string> = {
       "content-type": "application/msgpack",
       ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, body }),
     };
+    if (this.s.deliver !== null && path === RAFT_MESSAGES_PATH) headers[REPLY_HEADER] = "1";
     const started = performance.now();
     const generation = this.generation;
     const request = this.s.client
       .request(this.origin, { method: "POST", path, headers, body, timeoutMs })
       .then(
-        (res) => this.answered(res, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
+        (res) => this.answered(res, path, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
         (err: unknown) => this.fail(batch.length, errorText(err), generation === this.generation),
       )
       .finally(() => {
@@ -327,18 +371,47 @@ class Peer {
     this.s.track(request);
   }
 
-  private answered(res: H2Response, count: number, rtt: number | null): void {
+  private answered(res: H2Response, path: string, count: number, rtt: number | null): void {
     if (this.removed) return;
     this.markUp();
     if (rtt !== null) this.rttMs = this.rttMs === null ? rtt : this.rttMs + (rtt - this.rttMs) / 8;
     if (res.status >= 200 && res.status < 300) {
       this.sent += count;
       this.batches++;
+      if (res.status === 200 && res.body.byteLength > 0 && this.s.deliver !== null) this.takeReply(res, path);
       return;
     }
     // The peer is reachable but refused the batch (auth, validation, size): count it, do not back off.
     const text = new TextDecoder().decode(res.body.subarray(0, 300));
     this.fail(count, `HTTP ${res.status}: ${text}`, false);
+  }
+
+  /** Messages in an answer pass the same checks as a request's: proof, schema, sender, recipient. */
+  private takeReply(res: H2Response, path: string): void {
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(res.headers)) {
+      if (!name.startsWith(":") && typeof value === "string") headers.set(name, value);
+    }
+    const verdict = verifyPeerReply(this.s.auth, headers, { path, from: this.id, body: res.body });
+    if (!verdict.ok) return this.refuseReply(`reply refused: ${verdict.reason}`);
+    let msgs: Message[];
+    try {
+      msgs = decodeMessages(res.body);
+    } catch (err) {
+      return this.refuseReply(err instanceof CodecError ? `reply refused: ${err.message}` : `reply decoder failed: ${errorText(err)}`);
+    }
+    const stray = msgs.find((m) => m.from !== this.id || m.to !== this.s.self);
+    if (stray !== undefined) return this.refuseReply(`reply refused: a ${stray.type} from ${stray.from} to ${stray.to}`);
+    try {
+      this.s.deliver?.(msgs);
+    } catch (err) {
+      this.refuseReply(`reply not delivered: ${errorText(err)}`);
+    }
+  }
+
+  private refuseReply(why: string): void {
+    this.errors++;
+    this.lastError = why;
   }
 
   private fail(count: number, why: string, unreachable: boolean): void {

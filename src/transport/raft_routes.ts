@@ -1,14 +1,20 @@
 // The peer RPC routes: authenticated msgpack batches in, validated Message[] out to the core.
-// Raft messages are one-way, so a 204 only means "accepted"; replies travel as messages of their own.
+// A 204 means "accepted". A sender that sets x-phalanx-reply lets the node answer in the response
+// body (200, msgpack, signed like a request): a follower's acknowledgement then rides back on the
+// append's own stream instead of costing a request of its own. Replies are ordinary messages;
+// whatever the node does not answer in time travels as requests of its own.
 
 import { Hono } from "hono";
 import type { Message, NodeId } from "../raft/types.ts";
-import { type PeerAuth, type PeerEnv, peerAuth } from "./auth.ts";
-import { CodecError, decodeMessages } from "./codec.ts";
+import { type PeerAuth, type PeerEnv, peerAuth, peerReplyHeaders } from "./auth.ts";
+import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
 
 export const RAFT_MESSAGES_PATH = "/raft/v1/messages";
 /** Snapshot chunks go to their own route: larger body limit, their own stream beside heartbeats. */
 export const RAFT_SNAPSHOT_PATH = "/raft/v1/snapshot";
+
+/** Request header: the sender reads messages from the response body (value "1"). */
+export const REPLY_HEADER = "x-phalanx-reply";
 
 export const DEFAULT_MAX_BATCH_BODY = 4 << 20;
 export const DEFAULT_MAX_SNAPSHOT_BODY = 64 << 20;
@@ -18,6 +24,11 @@ export interface RaftRoutesOptions {
   auth: PeerAuth;
   /** Called synchronously with a whole, valid batch from `from`. A throw becomes a 500. */
   onMessages: (msgs: Message[], from: NodeId) => void;
+  /**
+   * Called right after onMessages when the sender accepts replies: resolves with the messages for
+   * `from` that handling the batch produced. Without it every answer is a 204.
+   */
+  awaitReplies?: (from: NodeId) => Promise<Message[]>;
   maxBatchBody?: number;
   maxSnapshotBody?: number;
 }
@@ -25,7 +36,12 @@ export interface RaftRoutesOptions {
 export function raftRoutes(opts: RaftRoutesOptions): Hono<PeerEnv> {
   const app = new Hono<PeerEnv>();
   /** Null when the batch reached the core; otherwise the refusal. */
-  const deliver = (body: Uint8Array, from: NodeId, snapshotRoute: boolean): { status: 400 | 500; error: string } | null => {
+  const deliver = (
+    body: Uint8Array,
+    from: NodeId,
+    snapshotRoute: boolean,
+    acceptsReply: boolean,
+  ): { status: 400 | 500; error: string } | { reply: Promise<Message[]> | undefined } => {
     let msgs: Message[];
     try {
       msgs = decodeMessages(body);
@@ -37,16 +53,24 @@ export function raftRoutes(opts: RaftRoutesOptions): Hono<PeerEnv> {
     if (bad !== null) return { status: 400, error: bad };
     try {
       opts.onMessages(msgs, from);
+      return { reply: acceptsReply && opts.awaitReplies !== undefined ? opts.awaitReplies(from) : undefined };
     } catch (err) {
       return { status: 500, error: `core rejected the batch: ${err instanceof Error ? err.message : String(err)}` };
     }
-    return null;
   };
 
   const route = (path: string, limit: number, snapshotRoute: boolean) =>
-    app.post(path, peerAuth(opts.auth, limit), (c) => {
-      const refused = deliver(c.var.peerBody, c.var.peerFrom, snapshotRoute);
-      return refused === null ? c.body(null, 204) : c.text(refused.error, refused.status);
+    app.post(path, peerAuth(opts.auth, limit), async (c) => {
+      const from = c.var.peerFrom;
+      const r = deliver(c.var.peerBody, from, snapshotRoute, c.req.header(REPLY_HEADER) === "1");
+      if ("error" in r) return c.text(r.error, r.status);
+      // The batch is delivered either way: a reply that cannot be had is simply not sent.
+      const replies = r.reply === undefined ? [] : await r.reply.catch(() => []);
+      if (replies.length === 0) return c.body(null, 204);
+      // The encoder returns a fresh buffer, never a shared one.
+      const body = encodeMessages(replies) as Uint8Array<ArrayBuffer>;
+      const headers = { "content-type": "application/msgpack", ...peerReplyHeaders(opts.auth, { path, from: opts.self, body }) };
+      return c.body(body, 200, headers);
     });
   route(RAFT_MESSAGES_PATH, opts.maxBatchBody ?? DEFAULT_MAX_BATCH_BODY, false);
   route(RAFT_SNAPSHOT_PATH, opts.maxSnapshotBody ?? DEFAULT_MAX_SNAPSHOT_BODY, true);
