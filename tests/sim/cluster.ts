@@ -32,6 +32,12 @@ export interface SimOptions {
   maxMsgBytes: number;
   maxInflight: number;
   leaseReads: boolean;
+  /**
+   * Model the node's optimization (Raft thesis §10.2.1): a leader whose term and vote are durable
+   * sends its appends first and persists later; anything that calls into the core settles first,
+   * and a crash in between loses what was not yet persisted.
+   */
+  earlySend: boolean;
   /** Record every message in the trace (for replaying one seed). */
   verbose: boolean;
 }
@@ -54,6 +60,7 @@ export function optionsForSeed(seed: number): SimOptions {
     maxMsgBytes: r.pick([1, 4096]),
     maxInflight: r.pick([1, 8]),
     leaseReads: r.chance(0.8),
+    earlySend: r.chance(0.5),
     verbose: false,
   };
 }
@@ -100,6 +107,10 @@ interface SimNode {
   waitingReads: { index: number; ctx: string }[];
   readSeq: number;
   wasLeader: boolean;
+  /** A leader's Ready whose messages went out before it was persisted (earlySend). */
+  deferred: Ready | null;
+  /** Term and vote as persisted, to know when sending early is allowed. */
+  durable: { term: number; vote: string | null };
 }
 
 type Request =
@@ -236,6 +247,8 @@ export class Simulation {
         waitingReads: [],
         readSeq: 0,
         wasLeader: false,
+        deferred: null,
+        durable: { term: 0, vote: null },
       };
       this.nodes.push(node);
       this.byId.set(id, node);
@@ -258,6 +271,8 @@ export class Simulation {
 
   private start(node: SimNode): void {
     const snap = node.storage.snapshot();
+    const hs = node.storage.hardState();
+    node.durable = { term: hs.term, vote: hs.vote };
     node.sm = ModelKv.restore(snap.data);
     const random = this.rng.fork();
     node.raw = new RawNode({
@@ -278,6 +293,7 @@ export class Simulation {
     const epoch = node.epoch;
     const tick = (): void => {
       if (node.epoch !== epoch || node.raw === null) return;
+      this.settle(node);
       node.raw.tick();
       this.drive(node);
       this.q.push(this.now + node.period, tick);
@@ -286,6 +302,8 @@ export class Simulation {
   }
 
   private crash(node: SimNode): void {
+    if (node.deferred !== null) this.trace(`${node.id} loses ${node.deferred.entries.length} entries it sent but never persisted`);
+    node.deferred = null;
     node.raw = null;
     node.epoch++;
     node.pendingWrites.clear();
@@ -299,32 +317,72 @@ export class Simulation {
   private drive(node: SimNode): void {
     const raw = node.raw;
     if (raw === null) return;
+    this.settle(node);
     for (let guard = 0; raw.hasReady(); guard++) {
       if (guard > 1000) this.fail(`${node.id}: hasReady() never settles`);
       const rd = raw.ready();
-      this.persist(node, rd);
-      for (const m of rd.messages) this.sendMessage(m);
-      if (rd.snapshot !== null) {
-        node.sm = ModelKv.restore(rd.snapshot.data);
-        if (node.sm.applied !== rd.snapshot.meta.index) this.fail(`${node.id}: snapshot data does not match its index`);
-        this.trace(`${node.id} installed snapshot at ${rd.snapshot.meta.index}`);
+      const hs = rd.hardState;
+      const early =
+        this.opts.earlySend &&
+        rd.mustSync &&
+        rd.messages.length > 0 &&
+        rd.snapshot === null &&
+        raw.raft.role === "leader" &&
+        (hs === null || (hs.term === node.durable.term && hs.vote === node.durable.vote));
+      if (early) {
+        for (const m of rd.messages) this.sendMessage(m);
+        node.deferred = rd;
+        const epoch = node.epoch;
+        // The fsync takes a while: followers may persist these entries before the leader does.
+        const fsync = this.net.range(0.05, 2);
+        this.q.push(this.now + fsync, () => {
+          if (node.epoch === epoch) this.drive(node);
+        });
+        // Now and then the leader dies in exactly that window, after sending, before persisting.
+        if (!this.healed && this.faults.chance(0.01)) {
+          this.q.push(this.now + fsync / 2, () => {
+            if (node.epoch === epoch && node.deferred !== null) this.crash(node);
+          });
+        }
+        break;
       }
-      for (const e of rd.committed) this.apply(node, e);
-      for (const rs of rd.readStates) {
-        const p = node.pendingReads.get(rs.ctx);
-        if (p !== undefined) p.lease = rs.lease;
-        node.waitingReads.push({ index: rs.index, ctx: rs.ctx });
-      }
-      for (const rf of rd.readFailures) this.answerRead(node, rf.ctx, null);
-      this.serveReads(node);
-      if (rd.snapshotRequest !== null) {
-        const { index, conf } = rd.snapshotRequest;
-        if (node.sm.applied !== index) this.fail(`${node.id}: snapshot requested at ${index} but applied ${node.sm.applied}`);
-        node.storage.createSnapshot({ meta: { index, term: node.storage.term(index), conf }, data: node.sm.serialize() }, index - 3);
-      }
-      raw.advance();
+      this.finish(node, rd, true);
     }
     this.checkRoles(node);
+  }
+
+  /** Completes a deferred Ready: nothing may call into the core before this. */
+  private settle(node: SimNode): void {
+    const rd = node.deferred;
+    if (rd === null) return;
+    node.deferred = null;
+    this.finish(node, rd, false);
+  }
+
+  private finish(node: SimNode, rd: Ready, send: boolean): void {
+    const raw = node.raw!;
+    this.persist(node, rd);
+    if (rd.hardState !== null) node.durable = { term: rd.hardState.term, vote: rd.hardState.vote };
+    if (send) for (const m of rd.messages) this.sendMessage(m);
+    if (rd.snapshot !== null) {
+      node.sm = ModelKv.restore(rd.snapshot.data);
+      if (node.sm.applied !== rd.snapshot.meta.index) this.fail(`${node.id}: snapshot data does not match its index`);
+      this.trace(`${node.id} installed snapshot at ${rd.snapshot.meta.index}`);
+    }
+    for (const e of rd.committed) this.apply(node, e);
+    for (const rs of rd.readStates) {
+      const p = node.pendingReads.get(rs.ctx);
+      if (p !== undefined) p.lease = rs.lease;
+      node.waitingReads.push({ index: rs.index, ctx: rs.ctx });
+    }
+    for (const rf of rd.readFailures) this.answerRead(node, rf.ctx, null);
+    this.serveReads(node);
+    if (rd.snapshotRequest !== null) {
+      const { index, conf } = rd.snapshotRequest;
+      if (node.sm.applied !== index) this.fail(`${node.id}: snapshot requested at ${index} but applied ${node.sm.applied}`);
+      node.storage.createSnapshot({ meta: { index, term: node.storage.term(index), conf }, data: node.sm.serialize() }, index - 3);
+    }
+    raw.advance();
   }
 
   private persist(node: SimNode, rd: Ready): void {
@@ -456,6 +514,7 @@ export class Simulation {
         const to = this.byId.get(m.to);
         if (to === undefined || to.raw === null || this.cut.has(`${m.from}>${m.to}`)) return;
         if (this.opts.verbose) this.trace(`recv ${describe(m)}`);
+        this.settle(to);
         to.raw.step(m);
         this.drive(to);
       });
@@ -503,6 +562,7 @@ export class Simulation {
   private onRequest(node: SimNode, client: number, req: Request): void {
     const raw = node.raw;
     if (raw === null) return; // lost with the node; the client times out
+    this.settle(node);
     if (req.kind === "write") {
       const res = raw.propose(encodeCommand(req.cmd));
       if (!res.ok) this.reply(client, { kind: "retry", opId: req.opId, leader: res.leader });
@@ -623,6 +683,7 @@ export class Simulation {
     } else if (roll < 0.86) {
       this.changeMembership();
     } else if (leader !== null) {
+      this.settle(leader);
       const target = f.pick(leader.raw!.raft.conf().voters);
       const res = leader.raw!.transferLeadership(target);
       this.trace(`TRANSFER ${leader.id} -> ${target}: ${res.ok ? "started" : res.reason}`);
@@ -640,6 +701,7 @@ export class Simulation {
   private changeMembership(): void {
     const l = this.leader();
     if (l === null) return;
+    this.settle(l);
     const conf = l.raw!.raft.conf();
     const f = this.faults;
     const members = new Set([...conf.voters, ...conf.learners]);

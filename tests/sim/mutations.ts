@@ -63,6 +63,14 @@ export const MUTATIONS: Mutation[] = [
     replace: "    if (false) {\n      // Until an entry of this term commits",
     profile: {},
   },
+  {
+    // The node's early send (Raft thesis §10.2.1) is only safe for a leader's own appends.
+    name: "acknowledge entries before persisting them (early send on followers)",
+    file: "tests/sim/cluster.ts",
+    find: '        raw.raft.role === "leader" &&\n        (hs === null',
+    replace: "        (hs === null",
+    profile: { earlySend: true },
+  },
 ];
 
 /** Copies src/ and tests/sim/ to a temp dir, applies the mutation, returns the copy's root. */
