@@ -193,6 +193,7 @@ export class PhalanxNode {
 
   /** A single-server membership change (the core refuses while another is in progress). */
   proposeConfChange(cc: ConfChange): ProposeResult {
+    this.settle();
     if (this.stopped) return { ok: false, reason: "node is shutting down", leader: null };
     const r = this.raw.proposeConfChange(cc);
     this.schedule();
