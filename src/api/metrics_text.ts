@@ -65,5 +65,21 @@ export function metricsText(node: PhalanxNode): string {
   w.metric("phalanx_peer_dropped_total", "counter", "Messages to a peer that were lost.", peers.map((p) => [{ peer: p.id }, p.dropped]));
   w.metric("phalanx_peer_errors_total", "counter", "Failed peer requests.", peers.map((p) => [{ peer: p.id }, p.errors]));
   w.metric("phalanx_peer_up", "gauge", "1 when the last request to the peer got an answer.", peers.map((p) => [{ peer: p.id }, p.state === "up" ? 1 : 0]));
+  const g = node.gossipCounters?.() ?? null;
+  if (g !== null) {
+    const counter = (name: string, help: string, v: number) => w.one(`phalanx_gossip_${name}_total`, "counter", help, v);
+    counter("packets_in", "Gossip UDP packets received.", g.packetsIn);
+    counter("packets_out", "Gossip UDP packets sent.", g.packetsOut);
+    counter("bytes_in", "Gossip UDP bytes received.", g.bytesIn);
+    counter("bytes_out", "Gossip UDP bytes sent.", g.bytesOut);
+    counter("malformed", "Gossip packets dropped as malformed.", g.malformed);
+    counter("decrypt_failures", "Gossip packets that no key in the keyring opens.", g.decryptFailures);
+    counter("send_errors", "Gossip sends that failed.", g.sendErrors + g.socketErrors);
+    counter("push_pulls", "Full-state exchanges started.", g.pushPulls);
+    counter("push_pull_failures", "Full-state exchanges that failed.", g.pushPullFailures);
+    counter("internal_errors", "Gossip input that raised an error (logged, never fatal).", g.internalErrors);
+    w.one("phalanx_gossip_health", "gauge", "Lifeguard local health score (0 is healthy).", g.health);
+    w.metric("phalanx_gossip_members", "gauge", "Members by gossip state.", Object.entries(g.members).map(([state, n]) => [{ state }, n]));
+  }
   return w.text();
 }

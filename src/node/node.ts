@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
+import type { GossipCounters } from "../gossip/agent.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import { RawNode, type ProposeResult, type Ready, type Status } from "../raft/raw_node.ts";
 import type { ConfChange, Message, NodeId } from "../raft/types.ts";
@@ -424,6 +425,8 @@ export class PhalanxNode {
 
   /** Gossip and autopilot state for /v1/members, when membership is automatic. */
   membershipInfo: (() => unknown) | null = null;
+  /** The gossip agent's counters for /metrics, when gossip is on. */
+  gossipCounters: (() => GossipCounters) | null = null;
 
   private updatePeers(): void {
     const peers = new Map(this.hints);

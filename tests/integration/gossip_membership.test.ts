@@ -3,6 +3,8 @@
 // voters by the leader's autopilot; a voter killed with -9 is removed after the cleanup window
 // and the cluster keeps serving.
 import { afterAll, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import { createSocket } from "node:dgram";
 import { freePort, TestCluster, waitFor } from "./harness.ts";
 
 const HOST = "::1";
@@ -26,7 +28,9 @@ test("gossip forms one cluster, grows it to five voters and removes a dead voter
   const gossip = new Map<string, string>();
   for (const n of c.nodes) gossip.set(n.id, `[${HOST}]:${await freePort(HOST)}`);
   const seed = gossip.get("n1")!;
-  const startNode = (id: string) => c.start(id, { GOSSIP_ADDR: gossip.get(id)!, JOIN: seed, REGION: `r-${id}` });
+  const debugPort = await freePort(HOST);
+  const startNode = (id: string) =>
+    c.start(id, { GOSSIP_ADDR: gossip.get(id)!, JOIN: seed, REGION: `r-${id}`, ...(id === "n1" ? { DEBUG_ADDR: `[${HOST}]:${debugPort}` } : {}) });
   const started = performance.now();
   try {
     for (const id of ["n1", "n2", "n3"]) startNode(id);
@@ -34,6 +38,19 @@ test("gossip forms one cluster, grows it to five voters and removes a dead voter
     console.log(`gossip: 3 servers formed a cluster in ${Math.round(performance.now() - started)} ms, leader ${leader}`);
     const put = await c.request("n2", "PUT", "/v1/kv/zero-conf", { json: { value: "works" } });
     expect(put.status).toBe(200);
+
+    // Garbage on the gossip port is dropped and counted in /metrics; nothing else changes.
+    const sock = createSocket("udp6");
+    const port = Number(seed.slice(seed.lastIndexOf(":") + 1));
+    for (let i = 0; i < 20; i++) await new Promise<void>((done) => sock.send(randomBytes(1 + i * 50), port, HOST, () => done()));
+    sock.close();
+    const malformed = await waitFor("garbage counted in /metrics", async () => {
+      const text = await (await fetch(`http://[${HOST}]:${debugPort}/metrics`)).text();
+      const n = Number(/^phalanx_gossip_malformed_total (\d+)$/m.exec(text)?.[1] ?? 0);
+      return n >= 20 ? n : undefined;
+    }, 10_000, 100);
+    expect(malformed).toBeGreaterThanOrEqual(20);
+    expect((await c.status("n1")).leader).toBe(leader);
 
     startNode("n4");
     startNode("n5");

@@ -35,6 +35,7 @@ export class MembershipManager {
 
   start(): void {
     this.node.membershipInfo = () => this.info();
+    this.node.gossipCounters = () => this.agent.counters();
     this.step();
     this.timer = setInterval(() => this.step(), STEP_MS);
   }
@@ -42,6 +43,7 @@ export class MembershipManager {
   stop(): void {
     clearInterval(this.timer);
     this.node.membershipInfo = null;
+    this.node.gossipCounters = null;
   }
 
   private step(): void {
