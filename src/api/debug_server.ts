@@ -27,6 +27,7 @@ export function startDebugServer(node: PhalanxNode, addr: string): DebugServer {
           return node.isStopped ? new NativeResponse("stopping\n", { status: 503 }) : new NativeResponse("ok\n");
         case "/readyz": {
           const leader = node.leader();
+          if (node.diskFull()) return new NativeResponse("disk full\n", { status: 503 });
           if (node.isStopped || leader === null) return new NativeResponse("no leader\n", { status: 503 });
           return new NativeResponse(`ok leader=${leader.id}\n`);
         }

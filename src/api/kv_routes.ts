@@ -145,6 +145,8 @@ export function kvRoutes(node: PhalanxNode): Hono {
         });
       case "timeout":
         return errorReply(c, 504, "timeout", "deadline passed before the write was applied; its outcome is unknown (use a session to retry safely)", lh);
+      case "unknown":
+        return errorReply(c, 507, "insufficient_storage", `${o.reason}; retry with a session to apply it exactly once`, lh);
       case "closed":
         return noLeader(c, node, "node is shutting down");
     }

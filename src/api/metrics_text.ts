@@ -54,6 +54,8 @@ export function metricsText(node: PhalanxNode): string {
   w.one("phalanx_reads_failed_total", "counter", "Linearizable reads refused or timed out.", m.readsFailed);
   w.one("phalanx_forwarded_total", "counter", "Requests forwarded to the leader.", m.forwarded);
   w.one("phalanx_entries_applied_total", "counter", "Log entries applied.", m.entriesApplied);
+  w.one("phalanx_disk_full_errors_total", "counter", "Writes refused because the disk was full.", m.diskFullErrors);
+  w.one("phalanx_disk_full", "gauge", "1 while the node waits for disk space.", node.diskFull() ? 1 : 0);
   w.one("phalanx_protocol_violations_total", "counter", "Peer messages refused as protocol violations.", m.protocolViolations);
   w.one("phalanx_snapshots_created_total", "counter", "Snapshots taken of the local state machine.", m.snapshotsCreated);
   w.one("phalanx_snapshots_installed_total", "counter", "Snapshots installed from the leader.", m.snapshotsInstalled);

@@ -11,6 +11,7 @@ import { KvStore, type Member } from "../kv/store.ts";
 import { RawNode, type ProposeResult, type Ready, type Status } from "../raft/raw_node.ts";
 import type { ConfChange, Message, NodeId } from "../raft/types.ts";
 import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
+import { DiskFullError } from "../storage/errors.ts";
 import type { PeerAuth } from "../transport/auth.ts";
 import { H2Client } from "../transport/h2_client.ts";
 import { PeerTransport, type PeerStats } from "../transport/peers.ts";
@@ -22,6 +23,9 @@ import { ProposalWaiters, ReadWaiters, type ProposalOutcome, type ReadOutcome } 
 
 /** Readies handled per turn before yielding to I/O, so a long catch-up cannot starve the server. */
 const MAX_READIES_PER_TURN = 64;
+
+const DISK_FULL_MIN_BACKOFF_MS = 500;
+const DISK_FULL_MAX_BACKOFF_MS = 10_000;
 
 export type ProposeOutcome = ProposalOutcome | { kind: "rejected"; reason: string; leader: NodeId | null };
 
@@ -37,7 +41,7 @@ export class PhalanxNode {
   /** Shared by peer traffic and request forwarding: one HTTP/2 session per server. */
   readonly client: H2Client;
   readonly auth: PeerAuth;
-  private readonly raw: RawNode;
+  private raw: RawNode;
   private readonly transport: PeerTransport;
   private readonly ticker: Ticker;
   private readonly proposals = new ProposalWaiters();
@@ -53,6 +57,7 @@ export class PhalanxNode {
   private lastLeader: NodeId | null = null;
   private hints = new Map<NodeId, string>();
   private readonly violationLog: Logger;
+  private readonly diskFullLog: Logger;
   /** Called once when the node cannot go on safely (disk full, corrupt data); the runner exits. */
   onFatal: (err: unknown) => void = () => undefined;
 
@@ -64,18 +69,11 @@ export class PhalanxNode {
   ) {
     this.id = config.id;
     this.violationLog = rateLimited(log, 1000);
+    this.diskFullLog = rateLimited(log, 5000);
     this.auth = config.clusterKey !== null ? { mode: "hmac", key: config.clusterKey } : { mode: "mtls" };
     const tls = config.tls;
     this.client = new H2Client(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca }) } });
-    this.raw = new RawNode({
-      id: config.id,
-      storage: dd.log,
-      random: Math.random,
-      applied: kv.appliedIndex(),
-      electionTicks: config.electionTicks,
-      heartbeatTicks: config.heartbeatTicks,
-      snapshotEvery: config.snapshotEvery,
-    });
+    this.raw = this.newCore();
     this.lastRole = this.raw.raft.role;
     this.transport = new PeerTransport({
       self: config.id,
@@ -93,7 +91,8 @@ export class PhalanxNode {
     this.updatePeers();
     this.ticker = new Ticker(config.tickMs, () => {
       this.settle();
-      this.raw.tick();
+      // While the disk is full the core stays still: an election would only fail to persist.
+      if (!this.diskFull()) this.raw.tick();
     });
     this.durable = { term: this.raw.raft.term, vote: this.raw.raft.vote };
   }
@@ -141,6 +140,7 @@ export class PhalanxNode {
   receive(msgs: Message[]): void {
     this.settle();
     if (this.stopped) throw new Error("node is shutting down");
+    if (this.diskFull()) throw new Error("disk full: not taking peer messages until there is room again");
     this.ticker.catchUp();
     for (const m of msgs) this.raw.step(m);
     this.schedule();
@@ -368,7 +368,10 @@ export class PhalanxNode {
       },
       { sync: rd.mustSync },
     );
-    if (rd.mustSync) this.metrics.persistLatency.observe((performance.now() - t0) / 1000);
+    if (rd.mustSync) {
+      this.metrics.persistLatency.observe((performance.now() - t0) / 1000);
+      this.persisted();
+    }
     if (rd.hardState !== null) this.durable = { term: rd.hardState.term, vote: rd.hardState.vote };
     if (send) for (const m of rd.messages) this.transport.send(m);
     let membershipChanged = false;
@@ -452,8 +455,60 @@ export class PhalanxNode {
     }
   }
 
+  /** The core, from what is durable: at start, and again after a write failed for lack of space. */
+  private newCore(): RawNode {
+    return new RawNode({
+      id: this.config.id,
+      storage: this.dd.log,
+      random: Math.random,
+      applied: this.kv.appliedIndex(),
+      electionTicks: this.config.electionTicks,
+      heartbeatTicks: this.config.heartbeatTicks,
+      snapshotEvery: this.config.snapshotEvery,
+    });
+  }
+
+  /** Until this time (performance.now()) the disk was full and the node waits before trying again. */
+  private diskFullUntil = 0;
+  private diskFullBackoffMs = 0;
+
+  diskFull(): boolean {
+    return performance.now() < this.diskFullUntil;
+  }
+
+  /**
+   * A write found the disk full. Its transaction rolled back whole, so the data file is exactly
+   * what it was: only the core ran ahead of it. Like a crash and restart, but in process: the core
+   * is rebuilt from the durable state, pending writes are answered "outcome unknown", stale reads
+   * go on from the state machine, and after a backoff the node tries again (recovering by itself
+   * once there is room).
+   */
+  private onDiskFull(err: Error): void {
+    this.diskFullBackoffMs = Math.min(Math.max(this.diskFullBackoffMs * 2, DISK_FULL_MIN_BACKOFF_MS), DISK_FULL_MAX_BACKOFF_MS);
+    this.diskFullUntil = performance.now() + this.diskFullBackoffMs;
+    this.metrics.diskFullErrors++;
+    this.diskFullLog.error("disk full: writes refused, stale reads still served; retrying", { error: err.message, retryInMs: this.diskFullBackoffMs });
+    this.deferred = null;
+    const why = "the disk is full: the write was not persisted here, and may or may not commit elsewhere";
+    this.proposals.closeAll({ kind: "unknown", reason: why });
+    this.reads.closeAll();
+    this.raw = this.newCore();
+    this.durable = { term: this.raw.raft.term, vote: this.raw.raft.vote };
+  }
+
+  /** A write persisted: if the disk had been full, it has room again. */
+  private persisted(): void {
+    if (this.diskFullBackoffMs === 0) return;
+    this.diskFullBackoffMs = 0;
+    this.log.info("disk has room again: writes resume");
+  }
+
   /** Storage failed mid-Ready: the core's view and the disk may disagree, so stop instead of guessing. */
   private fail(err: unknown): void {
+    if (err instanceof DiskFullError) {
+      this.onDiskFull(err);
+      return;
+    }
     this.log.error("cannot continue safely, stopping", { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
     this.stopped = true;
     this.deferred = null;

@@ -9,7 +9,9 @@ export type ProposalOutcome =
   /** Another entry took the index (leader change), or a snapshot covered it: safe to retry with a session. */
   | { kind: "lost" }
   | { kind: "timeout" }
-  | { kind: "closed" };
+  | { kind: "closed" }
+  /** The node could not persist (disk full): the write may or may not commit later. */
+  | { kind: "unknown"; reason: string };
 
 export type ReadOutcome = { kind: "ready"; index: number } | { kind: "failed"; reason: string } | { kind: "timeout" } | { kind: "closed" };
 
@@ -68,8 +70,8 @@ export class ProposalWaiters {
     for (const [i, w] of this.byIndex) if (i <= index) w.settle({ kind: "lost" });
   }
 
-  closeAll(): void {
-    for (const w of [...this.byIndex.values()]) w.settle({ kind: "closed" });
+  closeAll(outcome: ProposalOutcome = { kind: "closed" }): void {
+    for (const w of [...this.byIndex.values()]) w.settle(outcome);
   }
 }
 
