@@ -6,7 +6,7 @@ import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { DEFAULT_LIMITS, isError, validateCommand, type Command, type Expect, type Proposal, type Result } from "../kv/command.ts";
 import type { PhalanxNode } from "../node/node.ts";
-import { BodyTooLargeError, readCappedBody } from "../transport/body.ts";
+import { BodyTooLargeError, incomingOf, readCappedBody } from "../transport/body.ts";
 import { Deadline } from "./deadline.ts";
 import { forward, forwardTarget, leaderHeaders, noLeader, RETRY_AFTER_S } from "./forward.ts";
 import { BadRequest, bodyKind, decodeBody, errorReply, reply } from "./wire.ts";
@@ -81,7 +81,7 @@ function keyOf(c: Context): string {
 
 async function readBody(c: Context): Promise<Uint8Array> {
   try {
-    return await readCappedBody(c.req.raw, MAX_BODY);
+    return await readCappedBody(c.req.raw, MAX_BODY, incomingOf(c.env));
   } catch (err) {
     if (err instanceof BodyTooLargeError) throw err;
     throw new BadRequest(`could not read the body: ${(err as Error).message}`);

@@ -12,7 +12,7 @@ import type { TLSSocket } from "node:tls";
 import type { Http2Bindings } from "@hono/node-server";
 import type { MiddlewareHandler } from "hono";
 import type { NodeId } from "../raft/types.ts";
-import { BodyTooLargeError, readCappedBody } from "./body.ts";
+import { BodyTooLargeError, incomingOf, readCappedBody } from "./body.ts";
 import { nodeIdSchema } from "./codec.ts";
 
 export type PeerAuth =
@@ -115,7 +115,7 @@ export function peerAuth(auth: PeerAuth, maxBodyBytes: number): MiddlewareHandle
     if (!pre.ok) return c.text(`unauthorized: ${pre.reason}`, 401);
     let body: Uint8Array;
     try {
-      body = await readCappedBody(c.req.raw, maxBodyBytes);
+      body = await readCappedBody(c.req.raw, maxBodyBytes, incomingOf(c.env));
     } catch (err) {
       if (err instanceof BodyTooLargeError) return c.text(err.message, 413);
       return c.text(`could not read body: ${err instanceof Error ? err.message : String(err)}`, 400);
