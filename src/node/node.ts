@@ -330,9 +330,10 @@ export class PhalanxNode {
   /**
    * One Ready. A leader whose term and vote are already durable sends first and persists on the
    * next tick, once the requests are on the wire, so followers write in parallel with its own
-   * fsync (Raft thesis §10.2.1; etcd does the same): the leader's entries count toward a commit
-   * only through its progress, and no answer is stepped before settle() persisted them.
-   * Returns true when the Ready was deferred.
+   * fsync (Raft thesis §10.2.1; etcd does the same). Safe because a commit only advances when
+   * the core steps a follower's answer, and every entry into the core settles first: the
+   * leader's own entries are on disk before any commit counts them. (tests/sim models this,
+   * including crashes between the send and the fsync.) Returns true when the Ready was deferred.
    */
   private handleReady(): boolean {
     const rd = this.raw.ready();
