@@ -300,8 +300,14 @@ export class PhalanxNode {
       }
     } catch (err) {
       this.fail(err);
-      return;
     }
+    this.afterReadies();
+  }
+
+  /** Reports role changes, releases peer replies held for this turn, and comes back for more. */
+  private afterReadies(): void {
+    // After a fatal failure there is nothing to report; a full disk rebuilt the core and goes on.
+    if (this.stopped) return;
     this.observeRole();
     this.transport.releaseReplies();
     if (this.raw.hasReady()) this.schedule();
@@ -320,11 +326,8 @@ export class PhalanxNode {
       finish();
     } catch (err) {
       this.fail(err);
-      return;
     }
-    this.observeRole();
-    this.transport.releaseReplies();
-    if (this.raw.hasReady()) this.schedule();
+    this.afterReadies();
   }
 
   /**
