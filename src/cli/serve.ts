@@ -207,7 +207,9 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   let node: PhalanxNode;
   try {
     node = PhalanxNode.open({ ...config, peers }, log);
-    if (fresh) writeClusterId(config.dataDir, clusterId);
+    // A cluster that started without gossip gets an id now, so servers can find it to join.
+    if (clusterId === "") clusterId = staticClusterId(new Map(node.members().map((m) => [m.id, m.address])));
+    if (fresh || knownCluster === null) writeClusterId(config.dataDir, clusterId);
   } catch (err) {
     await server.close();
     await agent.stop();

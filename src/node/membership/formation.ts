@@ -43,9 +43,10 @@ export async function findCluster(agent: GossipAgent, selfId: NodeId, expect: nu
   while (!stopped()) {
     const view: ServerView[] = agent.members().map((m) => ({ id: m.id, rpcAddr: m.meta.rpcAddr, alive: m.state === "alive", cluster: m.meta.cluster }));
     const d = decideBootstrap(selfId, expect ?? Number.MAX_SAFE_INTEGER, view, proposed);
-    if (d.reason !== lastReason) {
-      log.info(expect === null ? "looking for a cluster to join" : "forming a cluster", { expect: expect ?? "none", state: d.kind, reason: d.reason });
-      lastReason = d.reason;
+    const reason = expect === null && d.kind === "wait" ? `no cluster among the ${view.length} servers gossip sees yet (BOOTSTRAP_EXPECT forms a new one)` : d.reason;
+    if (reason !== lastReason) {
+      log.info(expect === null ? "looking for a cluster to join" : "forming a cluster", { state: d.kind, reason });
+      lastReason = reason;
     }
     if (d.kind === "bootstrap") return { peers: new Map(d.founders.map((f) => [f.id, f.rpcAddr])), clusterId: `c:${d.clusterId}` };
     if (d.kind === "join") return { peers: new Map(), clusterId: `c:${d.clusterId}` };
