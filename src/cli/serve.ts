@@ -47,6 +47,13 @@ const FLAGS = {
   targetVoters: "target-voters",
   stabilizationMs: "stabilization-ms",
   cleanupDeadMs: "cleanup-dead-ms",
+  gossipProbeIntervalMs: "gossip-probe-interval-ms",
+  gossipProbeTimeoutMs: "gossip-probe-timeout-ms",
+  gossipIndirectChecks: "gossip-indirect-checks",
+  gossipSuspicionMult: "gossip-suspicion-mult",
+  gossipRetransmitMult: "gossip-retransmit-mult",
+  gossipIntervalMs: "gossip-interval-ms",
+  gossipPushPullIntervalMs: "gossip-push-pull-interval-ms",
 } as const satisfies Record<keyof typeof ENV, string>;
 
 export const SERVE_HELP = `usage: phalanx serve [flags]

@@ -80,11 +80,30 @@ export interface GossipCounters {
 }
 
 /** The environment's part of the options: GOSSIP_ADDR, GOSSIP_ADVERTISE (or FLY_PRIVATE_IP), GOSSIP_KEY, JOIN, DISCOVERY_DNS, GOSSIP_PRESET. */
+/** Tuning variables that override single parameters of the preset. */
+export const GOSSIP_TUNING_ENV = {
+  GOSSIP_PROBE_INTERVAL_MS: "probeIntervalMs",
+  GOSSIP_PROBE_TIMEOUT_MS: "probeTimeoutMs",
+  GOSSIP_INDIRECT_CHECKS: "indirectChecks",
+  GOSSIP_SUSPICION_MULT: "suspicionMult",
+  GOSSIP_RETRANSMIT_MULT: "retransmitMult",
+  GOSSIP_INTERVAL_MS: "gossipIntervalMs",
+  GOSSIP_PUSH_PULL_INTERVAL_MS: "pushPullIntervalMs",
+} as const satisfies Record<string, keyof GossipConfig>;
+
 export function gossipOptionsFromEnv(
   env: Record<string, string | undefined>,
 ): Pick<GossipAgentOptions, "bind" | "advertise" | "keyring" | "join" | "discoveryDns" | "config"> {
   const preset = env.GOSSIP_PRESET ?? "lan";
   if (!(preset in PRESETS)) throw new Error(`GOSSIP_PRESET must be lan, wan or local, got "${preset}"`);
+  const overrides: Partial<GossipConfig> = {};
+  for (const [name, key] of Object.entries(GOSSIP_TUNING_ENV)) {
+    const text = env[name];
+    if (text === undefined || text === "") continue;
+    const v = Number(text);
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got "${text}"`);
+    overrides[key] = v;
+  }
   const bind = env.GOSSIP_ADDR ?? formatHostPort("::", DEFAULT_GOSSIP_PORT);
   const bindPort = parseHostPort(bind, DEFAULT_GOSSIP_PORT)?.port ?? DEFAULT_GOSSIP_PORT;
   const advertise = env.GOSSIP_ADVERTISE ?? (env.FLY_PRIVATE_IP !== undefined ? formatHostPort(env.FLY_PRIVATE_IP, bindPort) : undefined);
@@ -94,7 +113,8 @@ export function gossipOptionsFromEnv(
     keyring: env.GOSSIP_KEY !== undefined && env.GOSSIP_KEY !== "" ? Keyring.fromEnv(env.GOSSIP_KEY) : null,
     join: parseJoin(env.JOIN),
     ...(env.DISCOVERY_DNS !== undefined && env.DISCOVERY_DNS !== "" ? { discoveryDns: env.DISCOVERY_DNS } : {}),
-    config: preset as PresetName,
+    // Validated here, so a bad combination is a startup error, not a runtime surprise.
+    config: Object.keys(overrides).length === 0 ? (preset as PresetName) : gossipConfig(preset as PresetName, overrides),
   };
 }
 

@@ -2,11 +2,12 @@
 // the codec's refusal of garbage, the keyring, and address parsing.
 
 import { describe, expect, test } from "bun:test";
+import { gossipOptionsFromEnv } from "../../src/gossip/agent.ts";
 import { parseHostPort, formatHostPort, normalizeHost } from "../../src/gossip/address.ts";
 import { Awareness } from "../../src/gossip/awareness.ts";
 import { BroadcastQueue } from "../../src/gossip/broadcast_queue.ts";
 import { assemblePacket, decodePacket, decodePushPull, encodeMessage } from "../../src/gossip/codec.ts";
-import { gossipConfig, retransmitLimit } from "../../src/gossip/config.ts";
+import { PRESETS, gossipConfig, retransmitLimit, type GossipConfig } from "../../src/gossip/config.ts";
 import { discoverSeeds, parseJoin } from "../../src/gossip/discovery.ts";
 import { ENCRYPTION_OVERHEAD, Keyring } from "../../src/gossip/keyring.ts";
 import { seededRng } from "../../src/gossip/rng.ts";
@@ -198,5 +199,21 @@ describe("seed discovery", () => {
     expect(await discoverSeeds([], "both.internal", 7946, resolver)).toEqual(["[fdaa::1]:7946", "[fdaa::2]:7946", "10.0.0.1:7946"]);
     expect(await discoverSeeds(["app.internal:8000"], "missing.internal", 7946, resolver)).toEqual(["[fdaa::1]:8000", "[fdaa::2]:8000"]);
     expect(parseJoin(" a:1, ,b:2 ")).toEqual(["a:1", "b:2"]);
+  });
+});
+
+describe("gossip settings from the environment", () => {
+  test("tuning variables override single parameters of the preset", () => {
+    const o = gossipOptionsFromEnv({ GOSSIP_PRESET: "wan", GOSSIP_PROBE_INTERVAL_MS: "2000", GOSSIP_SUSPICION_MULT: "5" });
+    expect(typeof o.config).toBe("object");
+    const cfg = o.config as GossipConfig;
+    expect(cfg.probeIntervalMs).toBe(2000);
+    expect(cfg.suspicionMult).toBe(5);
+    expect(cfg.probeTimeoutMs).toBe(PRESETS.wan.probeTimeoutMs);
+  });
+
+  test("a bad value or combination is refused at startup with its name", () => {
+    expect(() => gossipOptionsFromEnv({ GOSSIP_INDIRECT_CHECKS: "lots" })).toThrow("GOSSIP_INDIRECT_CHECKS must be a positive integer");
+    expect(() => gossipOptionsFromEnv({ GOSSIP_PROBE_INTERVAL_MS: "100", GOSSIP_PROBE_TIMEOUT_MS: "500" })).toThrow("probeTimeoutMs must be below probeIntervalMs");
   });
 });
