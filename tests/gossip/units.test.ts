@@ -204,10 +204,10 @@ describe("seed discovery", () => {
 
 describe("gossip settings from the environment", () => {
   test("tuning variables override single parameters of the preset", () => {
-    const o = gossipOptionsFromEnv({ GOSSIP_PRESET: "wan", GOSSIP_PROBE_INTERVAL_MS: "2000", GOSSIP_SUSPICION_MULT: "5" });
+    const o = gossipOptionsFromEnv({ GOSSIP_PRESET: "wan", GOSSIP_PROBE_INTERVAL_MS: "8000", GOSSIP_SUSPICION_MULT: "5" });
     expect(typeof o.config).toBe("object");
     const cfg = o.config as GossipConfig;
-    expect(cfg.probeIntervalMs).toBe(2000);
+    expect(cfg.probeIntervalMs).toBe(8000);
     expect(cfg.suspicionMult).toBe(5);
     expect(cfg.probeTimeoutMs).toBe(PRESETS.wan.probeTimeoutMs);
   });
