@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Hono } from "hono";
 import { GossipAgent, gossipOptionsFromEnv } from "../gossip/agent.ts";
 import { pushPullRoute } from "../gossip/push_pull_route.ts";
-import { ConfigError, ENV, resolveConfig, settingsFromEnv, type DiscoveryConfig, type NodeConfig, type RawSettings } from "../node/config.ts";
+import { ConfigError, ENV, resolveBindAddress, resolveConfig, settingsFromEnv, type DiscoveryConfig, type NodeConfig, type RawSettings } from "../node/config.ts";
 import { createLogger, type Logger } from "../node/log.ts";
 import { findCluster, readClusterId, staticClusterId, writeClusterId } from "../node/membership/formation.ts";
 import { MembershipManager } from "../node/membership/manager.ts";
@@ -170,13 +170,15 @@ async function startStatic(config: NodeConfig, log: Logger): Promise<Started> {
 async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, log: Logger): Promise<Started | number> {
   const fresh = !existsSync(join(config.dataDir, DB_FILE));
   const knownCluster = fresh ? null : readClusterId(config.dataDir);
+  const gossipEnv = { ...discovery.gossipEnv };
+  if (gossipEnv.GOSSIP_ADDR !== undefined) gossipEnv.GOSSIP_ADDR = await resolveBindAddress("GOSSIP_ADDR", gossipEnv.GOSSIP_ADDR);
   const agent = await GossipAgent.start({
     id: config.id,
     rpcAddr: config.advertiseAddr,
     region: config.region,
     role: "candidate",
     cluster: knownCluster ?? "",
-    ...gossipOptionsFromEnv(discovery.gossipEnv),
+    ...gossipOptionsFromEnv(gossipEnv),
     log: (level, msg, fields) => log[level](`gossip: ${msg}`, fields),
   });
   let app: Hono | null = null;
@@ -235,3 +237,4 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   node.run();
   return { node, server, debug, gossip: agent, membership };
 }
+

@@ -1,6 +1,8 @@
 // A node's configuration: environment variables with equivalent command-line flags on top.
 // Defaults give a working single-node server in ./data on 127.0.0.1:9000.
+import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { randomBytes } from "node:crypto";
 import type { NodeId } from "../raft/types.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
@@ -257,4 +259,16 @@ function resolveDiscovery(s: RawSettings): DiscoveryConfig | null {
     stabilizationMs: positiveInt("STABILIZATION_MS", s.stabilizationMs, DEFAULT_AUTOPILOT.stabilizationMs),
     cleanupDeadMs: positiveInt("CLEANUP_DEAD_MS", s.cleanupDeadMs, DEFAULT_AUTOPILOT.cleanupDeadMs),
   };
+}
+
+/** A UDP socket binds to an IP: resolve a name such as Fly's fly-local-6pn first. */
+export async function resolveBindAddress(name: string, addr: string): Promise<string> {
+  const { host, port } = parseHostPort(addr);
+  if (isIP(host) !== 0) return addr;
+  try {
+    const { address } = await lookup(host, { verbatim: true });
+    return formatHostPort(address, port);
+  } catch (err) {
+    throw new ConfigError(`${name}: cannot resolve ${host}: ${(err as Error).message}`);
+  }
 }

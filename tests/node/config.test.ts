@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { ConfigError, parsePeers, resolveConfig, settingsFromEnv } from "../../src/node/config.ts";
+import { ConfigError, parsePeers, resolveBindAddress, resolveConfig, settingsFromEnv } from "../../src/node/config.ts";
 
 test("defaults give a single node in ./data on 127.0.0.1:9000", () => {
   const c = resolveConfig({});
@@ -25,4 +25,9 @@ test("PEERS parses, and bad settings are refused with a message naming them", ()
   bad({ TICK_MS: "0" }, "TICK_MS");
   bad({ TLS_CERT: "/x" }, "TLS_CERT and TLS_KEY");
   expect(() => resolveConfig({ logLevel: "loud" })).toThrow(ConfigError);
+});
+
+test("a gossip bind address may be a name (Fly's fly-local-6pn): it is resolved to an IP", async () => {
+  expect(await resolveBindAddress("GOSSIP_ADDR", "[::1]:7946")).toBe("[::1]:7946");
+  expect(["127.0.0.1:7946", "[::1]:7946"]).toContain(await resolveBindAddress("GOSSIP_ADDR", "localhost:7946"));
 });
