@@ -31,3 +31,19 @@ test("a gossip bind address may be a name (Fly's fly-local-6pn): it is resolved 
   expect(await resolveBindAddress("GOSSIP_ADDR", "[::1]:7946")).toBe("[::1]:7946");
   expect(["127.0.0.1:7946", "[::1]:7946"]).toContain(await resolveBindAddress("GOSSIP_ADDR", "localhost:7946"));
 });
+
+test("on Fly.io the machine id, its stable .vm.<app>.internal name and the region are the defaults", () => {
+  const env = { FLY_MACHINE_ID: "148e4d2b", FLY_APP_NAME: "phalanx", FLY_REGION: "jnb", FLY_PRIVATE_IP: "fdaa:0:1::3", RPC_ADDR: "fly-local-6pn:9000", GOSSIP_ADDR: "fly-local-6pn:7946", CLUSTER_KEY: "0123456789abcdef0123" };
+  const c = resolveConfig(settingsFromEnv(env));
+  expect(c.id).toBe("148e4d2b");
+  expect(c.advertiseAddr).toBe("148e4d2b.vm.phalanx.internal:9000");
+  expect(c.region).toBe("jnb");
+  expect(c.discovery?.gossipEnv.GOSSIP_ADVERTISE).toBe("[fdaa:0:1::3]:7946");
+  // Explicit settings still win over the platform's.
+  expect(resolveConfig(settingsFromEnv({ ...env, NODE_ID: "lhr-1", REGION: "lhr" })).id).toBe("lhr-1");
+});
+
+test("a wildcard listen address needs ADVERTISE_ADDR: peers cannot dial [::]", () => {
+  expect(() => resolveConfig(settingsFromEnv({ RPC_ADDR: "[::]:9000" }))).toThrow("set ADVERTISE_ADDR");
+  expect(resolveConfig(settingsFromEnv({ RPC_ADDR: "[::]:9000", ADVERTISE_ADDR: "[::1]:9000" })).advertiseAddr).toBe("[::1]:9000");
+});
