@@ -144,10 +144,6 @@ export class Raft {
     );
   }
 
-  ticks(): number {
-    return this.now;
-  }
-
   transferTarget(): NodeId | null {
     return this.transferee;
   }
