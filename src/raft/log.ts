@@ -60,7 +60,7 @@ export class RaftLog {
   }
 
   /** §5.4.1: a candidate's log is at least as up to date as ours. */
-  isUpToDate(lastIndex: number, lastTerm: number): boolean {
+  candidateLogOk(lastIndex: number, lastTerm: number): boolean {
     const ourTerm = this.lastTerm();
     return lastTerm > ourTerm || (lastTerm === ourTerm && lastIndex >= this.lastIndex());
   }

@@ -298,7 +298,7 @@ export class Raft {
       this.vote === m.from ||
       (this.vote === null && this.lead === null) ||
       (m.type === "preVote" && m.term > this.term);
-    if (canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {
+    if (canVote && this.log.candidateLogOk(m.lastIndex, m.lastTerm)) {
       // A granted pre-vote answers in the term the candidate would use, so it does not look stale.
       this.send({ type: respType, from: this.id, to: m.from, term: m.term, reject: false });
       if (m.type === "vote") {

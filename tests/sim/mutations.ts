@@ -31,7 +31,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: "grant a vote without the up-to-date check (§5.4.1)",
     file: "src/raft/raft.ts",
-    find: "if (canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {",
+    find: "if (canVote && this.log.candidateLogOk(m.lastIndex, m.lastTerm)) {",
     replace: "if (canVote) {",
     profile: {},
   },
