@@ -382,24 +382,25 @@ export type KvInput =
 /** get -> { value }, put -> {}, cas -> { succeeded }; null when the outcome is unknown. */
 export type KvOutput = { value: number | null } | { succeeded: boolean } | Record<string, never> | null;
 
+function asRegisterInput(input: KvInput): RegisterInput {
+  switch (input.op) {
+    case "get":
+      return { op: "read" };
+    case "put":
+      return { op: "write", value: input.value };
+    case "cas":
+      return { op: "cas", from: input.expect, to: input.value };
+  }
+}
+
 /**
  * A key-value store of compare-and-set registers, all initially null. Partitioned by key, so the
  * state is the value of the one key of the partition being checked.
  */
 export const kvModel: Model<number | null, KvInput, KvOutput> = {
   init: () => null,
-  step(value, input, output) {
-    switch (input.op) {
-      case "get": {
-        const seen = readValue(output);
-        return { ok: seen === null || seen.value === value, state: value };
-      }
-      case "put":
-        return { ok: true, state: input.value };
-      case "cas":
-        return casStep(value, input.expect, input.value, casResult(output));
-    }
-  },
+  // Each key is a register: the same semantics under the KV operation names.
+  step: (value, input, output) => registerModel.step(value, asRegisterInput(input), output),
   key: (value) => String(value),
   partition(ops) {
     const byKey = new Map<string, Operation<KvInput, KvOutput>[]>();
