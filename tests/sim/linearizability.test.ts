@@ -118,7 +118,7 @@ describe("kvModel", () => {
 });
 
 describe("registerModel on Jepsen etcd histories", () => {
-  const dir = join(import.meta.dir, "../../../shared/data/jepsen-etcd-histories");
+  const dir = join(import.meta.dir, "data/jepsen-etcd-histories");
   const expected = JSON.parse(readFileSync(join(dir, "expected.json"), "utf8")) as Record<string, boolean>;
   let checkMs = 0;
 
