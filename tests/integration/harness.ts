@@ -1,5 +1,5 @@
-// Process-level test cluster: real `phalanx serve` processes on loopback over HTTP/2. Ports come
-// from the OS (bind port 0, release), waits poll a condition with a deadline, and every child is
+// Process-level test cluster: real `phalanx serve` processes on loopback over HTTP/2. Ports are
+// picked below the ephemeral range and checked free, waits poll a condition with a deadline, and every child is
 // tracked so afterAll can SIGKILL whatever is left, even after a failed assertion.
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -13,16 +13,22 @@ const ROOT = join(import.meta.dir, "..", "..");
 export const BUN = process.execPath;
 export const MAIN = join(ROOT, "main.ts");
 
+/**
+ * A port that is free now, below Linux's ephemeral range (32768-60999): a server a test restarts
+ * must get its port back, and an ephemeral port may meanwhile be taken by some outgoing connection.
+ * Random in 20000-32767 (so parallel suites rarely collide), checked by binding it, retried.
+ */
 export async function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_768);
+    const ok = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.once("error", () => resolve(false));
+      srv.listen(port, host, () => srv.close(() => resolve(true)));
     });
-  });
+    if (ok) return port;
+  }
+  throw new Error(`no free port in 20000-32767 on ${host}`);
 }
 
 /** Thrown from a waitFor check to stop waiting at once (e.g. a node process died). */
