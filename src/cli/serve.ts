@@ -35,6 +35,7 @@ const FLAGS = {
   snapshotEvery: "snapshot-every",
   catchupEntries: "catchup-entries",
   logLevel: "log-level",
+  logFormat: "log-format",
   advertiseAddr: "advertise-addr",
   region: "region",
   gossipAddr: "gossip-addr",
@@ -90,7 +91,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     if (err instanceof ConfigError) return fail(EXIT.usage, err.message);
     throw err;
   }
-  const log = createLogger(config.id, config.logLevel);
+  const log = createLogger(config.id, { minLevel: config.logLevel, format: config.logFormat });
   let started: Started | number;
   try {
     started = config.discovery === null ? await startStatic(config, log) : await startWithGossip(config, config.discovery, log);

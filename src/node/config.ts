@@ -8,7 +8,7 @@ import type { NodeId } from "../raft/types.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { DEFAULT_AUTOPILOT } from "./membership/autopilot.ts";
 import { nodeIdSchema } from "../transport/codec.ts";
-import type { Level } from "./log.ts";
+import type { Level, LogFormat } from "./log.ts";
 
 export interface TlsFiles {
   cert: string;
@@ -54,6 +54,7 @@ export interface NodeConfig {
   /** Entries kept below a snapshot, so a follower slightly behind catches up from the log (etcd: snapshot-catchup-entries). */
   catchupEntries: number;
   logLevel: Level;
+  logFormat: LogFormat;
 }
 
 /** The settings as strings, from env or flags (flags win). */
@@ -95,6 +96,7 @@ export const ENV = {
   gossipIntervalMs: "GOSSIP_INTERVAL_MS",
   gossipPushPullIntervalMs: "GOSSIP_PUSH_PULL_INTERVAL_MS",
   logLevel: "LOG_LEVEL",
+  logFormat: "LOG_FORMAT",
 } as const;
 
 export class ConfigError extends Error {
@@ -213,6 +215,8 @@ export function resolveConfig(s: RawSettings): NodeConfig {
   if (level !== "debug" && level !== "info" && level !== "warn" && level !== "error") {
     throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got "${level}"`);
   }
+  const logFormat = s.logFormat ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") throw new ConfigError(`LOG_FORMAT must be text (logfmt) or json, got "${logFormat}"`);
   return {
     id,
     dataDir: s.dataDir ?? "./data",
@@ -232,6 +236,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     snapshotEvery: positiveInt("SNAPSHOT_EVERY", s.snapshotEvery, 10_000),
     catchupEntries: positiveInt("CATCHUP_ENTRIES", s.catchupEntries, 5_000),
     logLevel: level,
+    logFormat,
   };
 }
 

@@ -1,7 +1,14 @@
-// Plain one-line logs on stderr: "<iso time> <level> [<node>] <message> key=value...". Operators
-// read them with their eyes and grep, so no JSON; values with spaces are quoted.
+// One line per event on stderr, in one of two formats:
+// - `text` (default): logfmt, `ts=<iso> level=info node=n1 msg="became leader" term=3`. Readable
+//   by eye, greppable, and parsed by every log shipper that knows logfmt (Loki, Vector, Heroku's).
+//   A value is quoted (JSON string escapes) when it is empty or holds a space, `=`, `"` or a
+//   control character, so a line always splits back into the same key=value pairs.
+// - `json` (LOG_FORMAT=json): one JSON object per line with the same keys, for shipping.
+// The message is a fixed phrase and the facts go in fields, so a search for a phrase finds every
+// occurrence whatever the values were.
 
 export type Level = "debug" | "info" | "warn" | "error";
+export type LogFormat = "text" | "json";
 
 const ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
@@ -12,16 +19,49 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-function format(v: unknown): string {
-  const s = v instanceof Error ? v.message : typeof v === "string" ? v : JSON.stringify(v);
-  return /[\s"=]/.test(s ?? "") ? JSON.stringify(s) : String(s);
+export interface LoggerOptions {
+  minLevel?: Level;
+  format?: LogFormat;
+  write?: (line: string) => void;
 }
 
-export function createLogger(node: string, minLevel: Level = "info", write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
+/** A field's value as plain data: errors by their message, everything else as it is. */
+function plain(v: unknown): unknown {
+  if (v instanceof Error) return v.message;
+  if (typeof v === "bigint") return v.toString();
+  return v;
+}
+
+function logfmtValue(v: unknown): string {
+  const p = plain(v);
+  const s = typeof p === "string" ? p : p === undefined ? "" : JSON.stringify(p);
+  return s === "" || /[\s"=\\\u0000-\u001f\u007f]/.test(s) ? JSON.stringify(s) : s;
+}
+
+/** A key stays a bare word: anything else in it becomes `_`, so it cannot break the line apart. */
+function logfmtKey(k: string): string {
+  const safe = k.replace(/[^A-Za-z0-9_.\-]/g, "_");
+  return safe === "" ? "_" : safe;
+}
+
+export function formatLine(format: LogFormat, ts: string, level: Level, node: string, msg: string, fields?: Record<string, unknown>): string {
+  if (format === "json") {
+    const obj: Record<string, unknown> = { ts, level, node, msg };
+    for (const [k, v] of Object.entries(fields ?? {})) if (!(k in obj)) obj[k] = plain(v);
+    return `${JSON.stringify(obj)}\n`;
+  }
+  let line = `ts=${ts} level=${level} node=${logfmtValue(node)} msg=${logfmtValue(msg)}`;
+  for (const [k, v] of Object.entries(fields ?? {})) line += ` ${logfmtKey(k)}=${logfmtValue(v)}`;
+  return `${line}\n`;
+}
+
+export function createLogger(node: string, opts: LoggerOptions = {}): Logger {
+  const minLevel = opts.minLevel ?? "info";
+  const format = opts.format ?? "text";
+  const write = opts.write ?? ((l: string) => void process.stderr.write(l));
   const emit = (level: Level, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < ORDER[minLevel]) return;
-    const extra = fields === undefined ? "" : Object.entries(fields).map(([k, v]) => ` ${k}=${format(v)}`).join("");
-    write(`${new Date().toISOString()} ${level.toUpperCase()} [${node}] ${msg}${extra}\n`);
+    write(formatLine(format, new Date().toISOString(), level, node, msg, fields));
   };
   return {
     debug: (m, f) => emit("debug", m, f),

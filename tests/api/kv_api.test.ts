@@ -16,7 +16,7 @@ let node: PhalanxNode;
 let app: Hono;
 
 beforeAll(async () => {
-  const log = createLogger("n1", "warn");
+  const log = createLogger("n1", { minLevel: "warn" });
   node = PhalanxNode.open(resolveConfig({ id: "n1", dataDir: dir, rpcAddr: "127.0.0.1:0", tickMs: "20" }), log);
   node.run();
   app = nodeApp(node, log);

@@ -29,7 +29,7 @@ const put = (key: string, value: string) =>
   app.request(`/v1/kv/${key}?timeout=2000`, { method: "PUT", body: JSON.stringify({ value }), headers: { "content-type": "application/json" } });
 
 beforeAll(async () => {
-  const log = createLogger("n1", "error");
+  const log = createLogger("n1", { minLevel: "error" });
   node = PhalanxNode.open(resolveConfig({ id: "n1", dataDir: dir, rpcAddr: "127.0.0.1:0", tickMs: "20" }), log);
   node.run();
   app = nodeApp(node, log);
