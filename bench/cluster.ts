@@ -44,12 +44,16 @@ export async function stopChildren(procs: Subprocess[] = [...children], graceMs 
 export function workDir(prefix: string): { root: string; keep: () => void } {
   const root = mkdtempSync(join(tmpdir(), prefix));
   let keepLogs = false;
+  // Interrupted on purpose: the failures that follow (children killed under the run) are not
+  // worth keeping logs for.
+  let interrupted = false;
   process.on("exit", () => {
     for (const c of children) c.kill("SIGKILL");
-    if (!keepLogs) rmSync(root, { recursive: true, force: true });
+    if (!keepLogs || interrupted) rmSync(root, { recursive: true, force: true });
   });
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.on(sig, () => {
+      interrupted = true;
       process.stderr.write(`\n${sig}: stopping every child\n`);
       void stopChildren([...children], 2000).finally(() => process.exit(130));
     });

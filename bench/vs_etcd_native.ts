@@ -76,6 +76,8 @@ interface Phase {
   lastError: string;
   genCpuUsPerOp: number;
   serverCpuUsPerOp: number;
+  /** Per member, leader first, then in member order (leader+1 is the "→ follower" target). */
+  memberCpuUsPerOp: number[] | null;
 }
 
 const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "n/a");
@@ -113,6 +115,21 @@ function table(phases: Phase[]): string {
       if (x.errors > 0) notes.push(`${x.system}, ${t}, round ${x.round}: ${x.errors} failed requests (not counted), last: ${x.lastError}`);
       if (x.leaderChanged) notes.push(`${x.system}, ${t}, round ${x.round}: the leader changed during the phase`);
     }
+  }
+  lines.push(
+    "",
+    "Server CPU split by member (µs per request, medians): the leader, then leader+1 (the follower that \"→ follower\" tests send to), then leader+2.",
+    "",
+    "| test | etcd leader · leader+1 · leader+2 | phalanx leader · leader+1 · leader+2 |",
+    "|---|---|---|",
+  );
+  for (const t of tests) {
+    const split = (s: Phase["system"]) => {
+      const xs = phases.filter((p) => p.test === t && p.system === s && p.memberCpuUsPerOp !== null);
+      const n = Math.max(0, ...xs.map((x) => x.memberCpuUsPerOp!.length));
+      return Array.from({ length: n }, (_, i) => int(median(xs.map((x) => x.memberCpuUsPerOp![i]!)))).join(" · ");
+    };
+    lines.push(`| ${t} | ${split("etcd")} | ${split("phalanx")} |`);
   }
   if (notes.length > 0) lines.push("", ...notes.map((n) => `- ${n}`));
   return lines.join("\n");

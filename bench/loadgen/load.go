@@ -29,6 +29,9 @@ type result struct {
 	LastError        string  `json:"lastError"`
 	GenCPUUsPerOp    float64 `json:"genCpuUsPerOp"`
 	ServerCPUUsPerOp float64 `json:"serverCpuUsPerOp"`
+	// MemberCPUUsPerOp splits ServerCPUUsPerOp by member, starting at the leader and going on in
+	// member order: [leader, leader+1, leader+2]. leader+1 is the follower "→ follower" tests use.
+	MemberCPUUsPerOp []float64 `json:"memberCpuUsPerOp"`
 }
 
 // Phase states, read by every simulated client after each request.
@@ -137,8 +140,14 @@ func runPhase(sys system, pids []int, t test, cfg config) (result, error) {
 	r.P50Ms = percentileMs(all, 0.50)
 	r.P99Ms = percentileMs(all, 0.99)
 	if r.Ops > 0 {
-		r.GenCPUUsPerOp = (gen1 - gen0).Seconds() * 1e6 / float64(r.Ops)
-		r.ServerCPUUsPerOp = (srv1 - srv0).Seconds() * 1e6 / float64(r.Ops)
+		perOp := func(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(r.Ops) }
+		r.GenCPUUsPerOp = perOp(gen1 - gen0)
+		for i := range pids {
+			m := (leader + i) % len(pids)
+			used := perOp(srv1[m] - srv0[m])
+			r.MemberCPUUsPerOp = append(r.MemberCPUUsPerOp, used)
+			r.ServerCPUUsPerOp += used
+		}
 	}
 	after, err := sys.findLeader()
 	r.LeaderChanged = err != nil || after != leader
@@ -174,31 +183,31 @@ func selfCPU() time.Duration {
 // userHz is the unit of utime/stime in /proc/<pid>/stat: USER_HZ, 100 on every Linux ABI Go runs on.
 const userHz = 100
 
-// serverCPU is the summed user + system time of the given processes so far.
-func serverCPU(pids []int) (time.Duration, error) {
-	var ticks int64
+// serverCPU is the user + system time of each of the given processes so far.
+func serverCPU(pids []int) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, len(pids))
 	for _, pid := range pids {
 		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		// The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
 		s := string(raw)
 		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 		// fields[0] is field 3 (state), so utime (14) and stime (15) are fields[11] and fields[12].
 		if len(fields) < 13 {
-			return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+			return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
 		}
 		var u, st int64
 		if _, err := fmt.Sscan(fields[11], &u); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if _, err := fmt.Sscan(fields[12], &st); err != nil {
-			return 0, err
+			return nil, err
 		}
-		ticks += u + st
+		out = append(out, time.Duration(u+st)*time.Second/userHz)
 	}
-	return time.Duration(ticks) * time.Second / userHz, nil
+	return out, nil
 }
 
 // waitLeader polls until the system names a leader, up to waitS seconds.

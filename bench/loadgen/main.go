@@ -109,9 +109,9 @@ func main() {
 	var etcdEps, etcdPids, phxEps, phxPids, phxToken string
 	var timeoutMs int
 	flag.StringVar(&etcdEps, "etcd", "", "etcd client endpoints host:port,host:port,...")
-	flag.StringVar(&etcdPids, "etcd-pids", "", "pids of the etcd members (for their CPU time)")
+	flag.StringVar(&etcdPids, "etcd-pids", "", "pids of the etcd members, in --etcd order (for their CPU time)")
 	flag.StringVar(&phxEps, "phalanx", "", "phalanx endpoints host:port,...")
-	flag.StringVar(&phxPids, "phalanx-pids", "", "pids of the phalanx nodes (for their CPU time)")
+	flag.StringVar(&phxPids, "phalanx-pids", "", "pids of the phalanx nodes, in --phalanx order (for their CPU time)")
 	flag.StringVar(&phxToken, "phalanx-token", "", "client bearer token for phalanx (sent as Authorization: Bearer <token>)")
 	flag.Float64Var(&cfg.durationS, "duration", 5, "measured seconds per phase")
 	flag.Float64Var(&cfg.warmupS, "warmup", 1, "seconds of the same load before each measured phase")
@@ -172,6 +172,11 @@ func main() {
 	if len(suts) == 0 {
 		fail("give --etcd and/or --phalanx endpoints")
 	}
+	for _, s := range suts {
+		if len(s.pids) != len(s.sys.endpoints()) {
+			fail("%s: %d pids for %d endpoints (one pid per member, in the same order)", s.sys.name(), len(s.pids), len(s.sys.endpoints()))
+		}
+	}
 	defer func() {
 		for _, s := range suts {
 			s.sys.close()
@@ -206,14 +211,22 @@ func main() {
 					fail("%s: %s: %v", s.sys.name(), t.name, err)
 				}
 				r.Round = round
-				progress("round %d %s: %s: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, server %.0f µs/op, generator %.0f µs/op, %d errors%s",
-					round, s.sys.name(), t.name, r.OpsPerSec, r.P50Ms, r.P99Ms, r.ServerCPUUsPerOp, r.GenCPUUsPerOp, r.Errors, lastErr(r))
+				progress("round %d %s: %s: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, server %.0f µs/op (leader first: %s), generator %.0f µs/op, %d errors%s",
+					round, s.sys.name(), t.name, r.OpsPerSec, r.P50Ms, r.P99Ms, r.ServerCPUUsPerOp, joinUs(r.MemberCPUUsPerOp), r.GenCPUUsPerOp, r.Errors, lastErr(r))
 				if err := out.Encode(r); err != nil {
 					fail("writing result: %v", err)
 				}
 			}
 		}
 	}
+}
+
+func joinUs(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'f', 0, 64)
+	}
+	return strings.Join(parts, " · ")
 }
 
 func lastErr(r result) string {
