@@ -210,10 +210,29 @@ func serverCPU(pids []int) ([]time.Duration, error) {
 	return out, nil
 }
 
-// waitLeader polls until the system names a leader, up to waitS seconds.
-func waitLeader(sys system, waitS float64) (int, error) {
+// exitedMember names the first of pids that has exited (gone, or a zombie not yet reaped).
+func exitedMember(pids []int) error {
+	for _, pid := range pids {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return fmt.Errorf("member pid %d has exited", pid)
+		}
+		s := string(raw)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 0 && f[0] == "Z" {
+			return fmt.Errorf("member pid %d has exited", pid)
+		}
+	}
+	return nil
+}
+
+// waitLeader polls until the system names a leader, up to waitS seconds, and gives up at once
+// when one of its members has exited.
+func waitLeader(sys system, pids []int, waitS float64) (int, error) {
 	deadline := time.Now().Add(seconds(waitS))
 	for {
+		if err := exitedMember(pids); err != nil {
+			return 0, fmt.Errorf("%s: %v", sys.name(), err)
+		}
 		i, err := sys.findLeader()
 		if err == nil {
 			progress("%s: leader %s", sys.name(), sys.endpoints()[i])

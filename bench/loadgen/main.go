@@ -184,7 +184,7 @@ func main() {
 	}()
 
 	for _, s := range suts {
-		if _, err := waitLeader(s.sys, cfg.leaderWaitS); err != nil {
+		if _, err := waitLeader(s.sys, s.pids, cfg.leaderWaitS); err != nil {
 			fail("%v", err)
 		}
 		progress("%s: writing %d keys of %d bytes", s.sys.name(), cfg.keys, cfg.valueBytes)
