@@ -41,7 +41,7 @@ export async function stopChildren(procs: Subprocess[] = [...children], graceMs 
  * A temporary directory for data dirs and logs, removed on exit unless `keep()` was called
  * (after a failure, so the servers' logs stay for a look); SIGINT/SIGTERM stop every child first.
  */
-export function workDir(prefix: string): { root: string; keep: () => void } {
+export function workDir(prefix: string): { root: string; keep: () => void; interrupted: () => boolean } {
   const root = mkdtempSync(join(tmpdir(), prefix));
   let keepLogs = false;
   // Interrupted on purpose: the failures that follow (children killed under the run) are not
@@ -58,7 +58,7 @@ export function workDir(prefix: string): { root: string; keep: () => void } {
       void stopChildren([...children], 2000).finally(() => process.exit(130));
     });
   }
-  return { root, keep: () => (keepLogs = true) };
+  return { root, keep: () => (keepLogs = true), interrupted: () => interrupted };
 }
 
 // ---- tools from Debian -----------------------------------------------------------------------------

@@ -126,7 +126,7 @@ async function once(system: string, root: string): Promise<Timing> {
 
 const summary = (xs: number[]) => `min ${Math.min(...xs).toFixed(0)} · median ${median(xs).toFixed(0)} · max ${Math.max(...xs).toFixed(0)} ms`;
 
-const { root, keep } = workDir("phalanx-startup-");
+const { root, keep, interrupted } = workDir("phalanx-startup-");
 try {
   if (SYSTEMS.includes("etcd")) ensureDebian([{ pkg: "etcd-server", file: ETCD_BIN }]);
   const results = new Map<string, Timing[]>(SYSTEMS.map((s) => [s, []]));
@@ -151,7 +151,8 @@ try {
   process.stdout.write(`${lines.join("\n")}\n`);
 } catch (err) {
   keep();
-  process.stderr.write(`startup: ${err instanceof Error ? err.message : String(err)} (logs kept in ${root})\n`);
+  // After Ctrl-C the children were killed under the run: that failure is ours, not news.
+  if (!interrupted()) process.stderr.write(`startup: ${err instanceof Error ? err.message : String(err)} (logs kept in ${root})\n`);
   await stopChildren();
   process.exitCode = 1;
 }

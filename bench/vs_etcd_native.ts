@@ -137,7 +137,7 @@ function table(phases: Phase[]): string {
 
 // ---- run ---------------------------------------------------------------------------------------------
 
-const { root, keep } = workDir("phalanx-vs-etcd-native-");
+const { root, keep, interrupted } = workDir("phalanx-vs-etcd-native-");
 let clusters: Cluster[] = [];
 try {
   buildLoadgen();
@@ -171,7 +171,8 @@ try {
   await stopChildren();
 } catch (err) {
   keep();
-  process.stderr.write(`vs_etcd_native: ${err instanceof Error ? err.message : String(err)} (logs kept in ${root})\n`);
+  // After Ctrl-C the children were killed under the run: that failure is ours, not news.
+  if (!interrupted()) process.stderr.write(`vs_etcd_native: ${err instanceof Error ? err.message : String(err)} (logs kept in ${root})\n`);
   await stopChildren();
   process.exitCode = 1;
 }
