@@ -149,6 +149,11 @@ export interface PhalanxOptions {
   binary?: string;
   /** Extra server settings (e.g. client credentials), on top of the cluster's own. */
   env?: Record<string, string>;
+  /**
+   * Profile each node with Bun's sampling CPU profiler, written as markdown into
+   * `<cpuProfDir>/<node id>/` when the node exits (on the graceful stop at the end of a run).
+   */
+  cpuProfDir?: string;
 }
 
 /**
@@ -162,11 +167,17 @@ export async function startPhalanx(root: string, opts: PhalanxOptions = {}): Pro
   for (let i = 0; i < MEMBERS; i++) addrs.push(`127.0.0.1:${await freePort()}`);
   const peers = ids.map((id, i) => `${id}=${addrs[i]}`).join(",");
   const key = randomBytes(24).toString("hex");
-  const cmd = opts.binary !== undefined ? [opts.binary, "serve"] : [process.execPath, join(REPO, "main.ts"), "serve"];
+  if (opts.binary !== undefined && opts.cpuProfDir !== undefined) throw new Error("CPU profiles need `bun main.ts`, not a compiled binary");
+  const cmd = (id: string) =>
+    opts.binary !== undefined
+      ? [opts.binary, "serve"]
+      : opts.cpuProfDir !== undefined
+        ? [process.execPath, "--cpu-prof-md", `--cpu-prof-dir=${join(opts.cpuProfDir, id)}`, join(REPO, "main.ts"), "serve"]
+        : [process.execPath, join(REPO, "main.ts"), "serve"];
   const logs = ids.map((id) => join(root, `${id}.log`));
   const startedAt = performance.now();
   const procs = ids.map((id, i) =>
-    spawnLogged(cmd, { NODE_ID: id, DATA_DIR: join(root, "phalanx", id), RPC_ADDR: addrs[i]!, PEERS: peers, CLUSTER_KEY: key, ...opts.env }, logs[i]!),
+    spawnLogged(cmd(id), { NODE_ID: id, DATA_DIR: join(root, "phalanx", id), RPC_ADDR: addrs[i]!, PEERS: peers, CLUSTER_KEY: key, ...opts.env }, logs[i]!),
   );
   return { system: "phalanx", addrs, procs, logs, startedAt };
 }

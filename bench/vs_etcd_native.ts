@@ -6,13 +6,15 @@
 //
 // Usage: bun bench/vs_etcd_native.ts [--duration 5] [--warmup 1] [--rounds 3] [--only <text>]
 //          [--conns 1] [--keys 10000] [--value-bytes 100] [--binary ./phalanx] [--token <t>]
-//          [--phalanx-env KEY=VALUE ...] [--json results.jsonl]
+//          [--phalanx-env KEY=VALUE ...] [--json results.jsonl] [--cpu-prof <dir>]
 //   (npm run bench:etcd -- <flags>)
+// --cpu-prof profiles each phalanx node (Bun's sampling profiler, markdown, <dir>/<node id>/, written
+// when the nodes stop at the end); narrow the run with --only to profile one load.
 // Installs what is missing from Debian (golang-go, golang-etcd-server-dev, golang-golang-x-net-dev,
 // etcd-server; needs root), builds the generator into bench/.build (GOPATH mode, offline).
 import { spawnSync } from "bun";
 import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type Cluster, ETCD_BIN, GO_BIN, GOCODE, REPO, ensureDebian, exited, median, parseEnvPairs, startEtcd, startPhalanx, stopChildren, track, workDir } from "./cluster.ts";
 
@@ -30,6 +32,7 @@ const { values: args } = parseArgs({
     token: { type: "string" },
     "phalanx-env": { type: "string", multiple: true, default: [] },
     json: { type: "string" },
+    "cpu-prof": { type: "string" },
   },
   strict: true,
 });
@@ -141,8 +144,16 @@ const { root, keep, interrupted } = workDir("phalanx-vs-etcd-native-");
 let clusters: Cluster[] = [];
 try {
   buildLoadgen();
-  clusters = [await startEtcd(root), await startPhalanx(root, { ...(args.binary === undefined ? {} : { binary: args.binary }), env: parseEnvPairs(args["phalanx-env"]) })];
+  clusters = [
+    await startEtcd(root),
+    await startPhalanx(root, {
+      ...(args.binary === undefined ? {} : { binary: args.binary }),
+      ...(args["cpu-prof"] === undefined ? {} : { cpuProfDir: resolve(args["cpu-prof"]) }),
+      env: parseEnvPairs(args["phalanx-env"]),
+    }),
+  ];
   const [etcd, phalanx] = clusters as [Cluster, Cluster];
+  process.stderr.write(`phalanx nodes: ${phalanx.addrs.map((a, i) => `n${i + 1}=${a}`).join(" ")}\n`);
   const pids = (c: Cluster) => c.procs.map((p) => p.pid).join(",");
   // prettier-ignore
   const gen = track(Bun.spawn([
@@ -169,6 +180,7 @@ try {
     `phalanx ${args.binary ?? "bun main.ts"} via h2c, raw values.`;
   process.stdout.write(`${header}\n\n${table(phases)}\n`);
   await stopChildren();
+  if (args["cpu-prof"] !== undefined) process.stderr.write(`CPU profiles of the phalanx nodes: ${resolve(args["cpu-prof"])}/<node id>/\n`);
 } catch (err) {
   keep();
   // After Ctrl-C the children were killed under the run: that failure is ours, not news.
