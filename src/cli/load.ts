@@ -1,6 +1,6 @@
 // A closed-loop load generator: `concurrency` workers, each with one request in flight, for
 // `durationS` seconds, over keys bench/0..keys-1, reads with probability `reads`. What a request
-// is stays pluggable, so `phalanx bench` and bench/vs_etcd.ts drive servers with the same shape.
+// is stays pluggable (`phalanx bench` passes the phalanx API request).
 
 /** One request; resolves with whether it counts as a success (a failure names its cause). */
 export type LoadOp = (op: { key: string; read: boolean }) => Promise<{ ok: true } | { ok: false; error: string }>;
