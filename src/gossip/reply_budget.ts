@@ -1,0 +1,58 @@
+// How many packets the gossip core may send in answer to one source address: a token bucket per
+// source, on the core's clock (deterministic, so the simulator runs it). Without it one ping
+// packet holding a thousand pings returned a thousand acks (issue 9): an amplifier for whoever
+// can replay a sealed packet from a spoofed address. Answers go only to known members' addresses
+// (swim.ts), so this bounds what a replayer can make us send to any one member.
+
+export interface ReplyBudgetConfig {
+  /** Answers a source may draw at once. */
+  burst: number;
+  /** Tokens regained per second. */
+  perSecond: number;
+  /** Sources tracked at most; past it, new sources get no answers until idle ones are forgotten. */
+  maxSources: number;
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+export class ReplyBudget {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(private readonly cfg: ReplyBudgetConfig) {
+    if (!(cfg.burst >= 1 && cfg.perSecond > 0 && cfg.maxSources >= 1)) throw new Error("reply budget needs burst >= 1, perSecond > 0, maxSources >= 1");
+  }
+
+  /** Takes one token for `source`; false when it has none left. */
+  take(now: number, source: string): boolean {
+    let b = this.buckets.get(source);
+    if (b === undefined) {
+      if (this.buckets.size >= this.cfg.maxSources) return false;
+      b = { tokens: this.cfg.burst, at: now };
+      this.buckets.set(source, b);
+    }
+    this.refill(now, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /** Forgets sources whose bucket is full again: they cost nothing to recreate. */
+  prune(now: number): void {
+    for (const [source, b] of this.buckets) {
+      this.refill(now, b);
+      if (b.tokens >= this.cfg.burst) this.buckets.delete(source);
+    }
+  }
+
+  size(): number {
+    return this.buckets.size;
+  }
+
+  private refill(now: number, b: Bucket): void {
+    b.tokens = Math.min(this.cfg.burst, b.tokens + ((now - b.at) / 1000) * this.cfg.perSecond);
+    b.at = now;
+  }
+}
