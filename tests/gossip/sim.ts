@@ -172,6 +172,14 @@ export class Sim {
     return n;
   }
 
+  /** Delivers a plaintext packet to `to` as if from `fromAddr` (an attacker's, or a replay). */
+  inject(to: string, fromAddr: string, bytes: Uint8Array): boolean {
+    const n = this.node(to);
+    const ok = n.swim.receive(this.now, fromAddr, bytes);
+    this.flush(n);
+    return ok;
+  }
+
   private step(): void {
     this.now += this.stepMs;
     this.agenda.sort((a, b) => a.at - b.at || a.order - b.order);
