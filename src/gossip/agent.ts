@@ -309,7 +309,7 @@ export class GossipAgent {
     try {
       if (!this.core.receive(performance.now(), from, plain)) {
         this.c.malformed++;
-        this.warn.warn(performance.now(), "malformed", "gossip: dropped a malformed packet", { from, bytes: bytes.length });
+        this.warn.warn(performance.now(), "malformed", "gossip: dropped a malformed packet or message (the rest of the packet was handled)", { from, bytes: bytes.length });
       }
     } catch (err) {
       this.internalError(err);
