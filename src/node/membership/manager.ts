@@ -2,12 +2,13 @@
 // hands gossip's addresses to the transport, and on the leader asks the autopilot for the next
 // change, proposes it and logs why. Decisions are kept for `phalanx members`.
 //
-// Gossip alone never changes the configuration (issue 9): before proposing addLearner the leader
-// asks the advertised rpc address to prove, over a signed peer call (identity_route.ts), that it
-// holds the cluster credential, is the node id gossip named and is in our cluster; before
-// proposing a removal it asks the server too, and a server that answers is not removed however
-// dead gossip says it is. A failed proof keeps that server out of the autopilot's picks for
-// REFUSED_BACKOFF_MS, so a fake member cannot hold up real ones.
+// Gossip alone never changes the configuration (issue 9): before proposing addLearner (or
+// addVoter, whose address also comes from gossip) the leader asks the advertised rpc address to
+// prove, over a signed peer call (identity_route.ts), that it holds the cluster credential, is
+// the node id gossip named and is in our cluster; before proposing a removal it asks the server
+// too, and a server that answers is not removed however dead gossip says it is. A failed proof
+// keeps that server out of the autopilot's picks for REFUSED_BACKOFF_MS, so a fake member cannot
+// hold up real ones.
 import type { GossipAgent } from "../../gossip/agent.ts";
 import type { Member } from "../../gossip/member.ts";
 import type { NodeId } from "../../raft/types.ts";
@@ -102,7 +103,8 @@ export class MembershipManager {
     const d = this.autopilot.next(now, view, servers, unverified);
     if (d === null) return;
     const change = `${d.change.op} ${d.change.node}`;
-    if (d.change.op === "addLearner" && !this.proven(now, d.change.node, d.change.context, "must prove")) return;
+    // addVoter too: its context (the address Raft will store) comes from gossip as well.
+    if ((d.change.op === "addLearner" || d.change.op === "addVoter") && !this.proven(now, d.change.node, d.change.context, "must prove")) return;
     if (d.change.op === "remove") {
       const addr = this.node.members().find((m) => m.id === d.change.node)?.address || servers.find((x) => x.id === d.change.node)?.rpcAddr || "";
       // Here a proof is the reason NOT to act: a server that answers is alive, whatever gossip says.
