@@ -71,7 +71,9 @@ ${Object.entries(FLAGS)
 
 PEERS is the static bootstrap list "id=host:port,..." including this node; it is used only when
 the data dir is new (a restart uses the membership stored in the data dir). A multi-node cluster
-needs CLUSTER_KEY (≥ 16 bytes, the same on every node) or TLS_CA for mutual TLS.
+needs CLUSTER_KEY (≥ 16 bytes, the same on every node) or TLS_CA for mutual TLS. Gossip is
+always encrypted and authenticated: with GOSSIP_KEY, else with a key derived from CLUSTER_KEY; a
+cluster with TLS_CA and no CLUSTER_KEY must set GOSSIP_KEY.
 `;
 
 export async function serveCommand(argv: string[]): Promise<number> {

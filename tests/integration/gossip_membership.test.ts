@@ -1,7 +1,8 @@
 // Zero-conf clusters end to end, over ::1: servers with only a gossip seed and BOOTSTRAP_EXPECT=3
 // form one Raft cluster and serve writes; a 4th and 5th are found by gossip and promoted to
 // voters by the leader's autopilot; a voter killed with -9 is removed after the cleanup window
-// and the cluster keeps serving.
+// and the cluster keeps serving. Gossip is sealed with the key derived from the harness's
+// CLUSTER_KEY, and every addition passes the leader's identity check.
 import { afterAll, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
