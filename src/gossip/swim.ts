@@ -397,9 +397,10 @@ export class Swim {
         if (this.relays.size >= MAX_RELAYS) return;
         // Probe only members we know, at the address we know: a ping-req must not make us send
         // to an address of the requester's choosing (m.targetAddr is not used for that reason).
+        // Any state: a member we hold dead may be alive, and the requester wants our nack anyway.
         const target = this.table.get(m.target);
         const requesterAddr = this.replyAddr(m.from);
-        if (target === undefined || target.id === this.id || (target.state !== "alive" && target.state !== "suspect")) return;
+        if (target === undefined || target.id === this.id) return;
         if (requesterAddr === null || !this.mayReply(now, fromAddr)) return;
         const seq = this.nextSeq();
         this.relays.set(seq, {
