@@ -15,7 +15,7 @@ import { findCluster, readClusterId, staticClusterId, writeClusterId } from "../
 import { MembershipManager } from "../node/membership/manager.ts";
 import { DB_FILE } from "../storage/data_dir.ts";
 import type { PeerAuth } from "../transport/auth.ts";
-import { H2Client, type ClientTls } from "../transport/h2_client.ts";
+import type { ClientTls } from "../transport/h2_client.ts";
 import { identityRoute, verifyIdentity } from "../transport/identity_route.ts";
 import { PhalanxNode } from "../node/node.ts";
 import { StorageError } from "../storage/errors.ts";
