@@ -14,6 +14,9 @@ import { createLogger, type Logger } from "../node/log.ts";
 import { findCluster, readClusterId, staticClusterId, writeClusterId } from "../node/membership/formation.ts";
 import { MembershipManager } from "../node/membership/manager.ts";
 import { DB_FILE } from "../storage/data_dir.ts";
+import type { PeerAuth } from "../transport/auth.ts";
+import type { ClientTls } from "../transport/h2_client.ts";
+import { identityRoute, verifyIdentity } from "../transport/identity_route.ts";
 import { PhalanxNode } from "../node/node.ts";
 import { StorageError } from "../storage/errors.ts";
 import { serveApp, type RunningServer, type ServeOptions } from "../transport/server.ts";
@@ -69,7 +72,9 @@ ${Object.entries(FLAGS)
 
 PEERS is the static bootstrap list "id=host:port,..." including this node; it is used only when
 the data dir is new (a restart uses the membership stored in the data dir). A multi-node cluster
-needs CLUSTER_KEY (≥ 16 bytes, the same on every node) or TLS_CA for mutual TLS.
+needs CLUSTER_KEY (≥ 16 bytes, the same on every node) or TLS_CA for mutual TLS. Gossip is
+always encrypted and authenticated: with GOSSIP_KEY, else with a key derived from CLUSTER_KEY; a
+cluster with TLS_CA and no CLUSTER_KEY must set GOSSIP_KEY.
 `;
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -173,6 +178,10 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   const knownCluster = fresh ? null : readClusterId(config.dataDir);
   const gossipEnv = { ...discovery.gossipEnv };
   if (gossipEnv.GOSSIP_ADDR !== undefined) gossipEnv.GOSSIP_ADDR = await resolveBindAddress("GOSSIP_ADDR", gossipEnv.GOSSIP_ADDR);
+  // The same proof the node's Raft traffic uses (node.ts builds it the same way from the config).
+  const peerAuth: PeerAuth = config.clusterKey !== null ? { mode: "hmac", key: config.clusterKey } : { mode: "mtls" };
+  const tls = config.tls;
+  const peerTls: ClientTls | undefined = tls === null ? undefined : { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca }) };
   const agent = await GossipAgent.start({
     id: config.id,
     rpcAddr: config.advertiseAddr,
@@ -180,11 +189,15 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
     role: "candidate",
     cluster: knownCluster ?? "",
     ...gossipOptionsFromEnv(gossipEnv),
+    peerAuth,
+    ...(peerTls === undefined ? {} : { peerTls }),
     log: (level, msg, fields) => log[level](`gossip: ${msg}`, fields),
   });
+  let clusterId = knownCluster ?? "";
   let app: Hono | null = null;
   const root = new Hono();
-  root.route("/", pushPullRoute((bytes) => agent.handlePushPull(bytes)));
+  root.route("/", pushPullRoute(peerAuth, (bytes, from) => agent.handlePushPull(bytes, from)) as unknown as Hono);
+  root.route("/", identityRoute({ self: config.id, auth: peerAuth, cluster: () => clusterId }) as unknown as Hono);
   root.all("*", (c) => (app === null ? c.json({ error: "starting", message: "this server is still looking for its cluster" }, 503) : app.fetch(c.req.raw, c.env)));
   let server: RunningServer;
   try {
@@ -199,7 +212,6 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   };
   process.once("SIGTERM", stopEarly);
   process.once("SIGINT", stopEarly);
-  let clusterId = knownCluster ?? "";
   let peers = config.peers;
   if (fresh && !config.staticPeers) {
     const found = await findCluster(agent, config.id, discovery.bootstrapExpect, log, () => stopped);
@@ -233,6 +245,7 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
     { targetVoters: discovery.targetVoters, stabilizationMs: discovery.stabilizationMs, maxTrailingLogs: 250, cleanupDeadMs: discovery.cleanupDeadMs },
     clusterId,
     log,
+    (id, rpcAddr) => verifyIdentity({ client: node.client, auth: node.auth, self: config.id, node: id, rpcAddr, cluster: clusterId }),
   );
   membership.start();
   node.run();

@@ -8,12 +8,13 @@
 //     bind?: "[::]:7946",                   // GOSSIP_ADDR; port 0 picks a free port
 //     advertise?: "[fdaa::1]:7946",         // needed when bind is unspecified ("::", "0.0.0.0")
 //     config?: "lan" | "wan" | "local" | GossipConfig,
-//     keyring?: Keyring | null,             // GOSSIP_KEY; null sends plaintext (logged once)
+//     keyring: Keyring,                     // GOSSIP_KEY, or derived from CLUSTER_KEY: gossip is never plaintext
+//     peerAuth: PeerAuth, peerTls?,         // push-pull is a signed peer request (CLUSTER_KEY or mTLS)
 //     join?: string[], discoveryDns?: string,
-//     pushPull?: PushPullFn,                // default: an h2c client to the peer's rpcAddr
+//     pushPull?: PushPullFn,                // default: a signed HTTP/2 client to the peer's rpcAddr
 //     log?: GossipLog, seed?: number,
 //   });                                     // or gossipOptionsFromEnv(process.env) for the env part
-//   app.route("/", pushPullRoute((b) => agent.handlePushPull(b)));   // on the node's HTTP/2 server
+//   app.route("/", pushPullRoute(peerAuth, (b, from) => agent.handlePushPull(b, from)));   // on the node's HTTP/2 server
 //   agent.members(): Member[]               // id, incarnation, state alive|suspect|dead|left, meta
 //   agent.self(): Member
 //   agent.onEvent((e: MemberEvent) => ...): () => void   // join|update|suspect|dead|leave; returns unsubscribe
@@ -28,6 +29,8 @@ import { isIP } from "node:net";
 import { formatHostPort, parseHostPort } from "./address.ts";
 import { PRESETS, gossipConfig, type GossipConfig, type PresetName } from "./config.ts";
 import { discoverSeeds, parseJoin } from "./discovery.ts";
+import type { PeerAuth } from "../transport/auth.ts";
+import type { ClientTls } from "../transport/h2_client.ts";
 import { ENCRYPTION_OVERHEAD, Keyring } from "./keyring.ts";
 import type { Member, MemberEvent, MemberMeta, MemberState, Role } from "./member.ts";
 import { pushPullClient, type PushPullClient, type PushPullFn } from "./push_pull_route.ts";
@@ -50,7 +53,12 @@ export interface GossipAgentOptions {
   bind?: string;
   advertise?: string;
   config?: PresetName | GossipConfig;
-  keyring?: Keyring | null;
+  /** Gossip is always authenticated: there is no plaintext mode. */
+  keyring: Keyring;
+  /** How push-pull requests prove who sends them (the node's peer auth). */
+  peerAuth: PeerAuth;
+  /** TLS for push-pull when the node serves TLS. */
+  peerTls?: ClientTls;
   join?: readonly string[];
   discoveryDns?: string;
   pushPull?: PushPullFn;
@@ -66,6 +74,8 @@ export interface GossipCounters {
   bytesOut: number;
   malformed: number;
   decryptFailures: number;
+  /** Authentic packets sealed outside the accepted epochs: replays (or a clock off by > 30 s). Also counted in decryptFailures. */
+  stale: number;
   sendErrors: number;
   /** Asynchronous socket errors, e.g. ICMP port unreachable after sending to a dead peer. */
   socketErrors: number;
@@ -79,7 +89,6 @@ export interface GossipCounters {
   members: Record<MemberState, number>;
 }
 
-/** The environment's part of the options: GOSSIP_ADDR, GOSSIP_ADVERTISE (or FLY_PRIVATE_IP), GOSSIP_KEY, JOIN, DISCOVERY_DNS, GOSSIP_PRESET. */
 /** Tuning variables that override single parameters of the preset. */
 export const GOSSIP_TUNING_ENV = {
   GOSSIP_PROBE_INTERVAL_MS: "probeIntervalMs",
@@ -91,6 +100,10 @@ export const GOSSIP_TUNING_ENV = {
   GOSSIP_PUSH_PULL_INTERVAL_MS: "pushPullIntervalMs",
 } as const satisfies Record<string, keyof GossipConfig>;
 
+/**
+ * The environment's part of the options: GOSSIP_ADDR, GOSSIP_ADVERTISE (or FLY_PRIVATE_IP),
+ * GOSSIP_KEY (else derived from CLUSTER_KEY), JOIN, DISCOVERY_DNS, GOSSIP_PRESET and the tuning.
+ */
 export function gossipOptionsFromEnv(
   env: Record<string, string | undefined>,
 ): Pick<GossipAgentOptions, "bind" | "advertise" | "keyring" | "join" | "discoveryDns" | "config"> {
@@ -110,12 +123,22 @@ export function gossipOptionsFromEnv(
   return {
     bind,
     ...(advertise !== undefined ? { advertise } : {}),
-    keyring: env.GOSSIP_KEY !== undefined && env.GOSSIP_KEY !== "" ? Keyring.fromEnv(env.GOSSIP_KEY) : null,
+    keyring: gossipKeyring(env),
     join: parseJoin(env.JOIN),
     ...(env.DISCOVERY_DNS !== undefined && env.DISCOVERY_DNS !== "" ? { discoveryDns: env.DISCOVERY_DNS } : {}),
     // Validated here, so a bad combination is a startup error, not a runtime surprise.
     config: Object.keys(overrides).length === 0 ? (preset as PresetName) : gossipConfig(preset as PresetName, overrides),
   };
+}
+
+/**
+ * Unauthenticated gossip let one forged UDP packet remove a Raft voter (issue 9), so there is no
+ * plaintext mode: GOSSIP_KEY if set, else a key derived from CLUSTER_KEY, else refuse to start.
+ */
+export function gossipKeyring(env: Record<string, string | undefined>): Keyring {
+  if (env.GOSSIP_KEY !== undefined && env.GOSSIP_KEY !== "") return Keyring.fromEnv(env.GOSSIP_KEY);
+  if (env.CLUSTER_KEY !== undefined && env.CLUSTER_KEY !== "") return Keyring.fromClusterKey(env.CLUSTER_KEY);
+  throw new Error("gossip needs a key: set CLUSTER_KEY (the gossip key is derived from it) or GOSSIP_KEY; a cluster with mutual TLS and no CLUSTER_KEY must set GOSSIP_KEY");
 }
 
 type Listener = (e: MemberEvent) => void;
@@ -131,6 +154,7 @@ export class GossipAgent {
     bytesOut: 0,
     malformed: 0,
     decryptFailures: 0,
+    stale: 0,
     sendErrors: 0,
     socketErrors: 0,
     pushPulls: 0,
@@ -147,7 +171,7 @@ export class GossipAgent {
     private readonly core: Swim,
     private readonly cfg: GossipConfig,
     private readonly udp: UdpEndpoint,
-    private readonly keyring: Keyring | null,
+    private readonly keyring: Keyring,
     private readonly pushPull: PushPullFn,
     private readonly ownedClient: PushPullClient | null,
     private readonly log: GossipLog,
@@ -159,7 +183,7 @@ export class GossipAgent {
   static async start(o: GossipAgentOptions): Promise<GossipAgent> {
     const cfg = typeof o.config === "object" ? o.config : gossipConfig(o.config ?? "lan");
     const log = o.log ?? stderrLog;
-    const keyring = o.keyring ?? null;
+    const keyring = o.keyring;
     const bind = o.bind ?? formatHostPort("::", DEFAULT_GOSSIP_PORT);
     // The socket exists before the core so that port 0 can be resolved into the advertised address.
     let onPacket: (from: string, bytes: Uint8Array) => void = () => undefined;
@@ -172,14 +196,14 @@ export class GossipAgent {
     let agent: GossipAgent;
     try {
       const gossipAddr = advertisedAddr(bind, o.advertise, udp.port);
-      const client = o.pushPull === undefined ? pushPullClient() : null;
+      const client = o.pushPull === undefined ? pushPullClient({ auth: o.peerAuth, from: o.id, ...(o.peerTls === undefined ? {} : { tls: o.peerTls }) }) : null;
       const core = new Swim({
         id: o.id,
         meta: { gossipAddr, rpcAddr: o.rpcAddr, region: o.region, role: o.role, cluster: o.cluster ?? "" },
         config: cfg,
         rng: seededRng(o.seed ?? cryptoRandomInt(0, 2 ** 32)),
         now: performance.now(),
-        packetOverhead: keyring === null ? 0 : ENCRYPTION_OVERHEAD,
+        packetOverhead: ENCRYPTION_OVERHEAD,
       });
       agent = new GossipAgent(core, cfg, udp, keyring, o.pushPull ?? (client as PushPullClient).pushPull, client, log);
     } catch (err) {
@@ -188,7 +212,6 @@ export class GossipAgent {
     }
     onPacket = (from, bytes) => agent.onPacket(from, bytes);
     onError = (err) => agent.onSocketError(err);
-    if (keyring === null) log("warn", "gossip is not encrypted: set GOSSIP_KEY", {});
     agent.ticker = setInterval(() => agent.tick(), cfg.tickMs);
     log("info", "gossip started", { id: o.id, gossipAddr: agent.gossipAddr, bind, port: udp.port });
     const join = o.join ?? [];
@@ -218,13 +241,13 @@ export class GossipAgent {
     this.flush();
   }
 
-  /** Serves a peer's push-pull (mount pushPullRoute with this). Null refuses the body. */
-  handlePushPull(sealed: Uint8Array): Uint8Array | null {
+  /** Serves a push-pull from authenticated peer `from` (mount pushPullRoute with this). Null refuses the body. */
+  handlePushPull(sealed: Uint8Array, from: string): Uint8Array | null {
     if (this.stopped) return null;
-    const plain = this.open(sealed, "push-pull");
+    const plain = this.open(sealed, `push-pull from ${from}`);
     if (plain === null) return null;
     try {
-      const answer = this.core.handlePushPull(performance.now(), plain);
+      const answer = this.core.handlePushPull(performance.now(), plain, from);
       this.flush();
       if (answer === null) {
         this.c.malformed++;
@@ -286,7 +309,7 @@ export class GossipAgent {
     try {
       if (!this.core.receive(performance.now(), from, plain)) {
         this.c.malformed++;
-        this.warn.warn(performance.now(), "malformed", "gossip: dropped a malformed packet", { from, bytes: bytes.length });
+        this.warn.warn(performance.now(), "malformed", "gossip: dropped a malformed packet or message (the rest of the packet was handled)", { from, bytes: bytes.length });
       }
     } catch (err) {
       this.internalError(err);
@@ -302,20 +325,26 @@ export class GossipAgent {
 
   /** Decrypts, or counts and logs the failure. */
   private open(bytes: Uint8Array, from: string): Uint8Array | null {
-    if (this.keyring === null) return bytes;
-    const plain = this.keyring.decrypt(bytes);
-    if (plain === null) {
-      this.c.decryptFailures++;
+    const r = this.keyring.open(bytes);
+    if (r.refused === null) return r.plain;
+    this.c.decryptFailures++;
+    if (r.refused === "stale") {
+      this.c.stale++;
+      this.warn.warn(performance.now(), "stale", "gossip: dropped an authentic but stale packet (a replay, or clocks more than 30 s apart)", {
+        from,
+        bytes: bytes.length,
+      });
+    } else {
       this.warn.warn(performance.now(), "decrypt", "gossip: dropped data no key decrypts (wrong GOSSIP_KEY or garbage)", {
         from,
         bytes: bytes.length,
       });
     }
-    return plain;
+    return null;
   }
 
   private seal(plain: Uint8Array): Uint8Array {
-    return this.keyring === null ? plain : this.keyring.encrypt(plain);
+    return this.keyring.encrypt(plain);
   }
 
   private flush(): void {
@@ -393,11 +422,19 @@ function advertisedAddr(bind: string, advertise: string | undefined, boundPort: 
   if (advertise !== undefined) {
     const hp = parseHostPort(advertise, boundPort);
     if (hp === null || isIP(hp.host) === 0) throw new Error(`gossip advertise address must be an IP "host:port", got "${advertise}"`);
-    return formatHostPort(hp.host, hp.port === 0 ? boundPort : hp.port);
+    return formatHostPort(canonicalIp(hp.host), hp.port === 0 ? boundPort : hp.port);
   }
   const hp = parseHostPort(bind);
   if (hp === null || hp.host === "::" || hp.host === "0.0.0.0") {
     throw new Error(`gossip binds "${bind}": set an advertise address (GOSSIP_ADVERTISE or FLY_PRIVATE_IP)`);
   }
-  return formatHostPort(hp.host, boundPort);
+  return formatHostPort(canonicalIp(hp.host), boundPort);
+}
+
+/**
+ * The form the socket reports source addresses in ("fdaa:0:1::3", not "fdaa:0000:1::0003"):
+ * members' addresses are compared with what a packet claims, so one address has one spelling.
+ */
+function canonicalIp(host: string): string {
+  return isIP(host) === 6 ? new URL(`http://[${host}]/`).hostname.slice(1, -1) : host;
 }

@@ -1,7 +1,9 @@
 // Wire format: a packet is a msgpack array of messages, each a tuple led by a type code.
 // Messages are encoded once and packets assembled by concatenation, so a queued broadcast's
 // size is known before it is chosen. Decoding validates everything and returns null rather
-// than throw: the bytes come from the network.
+// than throw: the bytes come from the network. A malformed message drops itself, not its packet:
+// otherwise one bad message riding along (issue 9: an incarnation the codec refuses) would also
+// drop the refutation or ack in the same packet.
 
 import { Decoder, encode } from "@msgpack/msgpack";
 import { ROLES, type MemberMeta, type MemberState, type Role } from "./member.ts";
@@ -24,6 +26,11 @@ const MAX_REGION = 64;
 const MAX_CLUSTER = 80;
 export const MAX_MESSAGES_PER_PACKET = 1024;
 const MAX_STATE_MEMBERS = 100_000;
+/**
+ * Incarnations are uint32 on the wire (memberlist's range). A member refutes by outbidding a claim
+ * by one, so the core ignores claims at MAX_INCARNATION (see swim.ts): every refutation fits.
+ */
+export const MAX_INCARNATION = 0xffff_ffff;
 
 const decoder = new Decoder({ maxStrLength: 4096, maxBinLength: 0, maxArrayLength: MAX_STATE_MEMBERS, maxMapLength: 0, maxExtLength: 0 });
 
@@ -74,16 +81,24 @@ export function assemblePacket(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-export function decodePacket(bytes: Uint8Array): Message[] | null {
+export interface DecodedPacket {
+  messages: Message[];
+  /** Messages that failed validation and were dropped; the others stand. */
+  malformed: number;
+}
+
+/** Null when the bytes are not a packet at all; otherwise the valid messages and how many were not. */
+export function decodePacket(bytes: Uint8Array): DecodedPacket | null {
   const raw = safeDecode(bytes);
   if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_MESSAGES_PER_PACKET) return null;
-  const out: Message[] = [];
+  const messages: Message[] = [];
+  let malformed = 0;
   for (const item of raw) {
     const m = decodeMessage(item);
-    if (m === null) return null;
-    out.push(m);
+    if (m === null) malformed++;
+    else messages.push(m);
   }
-  return out;
+  return { messages, malformed };
 }
 
 function decodeMessage(t: unknown): Message | null {
@@ -127,11 +142,12 @@ export function decodePushPull(bytes: Uint8Array): PushPullState | null {
   const list: unknown = raw[2];
   if (!Array.isArray(list)) return null;
   const members: StateEntry[] = [];
+  // As in a packet, a bad entry drops itself: the rest of the state still merges.
   for (const e of list) {
-    if (!Array.isArray(e) || e.length !== 8 || !isId(e[0]) || !isIncarnation(e[1])) return null;
+    if (!Array.isArray(e) || e.length !== 8 || !isId(e[0]) || !isIncarnation(e[1])) continue;
     const state = typeof e[2] === "number" ? STATES[e[2]] : undefined;
     const meta = metaFrom(e[3], e[4], e[5], e[6], e[7]);
-    if (state === undefined || meta === null) return null;
+    if (state === undefined || meta === null) continue;
     members.push({ id: e[0], incarnation: e[1], state, meta });
   }
   return { from: raw[1], members };
@@ -162,4 +178,4 @@ const isId = (v: unknown): v is string => isStr(v, 1, MAX_ID);
 const isIdOrEmpty = (v: unknown): v is string => isStr(v, 0, MAX_ID);
 const isAddr = (v: unknown): v is string => isStr(v, 0, MAX_ADDR);
 const isSeq = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
-const isIncarnation = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isIncarnation = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= MAX_INCARNATION;

@@ -5,10 +5,11 @@
 
 import { Awareness } from "./awareness.ts";
 import { BroadcastQueue } from "./broadcast_queue.ts";
-import { assemblePacket, decodePacket, decodePushPull, encodeMessage, encodePushPull } from "./codec.ts";
+import { MAX_INCARNATION, assemblePacket, decodePacket, decodePushPull, encodeMessage, encodePushPull } from "./codec.ts";
 import { retransmitLimit, validateConfig, type GossipConfig } from "./config.ts";
 import { copyMember, sameMeta, type Member, type MemberEvent, type MemberEventType, type MemberMeta } from "./member.ts";
 import type { AliveMsg, DeadMsg, Message, PushPullState, SuspectMsg } from "./messages.ts";
+import { ReplyBudget } from "./reply_budget.ts";
 import { randomInt, shuffle, type Rng } from "./rng.ts";
 import { Suspicion, expectedConfirmations, suspicionBounds } from "./suspicion.ts";
 
@@ -65,6 +66,18 @@ interface Relay {
 const PACKET_HEADER = 3;
 /** Garbage from an authenticated peer should not grow memory without bound. */
 const MAX_RELAYS = 1024;
+/**
+ * A claim about a member we know may raise its incarnation by at most this much. A member raises
+ * its own by one per refutation or metadata change, so an honest jump this large never happens;
+ * a claim near the top of the range (issue 9: `dead n3 at 2^53-1`) would leave the member no
+ * room to refute, so it is ignored instead. A restarted member (incarnation 0) refutes what the
+ * cluster remembers of it as long as that is below this bound.
+ */
+export const MAX_INCARNATION_STEP = 1 << 20;
+/** Probes (ping, ping-req) and relayed acks answered per received packet; one is normal. */
+export const MAX_REPLIES_PER_PACKET = 2;
+/** Answers per source address: a member probes us about once per probe interval. */
+const REPLY_BUDGET = { burst: 8, perSecond: 4, maxSources: 4096 };
 
 export class Swim {
   readonly id: string;
@@ -78,6 +91,11 @@ export class Swim {
   private readonly relays = new Map<number, Relay>();
   /** When we last answered each accuser directly, to send at most one refutation per probe interval. */
   private readonly answered = new Map<string, number>();
+  private readonly replyBudget = new ReplyBudget(REPLY_BUDGET);
+  /** Answers the packet being handled may still cause (see receive()). */
+  private repliesLeft = 0;
+  /** Gossip addresses members claim for themselves in the packet being handled. */
+  private claimed = new Map<string, string>();
   private probeOrder: string[] = [];
   private probeIndex = 0;
   private probe: Probe | null = null;
@@ -128,15 +146,23 @@ export class Swim {
     this.reap(now);
   }
 
-  /** Handles one plaintext packet; false if it was malformed (and then nothing changed). */
+  /**
+   * Handles one plaintext packet from `fromAddr`. False if the packet, or any message in it, was
+   * malformed; the well-formed messages are handled either way.
+   */
   receive(now: number, fromAddr: string, bytes: Uint8Array): boolean {
     this.advance(now);
-    const msgs = decodePacket(bytes);
-    if (msgs === null) return false;
+    const decoded = decodePacket(bytes);
+    if (decoded === null) return false;
+    const msgs = decoded.messages;
+    this.repliesLeft = MAX_REPLIES_PER_PACKET;
+    this.claimed = new Map();
+    for (const m of msgs) if (m.type === "alive") this.claimed.set(m.node, m.meta.gossipAddr);
     // Membership news first, so an ack we send back already carries our answer to it (a refutation).
     for (const m of msgs) if (isNews(m)) this.handle(now, fromAddr, m);
     for (const m of msgs) if (!isNews(m)) this.handle(now, fromAddr, m);
-    return true;
+    this.claimed = new Map();
+    return decoded.malformed === 0;
   }
 
   /** Pings each seed (gossip "host:port") announcing ourselves; the first answer triggers a push-pull. */
@@ -168,15 +194,19 @@ export class Swim {
     if (this.leaving) throw new Error("gossip: setMeta after leave");
     const self = this.self();
     self.meta = { ...meta };
+    if (self.incarnation >= MAX_INCARNATION) throw new Error("gossip: incarnation exhausted");
     self.incarnation++;
     this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
   }
 
-  /** Serves a peer's push-pull: merge its state, then answer with ours (including any refutation). */
-  handlePushPull(now: number, bytes: Uint8Array): Uint8Array | null {
+  /**
+   * Serves a push-pull from authenticated member `from`: merge its state, then answer with ours
+   * (including any refutation). A state that claims another sender is refused.
+   */
+  handlePushPull(now: number, bytes: Uint8Array, from: string): Uint8Array | null {
     this.advance(now);
     const st = decodePushPull(bytes);
-    if (st === null) return null;
+    if (st === null || st.from !== from) return null;
     this.mergeState(now, st);
     return this.localState();
   }
@@ -338,6 +368,7 @@ export class Swim {
 
   private reap(now: number): void {
     for (const [id, at] of this.answered) if (now - at >= this.cfg.probeIntervalMs) this.answered.delete(id);
+    this.replyBudget.prune(now);
     for (const [id, m] of this.table) {
       if (id === this.id) continue;
       const age = now - m.since;
@@ -354,31 +385,39 @@ export class Swim {
       case "ping": {
         // A ping meant for a previous owner of this address must not be acked as if we were it.
         if (m.target !== "" && m.target !== this.id) return;
+        const to = this.replyAddr(m.from);
+        if (to === null || !this.mayReply(now, fromAddr)) return;
         const parts = [encodeMessage({ type: "ack", seq: m.seq, from: this.id })];
         // A join ping: tell the newcomer who we are so it can push-pull with us.
         if (m.target === "") parts.push(encodeMessage(this.selfAlive()));
-        this.sendWithPiggyback(fromAddr, parts);
-        this.introduceIfUnknown(m.from, fromAddr);
+        this.sendWithPiggyback(to, parts);
         return;
       }
       case "pingReq": {
         if (this.relays.size >= MAX_RELAYS) return;
+        // Probe only members we know, at the address we know: a ping-req must not make us send
+        // to an address of the requester's choosing (m.targetAddr is not used for that reason).
+        // Any state: a member we hold dead may be alive, and the requester wants our nack anyway.
+        const target = this.table.get(m.target);
+        const requesterAddr = this.replyAddr(m.from);
+        if (target === undefined || target.id === this.id) return;
+        if (requesterAddr === null || !this.mayReply(now, fromAddr)) return;
         const seq = this.nextSeq();
         this.relays.set(seq, {
-          requesterAddr: fromAddr,
+          requesterAddr,
           requesterSeq: m.seq,
           nackAt: now + this.cfg.probeTimeoutMs,
           expiresAt: now + this.cfg.probeIntervalMs,
           nacked: false,
         });
-        this.sendWithPiggyback(m.targetAddr, [encodeMessage({ type: "ping", seq, from: this.id, target: m.target })]);
-        this.introduceIfUnknown(m.from, fromAddr);
+        this.sendWithPiggyback(target.meta.gossipAddr, [encodeMessage({ type: "ping", seq, from: this.id, target: m.target })]);
         return;
       }
       case "ack": {
         const r = this.relays.get(m.seq);
         if (r !== undefined) {
           this.relays.delete(m.seq);
+          if (!this.mayReply(now, fromAddr)) return;
           this.send(r.requesterAddr, [encodeMessage({ type: "ack", seq: r.requesterSeq, from: this.id })]);
           return;
         }
@@ -401,12 +440,30 @@ export class Swim {
   }
 
   /**
-   * A member probing us knows us but we missed its alive (retransmits are bounded): ask it who it
-   * is with a join ping, whose ack carries its alive.
+   * Where an answer to member `id` goes: the gossip address it claims in this very packet (a join,
+   * or a restart on a new address), else the one we know. Never the packet's source address,
+   * which a replayer can spoof: we send only to members' own addresses. Null for a stranger
+   * (a probe from a non-member is ignored; its join packet carries its alive, so a real
+   * newcomer is known by the time its ping is handled).
    */
-  private introduceIfUnknown(id: string, addr: string): void {
-    if (this.table.has(id) || this.leaving) return;
-    this.send(addr, [encodeMessage({ type: "ping", seq: this.nextSeq(), from: this.id, target: "" })]);
+  private replyAddr(id: string): string | null {
+    if (id === this.id) return null;
+    return this.claimed.get(id) ?? this.table.get(id)?.meta.gossipAddr ?? null;
+  }
+
+  /** One answer more for the packet being handled, within its cap and its source's budget. */
+  private mayReply(now: number, fromAddr: string): boolean {
+    if (this.repliesLeft <= 0 || !this.replyBudget.take(now, fromAddr)) return false;
+    this.repliesLeft--;
+    return true;
+  }
+
+  /**
+   * Whether a claim of `claimed` about a member we know at `known` may be believed: not at the top
+   * of the range (it could never be refuted) and not an implausible jump (see MAX_INCARNATION_STEP).
+   */
+  private plausible(claimed: number, known: number): boolean {
+    return claimed < MAX_INCARNATION && claimed - known <= MAX_INCARNATION_STEP;
   }
 
   private mergeState(now: number, st: PushPullState): void {
@@ -419,9 +476,10 @@ export class Swim {
   }
 
   private aliveNode(now: number, a: AliveMsg): void {
+    if (a.incarnation >= MAX_INCARNATION) return;
     if (a.node === this.id) {
       const self = this.self();
-      if (this.leaving) return;
+      if (this.leaving || !this.plausible(a.incarnation, self.incarnation)) return;
       if (a.incarnation > self.incarnation || (a.incarnation === self.incarnation && !sameMeta(a.meta, self.meta))) {
         this.refute(a.incarnation);
       }
@@ -444,7 +502,7 @@ export class Swim {
       }
       return;
     }
-    if (a.incarnation <= m.incarnation) return;
+    if (a.incarnation <= m.incarnation || !this.plausible(a.incarnation, m.incarnation)) return;
     const was = m.state;
     const metaChanged = !sameMeta(m.meta, a.meta);
     m.incarnation = a.incarnation;
@@ -462,7 +520,7 @@ export class Swim {
   private suspectNode(now: number, s: SuspectMsg): void {
     if (s.node === this.id) return this.accused(now, s.incarnation, s.from);
     const m = this.table.get(s.node);
-    if (m === undefined || s.incarnation < m.incarnation) return;
+    if (m === undefined || s.incarnation < m.incarnation || !this.plausible(s.incarnation, m.incarnation)) return;
     if (m.state === "suspect") {
       // Pass on news of an independent confirmation so the others' timers shrink too.
       if (this.suspicions.get(s.node)?.confirm(s.from) === true) this.queue.enqueue(s.node, encodeMessage(s));
@@ -481,7 +539,7 @@ export class Swim {
   private deadNode(now: number, d: DeadMsg): void {
     if (d.node === this.id) return this.accused(now, d.incarnation, d.from);
     const m = this.table.get(d.node);
-    if (m === undefined || d.incarnation < m.incarnation) return;
+    if (m === undefined || d.incarnation < m.incarnation || !this.plausible(d.incarnation, m.incarnation)) return;
     if (m.state === "dead" || m.state === "left") return;
     this.suspicions.delete(d.node);
     m.incarnation = d.incarnation;
@@ -497,7 +555,7 @@ export class Swim {
    * gossiped copy. A stale accusation means our refutation missed someone, so it is resent too.
    */
   private accused(now: number, incarnation: number, accuser: string): void {
-    if (this.leaving) return;
+    if (this.leaving || !this.plausible(incarnation, this.self().incarnation)) return;
     if (incarnation >= this.self().incarnation) this.refute(incarnation);
     else this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
     const to = this.table.get(accuser);
@@ -511,6 +569,8 @@ export class Swim {
   private refute(accused: number): void {
     const self = this.self();
     self.incarnation = Math.max(self.incarnation, accused) + 1;
+    // plausible() admits claims below MAX_INCARNATION only, so the refutation always fits the wire.
+    if (self.incarnation > MAX_INCARNATION) throw new Error(`gossip invariant: refutation to incarnation ${self.incarnation}`);
     this.awareness.apply(1);
     this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
   }

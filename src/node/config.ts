@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import type { NodeId } from "../raft/types.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { DEFAULT_AUTOPILOT } from "./membership/autopilot.ts";
+import { Keyring } from "../gossip/keyring.ts";
 import { nodeIdSchema } from "../transport/codec.ts";
 import type { Level, LogFormat } from "./log.ts";
 
@@ -209,6 +210,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     if (peers.size > 1 || discovery !== null) throw new ConfigError("a multi-node cluster needs CLUSTER_KEY (or TLS_CA for mutual TLS)");
     clusterKey = randomBytes(32).toString("hex");
   }
+  if (discovery !== null) checkGossipKey(s);
   const electionTicks = positiveInt("ELECTION_TICKS", s.electionTicks, 10);
   if (electionTicks < 4) throw new ConfigError("ELECTION_TICKS must be at least 4");
   const level = s.logLevel ?? "info";
@@ -240,6 +242,25 @@ export function resolveConfig(s: RawSettings): NodeConfig {
   };
 }
 
+/**
+ * Gossip is always authenticated (issue 9: one unauthenticated packet removed a voter): its key is
+ * GOSSIP_KEY, or derived from CLUSTER_KEY; with mutual TLS and no CLUSTER_KEY there is nothing to
+ * derive it from, so GOSSIP_KEY is required.
+ */
+function checkGossipKey(s: RawSettings): void {
+  if (s.gossipKey !== undefined) {
+    try {
+      Keyring.fromEnv(s.gossipKey);
+    } catch (err) {
+      throw new ConfigError(`GOSSIP_KEY: ${(err as Error).message} (comma-separated base64 keys of 16, 24 or 32 bytes)`);
+    }
+    return;
+  }
+  if (s.clusterKey === undefined) {
+    throw new ConfigError("gossip needs a key: with mutual TLS (TLS_CA) and no CLUSTER_KEY, set GOSSIP_KEY (base64 of 32 random bytes, the same on every server)");
+  }
+}
+
 /** Gossip is on when any way to find peers is given. */
 function resolveDiscovery(s: RawSettings): DiscoveryConfig | null {
   if (s.gossipAddr === undefined && s.join === undefined && s.discoveryDns === undefined && s.bootstrapExpect === undefined) return null;
@@ -248,6 +269,8 @@ function resolveDiscovery(s: RawSettings): DiscoveryConfig | null {
       GOSSIP_ADDR: s.gossipAddr,
       GOSSIP_ADVERTISE: s.gossipAdvertise,
       GOSSIP_KEY: s.gossipKey,
+      // The gossip key is derived from it when GOSSIP_KEY is not set.
+      CLUSTER_KEY: s.clusterKey,
       GOSSIP_PRESET: s.gossipPreset,
       JOIN: s.join,
       DISCOVERY_DNS: s.discoveryDns,

@@ -33,6 +33,7 @@ export class AgentProc {
       GOSSIP_PRESET: opts.preset ?? "local",
       JOIN: opts.join ?? "",
       GOSSIP_KEY: opts.key ?? "",
+      CLUSTER_KEY: "gossip-tests-peer-key-0123456789",
     };
     this.proc = Bun.spawn([process.execPath, SCRIPT], { env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     void this.readLines(this.proc.stdout, (line) => this.onLine(line));

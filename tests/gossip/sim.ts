@@ -2,6 +2,7 @@
 // delay, partitions, crashed and slow members. Same seed, same run.
 
 import { gossipConfig, type GossipConfig } from "../../src/gossip/config.ts";
+import { ENCRYPTION_OVERHEAD } from "../../src/gossip/keyring.ts";
 import type { MemberEvent, MemberState } from "../../src/gossip/member.ts";
 import { seededRng, type Rng } from "../../src/gossip/rng.ts";
 import { Swim } from "../../src/gossip/swim.ts";
@@ -68,7 +69,7 @@ export class Sim {
       config: this.cfg,
       rng: seededRng(this.seed * 7919 + this.nodes.size + 1),
       now: this.now,
-      packetOverhead: 29,
+      packetOverhead: ENCRYPTION_OVERHEAD,
     });
     const node: SimNode = { id, swim, up: true, slowMs: 0, seeds, nextJoinAt: this.now, joinBackoffMs: 500, events: [] };
     this.nodes.set(id, node);
@@ -171,6 +172,14 @@ export class Sim {
     return n;
   }
 
+  /** Delivers a plaintext packet to `to` as if from `fromAddr` (an attacker's, or a replay). */
+  inject(to: string, fromAddr: string, bytes: Uint8Array): boolean {
+    const n = this.node(to);
+    const ok = n.swim.receive(this.now, fromAddr, bytes);
+    this.flush(n);
+    return ok;
+  }
+
   private step(): void {
     this.now += this.stepMs;
     this.agenda.sort((a, b) => a.at - b.at || a.order - b.order);
@@ -219,7 +228,7 @@ export class Sim {
       if (to === undefined || !this.reachable(n.id, to.id)) continue;
       this.later(this.linkDelay(to), () => {
         if (!to.up) return;
-        const answer = to.swim.handlePushPull(this.now, pp.state);
+        const answer = to.swim.handlePushPull(this.now, pp.state, n.id);
         this.flush(to);
         if (answer === null || !this.reachable(to.id, n.id)) return;
         this.later(this.linkDelay(n), () => {

@@ -2,14 +2,15 @@
 // the codec's refusal of garbage, the keyring, and address parsing.
 
 import { describe, expect, test } from "bun:test";
-import { gossipOptionsFromEnv } from "../../src/gossip/agent.ts";
+import { gossipKeyring, gossipOptionsFromEnv } from "../../src/gossip/agent.ts";
 import { parseHostPort, formatHostPort, normalizeHost } from "../../src/gossip/address.ts";
 import { Awareness } from "../../src/gossip/awareness.ts";
 import { BroadcastQueue } from "../../src/gossip/broadcast_queue.ts";
-import { assemblePacket, decodePacket, decodePushPull, encodeMessage } from "../../src/gossip/codec.ts";
+import { encode } from "@msgpack/msgpack";
+import { MAX_INCARNATION, assemblePacket, decodePacket, decodePushPull, encodeMessage } from "../../src/gossip/codec.ts";
 import { PRESETS, gossipConfig, retransmitLimit, type GossipConfig } from "../../src/gossip/config.ts";
 import { discoverSeeds, parseJoin } from "../../src/gossip/discovery.ts";
-import { ENCRYPTION_OVERHEAD, Keyring } from "../../src/gossip/keyring.ts";
+import { ENCRYPTION_OVERHEAD, EPOCH_MS, Keyring } from "../../src/gossip/keyring.ts";
 import { seededRng } from "../../src/gossip/rng.ts";
 import { Suspicion, expectedConfirmations, suspicionBounds, suspicionTimeoutMs } from "../../src/gossip/suspicion.ts";
 
@@ -117,7 +118,19 @@ describe("codec", () => {
       { type: "suspect" as const, node: "b", incarnation: 1, from: "a" },
       { type: "dead" as const, node: "b", incarnation: 1, from: "b" },
     ];
-    expect(decodePacket(assemblePacket(msgs.map(encodeMessage)))).toEqual(msgs);
+    expect(decodePacket(assemblePacket(msgs.map(encodeMessage)))).toEqual({ messages: msgs, malformed: 0 });
+  });
+
+  test("a malformed message drops itself, not the packet it rides in (issue 9)", () => {
+    // The attack's message: an incarnation beyond the wire's uint32 range (2^53 - 1).
+    const bad = encode([6, "n3", Number.MAX_SAFE_INTEGER, "n3"]);
+    const ack = { type: "ack" as const, seq: 7, from: "n1" };
+    const got = decodePacket(assemblePacket([bad, encodeMessage(ack), encode([99, "junk"])]));
+    expect(got).toEqual({ messages: [ack], malformed: 2 });
+    // The largest incarnation the wire carries, and the first it does not.
+    const at = (inc: number) => decodePacket(assemblePacket([encode([6, "n3", inc, "n3"])]))?.messages.length;
+    expect(at(MAX_INCARNATION)).toBe(1);
+    expect(at(MAX_INCARNATION + 1)).toBe(0);
   });
 
   test("random bytes never throw", () => {
@@ -170,6 +183,44 @@ describe("keyring", () => {
     expect(() => Keyring.fromEnv("c2hvcnQ=")).toThrow();
     expect(() => Keyring.fromEnv("")).toThrow();
   });
+
+  test("replay: a sealed packet opens in its own and the adjacent epochs, never later (issue 9)", () => {
+    let now = 1_000 * EPOCH_MS + 5;
+    const clock = { now: () => now };
+    const sender = new Keyring([key(1)], clock);
+    const receiver = new Keyring([key(1)], clock);
+    const sealed = sender.encrypt(new Uint8Array([4, 2]));
+    expect(receiver.decrypt(sealed)).toEqual(new Uint8Array([4, 2]));
+    now += EPOCH_MS; // the next epoch: a sender whose clock runs up to 30 s behind
+    expect(receiver.decrypt(sealed)).toEqual(new Uint8Array([4, 2]));
+    now += EPOCH_MS; // two epochs on: a replay
+    expect(receiver.open(sealed)).toEqual({ plain: null, refused: "stale" });
+    // A sender up to one epoch ahead is accepted too; two ahead is not.
+    now = 1_000 * EPOCH_MS + 5;
+    const ahead = new Keyring([key(1)], { now: () => now + EPOCH_MS });
+    expect(receiver.decrypt(ahead.encrypt(new Uint8Array([1])))).toEqual(new Uint8Array([1]));
+    const far = new Keyring([key(1)], { now: () => now + 2 * EPOCH_MS });
+    expect(receiver.decrypt(far.encrypt(new Uint8Array([1])))).toBeNull();
+    // The epoch is authenticated: moving a stale packet's epoch forward breaks the tag.
+    now = 1_000 * EPOCH_MS + 5;
+    const old = new Keyring([key(1)], { now: () => now - 5 * EPOCH_MS }).encrypt(new Uint8Array([3]));
+    const moved = old.slice();
+    new DataView(moved.buffer).setUint32(1, Math.floor(now / EPOCH_MS));
+    expect(receiver.open(old).refused).toBe("stale");
+    expect(receiver.open(moved).refused).toBe("garbage");
+  });
+
+  test("the gossip key is derived from CLUSTER_KEY (HKDF) when GOSSIP_KEY is not set, and required otherwise", () => {
+    const a = gossipKeyring({ CLUSTER_KEY: "integration-test-cluster-key" });
+    const b = Keyring.fromClusterKey("integration-test-cluster-key");
+    expect(b.decrypt(a.encrypt(new Uint8Array([9])))).toEqual(new Uint8Array([9]));
+    expect(Keyring.fromClusterKey("another-cluster-key-0123").decrypt(a.encrypt(new Uint8Array([9])))).toBeNull();
+    // GOSSIP_KEY wins over the derived key.
+    const explicit = gossipKeyring({ CLUSTER_KEY: "integration-test-cluster-key", GOSSIP_KEY: Buffer.from(key(5)).toString("base64") });
+    expect(new Keyring([key(5)]).decrypt(explicit.encrypt(new Uint8Array([1])))).toEqual(new Uint8Array([1]));
+    expect(() => gossipKeyring({})).toThrow("set GOSSIP_KEY");
+    expect(() => gossipKeyring({ GOSSIP_KEY: "", CLUSTER_KEY: "" })).toThrow("gossip needs a key");
+  });
 });
 
 describe("addresses", () => {
@@ -204,7 +255,7 @@ describe("seed discovery", () => {
 
 describe("gossip settings from the environment", () => {
   test("tuning variables override single parameters of the preset", () => {
-    const o = gossipOptionsFromEnv({ GOSSIP_PRESET: "wan", GOSSIP_PROBE_INTERVAL_MS: "8000", GOSSIP_SUSPICION_MULT: "5" });
+    const o = gossipOptionsFromEnv({ CLUSTER_KEY: "0123456789abcdef", GOSSIP_PRESET: "wan", GOSSIP_PROBE_INTERVAL_MS: "8000", GOSSIP_SUSPICION_MULT: "5" });
     expect(typeof o.config).toBe("object");
     const cfg = o.config as GossipConfig;
     expect(cfg.probeIntervalMs).toBe(8000);
@@ -213,7 +264,7 @@ describe("gossip settings from the environment", () => {
   });
 
   test("a bad value or combination is refused at startup with its name", () => {
-    expect(() => gossipOptionsFromEnv({ GOSSIP_INDIRECT_CHECKS: "lots" })).toThrow("GOSSIP_INDIRECT_CHECKS must be a positive integer");
-    expect(() => gossipOptionsFromEnv({ GOSSIP_PROBE_INTERVAL_MS: "100", GOSSIP_PROBE_TIMEOUT_MS: "500" })).toThrow("probeTimeoutMs must be below probeIntervalMs");
+    expect(() => gossipOptionsFromEnv({ CLUSTER_KEY: "0123456789abcdef", GOSSIP_INDIRECT_CHECKS: "lots" })).toThrow("GOSSIP_INDIRECT_CHECKS must be a positive integer");
+    expect(() => gossipOptionsFromEnv({ CLUSTER_KEY: "0123456789abcdef", GOSSIP_PROBE_INTERVAL_MS: "100", GOSSIP_PROBE_TIMEOUT_MS: "500" })).toThrow("probeTimeoutMs must be below probeIntervalMs");
   });
 });

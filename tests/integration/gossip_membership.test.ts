@@ -1,7 +1,8 @@
 // Zero-conf clusters end to end, over ::1: servers with only a gossip seed and BOOTSTRAP_EXPECT=3
 // form one Raft cluster and serve writes; a 4th and 5th are found by gossip and promoted to
 // voters by the leader's autopilot; a voter killed with -9 is removed after the cleanup window
-// and the cluster keeps serving.
+// and the cluster keeps serving. Gossip is sealed with the key derived from the harness's
+// CLUSTER_KEY, and every addition passes the leader's identity check.
 import { afterAll, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
@@ -39,14 +40,15 @@ test("gossip forms one cluster, grows it to five voters and removes a dead voter
     const put = await c.request("n2", "PUT", "/v1/kv/zero-conf", { json: { value: "works" } });
     expect(put.status).toBe(200);
 
-    // Garbage on the gossip port is dropped and counted in /metrics; nothing else changes.
+    // Garbage on the gossip port is dropped and counted in /metrics; nothing else changes. Gossip
+    // is always sealed (the key is derived from CLUSTER_KEY), so garbage fails to decrypt.
     const sock = createSocket("udp6");
     const port = Number(seed.slice(seed.lastIndexOf(":") + 1));
     for (let i = 0; i < 20; i++) await new Promise<void>((done) => sock.send(randomBytes(1 + i * 50), port, HOST, () => done()));
     sock.close();
     const malformed = await waitFor("garbage counted in /metrics", async () => {
       const text = await (await fetch(`http://[${HOST}]:${debugPort}/metrics`)).text();
-      const n = Number(/^phalanx_gossip_malformed_total (\d+)$/m.exec(text)?.[1] ?? 0);
+      const n = Number(/^phalanx_gossip_decrypt_failures_total (\d+)$/m.exec(text)?.[1] ?? 0);
       return n >= 20 ? n : undefined;
     }, 10_000, 100);
     expect(malformed).toBeGreaterThanOrEqual(20);

@@ -12,11 +12,12 @@ const server = (id: string, over: Partial<GossipServer> = {}): GossipServer => (
   since: 0,
   ...over,
 });
-const leader = (voters: string[], learners: string[] = [], match: Record<string, number> = {}): LeaderView => ({
+/** `silent`: servers the leader has not heard from within the last election timeout. */
+const leader = (voters: string[], learners: string[] = [], match: Record<string, number> = {}, silent: string[] = []): LeaderView => ({
   selfId: voters[0]!,
   lastIndex: 1000,
   conf: { voters, learners },
-  progress: Object.fromEntries([...voters, ...learners].slice(1).map((id) => [id, { match: match[id] ?? 1000, recentActive: true }])),
+  progress: Object.fromEntries([...voters, ...learners].slice(1).map((id) => [id, { match: match[id] ?? 1000, recentActive: !silent.includes(id) }])),
   cluster: "",
 });
 
@@ -69,9 +70,17 @@ test("promotion prefers a region without voters", () => {
 test("a voter dead past the cleanup window is removed while the live voters keep a quorum", () => {
   const ap = new Autopilot(cfg);
   const servers = [server("a"), server("b"), server("c"), server("d"), server("e", { state: "dead", since: 0 })];
-  const view = leader(["a", "b", "c", "d", "e"]);
+  const view = leader(["a", "b", "c", "d", "e"], [], {}, ["e"]);
   expect(ap.next(30_000, view, servers)).toBeNull();
   expect(ap.next(60_000, view, servers)?.change).toEqual({ op: "remove", node: "e", context: "" });
+});
+
+test("a voter gossip calls dead but Raft still hears from is never removed (forged or third-party dead, issue 9)", () => {
+  const ap = new Autopilot(cfg);
+  const servers = [server("a"), server("b"), server("c", { state: "dead", since: 0 })];
+  expect(ap.next(1e9, leader(["a", "b", "c"]), servers)).toBeNull();
+  // Once Raft hears nothing from it either, the cleanup rules apply.
+  expect(ap.next(1e9, leader(["a", "b", "c"], [], {}, ["c"]), servers)?.change).toEqual({ op: "remove", node: "c", context: "" });
 });
 
 test("never removes a voter when the live voters could not reach the smaller quorum", () => {
@@ -82,10 +91,27 @@ test("never removes a voter when the live voters could not reach the smaller quo
   expect(ap.next(120_000, leader(["a", "b", "c", "d", "e"]), servers)).toBeNull();
 });
 
-test("a server that left gracefully is removed at once; the leader never removes itself", () => {
+test("a 'left' waits out the cleanup window like a death: anyone with the gossip key can claim it (issue 9)", () => {
   const ap = new Autopilot(cfg);
-  const servers = [server("a", { state: "dead", since: 0 }), server("b"), server("c", { state: "left", since: 0 })];
-  expect(ap.next(120_000, leader(["a", "b", "c"]), servers)?.change).toEqual({ op: "remove", node: "c", context: "" });
+  const servers = [server("a"), server("b"), server("c", { state: "left", since: 0 })];
+  const view = leader(["a", "b", "c"], [], {}, ["c"]);
+  expect(ap.next(1_000, view, servers)).toBeNull();
+  expect(ap.next(59_999, view, servers)).toBeNull();
+  expect(ap.next(60_000, view, servers)?.change).toEqual({ op: "remove", node: "c", context: "" });
+});
+
+test("the leader never removes itself", () => {
+  const ap = new Autopilot(cfg);
+  const servers = [server("a", { state: "dead", since: 0 }), server("b"), server("c")];
+  expect(ap.next(120_000, leader(["a", "b", "c"], [], {}, ["a"]), servers)).toBeNull();
+});
+
+test("a server whose identity proof failed is skipped, so a fake member cannot hold up real ones", () => {
+  const ap = new Autopilot(cfg);
+  const servers = [server("a"), server("aaa-evil", { role: "candidate" }), server("d", { role: "candidate" })];
+  expect(ap.next(0, leader(["a"]), servers)?.change.node).toBe("aaa-evil");
+  expect(ap.next(0, leader(["a"]), servers, new Set(["aaa-evil"]))?.change).toEqual({ op: "addLearner", node: "d", context: "d:9000" });
+  expect(ap.next(0, leader(["a"]), servers, new Set(["aaa-evil", "d"]))).toBeNull();
 });
 
 test("servers gossip never saw are left alone (static peers)", () => {

@@ -47,3 +47,20 @@ test("a wildcard listen address needs ADVERTISE_ADDR: peers cannot dial [::]", (
   expect(() => resolveConfig(settingsFromEnv({ RPC_ADDR: "[::]:9000" }))).toThrow("set ADVERTISE_ADDR");
   expect(resolveConfig(settingsFromEnv({ RPC_ADDR: "[::]:9000", ADVERTISE_ADDR: "[::1]:9000" })).advertiseAddr).toBe("[::1]:9000");
 });
+
+test("gossip is never unauthenticated: its key is GOSSIP_KEY or derived from CLUSTER_KEY; mTLS-only clusters must set GOSSIP_KEY", () => {
+  const gossip = { GOSSIP_ADDR: "127.0.0.1:7946", JOIN: "127.0.0.1:7947" };
+  // CLUSTER_KEY alone: the agent derives the gossip key from it.
+  const c = resolveConfig(settingsFromEnv({ ...gossip, CLUSTER_KEY: "0123456789abcdef0123" }));
+  expect(c.discovery?.gossipEnv.CLUSTER_KEY).toBe("0123456789abcdef0123");
+  expect(c.discovery?.gossipEnv.GOSSIP_KEY).toBeUndefined();
+  // Mutual TLS without CLUSTER_KEY: nothing to derive a gossip key from.
+  const mtls = { ...gossip, TLS_CERT: "/dev/null", TLS_KEY: "/dev/null", TLS_CA: "/dev/null" };
+  expect(() => resolveConfig(settingsFromEnv(mtls))).toThrow(ConfigError);
+  expect(() => resolveConfig(settingsFromEnv(mtls))).toThrow("set GOSSIP_KEY");
+  const key = Buffer.alloc(32, 1).toString("base64");
+  expect(resolveConfig(settingsFromEnv({ ...mtls, GOSSIP_KEY: key })).discovery?.gossipEnv.GOSSIP_KEY).toBe(key);
+  // A malformed GOSSIP_KEY is a startup error naming it, not a plaintext fallback.
+  expect(() => resolveConfig(settingsFromEnv({ ...gossip, CLUSTER_KEY: "0123456789abcdef0123", GOSSIP_KEY: "c2hvcnQ=" }))).toThrow("GOSSIP_KEY");
+  expect(() => resolveConfig(settingsFromEnv({ ...gossip, CLUSTER_KEY: "0123456789abcdef0123", GOSSIP_KEY: "not base64!" }))).toThrow("GOSSIP_KEY");
+});

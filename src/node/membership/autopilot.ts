@@ -1,8 +1,14 @@
 // Gossip → Raft membership on the leader (Consul's autopilot): servers gossip finds join as
 // learners, are promoted to voters once caught up and stable for a while (up to a target voter
-// count; the rest stay learners), and servers gossip has held dead for longer than the cleanup
-// window are removed, a voter only while the voters left keep a quorum. It proposes one change
-// at a time and says why, so every decision can be logged and shown by `phalanx members`.
+// count; the rest stay learners), and servers gossip has held dead or left for longer than the
+// cleanup window are removed, a voter only while the voters left keep a quorum. It proposes one
+// change at a time and says why, so every decision can be logged and shown by `phalanx members`.
+//
+// Gossip alone never changes the configuration (issue 9): a "dead" or "left" may come from a
+// third party or a replay, so both wait out the cleanup window, and a server Raft itself still
+// hears from is never removed; an addition is only a proposal that the manager (manager.ts)
+// carries out after the server proved its identity over a signed peer call. Servers whose proof
+// failed recently are passed in as `unverified` and skipped, so a fake one cannot block the rest.
 import type { ConfChange, ConfState } from "../../raft/types.ts";
 
 export interface AutopilotConfig {
@@ -11,7 +17,7 @@ export interface AutopilotConfig {
   stabilizationMs: number;
   /** Healthy means within this many entries of the leader's log (Consul: 250). */
   maxTrailingLogs: number;
-  /** How long gossip must hold a server dead before it is removed. */
+  /** How long gossip must hold a server dead (or left) before it is removed. */
   cleanupDeadMs: number;
 }
 
@@ -53,10 +59,10 @@ export class Autopilot {
   constructor(private readonly cfg: AutopilotConfig) {}
 
   /** The next change to propose, or null when the membership is as it should be. */
-  next(now: number, leader: LeaderView, servers: readonly GossipServer[]): Decision | null {
+  next(now: number, leader: LeaderView, servers: readonly GossipServer[], unverified: ReadonlySet<string> = new Set()): Decision | null {
     const byId = new Map(servers.map((s) => [s.id, s]));
     this.trackHealth(now, leader, byId);
-    return this.removal(now, leader, byId) ?? this.addition(leader, servers) ?? this.promotion(now, leader, byId);
+    return this.removal(now, leader, byId) ?? this.addition(leader, servers, unverified) ?? this.promotion(now, leader, byId);
   }
 
   private trackHealth(now: number, leader: LeaderView, byId: Map<string, GossipServer>): void {
@@ -78,8 +84,10 @@ export class Autopilot {
     const gone = (id: string): GossipServer | null => {
       const s = byId.get(id);
       if (s === undefined || id === leader.selfId) return null; // never seen by gossip: not ours to judge
-      if (s.state === "left") return s;
-      if (s.state === "dead" && now - s.since >= this.cfg.cleanupDeadMs) return s;
+      // Raft's own evidence beats gossip's: the leader heard from it within the last election timeout.
+      if (leader.progress[id]?.recentActive === true) return null;
+      // A "left" is no proof either: anyone holding the gossip key can claim it for another server.
+      if ((s.state === "dead" || s.state === "left") && now - s.since >= this.cfg.cleanupDeadMs) return s;
       return null;
     };
     const healthyVoters = voters.filter((id) => id === leader.selfId || byId.get(id)?.state === "alive").length;
@@ -99,12 +107,12 @@ export class Autopilot {
     return null;
   }
 
-  private addition(leader: LeaderView, servers: readonly GossipServer[]): Decision | null {
+  private addition(leader: LeaderView, servers: readonly GossipServer[], unverified: ReadonlySet<string>): Decision | null {
     const members = new Set([...leader.conf.voters, ...leader.conf.learners]);
     const ours = (c: string): boolean => c === "" || (leader.cluster !== "" && c === leader.cluster);
     const fresh = servers
       // Any role: a server removed earlier still believes it is a voter, and may rejoin as a learner.
-      .filter((s) => s.state === "alive" && !members.has(s.id) && ours(s.cluster))
+      .filter((s) => s.state === "alive" && !members.has(s.id) && ours(s.cluster) && !unverified.has(s.id))
       .sort((a, b) => (a.id < b.id ? -1 : 1))[0];
     if (fresh === undefined) return null;
     return { change: { op: "addLearner", node: fresh.id, context: fresh.rpcAddr }, reason: `gossip found server ${fresh.id} at ${fresh.rpcAddr} (${fresh.region})` };
@@ -134,6 +142,6 @@ export class Autopilot {
   }
 
   private describe(now: number, s: GossipServer): string {
-    return s.state === "left" ? "gone (left gracefully)" : `dead for ${Math.round((now - s.since) / 1000)} s`;
+    return `${s.state === "left" ? "gone (left)" : "dead"} for ${Math.round((now - s.since) / 1000)} s and silent to Raft`;
   }
 }
