@@ -112,8 +112,8 @@ export function metricsText(node: PhalanxNode): string {
   const peers = node.peerStats();
   w.metric("phalanx_peer_rtt_smoothed_seconds", "gauge", "Smoothed peer request round trip.", peers.filter((p) => p.rttMs !== null).map((p) => [{ peer: p.id }, p.rttMs! / 1000]));
   w.histograms("phalanx_peer_round_trip_time_seconds", "Peer message request round trips.", [...m.peerRtt].map(([peer, h]) => [{ peer }, h]));
-  w.metric("phalanx_peer_sent_bytes_total", "counter", "Request body bytes sent to a peer.", peers.map((p) => [{ peer: p.id }, p.bytesSent]));
-  w.metric("phalanx_peer_received_bytes_total", "counter", "Response body bytes received from a peer.", peers.map((p) => [{ peer: p.id }, p.bytesReceived]));
+  w.metric("phalanx_peer_sent_bytes_total", "counter", "Bytes of the requests this node sent to a peer (a link's traffic is the sum over both ends).", peers.map((p) => [{ peer: p.id }, p.bytesSent]));
+  w.metric("phalanx_peer_received_bytes_total", "counter", "Bytes a peer answered this node's requests with (replies ride in responses).", peers.map((p) => [{ peer: p.id }, p.bytesReceived]));
   w.metric("phalanx_peer_sent_total", "counter", "Messages a peer accepted.", peers.map((p) => [{ peer: p.id }, p.sent]));
   w.metric("phalanx_peer_dropped_total", "counter", "Messages to a peer that were lost.", peers.map((p) => [{ peer: p.id }, p.dropped]));
   w.metric("phalanx_peer_errors_total", "counter", "Failed peer requests.", peers.map((p) => [{ peer: p.id }, p.errors]));
