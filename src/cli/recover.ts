@@ -21,7 +21,7 @@ const HELP = `usage: phalanx recover --data-dir D --id ID --force-new-cluster [-
 Disaster recovery when a MAJORITY of the voters is lost for good: turns this stopped node's data
 into a cluster with itself as the only voter. Every entry in its log is kept and committed
 (including entries past its commit index, which the old leader may have acknowledged). The old
-data dir is kept aside as D.before-recovery-<time>; the cluster gets a new id.
+data file is kept in D/before-recovery-<time>/; the cluster gets a new id.
 
 It refuses when the node is running (data-dir lock) or when a quorum of the old voters answers
 on its addresses (probed for --probe-timeout-ms). Pick the survivor with the highest last index
@@ -119,7 +119,7 @@ async function recover(dd: DataDir, self: NodeId, o: { force: boolean; probeMs: 
   process.stdout.write(
     `recovered: ${dd.dir} is now cluster ${r.clusterId} with ${self} as its only voter, at index ${r.index}` +
       (r.promoted > 0 ? ` (${r.promoted} entries past the old commit index were committed)` : "") +
-      `\nthe data dir as it was is kept at ${r.keptAt}\n` +
+      `\nthe data file as it was is kept in ${r.keptAt}\n` +
       "next: start it with `phalanx serve` (same id and address); grow it back by gossip join (new servers with empty data dirs), " +
       "or `snapshot save` it and `snapshot restore` a full static cluster. See the operator's guide.\n",
   );

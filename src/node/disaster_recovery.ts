@@ -1,11 +1,12 @@
 // Building data dirs outside Raft, for an operator who has lost something: `snapshot restore`
 // (a new cluster from a backup file) and `recover --force-new-cluster` (one surviving node's
-// data as a one-voter cluster). Both write a complete data dir under a temporary name and rename
-// it into place, so a crash at any point leaves either nothing or a whole, valid data dir; and
-// neither ever overwrites data: restore refuses an existing dir, recover keeps the old one aside.
+// data as a one-voter cluster). Both build a complete data file in a scratch dir inside the
+// data dir and rename it into place (one atomic rename on one filesystem, also when the data
+// dir is a mounted volume), so a crash at any point leaves the old state or the whole new one;
+// neither ever deletes data: restore refuses a data dir with data, recover keeps the old file.
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
 import type { BackupHeader } from "../kv/backup_file.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import { decodeConfEntry } from "../raft/conf_change.ts";
@@ -32,8 +33,18 @@ export function restoredClusterId(header: BackupHeader, peers: ReadonlyMap<NodeI
   return `c:r-${h.digest("hex").slice(0, 16)}`;
 }
 
-function isEmptyDir(dir: string): boolean {
-  return !existsSync(dir) || readdirSync(dir).length === 0;
+/** A restore leaves these in its target only when it crashed before its commit point. */
+const SCRATCH = /^\.(restore|recover)-\d+$/;
+const CLUSTER_FILE = "CLUSTER_ID";
+
+/**
+ * Holds no data: missing, empty, or only what a filesystem root (lost+found) or a crashed
+ * restore (its scratch dir, a CLUSTER_ID without a phalanx.db) leaves. A Fly volume mounted as
+ * the data dir has lost+found, and must still be restorable.
+ */
+function holdsNoData(dir: string): boolean {
+  if (!existsSync(dir)) return true;
+  return readdirSync(dir).every((f) => f === "lost+found" || SCRATCH.test(f) || f === CLUSTER_FILE);
 }
 
 function syncPath(path: string): void {
@@ -45,21 +56,29 @@ function syncPath(path: string): void {
   }
 }
 
-/** Makes a finished temporary data dir durable and moves it to `target` in one rename. */
-function publish(tmp: string, target: string): void {
-  for (const f of readdirSync(tmp)) syncPath(join(tmp, f));
-  syncPath(tmp);
-  // rename(2) replaces an empty directory atomically; a non-empty one was refused before.
-  renameSync(tmp, target);
-  syncPath(dirname(resolve(target)));
-}
-
-function scratchDir(target: string, what: string): string {
-  const abs = resolve(target);
-  const tmp = join(dirname(abs), `.${basename(abs)}.${what}-${process.pid}`);
+/**
+ * A scratch dir INSIDE the target: the finished file is renamed from there into place, which
+ * stays one atomic rename on one filesystem even when the target is a mount point (a volume).
+ */
+function scratchDir(target: string, what: "restore" | "recover"): string {
+  mkdirSync(target, { recursive: true });
+  const tmp = join(target, `.${what}-${process.pid}`);
   // Ours alone (the pid is in the name): a leftover is a run of ours that crashed, never data.
   rmSync(tmp, { recursive: true, force: true });
   return tmp;
+}
+
+/** The data file built in `tmp` (closed cleanly: no WAL) becomes `target`'s in one rename. */
+function commitDataFile(tmp: string, target: string): void {
+  for (const suffix of ["-wal", "-shm"]) {
+    const f = join(tmp, DB_FILE + suffix);
+    if (existsSync(f) && suffix === "-wal" && statSync(f).size > 0) throw new Error(`${f} is not empty after a clean close`);
+    rmSync(f, { force: true });
+  }
+  syncPath(join(tmp, DB_FILE));
+  renameSync(join(tmp, DB_FILE), join(target, DB_FILE));
+  syncPath(target);
+  rmSync(tmp, { recursive: true, force: true });
 }
 
 export interface RestoreOptions {
@@ -79,7 +98,7 @@ export interface RestoreOptions {
  */
 export function restoreDataDir(o: RestoreOptions): void {
   if (!o.peers.has(o.self)) throw new RecoveryRefused(`--peers must include this node (${o.self})`);
-  if (!isEmptyDir(o.dataDir)) {
+  if (!holdsNoData(o.dataDir)) {
     throw new RecoveryRefused(`${o.dataDir} exists and is not empty: restore builds a new data dir and never overwrites one`);
   }
   const voters = [...o.peers.keys()].sort();
@@ -99,8 +118,9 @@ export function restoreDataDir(o: RestoreOptions): void {
     } finally {
       dd.close();
     }
-    writeClusterId(tmp, o.clusterId);
-    publish(tmp, o.dataDir);
+    // The cluster id first: phalanx.db appearing is the commit point, and it must find its id.
+    writeClusterId(o.dataDir, o.clusterId);
+    commitDataFile(tmp, o.dataDir);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
@@ -164,7 +184,7 @@ export interface ForceNewClusterResult {
  * the commit index are kept rather than dropped), the configuration becomes {self}, the term is
  * raised by one, and the cluster gets a new id so the old members' data cannot rejoin by gossip.
  * The caller holds `dd` open (the data-dir lock) and has checked that no quorum is running.
- * The old data dir is renamed aside, never deleted.
+ * The old data file is kept (hard-linked) in <data dir>/before-recovery-<time>/, never deleted.
  */
 export function forceNewCluster(dd: DataDir, kv: KvStore, self: NodeId): ForceNewClusterResult {
   const state = inspectSurvivor(dd, kv);
@@ -179,8 +199,8 @@ export function forceNewCluster(dd: DataDir, kv: KvStore, self: NodeId): ForceNe
   const clusterId = `c:f-${randomBytes(8).toString("hex")}`;
   const address = state.addresses.get(self) ?? "";
   try {
-    // VACUUM INTO writes one consistent copy of the whole database (WAL included) elsewhere.
     mkdirSync(tmp, { recursive: true });
+    // VACUUM INTO writes one consistent copy of the whole database (WAL included) elsewhere.
     dd.db.run(`VACUUM INTO '${join(tmp, DB_FILE).replace(/'/g, "''")}'`);
     const copy = openDataDir(tmp, { bootstrap: { voters: [self], learners: [] } });
     try {
@@ -197,14 +217,19 @@ export function forceNewCluster(dd: DataDir, kv: KvStore, self: NodeId): ForceNe
     } finally {
       copy.close();
     }
-    writeClusterId(tmp, clusterId);
-    for (const f of readdirSync(tmp)) syncPath(join(tmp, f));
-    syncPath(tmp);
-    const keptAt = join(dirname(resolve(target)), `${basename(resolve(target))}.before-recovery-${new Date().toISOString().replace(/[:.]/g, "-")}`);
-    // Both renames happen while we hold the old data dir's lock, so no node starts in between.
-    renameSync(target, keptAt);
-    renameSync(tmp, target);
-    syncPath(dirname(resolve(target)));
+    // Keep the data as it was: the old file made self-contained (its WAL checkpointed into it),
+    // then hard-linked into a directory beside it. Nothing of it is ever deleted.
+    const row = dd.db.query("PRAGMA wal_checkpoint(TRUNCATE)").values()[0] as [number, number, number] | undefined;
+    if (row === undefined || row[0] !== 0) throw new Error(`${dd.file}: could not checkpoint its write-ahead log before recovery`);
+    const keptAt = join(target, `before-recovery-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+    mkdirSync(keptAt);
+    linkSync(dd.file, join(keptAt, DB_FILE));
+    if (existsSync(join(target, CLUSTER_FILE))) copyFileSync(join(target, CLUSTER_FILE), join(keptAt, CLUSTER_FILE));
+    syncPath(keptAt);
+    // New cluster id, then the new file replaces the old in one rename (the commit point). We hold
+    // the data dir's lock throughout, so no node starts in between.
+    writeClusterId(target, clusterId);
+    commitDataFile(tmp, target);
     return { keptAt, clusterId, index: state.lastIndex, promoted: Math.max(0, state.lastIndex - state.hardState.commit) };
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });

@@ -3,7 +3,7 @@
 // restore` into a fresh 3-node cluster (new cluster id) that holds every key of the snapshot,
 // with the same values and revisions, and every write acknowledged before the save started.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BUN, MAIN, TestCluster, waitFor } from "./harness.ts";
 
@@ -129,6 +129,8 @@ test("restore builds a new 3-node cluster that holds every key of the snapshot",
   const r = restored;
   try {
     const peers = r.nodes.map((n) => `${n.id}=${n.addr}`).join(",");
+    // A volume mounted as the data dir (Fly.io's /data) has lost+found: it holds no data.
+    mkdirSync(join(r.nodes[0]!.dataDir, "lost+found"), { recursive: true });
     for (const n of r.nodes) {
       const res = await cli(["snapshot", "restore", file(), "--data-dir", n.dataDir, "--id", n.id, "--peers", peers]);
       expect(res.err).toBe("");

@@ -4,7 +4,7 @@
 // acknowledged before the kill, and takes new writes.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { join } from "node:path";
 import { BUN, MAIN, TestCluster, waitFor } from "./harness.ts";
 
 const ids = ["n1", "n2", "n3"];
@@ -38,7 +38,7 @@ test("recover refuses while the node runs, and while a quorum of the old voters 
     const quorum = await recoverN1("--force-new-cluster");
     expect(quorum.code).toBe(4);
     expect(quorum.err).toContain("refusing: 2 of the other voters (n2,n3) answer");
-    expect(readdirSync(dirname(cluster.node("n1").dataDir)).some((f) => f.includes("before-recovery"))).toBe(false);
+    expect(readdirSync(cluster.node("n1").dataDir).some((f) => f.includes("before-recovery"))).toBe(false);
     cluster.start("n1");
     await cluster.waitForLeader(ids);
   } catch (err) {
@@ -88,8 +88,11 @@ test("two of three killed for good: the recovered survivor serves every acknowle
     expect(r.err).toContain("WARNING: forcing a new cluster");
     expect(r.code).toBe(0);
     expect(r.out).toContain("with n1 as its only voter");
-    const kept = readdirSync(dirname(cluster.node("n1").dataDir)).filter((f) => f.includes("before-recovery"));
+    // The data file as it was is kept, whole: it still opens as the old 3-voter node's data.
+    const kept = readdirSync(cluster.node("n1").dataDir).filter((f) => f.startsWith("before-recovery-"));
     expect(kept.length).toBe(1);
+    const old = await cli(["recover", "--data-dir", join(cluster.node("n1").dataDir, kept[0]!), "--id", "n1", "--dry-run", "--probe-timeout-ms", "300"]);
+    expect(old.err).toContain("voters n1,n2,n3");
 
     cluster.start("n1");
     await cluster.waitForLeader(["n1"]);
