@@ -16,8 +16,11 @@ const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 export class EventLoopLag {
   readonly histogram = new Histogram(LAG_BUCKETS);
   private timer: ReturnType<typeof setTimeout> | null = null;
+  /** Debug servers using the probe: several nodes in one process (tests) share it. */
+  private users = 0;
 
   start(): void {
+    this.users++;
     if (this.timer !== null) return;
     const arm = () => {
       const expected = performance.now() + LAG_PROBE_MS;
@@ -32,6 +35,8 @@ export class EventLoopLag {
   }
 
   stop(): void {
+    this.users = Math.max(0, this.users - 1);
+    if (this.users > 0) return;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
