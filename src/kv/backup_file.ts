@@ -4,11 +4,13 @@
 //   PHALANX-SNAPSHOT\n                      magic line
 //   {"format":1,...}\n                      header, one JSON line (see BackupHeader)
 //   <dataBytes bytes>                       the SQLite image of the kv, session and member tables
-//   PHALANX-END <sha256 hex>\n              footer: sha256 over every byte before it
+//   PHALANX-END <sha256 hex>\n              footer: sha256 over the magic and header lines
 //
-// The header carries the image's own sha256 and length, the footer one over the whole file, so
-// a truncated copy (footer missing, length short) and a flipped bit anywhere (header included)
-// are both told apart from a good file before any of it is used.
+// The header carries the image's sha256 and length and the footer seals the header, so the
+// footer covers every byte before it while the image is hashed once (taking a backup blocks the
+// node's loop, and sha256 of a large image is a real part of it). A truncated copy (footer
+// missing, length short) and a flipped bit anywhere are told apart from a good file before any
+// of it is used.
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { ConfState } from "../raft/types.ts";
@@ -73,7 +75,7 @@ export function encodeBackup(meta: BackupMeta, data: Uint8Array): { header: Back
     dataSha256: sha256(data),
   };
   const head = Buffer.from(`${MAGIC}${JSON.stringify(header)}\n`, "utf8");
-  const footer = Buffer.from(`${FOOTER_PREFIX}${sha256(head, data)}\n`, "latin1");
+  const footer = Buffer.from(`${FOOTER_PREFIX}${sha256(head)}\n`, "latin1");
   return { header, parts: [head, data, footer], bytes: head.byteLength + data.byteLength + footer.byteLength };
 }
 
@@ -118,7 +120,7 @@ export function decodeBackup(file: Uint8Array): { header: BackupHeader; data: Ui
   const m = /^PHALANX-END ([0-9a-f]{64})\n$/.exec(footer);
   if (m === null) throw new BadBackupError("the footer is missing or damaged (truncated or corrupt file)");
   const data = buf.subarray(dataStart, footerStart);
-  if (sha256(buf.subarray(0, footerStart)) !== m[1]) throw new BadBackupError("checksum mismatch: the file is corrupt (sha256 over the file does not match its footer)");
+  if (sha256(buf.subarray(0, dataStart)) !== m[1]) throw new BadBackupError("checksum mismatch: the header is corrupt (its sha256 does not match the footer)");
   if (sha256(data) !== header.dataSha256) throw new BadBackupError("checksum mismatch: the snapshot image does not match the sha256 in the header");
   return { header, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
