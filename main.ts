@@ -3,8 +3,10 @@ import { benchCommand } from "./src/cli/bench.ts";
 import { leaderCommand, membersCommand, statusCommand } from "./src/cli/cluster.ts";
 import { devCommand } from "./src/cli/dev.ts";
 import { kvCommand } from "./src/cli/kv.ts";
+import { recoverCommand } from "./src/cli/recover.ts";
 import { EXIT, fail } from "./src/cli/output.ts";
 import { serveCommand } from "./src/cli/serve.ts";
+import { snapshotCommand } from "./src/cli/snapshot.ts";
 
 const USAGE = `usage: phalanx <command> [args] (--help on any command)
 
@@ -13,6 +15,8 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
   status                   a node's view of the cluster
   members                  cluster membership
   leader transfer <id>     move leadership
+  snapshot save|status|restore   backups, and new clusters built from them
+  recover --force-new-cluster    one survivor of a lost majority becomes a one-voter cluster
   dev --nodes 3            a local cluster for trying things out
   bench                    load generator
 `;
@@ -23,6 +27,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   status: statusCommand,
   members: membersCommand,
   leader: leaderCommand,
+  snapshot: snapshotCommand,
+  recover: recoverCommand,
   dev: devCommand,
   bench: benchCommand,
 };

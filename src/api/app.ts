@@ -6,11 +6,14 @@ import type { Logger } from "../node/log.ts";
 import { BodyTooLargeError } from "../transport/body.ts";
 import { raftRoutes } from "../transport/raft_routes.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
+import { httpMetrics } from "./http_metrics.ts";
 import { kvRoutes } from "./kv_routes.ts";
+import { snapshotRoutes } from "./snapshot_route.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const app = new Hono();
+  app.use(httpMetrics(node.metrics.http));
   const onMessages = (msgs: Parameters<PhalanxNode["receive"]>[0], from: string) => {
     try {
       node.receive(msgs);
@@ -25,6 +28,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.route("/", raft as unknown as Hono);
   app.route("/", kvRoutes(node));
   app.route("/", clusterRoutes(node));
+  app.route("/", snapshotRoutes(node)); // admin scope: it returns every key
   app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((err, c) => {
     if (err instanceof BadRequest) return errorReply(c, 400, "bad_request", err.message);

@@ -4,6 +4,7 @@
 import type { PhalanxNode } from "../node/node.ts";
 import { parseHostPort } from "../transport/address.ts";
 import { statusOf } from "./cluster_routes.ts";
+import { eventLoopLag } from "../node/process_metrics.ts";
 import { metricsText } from "./metrics_text.ts";
 
 // @hono/node-server's serve() replaces the global Response with a lightweight one that Bun.serve
@@ -17,6 +18,8 @@ export interface DebugServer {
 
 export function startDebugServer(node: PhalanxNode, addr: string): DebugServer {
   const { host, port } = parseHostPort(addr);
+  // The lag probe runs while someone can scrape it; it is one timer per process.
+  eventLoopLag.start();
   const server = Bun.serve({
     hostname: host,
     port,
@@ -40,5 +43,11 @@ export function startDebugServer(node: PhalanxNode, addr: string): DebugServer {
       }
     },
   });
-  return { port: server.port ?? port, stop: () => void server.stop(true) };
+  return {
+    port: server.port ?? port,
+    stop: () => {
+      eventLoopLag.stop();
+      void server.stop(true);
+    },
+  };
 }

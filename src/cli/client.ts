@@ -8,6 +8,8 @@ export interface ClientOptions {
   addrs: string[];
   timeoutMs: number;
   tls?: ClientTls;
+  /** Largest answer accepted (default 16 MiB); `snapshot save` raises it. */
+  maxResponseBytes?: number;
 }
 
 export interface ApiResponse {
@@ -33,7 +35,11 @@ export class ApiClient {
 
   constructor(private readonly opts: ClientOptions) {
     if (opts.addrs.length === 0) throw new Error("no server address given");
-    this.h2 = new H2Client({ ...(opts.tls === undefined ? {} : { tls: opts.tls }), connectTimeoutMs: Math.min(2000, opts.timeoutMs) });
+    this.h2 = new H2Client({
+      ...(opts.tls === undefined ? {} : { tls: opts.tls }),
+      ...(opts.maxResponseBytes === undefined ? {} : { maxResponseBytes: opts.maxResponseBytes }),
+      connectTimeoutMs: Math.min(2000, opts.timeoutMs),
+    });
   }
 
   /** One request with failover; throws UnreachableError when no endpoint answered usefully in time. */

@@ -1,7 +1,7 @@
 // Shared plumbing of the client commands: argument parsing with the common options, the client's
 // lifetime, and turning failures into one line and an exit code.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ApiClient, addrsFrom, CLIENT_OPTIONS, tlsFrom, UnreachableError, type ApiResponse } from "./client.ts";
+import { ApiClient, addrsFrom, CLIENT_OPTIONS, tlsFrom, UnreachableError, type ApiResponse, type ClientOptions } from "./client.ts";
 import { EXIT, fail } from "./output.ts";
 
 export class UsageError extends Error {
@@ -22,6 +22,7 @@ export async function runClientCommand(
   help: string,
   extra: Options,
   body: (ctx: ClientContext) => Promise<number>,
+  clientOptions: Pick<ClientOptions, "maxResponseBytes"> = {},
 ): Promise<number> {
   let parsed;
   try {
@@ -39,7 +40,7 @@ export async function runClientCommand(
   let client: ApiClient;
   try {
     const tls = tlsFrom(values as Record<string, string>);
-    client = new ApiClient({ addrs: addrsFrom(values.addr as string[] | undefined), timeoutMs: timeout, ...(tls === undefined ? {} : { tls }) });
+    client = new ApiClient({ ...clientOptions, addrs: addrsFrom(values.addr as string[] | undefined), timeoutMs: timeout, ...(tls === undefined ? {} : { tls }) });
   } catch (err) {
     return fail(EXIT.usage, (err as Error).message);
   }

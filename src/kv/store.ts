@@ -190,6 +190,17 @@ export class KvStore {
     });
   }
 
+  /**
+   * Disaster recovery only (snapshot restore, force-new-cluster): replaces the member rows with a
+   * configuration decided by the operator, in the caller's transaction. Raft never calls this;
+   * its membership changes arrive as conf entries through apply().
+   */
+  replaceMembers(members: readonly Member[]): void {
+    if (!this.dd.tx.active) throw new Error("replaceMembers must run inside a transaction");
+    this.dd.db.run("DELETE FROM members");
+    for (const m of members) this.q.setMember.run(m.id, m.address, m.role);
+  }
+
   private applyProposal(index: number, p: Proposal, next: KvState): Result {
     next.logTime = advanceLogTime(next.logTime, p.time);
     // Evicting on every write, by log time, makes every replica drop the same sessions at the same index.

@@ -86,6 +86,7 @@ export class PhalanxNode {
       deliver: (msgs) => {
         if (!this.stopped) this.receive(msgs);
       },
+      onRoundTrip: (id, seconds) => this.metrics.observePeerRtt(id, seconds),
     });
     this.memberList = kv.members();
     this.updatePeers();
@@ -367,8 +368,8 @@ export class PhalanxNode {
     const results = this.dd.transaction(
       () => {
         this.dd.log.save(rd.snapshot, rd.entries, rd.hardState);
-        if (rd.snapshot !== null) this.kv.restore(rd.snapshot.data, rd.snapshot.meta);
-        return rd.committed.map((entry) => this.kv.apply(entry));
+        if (rd.snapshot !== null) this.metrics.snapshotInstallDuration.time(() => this.kv.restore(rd.snapshot!.data, rd.snapshot!.meta));
+        return rd.committed.length === 0 ? [] : this.metrics.applyDuration.time(() => rd.committed.map((entry) => this.kv.apply(entry)));
       },
       { sync: rd.mustSync },
     );
@@ -411,7 +412,7 @@ export class PhalanxNode {
   }
 
   private takeSnapshot(req: { index: number; conf: Status["conf"] }): void {
-    const snap = this.kv.snapshot();
+    const snap = this.metrics.snapshotSaveDuration.time(() => this.kv.snapshot());
     if (snap.index !== req.index) throw new Error(`state machine snapshot at ${snap.index}, the core asked for ${req.index}`);
     const meta = { index: snap.index, term: this.dd.log.term(snap.index), conf: req.conf };
     this.dd.log.createSnapshot({ meta, data: snap.data }, snap.index - this.config.catchupEntries);
@@ -453,7 +454,7 @@ export class PhalanxNode {
       this.lastRole = role;
     }
     if (lead !== this.lastLeader) {
-      this.metrics.leaderChanges++;
+      this.metrics.observeLeader(lead, term);
       this.log.info(lead === null ? "lost the leader" : "leader is known", { leader: lead ?? "none", term });
       this.lastLeader = lead;
     }

@@ -24,6 +24,8 @@ export interface PeerTransportOptions {
    * us. Without it the transport does not ask peers to reply that way.
    */
   deliver?: (msgs: Message[]) => void;
+  /** Observes each answered message request's round trip (seconds), for the RTT histogram. */
+  onRoundTrip?: (id: NodeId, seconds: number) => void;
   /** Jitter source in [0, 1); injectable for deterministic tests. */
   random?: () => number;
   /** Messages queued per peer (snapshot chunks excluded). */
@@ -58,6 +60,9 @@ export interface PeerStats {
   /** Smoothed request round trip (ms), null before the first answer. */
   rttMs: number | null;
   lastError: string | null;
+  /** Request body bytes sent and response body bytes received. */
+  bytesSent: number;
+  bytesReceived: number;
 }
 
 /** Kept in preference when the queue overflows: losing one costs an election round or a client read. */
@@ -80,6 +85,7 @@ interface Settings {
   auth: PeerAuth;
   reportUnreachable: (id: NodeId) => void;
   deliver: ((msgs: Message[]) => void) | null;
+  onRoundTrip: ((id: NodeId, seconds: number) => void) | null;
   random: () => number;
   maxQueue: number;
   maxSnapshotQueue: number;
@@ -111,6 +117,7 @@ export class PeerTransport {
       auth: opts.auth,
       reportUnreachable: opts.reportUnreachable,
       deliver: opts.deliver ?? null,
+      onRoundTrip: opts.onRoundTrip ?? null,
       random: opts.random ?? Math.random,
       maxQueue: opts.maxQueue ?? 4096,
       maxSnapshotQueue: opts.maxSnapshotQueue ?? 2,
@@ -232,6 +239,8 @@ class Peer {
   private batches = 0;
   private rttMs: number | null = null;
   private lastError: string | null = null;
+  private bytesSent = 0;
+  private bytesReceived = 0;
 
   constructor(
     private readonly id: NodeId,
@@ -321,6 +330,8 @@ class Peer {
       inflight: this.inflight + (this.snapshotInflight ? 1 : 0),
       rttMs: this.rttMs,
       lastError: this.lastError,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
     };
   }
 
@@ -358,6 +369,7 @@ class Peer {
     if (this.s.deliver !== null && path === RAFT_MESSAGES_PATH) headers[REPLY_HEADER] = "1";
     const started = performance.now();
     const generation = this.generation;
+    this.bytesSent += body.byteLength;
     const request = this.s.client
       .request(this.origin, { method: "POST", path, headers, body, timeoutMs })
       .then(
@@ -374,6 +386,8 @@ class Peer {
   private answered(res: H2Response, path: string, count: number, rtt: number | null): void {
     if (this.removed) return;
     this.markUp();
+    this.bytesReceived += res.body.byteLength;
+    if (rtt !== null) this.s.onRoundTrip?.(this.id, rtt / 1000);
     if (rtt !== null) this.rttMs = this.rttMs === null ? rtt : this.rttMs + (rtt - this.rttMs) / 8;
     if (res.status >= 200 && res.status < 300) {
       this.sent += count;

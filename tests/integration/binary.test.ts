@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import pkg from "../../package.json" with { type: "json" };
 import { freePort, TestCluster, waitFor } from "./harness.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
@@ -33,7 +34,7 @@ function run(args: string[]): { code: number; out: string; err: string } {
 
 test("help, usage errors and an unreachable server give one line and an exit code", async () => {
   expect(run(["--help"]).code).toBe(0);
-  for (const sub of [["serve"], ["kv"], ["kv", "put"], ["status"], ["members"], ["leader"], ["dev"], ["bench"]]) {
+  for (const sub of [["serve"], ["kv"], ["kv", "put"], ["status"], ["members"], ["leader"], ["dev"], ["bench"], ["snapshot"], ["recover"]]) {
     const r = run([...sub, "--help"]);
     expect(r.code).toBe(0);
     expect(r.out).toContain("usage: phalanx");
@@ -110,6 +111,9 @@ test("phalanx dev starts a local cluster and Ctrl-C stops it", async () => {
   await waitFor("the dev cluster to serve a write", () => run(["kv", "put", "dev", "ok", "--addr", addrs, "--timeout", "1000"]).code === 0, 20_000, 100);
   const ready = await waitFor("readyz", async () => (await fetch(`http://127.0.0.1:${base + 100}/readyz`)).status === 200, 5000);
   expect(ready).toBe(true);
+  // The version is embedded in the compiled binary (no package.json beside it).
+  const metrics = await (await fetch(`http://127.0.0.1:${base + 100}/metrics`)).text();
+  expect(metrics).toContain(`phalanx_build_info{version="${pkg.version}",`);
   dev.kill("SIGINT");
   expect(await dev.exited).toBe(0);
   expect(await new Response(dev.stdout as ReadableStream).text()).toContain("phalanx kv put hello world");
