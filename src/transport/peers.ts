@@ -6,7 +6,7 @@
 // peer, so a large chunk never sits in front of a heartbeat.
 
 import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
-import { checkPeerAuth, type PeerAuth, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
+import { checkPeerAuth, NONCE_HEADER, type PeerAuth, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
 import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
 import type { H2Client, H2Response } from "./h2_client.ts";
 import { Fifo } from "./fifo.ts";
@@ -353,15 +353,16 @@ class Peer {
     }
     const headers: Record<string, string> = {
       "content-type": "application/msgpack",
-      ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, body }),
+      ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, to: this.id, body }),
     };
+    const nonce = headers[NONCE_HEADER] ?? "";
     if (this.s.deliver !== null && path === RAFT_MESSAGES_PATH) headers[REPLY_HEADER] = "1";
     const started = performance.now();
     const generation = this.generation;
     const request = this.s.client
       .request(this.origin, { method: "POST", path, headers, body, timeoutMs })
       .then(
-        (res) => this.answered(res, path, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
+        (res) => this.answered(res, path, nonce, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
         (err: unknown) => this.fail(batch.length, errorText(err), generation === this.generation),
       )
       .finally(() => {
@@ -371,14 +372,14 @@ class Peer {
     this.s.track(request);
   }
 
-  private answered(res: H2Response, path: string, count: number, rtt: number | null): void {
+  private answered(res: H2Response, path: string, nonce: string, count: number, rtt: number | null): void {
     if (this.removed) return;
     this.markUp();
     if (rtt !== null) this.rttMs = this.rttMs === null ? rtt : this.rttMs + (rtt - this.rttMs) / 8;
     if (res.status >= 200 && res.status < 300) {
       this.sent += count;
       this.batches++;
-      if (res.status === 200 && res.body.byteLength > 0 && this.s.deliver !== null) this.takeReply(res, path);
+      if (res.status === 200 && res.body.byteLength > 0 && this.s.deliver !== null) this.takeReply(res, path, nonce);
       return;
     }
     // The peer is reachable but refused the batch (auth, validation, size): count it, do not back off.
@@ -387,12 +388,12 @@ class Peer {
   }
 
   /** Messages in an answer pass the same checks as a request's: proof, schema, sender, recipient. */
-  private takeReply(res: H2Response, path: string): void {
+  private takeReply(res: H2Response, path: string, nonce: string): void {
     const headers = new Headers();
     for (const [name, value] of Object.entries(res.headers)) {
       if (!name.startsWith(":") && typeof value === "string") headers.set(name, value);
     }
-    const verdict = verifyPeerReply(this.s.auth, headers, { path, from: this.id, body: res.body });
+    const verdict = verifyPeerReply(this.s.auth, headers, { path, from: this.id, to: this.s.self, nonce, body: res.body });
     if (!verdict.ok) return this.refuseReply(`reply refused: ${verdict.reason}`);
     let msgs: Message[];
     try {

@@ -5,7 +5,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { Hono } from "hono";
 import type { Message, NodeId } from "../../src/raft/types.ts";
-import { peerReplyHeaders } from "../../src/transport/auth.ts";
+import { NONCE_HEADER, peerReplyHeaders } from "../../src/transport/auth.ts";
 import { encodeMessages } from "../../src/transport/codec.ts";
 import { H2Client } from "../../src/transport/h2_client.ts";
 import { PeerTransport } from "../../src/transport/peers.ts";
@@ -82,7 +82,7 @@ test("an answer whose body was altered fails the signature check", async () => {
   app.post("/raft/v1/messages", (c) => {
     const signed = encodeMessages([resp("b", "a", 1)]);
     const sent = encodeMessages([resp("b", "a", 2)]) as Uint8Array<ArrayBuffer>;
-    const headers = { "content-type": "application/msgpack", ...peerReplyHeaders(HMAC, { path: "/raft/v1/messages", from: "b", body: signed }) };
+    const headers = { "content-type": "application/msgpack", ...peerReplyHeaders(HMAC, { path: "/raft/v1/messages", from: "b", to: "a", nonce: c.req.header(NONCE_HEADER) ?? "", body: signed }) };
     return c.body(sent, 200, headers);
   });
   const server = await serveApp(app, { listen: "127.0.0.1:0" });
@@ -92,5 +92,5 @@ test("an answer whose body was altered fails the signature check", async () => {
   a.send(heartbeat("a", "b", 1));
   await until(() => (a.stats()[0]?.errors ?? 0) > 0, "the refusal");
   expect(got).toEqual([]);
-  expect(a.stats()[0]?.lastError).toContain("bad signature");
+  expect(a.stats()[0]?.lastError).toContain("digest mismatch");
 });
