@@ -6,7 +6,7 @@
 // peer, so a large chunk never sits in front of a heartbeat.
 
 import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
-import { checkPeerAuth, NONCE_HEADER, type PeerAuth, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
+import { certificateNames, checkPeerAuth, NONCE_HEADER, type PeerAuth, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
 import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
 import type { H2Client, H2Response } from "./h2_client.ts";
 import { Fifo } from "./fifo.ts";
@@ -395,6 +395,12 @@ class Peer {
     }
     const verdict = verifyPeerReply(this.s.auth, headers, { path, from: this.id, to: this.s.self, nonce, body: res.body });
     if (!verdict.ok) return this.refuseReply(`reply refused: ${verdict.reason}`);
+    if (this.s.auth.mode === "mtls") {
+      // The handshake proved a CA-signed certificate for the address; messages "from" the peer
+      // also need the certificate to name it (as the server demands of our requests).
+      const cert = res.peerCertificate?.() ?? null;
+      if (cert === null || !certificateNames(cert, this.id)) return this.refuseReply(`reply refused: the server certificate does not name ${this.id}`);
+    }
     let msgs: Message[];
     try {
       msgs = decodeMessages(res.body);
