@@ -149,48 +149,48 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
       if (left > 0) perAddress.set(from, left);
       else perAddress.delete(from);
     });
+    // A connection that goes quiet (including one that never sends a preface or finishes its
+    // handshake) is reset; one that talks but opens no stream is closed by its session below.
     socket.setTimeout(idleMs, () => socket.resetAndDestroy());
-    const state: IdleState = { open: 0, timer: undefined, session: undefined };
-    idle.set(socket, state);
-    socket.once("close", () => clearTimeout(state.timer));
-    // Until its first stream, a connection counts as idle (covers one that never sends a preface).
-    armIdle(socket, state);
   });
-  /** Per socket: its session, the streams open on it, and the timer that closes it when there are none. */
-  interface IdleState {
-    open: number;
-    timer: ReturnType<typeof setTimeout> | undefined;
-    session: http2.ServerHttp2Session | undefined;
-  }
-  const idle = new WeakMap<Socket, IdleState>();
-  function armIdle(socket: Socket, state: IdleState): void {
+  /**
+   * Per session: streams open on it, and the timer that closes it when there are none. Keyed by
+   * session, not socket: with TLS the 'connection' socket is the TCP one, the session's the TLS one.
+   */
+  const idle = new WeakMap<http2.Http2Session, { open: number; timer: ReturnType<typeof setTimeout> | undefined }>();
+  function armIdle(session: http2.Http2Session): void {
+    const state = idle.get(session);
+    if (state === undefined) return;
     clearTimeout(state.timer);
     state.timer = setTimeout(() => {
-      if (state.open > 0 || socket.destroyed) return;
+      if (state.open > 0 || session.destroyed) return;
       counters.idleClosed++;
       // GOAWAY first, so a client about to reuse the session opens a new one instead of failing.
-      state.session?.close();
-      setTimeout(() => socket.destroyed || socket.resetAndDestroy(), 1000).unref?.();
+      session.close();
+      setTimeout(() => session.destroyed || session.destroy(), 1000).unref?.();
     }, idleNoStreamMs);
     state.timer.unref?.();
   }
   server.on("session", (session: http2.ServerHttp2Session) => {
-    const state = idle.get(session.socket as Socket);
-    if (state !== undefined) state.session = session;
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    idle.set(session, { open: 0, timer: undefined });
+    armIdle(session);
+    session.once("close", () => {
+      sessions.delete(session);
+      clearTimeout(idle.get(session)?.timer);
+    });
     // A broken session must not surface as an unhandled 'error' event.
     session.on("error", () => undefined);
   });
   server.on("stream", (stream: http2.ServerHttp2Stream) => {
-    const socket = stream.session?.socket as Socket | undefined;
-    const state = socket === undefined ? undefined : idle.get(socket);
-    if (state !== undefined) {
+    const session = stream.session;
+    const state = session === undefined ? undefined : idle.get(session);
+    if (session !== undefined && state !== undefined) {
       state.open++;
       clearTimeout(state.timer);
       stream.once("close", () => {
         state.open--;
-        if (state.open === 0 && socket !== undefined) armIdle(socket, state);
+        if (state.open === 0) armIdle(session);
       });
     }
     if (stream.endAfterHeaders) return;
