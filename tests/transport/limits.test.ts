@@ -169,3 +169,59 @@ test("SETTINGS advertise the stream and header limits", async () => {
   expect(settings.maxConcurrentStreams).toBe(7);
   expect(settings.maxHeaderListSize).toBe(9000);
 });
+
+/** Frame header + payload (RFC 9113 §4.1). */
+function frame(type: number, flags: number, stream: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(9 + payload.length);
+  out.set([(payload.length >> 16) & 0xff, (payload.length >> 8) & 0xff, payload.length & 0xff, type, flags, (stream >>> 24) & 0x7f, (stream >>> 16) & 0xff, (stream >>> 8) & 0xff, stream & 0xff]);
+  out.set(payload, 9);
+  return out;
+}
+
+// Bun's client obeys the server's SETTINGS, an attacker's does not: raw frames check that the
+// server itself refuses streams over maxConcurrentStreams (RST_STREAM REFUSED_STREAM).
+test("a client that ignores SETTINGS_MAX_CONCURRENT_STREAMS gets REFUSED_STREAM past the limit", async () => {
+  const app = new Hono();
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((r) => (release = r));
+  let started = 0;
+  app.get("/slow", async (c) => {
+    started++;
+    await held;
+    return c.text("late");
+  });
+  const server = await serveApp(app, { listen: "127.0.0.1:0", maxConcurrentStreams: 4 });
+  cleanup.push(() => server.close());
+  const { socket } = await connect(server.port);
+  const received: Uint8Array[] = [];
+  socket.on("data", (d: Uint8Array) => received.push(d));
+  // GET /slow: static-table :method GET (0x82), :scheme http (0x86), then literal :path (0x04)
+  // and :authority (0x01) values.
+  const enc = (s: string) => [s.length, ...new TextEncoder().encode(s)];
+  const block = new Uint8Array([0x82, 0x86, 0x04, ...enc("/slow"), 0x01, ...enc("localhost")]);
+  const frames = [new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0, 0, new Uint8Array(0))];
+  for (let i = 0; i < 10; i++) frames.push(frame(1, 0x5, 1 + 2 * i, block));
+  socket.write(Buffer.concat(frames));
+  /** RST_STREAM frames with error code 7 (REFUSED_STREAM) among what the server sent. */
+  const refused = () => {
+    const bytes = Buffer.concat(received);
+    let n = 0;
+    for (let at = 0; at + 9 <= bytes.length; ) {
+      const len = (bytes[at]! << 16) | (bytes[at + 1]! << 8) | bytes[at + 2]!;
+      if (bytes[at + 3] === 3 && len === 4 && bytes.readUInt32BE(at + 9) === 7) n++;
+      at += 9 + len;
+    }
+    return n;
+  };
+  await until(() => refused() === 6 && started === 4, "6 refusals, 4 streams served", 3000).catch((e) => {
+    const b = Buffer.concat(received);
+    for (let at = 0; at + 9 <= b.length; ) {
+      const len = (b[at]! << 16) | (b[at + 1]! << 8) | b[at + 2]!;
+      console.log("frame type", b[at + 3], "flags", b[at + 4], "stream", b.readUInt32BE(at + 5), "payload", b.subarray(at + 9, at + 9 + len).toString("hex").slice(0, 80));
+      at += 9 + len;
+    }
+    throw e;
+  });
+  release();
+  expect(started).toBe(4);
+});
