@@ -52,7 +52,10 @@ const SIGNED_TEXT_VERSION = "phalanx-peer-v2";
  */
 export const DEFAULT_SKEW_MS = 10_000;
 const MIN_KEY_BYTES = 16;
-/** Remembered nonces; past this new requests get 503 rather than an unchecked replay window. */
+/**
+ * Remembered nonces (≈ 30 MiB when full); past this new requests get 503 rather than an unchecked
+ * replay window. Nonces live 20-40 s, so this allows ≈ 12,000 peer requests/s into one node.
+ */
 export const DEFAULT_MAX_NONCES = 500_000;
 /**
  * Body bytes in memory for peer requests whose headers passed but whose handling has not finished,
@@ -171,8 +174,11 @@ export const peerBodyBudget = new ByteBudget(DEFAULT_PEER_BODY_BUDGET);
  * until its ts has left the window and the timestamp check refuses it on its own.
  */
 class NonceCache {
-  private current = new Set<string>();
-  private previous = new Set<string>();
+  // Keyed by the nonce's first 52 bits as a number: 500,000 hex strings cost 82 MiB, numbers 30.
+  // Two different nonces sharing 52 bits (odds ~3e-5 per window at the cap) cost one refused
+  // request, which Raft resends; a replay always has the same 52 bits.
+  private current = new Set<number>();
+  private previous = new Set<number>();
   private rotatedAt: number;
 
   constructor(
@@ -184,6 +190,7 @@ class NonceCache {
   }
 
   admit(nonce: string, now: number): "fresh" | "replayed" | "full" {
+    const key = Number.parseInt(nonce.slice(0, 13), 16);
     if (now - this.rotatedAt >= 2 * this.spanMs) {
       this.previous = new Set();
       this.current = new Set();
@@ -193,9 +200,9 @@ class NonceCache {
       this.current = new Set();
       this.rotatedAt = now;
     }
-    if (this.current.has(nonce) || this.previous.has(nonce)) return "replayed";
+    if (this.current.has(key) || this.previous.has(key)) return "replayed";
     if (this.current.size + this.previous.size >= this.maxEntries) return "full";
-    this.current.add(nonce);
+    this.current.add(key);
     return "fresh";
   }
 }

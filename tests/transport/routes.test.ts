@@ -219,3 +219,43 @@ describe("400, 413, 500", () => {
     expect(calls.length).toBe(1);
   });
 });
+
+describe("replay cache", () => {
+  const headersAt = (clock: { t: number }, auth: PeerAuth) => {
+    const h = peerRequestHeaders(auth, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body: hb });
+    return new Headers(h);
+  };
+  const check = (gate: PeerGate, headers: Headers) =>
+    gate.admitHeaders({ method: "POST", path: RAFT_MESSAGES_PATH, headers, peerCert: null, maxBodyBytes: 1 << 20 });
+
+  test("a nonce stays used for as long as its timestamp is in the window, through rotations", () => {
+    const clock = { t: 1_000_000 };
+    const auth: PeerAuth = { mode: "hmac", key: KEY, now: () => clock.t };
+    const gate = new PeerGate(auth, "b");
+    // Signed 10 s in the future (the edge of the window): must stay refused until it is 10 s old.
+    clock.t += 10_000;
+    const future = headersAt(clock, auth);
+    clock.t -= 10_000;
+    expect(check(gate, future).ok).toBe(true);
+    // Its timestamp stays within ±10 s for 20 s: the cache (rotating every 20 s) must remember it.
+    for (let dt = 1000; dt <= 20_000; dt += 1000) {
+      clock.t += 1000;
+      const again = check(gate, future);
+      expect(again.ok === false && again.reason).toBe("replayed request (nonce already used)");
+    }
+    clock.t += 1;
+    const late = check(gate, future);
+    expect(!late.ok && late.reason).toContain("outside the ±10000 ms window");
+  });
+
+  test("a full cache refuses with 503 instead of forgetting, and empties as the window moves", () => {
+    const clock = { t: 5_000_000 };
+    const auth: PeerAuth = { mode: "hmac", key: KEY, now: () => clock.t };
+    const gate = new PeerGate(auth, "b", { maxNonces: 3 });
+    for (let i = 0; i < 3; i++) expect(check(gate, headersAt(clock, auth)).ok).toBe(true);
+    const full = check(gate, headersAt(clock, auth));
+    expect(full.ok === false && full.status).toBe(503);
+    clock.t += 40_000;
+    expect(check(gate, headersAt(clock, auth)).ok).toBe(true);
+  });
+});
