@@ -23,7 +23,7 @@ export const DEFAULT_MAX_SNAPSHOT_BODY = 8 << 20;
 export interface RaftRoutesOptions {
   self: NodeId;
   auth: PeerAuth;
-  /** The node's gate, when other routes (gossip) share its replay cache; built from `auth` otherwise. */
+  /** The gate checking requests (own budget, cache size); built from `auth` and `self` otherwise. */
   gate?: PeerGate;
   /** Called synchronously with a whole, valid batch from `from`. A throw becomes a 500. */
   onMessages: (msgs: Message[], from: NodeId) => void;
