@@ -128,7 +128,7 @@ describe.skipIf(!haveOpenssl)("busy sessions stay open past idleNoStreamMs", asy
       }
       long.close();
       expect(closed).toBe(false);
-      expect(answered).toBeGreaterThan(10);
+      expect(answered).toBeGreaterThan(2);
       expect(server.stats().idleClosed).toBe(0);
     });
   }
