@@ -87,7 +87,10 @@ export const DEFAULT_INITIAL_WINDOW = 1 << 20;
 export const DEFAULT_MAX_CONNECTIONS = 1024;
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 128;
 export const DEFAULT_IDLE_NO_STREAM_MS = 60_000;
-/** A 512 KiB snapshot chunk at 400 kbit/s; peers' batches are smaller. */
+/**
+ * Never shorter than what a peer waits itself: batches give up after 5 s (peers.ts
+ * requestTimeoutMs), and a 512 KiB snapshot chunk needs only 35 KB/s to finish within 15 s.
+ */
 export const DEFAULT_BODY_TIMEOUT_MS = 15_000;
 export const DEFAULT_MAX_CONCURRENT_STREAMS = 128;
 export const DEFAULT_MAX_HEADER_LIST_SIZE = 16 << 10;
