@@ -388,6 +388,14 @@ export class Raft {
       case "append":
       case "heartbeat":
       case "snapshot":
+        // A term has at most one leader (election safety), so once we know it, replication from
+        // anyone else in that term is a lie. Taking it let a CLUSTER_KEY holder posing as a node
+        // plant an entry the cluster never committed on a follower (issue 9 §4): refuse, and keep
+        // following the leader we know. (A higher term already made m.from our leader above.)
+        if (this.lead !== null && this.lead !== m.from) {
+          this.warn(m, `${m.from} is not the leader of term ${this.term} (${this.lead} is)`);
+          return;
+        }
         if (this.role !== "follower") this.becomeFollower(m.term, m.from);
         this.lead = m.from;
         this.electionElapsed = 0;
@@ -396,7 +404,12 @@ export class Raft {
         else this.handleSnapshot(m);
         return;
       case "timeoutNow":
-        // Dissertation §3.10: start an election now, without pre-vote or stickiness checks.
+        // Dissertation §3.10: start an election now, without pre-vote or stickiness checks. Only
+        // the leader transfers leadership: from anyone else it would depose a healthy leader.
+        if (this.lead !== m.from) {
+          this.warn(m, `${m.from} is not the leader of term ${this.term} (${this.lead ?? "none known"} is)`);
+          return;
+        }
         if (this.isVoter(this.id)) this.campaign("vote", true);
         return;
     }

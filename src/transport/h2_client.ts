@@ -5,6 +5,7 @@
 // raised only through SETTINGS.
 
 import http2 from "node:http2";
+import type { PeerCertificate, TLSSocket } from "node:tls";
 import { originOf } from "./address.ts";
 
 export interface ClientTls {
@@ -52,6 +53,8 @@ export interface H2Response {
   status: number;
   headers: http2.IncomingHttpHeaders;
   body: Uint8Array;
+  /** The server's certificate (verified by the TLS handshake); null over h2c. */
+  peerCertificate?: () => PeerCertificate | null;
 }
 
 interface PoolEntry {
@@ -157,7 +160,8 @@ export class H2Client {
           if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
           reject(err);
         } else {
-          resolve({ status, headers, body: chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks) });
+          const body = chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks);
+          resolve({ status, headers, body, peerCertificate: () => serverCertificate(session) });
         }
       };
       const timer = setTimeout(() => done(new H2Error("timeout", `${where}: no response after ${timeoutMs} ms`)), timeoutMs);
@@ -203,6 +207,13 @@ export class H2Client {
       ),
     );
   }
+}
+
+function serverCertificate(session: http2.ClientHttp2Session): PeerCertificate | null {
+  const socket = session.socket as Partial<TLSSocket> | undefined;
+  if (socket === undefined || typeof socket.getPeerCertificate !== "function") return null;
+  const cert = socket.getPeerCertificate();
+  return cert !== null && typeof cert === "object" && Object.keys(cert).length > 0 ? cert : null;
 }
 
 /**

@@ -6,7 +6,7 @@
 // peer, so a large chunk never sits in front of a heartbeat.
 
 import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
-import { checkPeerAuth, type PeerAuth, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
+import { certificateNames, checkPeerAuth, NONCE_HEADER, type PeerAuth, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
 import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
 import type { H2Client, H2Response } from "./h2_client.ts";
 import { Fifo } from "./fifo.ts";
@@ -364,8 +364,9 @@ class Peer {
     }
     const headers: Record<string, string> = {
       "content-type": "application/msgpack",
-      ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, body }),
+      ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, to: this.id, body }),
     };
+    const nonce = headers[NONCE_HEADER] ?? "";
     if (this.s.deliver !== null && path === RAFT_MESSAGES_PATH) headers[REPLY_HEADER] = "1";
     const started = performance.now();
     const generation = this.generation;
@@ -373,7 +374,7 @@ class Peer {
     const request = this.s.client
       .request(this.origin, { method: "POST", path, headers, body, timeoutMs })
       .then(
-        (res) => this.answered(res, path, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
+        (res) => this.answered(res, path, nonce, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
         (err: unknown) => this.fail(batch.length, errorText(err), generation === this.generation),
       )
       .finally(() => {
@@ -383,7 +384,7 @@ class Peer {
     this.s.track(request);
   }
 
-  private answered(res: H2Response, path: string, count: number, rtt: number | null): void {
+  private answered(res: H2Response, path: string, nonce: string, count: number, rtt: number | null): void {
     if (this.removed) return;
     this.markUp();
     this.bytesReceived += res.body.byteLength;
@@ -392,7 +393,7 @@ class Peer {
     if (res.status >= 200 && res.status < 300) {
       this.sent += count;
       this.batches++;
-      if (res.status === 200 && res.body.byteLength > 0 && this.s.deliver !== null) this.takeReply(res, path);
+      if (res.status === 200 && res.body.byteLength > 0 && this.s.deliver !== null) this.takeReply(res, path, nonce);
       return;
     }
     // The peer is reachable but refused the batch (auth, validation, size): count it, do not back off.
@@ -401,13 +402,19 @@ class Peer {
   }
 
   /** Messages in an answer pass the same checks as a request's: proof, schema, sender, recipient. */
-  private takeReply(res: H2Response, path: string): void {
+  private takeReply(res: H2Response, path: string, nonce: string): void {
     const headers = new Headers();
     for (const [name, value] of Object.entries(res.headers)) {
       if (!name.startsWith(":") && typeof value === "string") headers.set(name, value);
     }
-    const verdict = verifyPeerReply(this.s.auth, headers, { path, from: this.id, body: res.body });
+    const verdict = verifyPeerReply(this.s.auth, headers, { path, from: this.id, to: this.s.self, nonce, body: res.body });
     if (!verdict.ok) return this.refuseReply(`reply refused: ${verdict.reason}`);
+    if (this.s.auth.mode === "mtls") {
+      // The handshake proved a CA-signed certificate for the address; messages "from" the peer
+      // also need the certificate to name it (as the server demands of our requests).
+      const cert = res.peerCertificate?.() ?? null;
+      if (cert === null || !certificateNames(cert, this.id)) return this.refuseReply(`reply refused: the server certificate does not name ${this.id}`);
+    }
     let msgs: Message[];
     try {
       msgs = decodeMessages(res.body);

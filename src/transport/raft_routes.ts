@@ -6,7 +6,7 @@
 
 import { Hono } from "hono";
 import type { Message, NodeId } from "../raft/types.ts";
-import { type PeerAuth, type PeerEnv, peerAuth, peerReplyHeaders } from "./auth.ts";
+import { type PeerAuth, type PeerEnv, PeerGate, peerAuth, peerReplyHeaders } from "./auth.ts";
 import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
 
 export const RAFT_MESSAGES_PATH = "/raft/v1/messages";
@@ -17,11 +17,14 @@ export const RAFT_SNAPSHOT_PATH = "/raft/v1/snapshot";
 export const REPLY_HEADER = "x-phalanx-reply";
 
 export const DEFAULT_MAX_BATCH_BODY = 4 << 20;
-export const DEFAULT_MAX_SNAPSHOT_BODY = 64 << 20;
+/** A snapshot chunk is 512 KiB (raft config snapshotChunkBytes); the cap leaves room for larger. */
+export const DEFAULT_MAX_SNAPSHOT_BODY = 8 << 20;
 
 export interface RaftRoutesOptions {
   self: NodeId;
   auth: PeerAuth;
+  /** The gate checking requests (own budget, cache size); built from `auth` and `self` otherwise. */
+  gate?: PeerGate;
   /** Called synchronously with a whole, valid batch from `from`. A throw becomes a 500. */
   onMessages: (msgs: Message[], from: NodeId) => void;
   /**
@@ -35,6 +38,7 @@ export interface RaftRoutesOptions {
 
 export function raftRoutes(opts: RaftRoutesOptions): Hono<PeerEnv> {
   const app = new Hono<PeerEnv>();
+  const gate = opts.gate ?? new PeerGate(opts.auth, opts.self);
   /** Null when the batch reached the core; otherwise the refusal. */
   const deliver = (
     body: Uint8Array,
@@ -60,8 +64,10 @@ export function raftRoutes(opts: RaftRoutesOptions): Hono<PeerEnv> {
   };
 
   const route = (path: string, limit: number, snapshotRoute: boolean) =>
-    app.post(path, peerAuth(opts.auth, limit), async (c) => {
+    app.post(path, peerAuth(gate, limit), async (c) => {
       const from = c.var.peerFrom;
+      // Replies are held only for a request whose nonce was just used for the first time (the gate
+      // refuses a replay before this point), so a replayer never receives messages meant for `from`.
       const r = deliver(c.var.peerBody, from, snapshotRoute, c.req.header(REPLY_HEADER) === "1");
       if ("error" in r) return c.text(r.error, r.status);
       // The batch is delivered either way: a reply that cannot be had is simply not sent.
@@ -69,7 +75,7 @@ export function raftRoutes(opts: RaftRoutesOptions): Hono<PeerEnv> {
       if (replies.length === 0) return c.body(null, 204);
       // The encoder returns a fresh buffer, never a shared one.
       const body = encodeMessages(replies) as Uint8Array<ArrayBuffer>;
-      const headers = { "content-type": "application/msgpack", ...peerReplyHeaders(opts.auth, { path, from: opts.self, body }) };
+      const headers = { "content-type": "application/msgpack", ...peerReplyHeaders(opts.auth, { path, from: opts.self, to: from, nonce: c.var.peerNonce, body }) };
       return c.body(body, 200, headers);
     });
   route(RAFT_MESSAGES_PATH, opts.maxBatchBody ?? DEFAULT_MAX_BATCH_BODY, false);

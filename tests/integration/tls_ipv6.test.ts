@@ -14,18 +14,22 @@ const pkiDir = mkdtempSync(join(tmpdir(), "phalanx-tls-"));
 
 beforeAll(async () => {
   const pki = await makePki();
-  const files = { ca: join(pkiDir, "ca.crt"), cert: join(pkiDir, "node.crt"), key: join(pkiDir, "node.key") };
-  writeFileSync(files.ca, pki.ca);
-  writeFileSync(files.cert, pki.server.cert);
-  writeFileSync(files.key, pki.server.key);
-  caFile = files.ca;
+  caFile = join(pkiDir, "ca.crt");
+  writeFileSync(caFile, pki.ca);
   cluster = await TestCluster.create(3, {
     host: "::1",
     // An empty CLUSTER_KEY counts as unset: peers authenticate with their certificates.
-    env: { TLS_CERT: files.cert, TLS_KEY: files.key, TLS_CA: files.ca, CLUSTER_KEY: "" },
+    env: { TLS_CA: caFile, CLUSTER_KEY: "" },
     tls: { ca: pki.ca },
   });
-  cluster.startAll();
+  // Each node has a certificate naming it (CN and DNS SAN = its id): a peer must prove who it is.
+  for (const n of cluster.nodes) {
+    const cert = join(pkiDir, `${n.id}.crt`);
+    const key = join(pkiDir, `${n.id}.key`);
+    writeFileSync(cert, pki.nodes[n.id]!.cert);
+    writeFileSync(key, pki.nodes[n.id]!.key);
+    cluster.start(n.id, { TLS_CERT: cert, TLS_KEY: key });
+  }
 }, 30_000);
 
 afterAll(async () => {

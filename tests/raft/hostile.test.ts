@@ -102,3 +102,40 @@ test("a conf entry that does not decode is refused, not applied", () => {
   expect(rd.warnings[0]).toContain("corrupt conf change entry");
   expect(f.raw.status().lastIndex).toBe(st.lastIndex);
 });
+
+// Issue 9 §4: with the shared key anyone can sign as any node. A forged current-term append from
+// a node that is not the term's leader made a follower keep an entry the cluster never committed.
+test("an append, heartbeat or snapshot from a node other than the term's leader is refused with a reason", () => {
+  const c = new TestCluster(["a", "b", "c"]);
+  const l = c.elect();
+  for (let i = 0; i < 3; i++) c.propose(`c${i}`);
+  c.tick(2);
+  const [f, impostor] = [...c.nodes.values()].filter((n) => n !== l);
+  const st = f!.raw.status();
+  expect(st.leader).toBe(l.id);
+  const forged: Message[] = [
+    { type: "append", from: impostor!.id, to: f!.id, term: st.term, prevIndex: st.lastIndex, prevTerm: f!.storage.term(st.lastIndex), entries: [{ index: st.lastIndex + 1, term: st.term, type: "normal", data: enc("evil") }], commit: st.lastIndex + 1 },
+    { type: "heartbeat", from: impostor!.id, to: f!.id, term: st.term, commit: st.lastIndex, seq: 1 },
+    { type: "snapshot", from: impostor!.id, to: f!.id, term: st.term, meta: { index: st.lastIndex + 5, term: st.term, conf: { voters: ["a", "b", "c"], learners: [] } }, offset: 0, total: 1, chunk: new Uint8Array(1) },
+    { type: "timeoutNow", from: impostor!.id, to: f!.id, term: st.term },
+  ];
+  for (const m of forged) {
+    f!.raw.step(m);
+    const rd = f!.raw.ready();
+    f!.storage.save(rd.snapshot, rd.entries, rd.hardState);
+    f!.raw.advance();
+    expect(rd.warnings).toEqual([`refused ${m.type} from ${impostor!.id} (term ${st.term}): ${impostor!.id} is not the leader of term ${st.term} (${l.id} is)`]);
+    expect(rd.entries).toEqual([]);
+    expect(rd.messages).toEqual([]);
+    expect(rd.snapshot).toBeNull();
+  }
+  const after = f!.raw.status();
+  expect(after.lastIndex).toBe(st.lastIndex);
+  expect(after.role).toBe("follower");
+  expect(after.leader).toBe(l.id);
+  expect(after.term).toBe(st.term);
+  // The real leader still replicates to it.
+  expect(c.propose("after").ok).toBe(true);
+  c.tick(2);
+  expect(f!.raw.status().commit).toBeGreaterThan(st.commit);
+});

@@ -117,9 +117,17 @@ export interface TestPki {
   client: { cert: string; key: string };
   /** Signed by a different CA: valid-looking, not ours. */
   stranger: { cert: string; key: string };
+  /** One certificate per node id in NODE_CERT_IDS: CN and DNS SAN are the id (plus the loopback IPs). */
+  nodes: Record<string, { cert: string; key: string }>;
 }
 
-/** A throwaway CA with a server cert (IP SANs 127.0.0.1 and ::1) and client certs, in a temp dir. */
+/** Node ids that makePki() issues certificates for (the transport tests' and TestCluster's). */
+export const NODE_CERT_IDS = ["a", "b", "c", "n1", "n2", "n3"];
+
+/**
+ * A throwaway CA with a server cert (IP SANs 127.0.0.1 and ::1), a client cert (CN=client, names
+ * no node), per-node certs, and a stranger's cert from another CA, in a temp dir.
+ */
 export async function makePki(): Promise<TestPki> {
   const dir = mkdtempSync(join(tmpdir(), "phalanx-pki-"));
   const run = async (...args: string[]) => {
@@ -129,15 +137,18 @@ export async function makePki(): Promise<TestPki> {
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
   const makeCa = (name: string) => run("req", "-x509", ...ec, "-keyout", `${name}.key`, "-out", `${name}.crt`, "-days", "1", "-subj", `/CN=${name}`);
   await Promise.all([makeCa("ca"), makeCa("otherca")]);
-  writeFileSync(join(dir, "leaf.ext"), "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n");
-  const leaf = async (name: string, ca: string) => {
+  const leaf = async (name: string, ca: string, dns: string) => {
+    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=IP:127.0.0.1,IP:::1,DNS:${dns}\nextendedKeyUsage=serverAuth,clientAuth\n`);
     await run("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`);
-    await run("x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-out", `${name}.crt`, "-days", "1", "-extfile", "leaf.ext");
+    await run("x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-out", `${name}.crt`, "-days", "1", "-extfile", `${name}.ext`);
   };
-  await leaf("server", "ca");
-  await leaf("client", "ca");
-  await leaf("stranger", "otherca");
+  await leaf("server", "ca", "localhost");
+  await leaf("client", "ca", "localhost");
+  await leaf("stranger", "otherca", "localhost");
+  // Sequential: -CAcreateserial writes ca.srl, and parallel runs would race on it.
+  for (const id of NODE_CERT_IDS) await leaf(id, "ca", id);
   const read = (f: string) => readFileSync(join(dir, f), "utf8");
   const pair = (n: string) => ({ cert: read(`${n}.crt`), key: read(`${n}.key`) });
-  return { ca: read("ca.crt"), server: pair("server"), client: pair("client"), stranger: pair("stranger") };
+  const nodes = Object.fromEntries(NODE_CERT_IDS.map((id) => [id, pair(id)]));
+  return { ca: read("ca.crt"), server: pair("server"), client: pair("client"), stranger: pair("stranger"), nodes };
 }

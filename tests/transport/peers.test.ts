@@ -93,16 +93,30 @@ describe.skipIf(!haveOpenssl)("TLS", async () => {
     await exchange(a, b, 50);
   });
 
-  test("mutual TLS: the handshake is the proof", async () => {
+  test("mutual TLS: the handshake and a certificate naming the sender are the proof", async () => {
     const p = tls();
-    const opts: NodeOptions = {
+    const opts = (id: string): NodeOptions => ({
       auth: { mode: "mtls" },
-      serverTls: { ...p.server, ca: p.ca },
-      clientTls: { ca: p.ca, ...p.client },
-    };
-    const [a, b] = await Promise.all([start("a", opts), start("b", opts)]);
+      serverTls: { ...p.nodes[id]!, ca: p.ca },
+      clientTls: { ca: p.ca, ...p.nodes[id]! },
+    });
+    const [a, b] = await Promise.all([start("a", opts("a")), start("b", opts("b"))]);
     mesh([a, b]);
     await exchange(a, b, 50);
+  });
+
+  // Issue 9 §4: a certificate the cluster CA issued to CN=app-client sent a timeoutNow as n1.
+  test("mutual TLS refuses a CA-signed certificate that names another node (or none)", async () => {
+    const p = tls();
+    const b = await start("b", { auth: { mode: "mtls" }, serverTls: { ...p.nodes.b!, ca: p.ca } });
+    for (const creds of [p.client, p.nodes.c!]) {
+      const a = await start("a", { auth: { mode: "mtls" }, clientTls: { ca: p.ca, ...creds } });
+      a.transport.setPeers(new Map([["b", b.address]]));
+      a.transport.send({ type: "timeoutNow", from: "a", to: "b", term: 1 });
+      await until(() => (a.transport.stats()[0]?.errors ?? 0) > 0, "a refused batch");
+      expect(a.transport.stats()[0]?.lastError).toMatch(/HTTP 401: unauthorized: the client certificate \(CN=(client|c),.*\) does not name a/);
+    }
+    expect(b.inbox.msgs).toEqual([]);
   });
 
   test("mutual TLS refuses a client without a certificate, or with a foreign one", async () => {
@@ -225,11 +239,11 @@ describe("failures", () => {
       a.transport.setPeers(new Map([["b", `127.0.0.1:${port}`]]));
       a.transport.send(heartbeat("a", "b", 1));
       await until(() => a.transport.stats()[0]?.inflight === 1, "request on the wire");
-      // "b" moves to c's server (whose routes accept messages for "c" only): expect a 400 there.
+      // "b" moves to c's server (which takes requests for "c" only): expect a 401 there.
       // The request cut off by the move is lost, but it does not make the new address unreachable.
       a.transport.setPeers(new Map([["b", c.address]]));
       a.transport.send(heartbeat("a", "b", 2));
-      await until(() => a.transport.stats()[0]?.lastError?.includes("HTTP 400") === true, "refusal from the new address");
+      await until(() => a.transport.stats()[0]?.lastError?.includes("HTTP 401") === true, "refusal from the new address");
       expect(a.unreachable).toEqual([]);
       expect(a.transport.stats()[0]?.state).toBe("up");
     } finally {

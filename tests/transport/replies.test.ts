@@ -5,13 +5,13 @@
 import { afterEach, expect, test } from "bun:test";
 import { Hono } from "hono";
 import type { Message, NodeId } from "../../src/raft/types.ts";
-import { peerReplyHeaders } from "../../src/transport/auth.ts";
+import { NONCE_HEADER, peerReplyHeaders } from "../../src/transport/auth.ts";
 import { encodeMessages } from "../../src/transport/codec.ts";
 import { H2Client } from "../../src/transport/h2_client.ts";
 import { PeerTransport } from "../../src/transport/peers.ts";
 import { raftRoutes } from "../../src/transport/raft_routes.ts";
 import { type RunningServer, serveApp } from "../../src/transport/server.ts";
-import { HMAC, heartbeat, Inbox, until } from "./helpers.ts";
+import { HMAC, haveOpenssl, heartbeat, Inbox, makePki, until } from "./helpers.ts";
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -82,7 +82,7 @@ test("an answer whose body was altered fails the signature check", async () => {
   app.post("/raft/v1/messages", (c) => {
     const signed = encodeMessages([resp("b", "a", 1)]);
     const sent = encodeMessages([resp("b", "a", 2)]) as Uint8Array<ArrayBuffer>;
-    const headers = { "content-type": "application/msgpack", ...peerReplyHeaders(HMAC, { path: "/raft/v1/messages", from: "b", body: signed }) };
+    const headers = { "content-type": "application/msgpack", ...peerReplyHeaders(HMAC, { path: "/raft/v1/messages", from: "b", to: "a", nonce: c.req.header(NONCE_HEADER) ?? "", body: signed }) };
     return c.body(sent, 200, headers);
   });
   const server = await serveApp(app, { listen: "127.0.0.1:0" });
@@ -92,5 +92,36 @@ test("an answer whose body was altered fails the signature check", async () => {
   a.send(heartbeat("a", "b", 1));
   await until(() => (a.stats()[0]?.errors ?? 0) > 0, "the refusal");
   expect(got).toEqual([]);
-  expect(a.stats()[0]?.lastError).toContain("bad signature");
+  expect(a.stats()[0]?.lastError).toContain("digest mismatch");
+});
+
+// With mTLS, the answer's messages claim to be from the peer: the server's certificate must name
+// it, as the server demands of our requests (a CA-signed certificate for the address is not enough).
+test.skipIf(!haveOpenssl)("mTLS: an answer is delivered only when the server's certificate names the peer", async () => {
+  const pki = await makePki();
+  for (const [serverCert, delivered] of [["b", true], ["c", false]] as const) {
+    const inbox = new Inbox();
+    const app = new Hono();
+    app.route("/", raftRoutes({ self: "b", auth: { mode: "mtls" }, onMessages: inbox.push, awaitReplies: async (from) => [resp("b", from, 1)] }));
+    const server = await serveApp(app, { listen: "127.0.0.1:0", tls: { ...pki.nodes[serverCert]!, ca: pki.ca } });
+    const client = new H2Client({ tls: { ca: pki.ca, ...pki.nodes.a! }, connectTimeoutMs: 2000 });
+    const got: Message[] = [];
+    const a = new PeerTransport({ self: "a", client, auth: { mode: "mtls" }, reportUnreachable: () => undefined, deliver: (m) => got.push(...m) });
+    a.setPeers(new Map([["b", `127.0.0.1:${server.port}`]]));
+    try {
+      a.send(heartbeat("a", "b", 1));
+      await inbox.waitFor(1);
+      if (delivered) {
+        await until(() => got.length === 1, "the answer");
+      } else {
+        await until(() => (a.stats()[0]?.errors ?? 0) > 0, "the refusal");
+        expect(a.stats()[0]?.lastError).toBe("reply refused: the server certificate does not name b");
+        expect(got).toEqual([]);
+      }
+    } finally {
+      await a.close();
+      await client.close();
+      await server.close();
+    }
+  }
 });

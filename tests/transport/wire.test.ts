@@ -65,7 +65,7 @@ const overTls = (port: number) => () => tls.connect({ port, host: "::1", ca, ALP
 async function healthy(origin: string, seq: number): Promise<void> {
   const client = new H2Client({ tls: origin.startsWith("https") ? { ca } : undefined });
   const body = encodeMessages([heartbeat("a", "b", seq)]);
-  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", body });
+  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body });
   const res = await client.request(origin, { method: "POST", path: RAFT_MESSAGES_PATH, body, headers });
   await client.close();
   expect(res.status).toBe(204);
@@ -97,16 +97,17 @@ test("a truncated msgpack body is a 400, and a body cut off mid-upload hurts nob
   const full = encodeMessages([heartbeat("a", "b", 3), heartbeat("a", "b", 4)]);
   const cut = full.subarray(0, full.length - 7);
   const client = new H2Client();
-  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", body: cut });
+  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body: cut });
   const res = await client.request(origin, { method: "POST", path: RAFT_MESSAGES_PATH, body: cut, headers });
   expect(res.status).toBe(400);
   expect(new TextDecoder().decode(res.body)).toContain("malformed msgpack");
   await client.close();
 
-  // Announce 1 MiB, send 1 KiB, then drop the connection.
+  // Announce 1 MiB (signed), send 1 KiB, then drop the connection.
   const session = http2.connect(origin);
   session.on("error", () => undefined);
-  const stream = session.request({ ":method": "POST", ":path": RAFT_MESSAGES_PATH, "content-length": String(1 << 20), ...headers });
+  const announced = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body: random(1 << 20) });
+  const stream = session.request({ ":method": "POST", ":path": RAFT_MESSAGES_PATH, ...announced });
   stream.on("error", () => undefined);
   await withDeadline(new Promise<void>((r) => stream.write(random(1024), () => r())), 5000, "partial upload");
   session.destroy();
