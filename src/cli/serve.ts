@@ -196,7 +196,7 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   let clusterId = knownCluster ?? "";
   let app: Hono | null = null;
   const root = new Hono();
-  root.route("/", pushPullRoute(peerAuth, (bytes, from) => agent.handlePushPull(bytes, from)) as unknown as Hono);
+  root.route("/", pushPullRoute(peerAuth, config.id, (bytes, from) => agent.handlePushPull(bytes, from)) as unknown as Hono);
   root.route("/", identityRoute({ self: config.id, auth: peerAuth, cluster: () => clusterId }) as unknown as Hono);
   root.all("*", (c) => (app === null ? c.json({ error: "starting", message: "this server is still looking for its cluster" }, 503) : app.fetch(c.req.raw, c.env)));
   let server: RunningServer;

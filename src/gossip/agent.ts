@@ -14,7 +14,7 @@
 //     pushPull?: PushPullFn,                // default: a signed HTTP/2 client to the peer's rpcAddr
 //     log?: GossipLog, seed?: number,
 //   });                                     // or gossipOptionsFromEnv(process.env) for the env part
-//   app.route("/", pushPullRoute(peerAuth, (b, from) => agent.handlePushPull(b, from)));   // on the node's HTTP/2 server
+//   app.route("/", pushPullRoute(peerAuth, selfId, (b, from) => agent.handlePushPull(b, from)));   // on the node's HTTP/2 server
 //   agent.members(): Member[]               // id, incarnation, state alive|suspect|dead|left, meta
 //   agent.self(): Member
 //   agent.onEvent((e: MemberEvent) => ...): () => void   // join|update|suspect|dead|leave; returns unsubscribe
@@ -360,7 +360,7 @@ export class GossipAgent {
         this.warn.warn(performance.now(), "send", "gossip: could not send a packet", { to: p.addr });
       }
     }
-    for (const r of out.pushPulls) this.startPushPull(r.addr, r.state);
+    for (const r of out.pushPulls) this.startPushPull(r.addr, r.to, r.state);
     for (const e of out.events) {
       for (const fn of this.listeners) {
         try {
@@ -372,9 +372,9 @@ export class GossipAgent {
     }
   }
 
-  private startPushPull(addr: string, state: Uint8Array): void {
+  private startPushPull(addr: string, to: string, state: Uint8Array): void {
     this.c.pushPulls++;
-    this.pushPull(addr, this.seal(state)).then(
+    this.pushPull(addr, to, this.seal(state)).then(
       (answer) => {
         if (this.stopped) return;
         const plain = this.open(answer, addr);

@@ -5,7 +5,7 @@
 // without the gossip key it never opens.
 
 import { Hono } from "hono";
-import { type PeerAuth, type PeerEnv, peerAuth, peerRequestHeaders } from "../transport/auth.ts";
+import { type PeerAuth, type PeerEnv, PeerGate, peerAuth, peerRequestHeaders } from "../transport/auth.ts";
 import { H2Client, type ClientTls } from "../transport/h2_client.ts";
 
 export const PUSH_PULL_PATH = "/gossip/v1/push-pull";
@@ -14,12 +14,18 @@ const CONTENT_TYPE = "application/msgpack";
 
 /** `from` is the authenticated sender's node id. */
 export type PushPullHandler = (bytes: Uint8Array, from: string) => Uint8Array | null;
-export type PushPullFn = (rpcAddr: string, localState: Uint8Array) => Promise<Uint8Array>;
+/** `to` is the member's node id: the request is signed for it alone. */
+export type PushPullFn = (rpcAddr: string, to: string, localState: Uint8Array) => Promise<Uint8Array>;
 
-/** The sub-app the node mounts: POST PUSH_PULL_PATH, behind the peer auth. */
-export function pushPullRoute(auth: PeerAuth, handle: PushPullHandler): Hono<PeerEnv> {
+/**
+ * The sub-app the node mounts: POST PUSH_PULL_PATH, behind the peer auth (headers proven before
+ * a byte of body is read, the body bounded and checked against its signed digest, nonces used
+ * once, the request addressed to `self`).
+ */
+export function pushPullRoute(auth: PeerAuth, self: string, handle: PushPullHandler): Hono<PeerEnv> {
   const app = new Hono<PeerEnv>();
-  app.post(PUSH_PULL_PATH, peerAuth(auth, MAX_PUSH_PULL_BYTES), (c) => {
+  const gate = new PeerGate(auth, self);
+  app.post(PUSH_PULL_PATH, peerAuth(gate, MAX_PUSH_PULL_BYTES), (c) => {
     const answer = handle(c.var.peerBody, c.var.peerFrom);
     if (answer === null) return c.text("push-pull state refused", 400);
     return c.body(answer as Uint8Array<ArrayBuffer>, 200, { "content-type": CONTENT_TYPE });
@@ -43,8 +49,8 @@ export interface PushPullClientOptions {
 /** A client keeping one HTTP/2 session per peer. `rpcAddr` is "host:port" ("[v6]:port" for IPv6). */
 export function pushPullClient(o: PushPullClientOptions): PushPullClient {
   const client = new H2Client({ maxResponseBytes: MAX_PUSH_PULL_BYTES, ...(o.tls === undefined ? {} : { tls: o.tls }) });
-  const pushPull: PushPullFn = async (addr, localState) => {
-    const headers = { "content-type": CONTENT_TYPE, ...peerRequestHeaders(o.auth, { method: "POST", path: PUSH_PULL_PATH, from: o.from, body: localState }) };
+  const pushPull: PushPullFn = async (addr, to, localState) => {
+    const headers = { "content-type": CONTENT_TYPE, ...peerRequestHeaders(o.auth, { method: "POST", path: PUSH_PULL_PATH, from: o.from, to, body: localState }) };
     const res = await client.request(client.originFor(addr), { method: "POST", path: PUSH_PULL_PATH, headers, body: localState, timeoutMs: o.timeoutMs ?? 10_000 });
     if (res.status !== 200) throw new Error(`push-pull to ${addr} failed: status ${res.status}, ${res.body.length} bytes`);
     return res.body;

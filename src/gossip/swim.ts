@@ -34,6 +34,8 @@ export interface OutPacket {
 export interface PushPullRequest {
   /** RPC "host:port" of the member to exchange state with. */
   addr: string;
+  /** Its node id: the signed request names its recipient, so it cannot be replayed to another. */
+  to: string;
   state: Uint8Array;
 }
 
@@ -361,9 +363,9 @@ export class Swim {
   private pushPullRound(): void {
     if (this.leaving) return;
     const [live] = this.randomMembers(1, (m) => m.state === "alive");
-    if (live !== undefined) this.out.pushPulls.push({ addr: live.meta.rpcAddr, state: this.localState() });
+    if (live !== undefined) this.out.pushPulls.push({ addr: live.meta.rpcAddr, to: live.id, state: this.localState() });
     const [dead] = this.randomMembers(1, (m) => m.state === "dead");
-    if (dead !== undefined) this.out.pushPulls.push({ addr: dead.meta.rpcAddr, state: this.localState() });
+    if (dead !== undefined) this.out.pushPulls.push({ addr: dead.meta.rpcAddr, to: dead.id, state: this.localState() });
   }
 
   private reap(now: number): void {
@@ -495,7 +497,7 @@ export class Swim {
       this.emit("join", fresh);
       if (this.needSync) {
         this.needSync = false;
-        this.out.pushPulls.push({ addr: fresh.meta.rpcAddr, state: this.localState() });
+        this.out.pushPulls.push({ addr: fresh.meta.rpcAddr, to: fresh.id, state: this.localState() });
         // Members joining at the same moment through different seeds may each miss the other:
         // a second exchange, with a random member, soon after joining catches that up.
         this.nextPushPullAt = Math.min(this.nextPushPullAt, now + 2 * this.cfg.probeIntervalMs);

@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
 import type { NodeId } from "../raft/types.ts";
-import { type PeerAuth, type PeerEnv, peerAuth, peerReplyHeaders, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
+import { NONCE_HEADER, type PeerAuth, type PeerEnv, PeerGate, peerAuth, peerReplyHeaders, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
 import type { H2Client } from "./h2_client.ts";
 
 export const IDENTITY_PATH = "/peer/v1/identity";
@@ -39,7 +39,8 @@ export interface IdentityRouteOptions {
 /** POST IDENTITY_PATH behind the peer auth: answers a challenge with a signed claim of who we are. */
 export function identityRoute(o: IdentityRouteOptions): Hono<PeerEnv> {
   const app = new Hono<PeerEnv>();
-  app.post(IDENTITY_PATH, peerAuth(o.auth, MAX_BODY), (c) => {
+  const gate = new PeerGate(o.auth, o.self);
+  app.post(IDENTITY_PATH, peerAuth(gate, MAX_BODY), (c) => {
     const ch = parseJson(c.var.peerBody) as Partial<Challenge> | null;
     if (ch === null || typeof ch.to !== "string" || typeof ch.nonce !== "string" || !NONCE_RE.test(ch.nonce)) {
       return c.text("identity: body must be {to, nonce}", 400);
@@ -48,7 +49,7 @@ export function identityRoute(o: IdentityRouteOptions): Hono<PeerEnv> {
     if (ch.to !== o.self) return c.text(`identity: this is ${o.self}, not ${ch.to}`, 409);
     const answer: IdentityAnswer = { node: o.self, cluster: o.cluster(), nonce: ch.nonce };
     const body = new TextEncoder().encode(JSON.stringify(answer));
-    return c.body(body, 200, { "content-type": "application/json", ...peerReplyHeaders(o.auth, { path: IDENTITY_PATH, from: o.self, body }) });
+    return c.body(body, 200, { "content-type": "application/json", ...peerReplyHeaders(o.auth, { path: IDENTITY_PATH, from: o.self, to: c.var.peerFrom, nonce: c.var.peerNonce, body }) });
   });
   return app;
 }
@@ -72,7 +73,8 @@ export type IdentityVerdict = { ok: true } | { ok: false; reason: string };
 export async function verifyIdentity(o: VerifyIdentityOptions): Promise<IdentityVerdict> {
   const nonce = randomBytes(16).toString("hex");
   const body = new TextEncoder().encode(JSON.stringify({ to: o.node, nonce } satisfies Challenge));
-  const headers = { "content-type": "application/json", ...peerRequestHeaders(o.auth, { method: "POST", path: IDENTITY_PATH, from: o.self, body }) };
+  const signed = peerRequestHeaders(o.auth, { method: "POST", path: IDENTITY_PATH, from: o.self, to: o.node, body });
+  const headers = { "content-type": "application/json", ...signed };
   let res;
   try {
     res = await o.client.request(o.client.originFor(o.rpcAddr), { method: "POST", path: IDENTITY_PATH, headers, body, timeoutMs: o.timeoutMs ?? 3000 });
@@ -82,7 +84,8 @@ export async function verifyIdentity(o: VerifyIdentityOptions): Promise<Identity
   if (res.status !== 200) return { ok: false, reason: `${o.rpcAddr} answered HTTP ${res.status}: ${new TextDecoder().decode(res.body).slice(0, 200)}` };
   const h = new Headers();
   for (const [name, value] of Object.entries(res.headers)) if (!name.startsWith(":") && typeof value === "string") h.set(name, value);
-  const proof = verifyPeerReply(o.auth, h, { path: IDENTITY_PATH, from: o.node, body: res.body });
+  const requestNonce = signed[NONCE_HEADER] ?? "";
+  const proof = verifyPeerReply(o.auth, h, { path: IDENTITY_PATH, from: o.node, to: o.self, nonce: requestNonce, body: res.body });
   if (!proof.ok) return { ok: false, reason: `${o.rpcAddr} did not prove it is ${o.node}: ${proof.reason}` };
   const a = parseJson(res.body) as Partial<IdentityAnswer> | null;
   if (a === null || a.nonce !== nonce) return { ok: false, reason: `${o.rpcAddr} answered another challenge` };

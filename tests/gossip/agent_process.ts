@@ -18,7 +18,7 @@ const peerAuth = { mode: "hmac" as const, key: env.CLUSTER_KEY ?? "" };
 const host = parseHostPort(fromEnv.bind ?? "", 0)?.host ?? "127.0.0.1";
 
 let agent: GossipAgent | undefined;
-const app = pushPullRoute(peerAuth, (bytes, from) => (agent === undefined ? null : agent.handlePushPull(bytes, from)));
+const app = pushPullRoute(peerAuth, id, (bytes, from) => (agent === undefined ? null : agent.handlePushPull(bytes, from)));
 const rpcPort = await new Promise<number>((resolve) => {
   serve({ fetch: app.fetch, createServer: http2.createServer, hostname: host, port: 0 }, (info: AddressInfo) => resolve(info.port));
 });

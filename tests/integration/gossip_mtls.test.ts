@@ -19,11 +19,18 @@ afterAll(async () => {
 
 test("mTLS-only gossip needs GOSSIP_KEY; with it, a server found by gossip proves itself over TLS and joins", async () => {
   const pki = await makePki();
-  const files = { ca: join(pkiDir, "ca.crt"), cert: join(pkiDir, "node.crt"), key: join(pkiDir, "node.key") };
-  writeFileSync(files.ca, pki.ca);
-  writeFileSync(files.cert, pki.server.cert);
-  writeFileSync(files.key, pki.server.key);
-  const tlsEnv = { TLS_CERT: files.cert, TLS_KEY: files.key, TLS_CA: files.ca, CLUSTER_KEY: "" };
+  const caFile = join(pkiDir, "ca.crt");
+  writeFileSync(caFile, pki.ca);
+  // Each node presents a certificate naming its own id (a peer may only speak as the node its
+  // certificate names).
+  const certOf = (id: string) => {
+    const cert = join(pkiDir, `${id}.crt`);
+    const key = join(pkiDir, `${id}.key`);
+    writeFileSync(cert, pki.nodes[id]!.cert);
+    writeFileSync(key, pki.nodes[id]!.key);
+    return { TLS_CERT: cert, TLS_KEY: key };
+  };
+  const tlsEnv = { ...certOf("n1"), TLS_CA: caFile, CLUSTER_KEY: "" };
 
   // No CLUSTER_KEY to derive a gossip key from, and no GOSSIP_KEY: refused at startup, with the fix.
   const refused = Bun.spawnSync([BUN, MAIN, "serve"], {
@@ -42,7 +49,7 @@ test("mTLS-only gossip needs GOSSIP_KEY; with it, a server found by gossip prove
   cluster = c;
   const gossip = new Map<string, string>();
   for (const n of c.nodes) gossip.set(n.id, `[${HOST}]:${await freePort(HOST)}`);
-  const start = (id: string) => c.start(id, { GOSSIP_ADDR: gossip.get(id)!, JOIN: gossip.get("n1")! });
+  const start = (id: string) => c.start(id, { ...certOf(id), GOSSIP_ADDR: gossip.get(id)!, JOIN: gossip.get("n1")! });
   try {
     for (const id of ["n1", "n2", "n3"]) start(id);
     const leader = await c.waitForLeader(["n1", "n2", "n3"], 30_000);

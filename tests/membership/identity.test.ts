@@ -26,7 +26,7 @@ async function serve(app: Hono<any>): Promise<string> {
 const server = (self: string, auth: PeerAuth, cluster: string) => {
   const app = new Hono();
   app.route("/", identityRoute({ self, auth, cluster: () => cluster }) as unknown as Hono);
-  app.route("/", pushPullRoute(auth, (bytes) => bytes) as unknown as Hono);
+  app.route("/", pushPullRoute(auth, self, (bytes) => bytes) as unknown as Hono);
   return serve(app);
 };
 const check = (rpcAddr: string, node: string, cluster = "c:abc", auth = KEY) => verifyIdentity({ client, auth, self: "n1", node, rpcAddr, cluster, timeoutMs: 2000 });
@@ -45,7 +45,7 @@ test("no proof without the cluster credential, for another id, from another clus
   // An address may not vouch for a server that is not there (gossip said n5 lives at n4's address).
   const n4 = await server("n4", KEY, "c:abc");
   const v2 = await check(n4, "n5");
-  expect(!v2.ok && v2.reason).toContain("409");
+  expect(!v2.ok && v2.reason).toContain("request is for n5, this node is n4");
 
   const elsewhere = await server("n6", KEY, "c:other");
   const v3 = await check(elsewhere, "n6");
@@ -68,14 +68,14 @@ test("the push-pull route is behind the peer auth: an unsigned or wrongly signed
   const wrong = await client.request(client.originFor(addr), {
     method: "POST",
     path: PUSH_PULL_PATH,
-    headers: peerRequestHeaders(OTHER_KEY, { method: "POST", path: PUSH_PULL_PATH, from: "n9", body }),
+    headers: peerRequestHeaders(OTHER_KEY, { method: "POST", path: PUSH_PULL_PATH, from: "n9", to: "n4", body }),
     body,
   });
   expect(wrong.status).toBe(401);
   const right = await client.request(client.originFor(addr), {
     method: "POST",
     path: PUSH_PULL_PATH,
-    headers: peerRequestHeaders(KEY, { method: "POST", path: PUSH_PULL_PATH, from: "n9", body }),
+    headers: peerRequestHeaders(KEY, { method: "POST", path: PUSH_PULL_PATH, from: "n9", to: "n4", body }),
     body,
   });
   expect(right.status).toBe(200);

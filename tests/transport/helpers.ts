@@ -122,7 +122,7 @@ export interface TestPki {
 }
 
 /** Node ids that makePki() issues certificates for (the transport tests' and TestCluster's). */
-export const NODE_CERT_IDS = ["a", "b", "c", "n1", "n2", "n3"];
+export const NODE_CERT_IDS = ["a", "b", "c", "n1", "n2", "n3", "n4"];
 
 /**
  * A throwaway CA with a server cert (IP SANs 127.0.0.1 and ::1), a client cert (CN=client, names
