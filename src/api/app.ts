@@ -7,10 +7,12 @@ import { BodyTooLargeError } from "../transport/body.ts";
 import { raftRoutes } from "../transport/raft_routes.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
 import { kvRoutes } from "./kv_routes.ts";
+import { refuseRewrittenPaths } from "./raw_path.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const app = new Hono();
+  app.use(refuseRewrittenPaths());
   const onMessages = (msgs: Parameters<PhalanxNode["receive"]>[0], from: string) => {
     try {
       node.receive(msgs);
