@@ -8,6 +8,7 @@ import { raftRoutes } from "../transport/raft_routes.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
 import { kvRoutes } from "./kv_routes.ts";
 import { refuseRewrittenPaths } from "./raw_path.ts";
+import { clientAuth } from "./client_auth.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
@@ -25,6 +26,8 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages, awaitReplies: (from) => node.awaitReplies(from) });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
+  // Every client route authenticates first; peer routes above carry their own (peer) proof.
+  app.use("/v1/*", clientAuth({ cfg: node.config.clientAuth, isMember: (id) => node.members().some((m) => m.id === id) }));
   app.route("/", kvRoutes(node));
   app.route("/", clusterRoutes(node));
   app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));

@@ -6,6 +6,7 @@ import type { LeaderInfo, PhalanxNode } from "../node/node.ts";
 import { H2Error } from "../transport/h2_client.ts";
 import { TIMEOUT_HEADER, type Deadline } from "./deadline.ts";
 import { rawPathAndQuery } from "./raw_path.ts";
+import { forwardedIdentityHeaders } from "./client_auth.ts";
 import { errorReply } from "./wire.ts";
 
 export const FORWARDED_HEADER = "x-phalanx-forwarded-by";
@@ -43,6 +44,10 @@ export async function forward(c: Context, node: PhalanxNode, leader: LeaderInfo,
     const v = c.req.header(name);
     if (v !== undefined) headers[name] = v;
   }
+  // The leader authorizes the client again: its token travels along, a certificate client is
+  // vouched for by name (accepted only over this node's own certificate; see client_auth.ts).
+  // Never anything broader than what the client proved here.
+  Object.assign(headers, forwardedIdentityHeaders(c));
   node.metrics.forwarded++;
   try {
     const res = await node.client.request(node.client.originFor(leader.address), {
