@@ -9,6 +9,7 @@ import { clusterRoutes } from "./cluster_routes.ts";
 import { kvRoutes } from "./kv_routes.ts";
 import { refuseRewrittenPaths } from "./raw_path.ts";
 import { clientAuth } from "./client_auth.ts";
+import { busy, OverShareError } from "./fairness.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
@@ -34,6 +35,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.onError((err, c) => {
     if (err instanceof BadRequest) return errorReply(c, 400, "bad_request", err.message);
     if (err instanceof BodyTooLargeError) return errorReply(c, 413, "too_large", err.message);
+    if (err instanceof OverShareError) return busy(c, err.message);
     log.error("request failed", { method: c.req.method, path: new URL(c.req.url).pathname, error: err });
     return errorReply(c, 500, "internal", err.message);
   });

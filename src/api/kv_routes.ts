@@ -12,6 +12,7 @@ import { keyFromRawPath } from "./raw_path.ts";
 import { forward, forwardTarget, leaderHeaders, noLeader, RETRY_AFTER_S } from "./forward.ts";
 import { BadRequest, bodyKind, decodeBody, errorReply, reply, valueEncodingOf } from "./wire.ts";
 import { ByteBudget } from "./byte_budget.ts";
+import { chargeBody, Fairness } from "./fairness.ts";
 import { DEFAULT_RANGE_BYTES } from "../kv/store.ts";
 
 export const SESSION_HEADER = "x-phalanx-session";
@@ -91,12 +92,19 @@ function keyOf(c: Context): string {
 }
 
 async function readBody(c: Context): Promise<Uint8Array> {
+  // A declared length is charged to the client's share before a byte is read (fairness.ts).
+  const declared = Number(c.req.header("content-length") ?? "0");
+  const early = Number.isSafeInteger(declared) && declared > 0 && declared <= MAX_BODY ? declared : 0;
+  chargeBody(c, early);
+  let body: Uint8Array;
   try {
-    return await readCappedBody(c.req.raw, MAX_BODY, incomingOf(c.env));
+    body = await readCappedBody(c.req.raw, MAX_BODY, incomingOf(c.env));
   } catch (err) {
     if (err instanceof BodyTooLargeError) throw err;
     throw new BadRequest(`could not read the body: ${(err as Error).message}`);
   }
+  if (body.byteLength > early) chargeBody(c, body.byteLength - early);
+  return body;
 }
 
 /** Structured JSON/msgpack write body, or {} when the body is raw bytes or empty. */
@@ -124,7 +132,8 @@ function resultStatus(r: Result, shape: AnswerShape): { status: number; payload:
     return resultStatus(rest as Result, { prev: true });
   }
   if (isError(r)) {
-    const status = r.error === "value_too_large" ? 413 : r.error === "session_expired" ? 410 : r.error === "stale_sequence" ? 409 : 400;
+    const status =
+      r.error === "value_too_large" ? 413 : r.error === "session_expired" ? 410 : r.error === "stale_sequence" ? 409 : r.error === "too_many_sessions" ? 429 : 400;
     return { status, payload: r };
   }
   switch (r.op) {
@@ -144,6 +153,9 @@ export function kvRoutes(node: PhalanxNode): Hono {
   const app = new Hono();
   const defaultTimeout = node.config.requestTimeoutMs;
   const rangeBudget = new ByteBudget(RANGE_BYTES_IN_FLIGHT);
+  const fair = new Fairness();
+  app.on(["PUT", "DELETE", "POST"], ["/v1/kv/*", "/v1/session"], fair.writes());
+  app.post("/v1/session", fair.sessionRate());
 
   /** Proposes on the leader (forwarding when this node is not it) and maps the outcome to HTTP. */
   const write = async (c: Context, body: Uint8Array | undefined, cmd: Command, session: Proposal["session"], deadline: Deadline) => {

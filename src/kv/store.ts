@@ -26,9 +26,16 @@ export interface KvOptions {
   limits?: Limits;
   /** Sessions idle longer than this (log time) are evicted. Must be the same on every member. */
   sessionTtlMs?: number;
+  /**
+   * Live sessions at most; a registration beyond gets `too_many_sessions`. Part of the replicated
+   * semantics (decided by the state alone, the same at every replica): the same on every member.
+   */
+  maxSessions?: number;
 }
 
 export const DEFAULT_SESSION_TTL_MS = 60 * 60 * 1000;
+/** 20,000 registrations in 13 s all succeeded before there was a cap; each costs a row on every replica. */
+export const DEFAULT_MAX_SESSIONS = 100_000;
 /** A range page's default byte budget (keys and values). */
 export const DEFAULT_RANGE_BYTES = 4 * 1024 * 1024;
 
@@ -80,6 +87,7 @@ export class KvStore {
   private state: KvState;
   private readonly limits: Limits;
   private readonly ttl: number;
+  private readonly maxSessions: number;
   private readonly q: Record<
     | "get"
     | "upsert"
@@ -88,6 +96,7 @@ export class KvStore {
     | "session"
     | "setSession"
     | "evictSessions"
+    | "countSessions"
     | "member"
     | "setMember"
     | "removeMember"
@@ -104,6 +113,7 @@ export class KvStore {
   ) {
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.ttl = options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS;
+    this.maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
     const db = dd.db;
     this.q = {
       get: db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`),
@@ -116,6 +126,7 @@ export class KvStore {
       session: db.prepare("SELECT seq, result, last_active FROM kv_sessions WHERE client = ?"),
       setSession: db.prepare("INSERT OR REPLACE INTO kv_sessions (client, seq, result, last_active) VALUES (?, ?, ?, ?)"),
       evictSessions: db.prepare("DELETE FROM kv_sessions WHERE last_active < ?"),
+      countSessions: db.prepare("SELECT count(*) FROM kv_sessions"),
       member: db.prepare("SELECT address FROM members WHERE id = ?"),
       setMember: db.prepare("INSERT OR REPLACE INTO members (id, address, role) VALUES (?, ?, ?)"),
       removeMember: db.prepare("DELETE FROM members WHERE id = ?"),
@@ -234,6 +245,11 @@ export class KvStore {
     // Evicting on every write, by log time, makes every replica drop the same sessions at the same index.
     this.q.evictSessions.run(next.logTime - this.ttl);
     if (p.cmd.op === "register") {
+      // Counted after this entry's eviction, from replicated state only: every replica agrees.
+      const live = (this.q.countSessions.values()[0] as [number])[0];
+      if (live >= this.maxSessions) {
+        return { error: "too_many_sessions", message: `${live} client sessions are live (the limit is ${this.maxSessions}); reuse a session, or wait for idle ones to expire` };
+      }
       const result: Result = { op: "register", client: index };
       this.q.setSession.run(index, 0, encodeResult(result), next.logTime);
       return result;
