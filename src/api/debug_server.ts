@@ -22,9 +22,16 @@ export interface DebugServer {
   stop(): void;
 }
 
-export function startDebugServer(node: PhalanxNode, addr: string, auth: ClientAuthConfig): DebugServer {
+/** Who can reach the debug port: only this machine (open), or the network (credentials needed). */
+export type DebugExposure = "loopback" | "network";
+
+export function debugExposureOf(addr: string): DebugExposure {
+  return isLoopback(addr) ? "loopback" : "network";
+}
+
+export function startDebugServer(node: PhalanxNode, addr: string, auth: ClientAuthConfig, exposure: DebugExposure = debugExposureOf(addr)): DebugServer {
   const { host, port } = parseHostPort(addr);
-  const open = isLoopback(addr) || !authRequired(auth);
+  const open = exposure === "loopback" || !authRequired(auth);
   /** null when the request may be served, else the refusal. */
   const refuse = (req: Request, path: string): Response | null => {
     const need = DEBUG_SCOPES[path];
