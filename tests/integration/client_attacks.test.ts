@@ -66,14 +66,20 @@ function connect(id: string): http2.ClientHttp2Session {
 }
 
 const pid = (id: string) => cluster.procs.get(id)!.pid;
-function peakRssBytes(id: string): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid(id)}/status`, "utf8"));
+function procStatus(id: string, field: "VmHWM" | "VmRSS"): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid(id)}/status`, "utf8"));
   return Number(m![1]) * 1024;
 }
-/** Resets VmHWM to the current RSS (Linux clear_refs), so the next peak is the attack's. */
-function resetPeak(id: string): void {
+const peakRssBytes = (id: string) => procStatus(id, "VmHWM");
+/**
+ * Resets VmHWM to the current RSS (Linux clear_refs), so the next peak is the attack's; returns
+ * the RSS at the reset, the baseline the attack's growth is measured from.
+ */
+function resetPeak(id: string): number {
   writeFileSync(`/proc/${pid(id)}/clear_refs`, "5");
+  return procStatus(id, "VmRSS");
 }
+const mib = (n: number) => `${(n / MiB).toFixed(0)} MiB`;
 
 /** The cluster still has the same leader in the same term. */
 async function sameLeader(): Promise<void> {
@@ -167,6 +173,24 @@ describe("keys are taken from the raw path", () => {
 });
 
 describe("memory", () => {
+  test("8 msgpack bodies of 1.5 MB nesting are refused at once and cost little", async () => {
+    const base = resetPeak(leader);
+    const s = connect(leader);
+    try {
+      const nested = new Uint8Array(1_500_000).fill(0x91);
+      const h = { ...bearer(TOKENS.app), "content-type": "application/msgpack" };
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => raw(s, "PUT", `/v1/kv/deep${i}`, h, nested)));
+      for (const a of answers) expect(a.status).toBe(400);
+      const peak = peakRssBytes(leader);
+      console.log(`leader during 8 nested msgpack bodies: VmRSS before ${mib(base)}, VmHWM ${mib(peak)} (+${mib(peak - base)})`);
+      expect(peak - base).toBeLessThan(96 * MiB);
+      expect(await politeWrites(leader, 5)).toBe(5);
+      await sameLeader();
+    } finally {
+      s.close();
+    }
+  }, 60_000);
+
   test("4 range reads over 48 x 1 MiB values on a follower: pages end at the byte budget, memory stays bounded", async () => {
     const value = new Uint8Array(MiB).fill(0x61); // text, so the old JSON carried it twice
     const w = cluster.client;
@@ -183,7 +207,7 @@ describe("memory", () => {
       for (const r of await Promise.all(puts)) expect(r.status).toBe(200);
     }
     await waitFor("the follower to apply the values", async () => (await cluster.request(follower, "GET", "/v1/kv/big%2F47?consistency=stale")).status === 200, 30_000);
-    resetPeak(follower);
+    const base = resetPeak(follower);
     const s = connect(follower);
     try {
       const reads = Array.from({ length: 4 }, () => raw(s, "GET", "/v1/kv?prefix=big/&limit=10000", bearer(TOKENS.reader)));
@@ -197,8 +221,8 @@ describe("memory", () => {
         expect(r.body.byteLength).toBeLessThan(6 * MiB);
       }
       const peak = peakRssBytes(follower);
-      console.log(`follower VmHWM during 4 range reads over 48 MiB: ${(peak / MiB).toFixed(0)} MiB`);
-      expect(peak).toBeLessThan(400 * MiB);
+      console.log(`follower during 4 range reads over 48 MiB: VmRSS before ${mib(base)}, VmHWM ${mib(peak)} (+${mib(peak - base)})`);
+      expect(peak - base).toBeLessThan(128 * MiB);
       // Paging with `next` reaches every key.
       const seen: string[] = [];
       let after = "";
@@ -215,24 +239,6 @@ describe("memory", () => {
       s.close();
     }
   }, 90_000);
-
-  test("8 msgpack bodies of 1.5 MB nesting are refused at once and cost little", async () => {
-    resetPeak(leader);
-    const s = connect(leader);
-    try {
-      const nested = new Uint8Array(1_500_000).fill(0x91);
-      const h = { ...bearer(TOKENS.app), "content-type": "application/msgpack" };
-      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => raw(s, "PUT", `/v1/kv/deep${i}`, h, nested)));
-      for (const a of answers) expect(a.status).toBe(400);
-      const peak = peakRssBytes(leader);
-      console.log(`leader VmHWM during 8 nested msgpack bodies: ${(peak / MiB).toFixed(0)} MiB`);
-      expect(peak).toBeLessThan(400 * MiB);
-      expect(await politeWrites(leader, 5)).toBe(5);
-      await sameLeader();
-    } finally {
-      s.close();
-    }
-  }, 60_000);
 });
 
 describe("fairness", () => {
@@ -261,13 +267,13 @@ describe("fairness", () => {
         }
       }
     };
-    resetPeak(leader);
+    const base = resetPeak(leader);
     const lanes = Array.from({ length: 512 }, (_, i) => lane(i));
     try {
       await waitFor("the hog to have requests in flight", () => counts.sent >= 512, 10_000);
       const started = performance.now();
       const ok = await politeWrites(leader, 40);
-      console.log(`polite client: ${ok}/40 writes in ${(performance.now() - started).toFixed(0)} ms; hog: ${JSON.stringify(counts)}; leader VmHWM ${(peakRssBytes(leader) / MiB).toFixed(0)} MiB`);
+      console.log(`polite client: ${ok}/40 writes in ${(performance.now() - started).toFixed(0)} ms; hog: ${JSON.stringify(counts)}; leader VmRSS before ${mib(base)}, VmHWM ${mib(peakRssBytes(leader))}`);
       expect(ok).toBe(40);
       expect(counts.busy).toBeGreaterThan(0);
     } finally {
@@ -275,7 +281,7 @@ describe("fairness", () => {
       await Promise.all(lanes);
       for (const hog of hogs) hog.close();
     }
-    expect(peakRssBytes(leader)).toBeLessThan(600 * MiB);
+    expect(peakRssBytes(leader) - base).toBeLessThan(512 * MiB);
     await sameLeader();
   }, 90_000);
 
