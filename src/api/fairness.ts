@@ -22,7 +22,13 @@ export interface FairnessLimits {
   sessionBurst: number;
 }
 
-/** 8 MiB per connection, 16 MiB per client: a few busy clients cannot fill the 64 MiB budget. */
+/**
+ * Bytes protect the 64 MiB uncommitted budget and the log queue a polite write waits in (8 MiB per
+ * connection, 16 MiB per client). Counts bound the bodies being read at once (a body is charged
+ * as it is read): measured with 512 hog streams, 512 per connection let the hog's traffic take
+ * the leader to 1.2 GB and starve the polite client (7 of 40 writes), 128/256 still lost 2 of 40
+ * (623 MiB); 64 per connection and 128 per client kept it at 40/40 (~330 MiB).
+ */
 export const DEFAULT_FAIRNESS: FairnessLimits = {
   writesPerConnection: 64,
   writeBytesPerConnection: 8 * 1024 * 1024,
