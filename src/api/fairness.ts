@@ -143,7 +143,11 @@ export class Fairness {
   /** Middleware for POST /v1/session: a token bucket per client. */
   sessionRate(): MiddlewareHandler {
     return async (c, next) => {
-      const key = clientKey(c, (c.var as { client?: ClientIdentity }).client);
+      const who = (c.var as { client?: ClientIdentity }).client;
+      // As for writes: in open mode the follower that forwarded the registration already counted
+      // it, and here every client behind that follower would share the follower's address.
+      if (c.req.header(FORWARDED_HEADER) !== undefined && (who === undefined || who.via === "open")) return next();
+      const key = clientKey(c, who);
       if (!this.sessions.take(key, performance.now())) {
         return busy(c, `session registrations are limited to ${this.limits.sessionsPerSecond}/s per client (burst ${this.limits.sessionBurst}); reuse a session for many writes`);
       }
