@@ -9,11 +9,15 @@ import { clusterRoutes } from "./cluster_routes.ts";
 import { httpMetrics } from "./http_metrics.ts";
 import { kvRoutes } from "./kv_routes.ts";
 import { snapshotRoutes } from "./snapshot_route.ts";
+import { refuseRewrittenPaths } from "./raw_path.ts";
+import { clientAuth } from "./client_auth.ts";
+import { busy, OverShareError } from "./fairness.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const app = new Hono();
   app.use(httpMetrics(node.metrics.http));
+  app.use(refuseRewrittenPaths());
   const onMessages = (msgs: Parameters<PhalanxNode["receive"]>[0], from: string) => {
     try {
       node.receive(msgs);
@@ -26,6 +30,8 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages, awaitReplies: (from) => node.awaitReplies(from) });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
+  // Every client route authenticates first; peer routes above carry their own (peer) proof.
+  app.use("/v1/*", clientAuth({ cfg: node.config.clientAuth, isMember: (id) => node.members().some((m) => m.id === id) }));
   app.route("/", kvRoutes(node));
   app.route("/", clusterRoutes(node));
   app.route("/", snapshotRoutes(node)); // admin scope: it returns every key
@@ -33,6 +39,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.onError((err, c) => {
     if (err instanceof BadRequest) return errorReply(c, 400, "bad_request", err.message);
     if (err instanceof BodyTooLargeError) return errorReply(c, 413, "too_large", err.message);
+    if (err instanceof OverShareError) return busy(c, err.message);
     log.error("request failed", { method: c.req.method, path: new URL(c.req.url).pathname, error: err });
     return errorReply(c, 500, "internal", err.message);
   });

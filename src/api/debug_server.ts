@@ -1,11 +1,18 @@
 // Operator endpoints on DEBUG_ADDR, plain HTTP/1.1 (Bun.serve) so curl, load balancers and
 // Prometheus need nothing special: /healthz (process alive), /readyz (a leader is known),
 // /metrics, /debug/raft (the core's status with peer transport stats).
+// On loopback it is open. Elsewhere it needs a client credential (bearer token): /readyz and
+// /metrics the metrics scope (or above), /debug/raft admin; /healthz (reveals nothing) and the
+// paths in DEBUG_PUBLIC (e.g. /metrics for a scraper that cannot send a token) need none.
 import type { PhalanxNode } from "../node/node.ts";
 import { parseHostPort } from "../transport/address.ts";
 import { statusOf } from "./cluster_routes.ts";
 import { eventLoopLag } from "../node/process_metrics.ts";
 import { metricsText } from "./metrics_text.ts";
+import { authRequired, bearerToken, scopeAllows, tokenIdentity, type ClientAuthConfig, type Scope } from "./client_auth.ts";
+import { isLoopback } from "../node/config.ts";
+
+const DEBUG_SCOPES: Record<string, Scope> = { "/healthz": "metrics", "/readyz": "metrics", "/metrics": "metrics", "/debug/raft": "admin" };
 
 // @hono/node-server's serve() replaces the global Response with a lightweight one that Bun.serve
 // rejects; this module is evaluated before any serve() call, so it keeps the native class.
@@ -16,15 +23,35 @@ export interface DebugServer {
   stop(): void;
 }
 
-export function startDebugServer(node: PhalanxNode, addr: string): DebugServer {
+/** Who can reach the debug port: only this machine (open), or the network (credentials needed). */
+export type DebugExposure = "loopback" | "network";
+
+export function debugExposureOf(addr: string): DebugExposure {
+  return isLoopback(addr) ? "loopback" : "network";
+}
+
+export function startDebugServer(node: PhalanxNode, addr: string, auth: ClientAuthConfig, exposure: DebugExposure = debugExposureOf(addr)): DebugServer {
   const { host, port } = parseHostPort(addr);
   // The lag probe runs while someone can scrape it; it is one timer per process.
   eventLoopLag.start();
+  const open = exposure === "loopback" || !authRequired(auth);
+  /** null when the request may be served, else the refusal. */
+  const refuse = (req: Request, path: string): Response | null => {
+    const need = DEBUG_SCOPES[path];
+    if (open || need === undefined || auth.debugPublic.includes(path)) return null;
+    const token = bearerToken(req.headers.get("authorization"));
+    const who = token === null ? null : tokenIdentity(auth, token);
+    if (who === null) return new NativeResponse("authentication required: Authorization: Bearer <token>\n", { status: 401, headers: { "www-authenticate": 'Bearer realm="phalanx"' } });
+    if (!scopeAllows(who.scope, need)) return new NativeResponse(`${who.name} has scope ${who.scope}; ${path} needs ${need}\n`, { status: 403 });
+    return null;
+  };
   const server = Bun.serve({
     hostname: host,
     port,
     fetch(req) {
       const path = new URL(req.url).pathname;
+      const refused = refuse(req, path);
+      if (refused !== null) return refused;
       switch (path) {
         case "/healthz":
           return node.isStopped ? new NativeResponse("stopping\n", { status: 503 }) : new NativeResponse("ok\n");

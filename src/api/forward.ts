@@ -5,6 +5,8 @@ import type { Context } from "hono";
 import type { LeaderInfo, PhalanxNode } from "../node/node.ts";
 import { H2Error } from "../transport/h2_client.ts";
 import { TIMEOUT_HEADER, type Deadline } from "./deadline.ts";
+import { rawPathAndQuery } from "./raw_path.ts";
+import { forwardedIdentityHeaders } from "./client_auth.ts";
 import { errorReply } from "./wire.ts";
 
 export const FORWARDED_HEADER = "x-phalanx-forwarded-by";
@@ -37,17 +39,21 @@ export function forwardTarget(c: Context, node: PhalanxNode): LeaderInfo | null 
 }
 
 export async function forward(c: Context, node: PhalanxNode, leader: LeaderInfo, body: Uint8Array | undefined, deadline: Deadline): Promise<Response> {
-  const url = new URL(c.req.url);
   const headers: Record<string, string> = { [FORWARDED_HEADER]: node.id, [TIMEOUT_HEADER]: String(deadline.remaining()) };
   for (const name of PASSED_REQUEST_HEADERS) {
     const v = c.req.header(name);
     if (v !== undefined) headers[name] = v;
   }
+  // The leader authorizes the client again: its token travels along, a certificate client is
+  // vouched for by name (accepted only over this node's own certificate; see client_auth.ts).
+  // Never anything broader than what the client proved here.
+  Object.assign(headers, forwardedIdentityHeaders(c));
   node.metrics.forwarded++;
   try {
     const res = await node.client.request(node.client.originFor(leader.address), {
       method: c.req.method,
-      path: url.pathname + url.search,
+      // The raw path: the parsed URL maps `\` to `/`, so the leader would see another key.
+      path: rawPathAndQuery(c),
       headers,
       ...(body === undefined ? {} : { body }),
       // A little more than the leader's own deadline, so its answer (even a timeout) gets back.

@@ -8,12 +8,23 @@ import { DEFAULT_LIMITS, isError, validateCommand, type Command, type Expect, ty
 import type { PhalanxNode } from "../node/node.ts";
 import { BodyTooLargeError, incomingOf, readCappedBody } from "../transport/body.ts";
 import { Deadline } from "./deadline.ts";
+import { keyFromRawPath } from "./raw_path.ts";
 import { forward, forwardTarget, leaderHeaders, noLeader, RETRY_AFTER_S } from "./forward.ts";
-import { BadRequest, bodyKind, decodeBody, errorReply, reply } from "./wire.ts";
+import { BadRequest, bodyKind, decodeBody, errorReply, reply, valueEncodingOf } from "./wire.ts";
+import { ByteBudget } from "./byte_budget.ts";
+import { chargeBody, Fairness } from "./fairness.ts";
+import { DEFAULT_RANGE_BYTES } from "../kv/store.ts";
 
 export const SESSION_HEADER = "x-phalanx-session";
 export const REVISION_HEADER = "x-phalanx-revision";
 const MAX_RANGE_LIMIT = 10_000;
+/** Largest byte budget a client may ask of one range page. */
+export const MAX_RANGE_BYTES = 16 * 1024 * 1024;
+/**
+ * Value bytes that range reads on one node may hold at once (a JSON answer costs about 2-3x
+ * that while it is encoded); further range reads wait for room until their deadline.
+ */
+export const RANGE_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
 /** Room for JSON/base64 framing around the largest value (base64 grows by 4/3). */
 const MAX_BODY = Math.ceil(DEFAULT_LIMITS.maxValueBytes * 1.4) + 64 * 1024;
 
@@ -57,6 +68,14 @@ function parseExpect(body: WriteBody, c: Context): Expect | null {
   return { value };
 }
 
+function intQuery(c: Context, name: string, fallback: number, max: number): number {
+  const text = c.req.query(name);
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1 || n > max) throw new BadRequest(`${name} must be an integer in [1, ${max}]`);
+  return n;
+}
+
 function parseSession(c: Context, body: WriteBody): Proposal["session"] {
   const header = c.req.header(SESSION_HEADER);
   if (header !== undefined) {
@@ -67,25 +86,25 @@ function parseSession(c: Context, body: WriteBody): Proposal["session"] {
   return body.session ?? null;
 }
 
+/** The key as the client sent it: see raw_path.ts (the normalised URL rewrites `a/../b`). */
 function keyOf(c: Context): string {
-  const path = new URL(c.req.url).pathname;
-  let key: string;
-  try {
-    key = decodeURIComponent(path.slice("/v1/kv/".length));
-  } catch {
-    throw new BadRequest("the key is not valid percent-encoding");
-  }
-  if (key === "") throw new BadRequest("the key is empty");
-  return key;
+  return keyFromRawPath(c, "/v1/kv/");
 }
 
 async function readBody(c: Context): Promise<Uint8Array> {
+  // A declared length is charged to the client's share before a byte is read (fairness.ts).
+  const declared = Number(c.req.header("content-length") ?? "0");
+  const early = Number.isSafeInteger(declared) && declared > 0 && declared <= MAX_BODY ? declared : 0;
+  chargeBody(c, early);
+  let body: Uint8Array;
   try {
-    return await readCappedBody(c.req.raw, MAX_BODY, incomingOf(c.env));
+    body = await readCappedBody(c.req.raw, MAX_BODY, incomingOf(c.env));
   } catch (err) {
     if (err instanceof BodyTooLargeError) throw err;
     throw new BadRequest(`could not read the body: ${(err as Error).message}`);
   }
+  if (body.byteLength > early) chargeBody(c, body.byteLength - early);
+  return body;
 }
 
 /** Structured JSON/msgpack write body, or {} when the body is raw bytes or empty. */
@@ -97,9 +116,24 @@ function structured(c: Context, body: Uint8Array): { parsed: WriteBody; raw: boo
   return { parsed: r.data, raw: false };
 }
 
-function resultStatus(r: Result): { status: number; payload: unknown } {
+/** What a write answer includes beyond the outcome. */
+interface AnswerShape {
+  /** `?prev`: the replaced or deleted pair (up to 1 MiB of value: sent only when asked). */
+  prev: boolean;
+}
+
+function answerShape(c: Context): AnswerShape {
+  return { prev: c.req.query("prev") !== undefined };
+}
+
+function resultStatus(r: Result, shape: AnswerShape): { status: number; payload: unknown } {
+  if (!isError(r) && (r.op === "put" || r.op === "del") && !shape.prev) {
+    const { prev: _, ...rest } = r;
+    return resultStatus(rest as Result, { prev: true });
+  }
   if (isError(r)) {
-    const status = r.error === "value_too_large" ? 413 : r.error === "session_expired" ? 410 : r.error === "stale_sequence" ? 409 : 400;
+    const status =
+      r.error === "value_too_large" ? 413 : r.error === "session_expired" ? 410 : r.error === "stale_sequence" ? 409 : r.error === "too_many_sessions" ? 429 : 400;
     return { status, payload: r };
   }
   switch (r.op) {
@@ -118,6 +152,10 @@ function resultStatus(r: Result): { status: number; payload: unknown } {
 export function kvRoutes(node: PhalanxNode): Hono {
   const app = new Hono();
   const defaultTimeout = node.config.requestTimeoutMs;
+  const rangeBudget = new ByteBudget(RANGE_BYTES_IN_FLIGHT);
+  const fair = new Fairness();
+  app.on(["PUT", "DELETE", "POST"], ["/v1/kv/*", "/v1/session"], fair.writes());
+  app.post("/v1/session", fair.sessionRate());
 
   /** Proposes on the leader (forwarding when this node is not it) and maps the outcome to HTTP. */
   const write = async (c: Context, body: Uint8Array | undefined, cmd: Command, session: Proposal["session"], deadline: Deadline) => {
@@ -129,7 +167,7 @@ export function kvRoutes(node: PhalanxNode): Hono {
     const lh = leaderHeaders(node.leader());
     switch (o.kind) {
       case "applied": {
-        const { status, payload } = resultStatus(o.result);
+        const { status, payload } = resultStatus(o.result, answerShape(c));
         const rev: Record<string, string> = "revision" in o.result ? { [REVISION_HEADER]: String(o.result.revision) } : {};
         return reply(c, status, payload, { ...lh, ...rev });
       }
@@ -177,13 +215,29 @@ export function kvRoutes(node: PhalanxNode): Hono {
     const deadline = Deadline.of(c, defaultTimeout);
     const prefix = c.req.query("prefix") ?? "";
     const after = c.req.query("after");
-    const limitText = c.req.query("limit") ?? "100";
-    const limit = Number(limitText);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_RANGE_LIMIT) throw new BadRequest(`limit must be an integer in [1, ${MAX_RANGE_LIMIT}]`);
+    const limit = intQuery(c, "limit", 100, MAX_RANGE_LIMIT);
+    const maxBytes = intQuery(c, "maxBytes", DEFAULT_RANGE_BYTES, MAX_RANGE_BYTES);
+    const keysOnly = c.req.query("keys") !== undefined;
+    valueEncodingOf(c);
     const refused = await barrier(c, deadline);
     if (refused !== null) return refused;
-    const r = node.kv.range({ prefix, limit, ...(after === undefined ? {} : { after }) });
-    return reply(c, 200, r, { [REVISION_HEADER]: String(r.revision), ...leaderHeaders(node.leader()) });
+    // A page may exceed its budget by one pair (it always returns at least one): reserve for that.
+    const reserve = keysOnly ? Math.min(maxBytes, limit * DEFAULT_LIMITS.maxKeyBytes) : maxBytes + DEFAULT_LIMITS.maxKeyBytes + DEFAULT_LIMITS.maxValueBytes;
+    const release = await rangeBudget.acquire(reserve, deadline.remaining());
+    if (release === null) {
+      return errorReply(c, 503, "busy", "too many large reads in flight on this node; retry (or ask for a smaller maxBytes)", {
+        "retry-after": RETRY_AFTER_S,
+        ...leaderHeaders(node.leader()),
+      });
+    }
+    try {
+      const r = node.kv.range({ prefix, limit, maxBytes, keysOnly, ...(after === undefined ? {} : { after }) });
+      const page = { revision: r.revision, kvs: keysOnly ? r.kvs.map(({ value: _, ...meta }) => meta) : r.kvs, more: r.more, ...(r.next === null ? {} : { next: r.next }) };
+      return reply(c, 200, page, { [REVISION_HEADER]: String(r.revision), ...leaderHeaders(node.leader()) });
+    } finally {
+      // The answer is encoded by now; its bytes leave with the response.
+      release();
+    }
   });
 
   app.get("/v1/kv/*", async (c) => {

@@ -10,6 +10,8 @@ export interface ClientOptions {
   tls?: ClientTls;
   /** Largest answer accepted (default 16 MiB); `snapshot save` raises it. */
   maxResponseBytes?: number;
+  /** Bearer token sent with every request. */
+  token?: string;
 }
 
 export interface ApiResponse {
@@ -47,6 +49,7 @@ export class ApiClient {
     const deadline = performance.now() + (opts.timeoutMs ?? this.opts.timeoutMs);
     const body = opts.json === undefined ? undefined : new TextEncoder().encode(JSON.stringify(opts.json));
     const headers: Record<string, string> = { accept: "application/json" };
+    if (this.opts.token !== undefined) headers.authorization = `Bearer ${this.opts.token}`;
     if (body !== undefined) headers["content-type"] = "application/json";
     const addrs = [...this.opts.addrs];
     let lastProblem = "no attempt made";
@@ -123,6 +126,30 @@ export function tlsFrom(values: { "tls-ca"?: string; "tls-cert"?: string; "tls-k
   };
 }
 
+/**
+ * The bearer token: --token, --token-file, $PHALANX_TOKEN, $PHALANX_TOKEN_FILE (first given wins,
+ * in that order). A file is the way to keep it out of `ps` and shell history.
+ */
+export function tokenFrom(values: { token?: string; "token-file"?: string }, env: Record<string, string | undefined> = process.env): string | undefined {
+  const fromFile = (path: string, what: string) => {
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (err) {
+      throw new Error(`${what}: cannot read ${path}: ${(err as Error).message}`);
+    }
+    const token = text.trim();
+    if (token === "" || /\s/.test(token)) throw new Error(`${what}: ${path} must hold one token`);
+    return token;
+  };
+  if (values.token !== undefined && values["token-file"] !== undefined) throw new Error("give --token or --token-file, not both");
+  if (values.token !== undefined) return values.token;
+  if (values["token-file"] !== undefined) return fromFile(values["token-file"], "--token-file");
+  if (env.PHALANX_TOKEN !== undefined && env.PHALANX_TOKEN !== "") return env.PHALANX_TOKEN;
+  if (env.PHALANX_TOKEN_FILE !== undefined && env.PHALANX_TOKEN_FILE !== "") return fromFile(env.PHALANX_TOKEN_FILE, "PHALANX_TOKEN_FILE");
+  return undefined;
+}
+
 /** Options every client command takes. */
 export const CLIENT_OPTIONS = {
   addr: { type: "string", multiple: true, short: "a" },
@@ -131,6 +158,8 @@ export const CLIENT_OPTIONS = {
   "tls-ca": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
+  token: { type: "string" },
+  "token-file": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -138,5 +167,6 @@ export const CLIENT_HELP = `  -a, --addr host:port[,host:port]  servers to try, 
       --timeout ms                  overall deadline including retries (default 10000)
       --json                        machine-readable output
       --tls-ca/--tls-cert/--tls-key files for a TLS (or mutual TLS) cluster
+      --token t | --token-file path bearer token (also $PHALANX_TOKEN / $PHALANX_TOKEN_FILE)
   -h, --help
 exit codes: 0 ok, 1 not found / compare failed, 2 usage, 3 unreachable or no leader, 4 other error`;

@@ -1,7 +1,7 @@
 // Shared plumbing of the client commands: argument parsing with the common options, the client's
 // lifetime, and turning failures into one line and an exit code.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ApiClient, addrsFrom, CLIENT_OPTIONS, tlsFrom, UnreachableError, type ApiResponse, type ClientOptions } from "./client.ts";
+import { ApiClient, addrsFrom, CLIENT_OPTIONS, tlsFrom, tokenFrom, UnreachableError, type ApiResponse, type ClientOptions } from "./client.ts";
 import { EXIT, fail } from "./output.ts";
 
 export class UsageError extends Error {
@@ -40,7 +40,14 @@ export async function runClientCommand(
   let client: ApiClient;
   try {
     const tls = tlsFrom(values as Record<string, string>);
-    client = new ApiClient({ ...clientOptions, addrs: addrsFrom(values.addr as string[] | undefined), timeoutMs: timeout, ...(tls === undefined ? {} : { tls }) });
+    const token = tokenFrom(values as Record<string, string>);
+    client = new ApiClient({
+      ...clientOptions,
+      addrs: addrsFrom(values.addr as string[] | undefined),
+      timeoutMs: timeout,
+      ...(tls === undefined ? {} : { tls }),
+      ...(token === undefined ? {} : { token }),
+    });
   } catch (err) {
     return fail(EXIT.usage, (err as Error).message);
   }
@@ -61,5 +68,6 @@ export function failure(res: ApiResponse): number {
   if (res.status === 404 || res.status === 409) return fail(EXIT.no, msg);
   if (res.status === 503 || res.status === 504) return fail(EXIT.unavailable, `${res.addr}: ${msg}`);
   if (res.status === 400 || res.status === 413) return fail(EXIT.usage, msg);
+  if (res.status === 401 || res.status === 403) return fail(EXIT.error, `${res.addr}: ${msg}`);
   return fail(EXIT.error, `${res.addr}: HTTP ${res.status}: ${msg}`);
 }

@@ -67,9 +67,10 @@ async function get(ctx: ClientContext): Promise<number> {
   if (res.status !== 200) return failure(res);
   if (ctx.json) printJson(res.json);
   else {
-    const kv = res.json?.kv as { value: string | null; valueBase64: string };
-    if (kv.value !== null) process.stdout.write(`${kv.value}\n`);
-    else process.stdout.write(Buffer.from(kv.valueBase64, "base64"));
+    // One of value (UTF-8 text) or valueBase64 (other bytes).
+    const kv = res.json?.kv as { value?: string; valueBase64?: string };
+    if (kv.value !== undefined) process.stdout.write(`${kv.value}\n`);
+    else process.stdout.write(Buffer.from(kv.valueBase64 ?? "", "base64"));
   }
   return EXIT.ok;
 }
@@ -121,10 +122,11 @@ async function list(ctx: ClientContext): Promise<number> {
     printJson(res.json);
     return EXIT.ok;
   }
-  const kvs = res.json?.kvs as Array<{ key: string; value: string | null; valueBase64: string; modRevision: number }>;
-  const rows = [["KEY", "MOD_REVISION", "VALUE"], ...kvs.map((kv) => [kv.key, String(kv.modRevision), kv.value ?? `base64:${kv.valueBase64}`])];
+  const kvs = res.json?.kvs as Array<{ key: string; value?: string; valueBase64?: string; modRevision: number }>;
+  const rows = [["KEY", "MOD_REVISION", "VALUE"], ...kvs.map((kv) => [kv.key, String(kv.modRevision), kv.value ?? `base64:${kv.valueBase64 ?? ""}`])];
   process.stdout.write(table(rows));
-  if (res.json?.more === true) process.stdout.write(`(more: --after ${JSON.stringify(kvs[kvs.length - 1]?.key)})\n`);
+  // A page ends at the count limit or at the server's byte budget; `next` is where to resume.
+  if (res.json?.more === true) process.stdout.write(`(more: --after ${JSON.stringify(res.json.next ?? kvs[kvs.length - 1]?.key)})\n`);
   return EXIT.ok;
 }
 

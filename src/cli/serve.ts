@@ -58,6 +58,12 @@ const FLAGS = {
   gossipRetransmitMult: "gossip-retransmit-mult",
   gossipIntervalMs: "gossip-interval-ms",
   gossipPushPullIntervalMs: "gossip-push-pull-interval-ms",
+  clusterKeyFile: "cluster-key-file",
+  gossipKeyFile: "gossip-key-file",
+  clientTokensFile: "client-tokens-file",
+  clientCertScopes: "client-cert-scopes",
+  insecureClients: "insecure-clients",
+  debugPublic: "debug-public",
 } as const satisfies Record<keyof typeof ENV, string>;
 
 export const SERVE_HELP = `usage: phalanx serve [flags]
@@ -75,10 +81,18 @@ the data dir is new (a restart uses the membership stored in the data dir). A mu
 needs CLUSTER_KEY (≥ 16 bytes, the same on every node) or TLS_CA for mutual TLS. Gossip is
 always encrypted and authenticated: with GOSSIP_KEY, else with a key derived from CLUSTER_KEY; a
 cluster with TLS_CA and no CLUSTER_KEY must set GOSSIP_KEY.
+
+Secrets come from files or the environment rather than flags (flags show in ps): CLUSTER_KEY_FILE,
+GOSSIP_KEY_FILE, CLIENT_TOKENS_FILE (or CLIENT_TOKENS). Clients authenticate with a bearer token
+from CLIENT_TOKENS_FILE ('<name> <read|write|admin|metrics> <token>' per line) or a TLS client
+certificate whose CN is listed in CLIENT_CERT_SCOPES ('cn=scope,...'). With no client credential
+the node listens on loopback only, unless --insecure-clients (INSECURE_CLIENTS=1).
 `;
 
 export async function serveCommand(argv: string[]): Promise<number> {
-  const options = Object.fromEntries(Object.values(FLAGS).map((f) => [f, { type: "string" as const }]));
+  const options: Record<string, { type: "string" | "boolean" }> = Object.fromEntries(Object.values(FLAGS).map((f) => [f, { type: "string" as const }]));
+  // A switch, not a value: `--insecure-clients` alone opts in.
+  options[FLAGS.insecureClients] = { type: "boolean" };
   const { values } = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true });
   if (values.help === true) {
     process.stdout.write(SERVE_HELP);
@@ -88,6 +102,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   for (const [k, f] of Object.entries(FLAGS)) {
     const v = (values as Record<string, unknown>)[f];
     if (typeof v === "string") settings[k as keyof RawSettings] = v;
+    else if (v === true) settings[k as keyof RawSettings] = "1";
   }
   let config;
   try {
@@ -160,7 +175,7 @@ async function startStatic(config: NodeConfig, log: Logger): Promise<Started> {
   const node = PhalanxNode.open(config, log);
   try {
     const server = await serveApp(nodeApp(node, log), serveOptions(config));
-    const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr);
+    const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);
     node.run();
     return { node, server, debug, gossip: null, membership: null };
   } catch (err) {
@@ -238,7 +253,7 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
     throw err;
   }
   app = nodeApp(node, log);
-  const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr);
+  const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);
   const membership = new MembershipManager(
     node,
     agent,

@@ -51,6 +51,7 @@ export const ERROR_CODES = [
   "value_too_large",
   "session_expired",
   "stale_sequence",
+  "too_many_sessions",
 ] as const;
 
 const resultSchema = z.union([

@@ -26,9 +26,18 @@ export interface KvOptions {
   limits?: Limits;
   /** Sessions idle longer than this (log time) are evicted. Must be the same on every member. */
   sessionTtlMs?: number;
+  /**
+   * Live sessions at most; a registration beyond gets `too_many_sessions`. Part of the replicated
+   * semantics (decided by the state alone, the same at every replica): the same on every member.
+   */
+  maxSessions?: number;
 }
 
 export const DEFAULT_SESSION_TTL_MS = 60 * 60 * 1000;
+/** 20,000 registrations in 13 s all succeeded before there was a cap; each costs a row on every replica. */
+export const DEFAULT_MAX_SESSIONS = 100_000;
+/** A range page's default byte budget (keys and values). */
+export const DEFAULT_RANGE_BYTES = 4 * 1024 * 1024;
 
 export interface Member {
   id: NodeId;
@@ -42,6 +51,24 @@ export interface RangeOptions {
   /** Exclusive: resume after the last key of the previous page. */
   after?: string;
   limit: number;
+  /**
+   * Stop once the keys and values returned add up to more than this (a page always has at least
+   * one pair, so it may exceed the budget by one value). Without a byte budget 4 range reads over
+   * 90 x 1 MiB values took a follower to 2.6 GB.
+   */
+  maxBytes?: number;
+  /** Keys and revisions only: values are neither read into memory nor returned. */
+  keysOnly?: boolean;
+}
+
+export interface RangePage {
+  revision: number;
+  kvs: KeyValue[];
+  more: boolean;
+  /** When `more`: the last key returned, to pass as `after` for the next page. */
+  next: string | null;
+  /** Key and value bytes in `kvs`. */
+  bytes: number;
 }
 
 interface KvState {
@@ -53,11 +80,14 @@ interface KvState {
 type KvRow = [string, Uint8Array, number, number, number];
 
 const KV_COLUMNS = "key, value, create_revision, mod_revision, version";
+const KEY_COLUMNS = "key, create_revision, mod_revision, version";
+const NO_VALUE = new Uint8Array(0);
 
 export class KvStore {
   private state: KvState;
   private readonly limits: Limits;
   private readonly ttl: number;
+  private readonly maxSessions: number;
   private readonly q: Record<
     | "get"
     | "upsert"
@@ -66,14 +96,15 @@ export class KvStore {
     | "session"
     | "setSession"
     | "evictSessions"
+    | "countSessions"
     | "member"
     | "setMember"
     | "removeMember"
     | "members",
     Statement
   >;
-  /** Range and count statements by bound shape: [lower bound inclusive?][has upper bound?]. */
-  private readonly rangeQ: Statement[][];
+  /** Range and count statements by [with values?][lower bound inclusive?][has upper bound?]. */
+  private readonly rangeQ: Statement[][][];
   private readonly countQ: Statement[];
 
   constructor(
@@ -82,6 +113,7 @@ export class KvStore {
   ) {
     this.limits = options.limits ?? DEFAULT_LIMITS;
     this.ttl = options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS;
+    this.maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
     const db = dd.db;
     this.q = {
       get: db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`),
@@ -94,17 +126,18 @@ export class KvStore {
       session: db.prepare("SELECT seq, result, last_active FROM kv_sessions WHERE client = ?"),
       setSession: db.prepare("INSERT OR REPLACE INTO kv_sessions (client, seq, result, last_active) VALUES (?, ?, ?, ?)"),
       evictSessions: db.prepare("DELETE FROM kv_sessions WHERE last_active < ?"),
+      countSessions: db.prepare("SELECT count(*) FROM kv_sessions"),
       member: db.prepare("SELECT address FROM members WHERE id = ?"),
       setMember: db.prepare("INSERT OR REPLACE INTO members (id, address, role) VALUES (?, ?, ?)"),
       removeMember: db.prepare("DELETE FROM members WHERE id = ?"),
       members: db.prepare("SELECT id, address, role FROM members ORDER BY id"),
     };
-    const range = (lower: string, upper: boolean) =>
-      db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key ${lower} ?${upper ? " AND key < ?" : ""} ORDER BY key LIMIT ?`);
-    this.rangeQ = [
-      [range(">", false), range(">", true)],
-      [range(">=", false), range(">=", true)],
-    ];
+    const range = (columns: string, lower: string, upper: boolean) =>
+      db.prepare(`SELECT ${columns} FROM kv WHERE key ${lower} ?${upper ? " AND key < ?" : ""} ORDER BY key LIMIT ?`);
+    this.rangeQ = [KEY_COLUMNS, KV_COLUMNS].map((cols) => [
+      [range(cols, ">", false), range(cols, ">", true)],
+      [range(cols, ">=", false), range(cols, ">=", true)],
+    ]);
     this.countQ = [db.prepare("SELECT count(*) FROM kv WHERE key >= ?"), db.prepare("SELECT count(*) FROM kv WHERE key >= ? AND key < ?")];
     this.state = this.loadState();
   }
@@ -127,17 +160,34 @@ export class KvStore {
     return { revision: this.state.revision, kv: this.row(key) };
   }
 
-  /** Keys starting with `prefix`, in UTF-8 byte order, after `after`, at most `limit`. */
-  range(opts: RangeOptions): { revision: number; kvs: KeyValue[]; more: boolean } {
+  /**
+   * Keys starting with `prefix`, in UTF-8 byte order, after `after`, at most `limit` pairs and
+   * about `maxBytes` of keys and values. Rows are read one at a time, so memory follows the
+   * budget, not the limit.
+   */
+  range(opts: RangeOptions): RangePage {
     if (!Number.isInteger(opts.limit) || opts.limit < 1) throw new RangeError(`range limit must be a positive integer`);
+    const maxBytes = opts.maxBytes ?? DEFAULT_RANGE_BYTES;
+    if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new RangeError(`range maxBytes must be a positive integer`);
     const upper = prefixEnd(opts.prefix);
     const useAfter = opts.after !== undefined && compareUtf8(opts.after, opts.prefix) >= 0;
     const lower = useAfter ? opts.after! : opts.prefix;
-    const stmt = this.rangeQ[useAfter ? 0 : 1]![upper === null ? 0 : 1]!;
+    const stmt = this.rangeQ[opts.keysOnly === true ? 0 : 1]![useAfter ? 0 : 1]![upper === null ? 0 : 1]!;
     const args = upper === null ? [lower, opts.limit + 1] : [lower, upper, opts.limit + 1];
-    const rows = stmt.values(...args) as KvRow[];
-    const more = rows.length > opts.limit;
-    return { revision: this.state.revision, kvs: rows.slice(0, opts.limit).map(toKeyValue), more };
+    const kvs: KeyValue[] = [];
+    let bytes = 0;
+    let more = false;
+    for (const row of stmt.iterate(...args) as IterableIterator<Record<string, unknown>>) {
+      const kv = opts.keysOnly === true ? toKeyOnly(row) : toKeyValue(Object.values(row) as KvRow);
+      const size = Buffer.byteLength(kv.key) + kv.value.byteLength;
+      if (kvs.length >= opts.limit || (kvs.length > 0 && bytes + size > maxBytes)) {
+        more = true;
+        break;
+      }
+      kvs.push(kv);
+      bytes += size;
+    }
+    return { revision: this.state.revision, kvs, more, next: more ? kvs[kvs.length - 1]!.key : null, bytes };
   }
 
   count(prefix: string): { revision: number; count: number } {
@@ -206,6 +256,11 @@ export class KvStore {
     // Evicting on every write, by log time, makes every replica drop the same sessions at the same index.
     this.q.evictSessions.run(next.logTime - this.ttl);
     if (p.cmd.op === "register") {
+      // Counted after this entry's eviction, from replicated state only: every replica agrees.
+      const live = (this.q.countSessions.values()[0] as [number])[0];
+      if (live >= this.maxSessions) {
+        return { error: "too_many_sessions", message: `${live} client sessions are live (the limit is ${this.maxSessions}); reuse a session, or wait for idle ones to expire` };
+      }
       const result: Result = { op: "register", client: index };
       this.q.setSession.run(index, 0, encodeResult(result), next.logTime);
       return result;
@@ -336,6 +391,17 @@ export class KvStore {
   private corrupt(detail: string, cause?: unknown): CorruptDataError {
     return new CorruptDataError(`${this.dd.file}: ${detail}`, this.dd.file, { cause });
   }
+}
+
+/** A keys-only row; its value is empty (the API leaves it out). */
+function toKeyOnly(row: Record<string, unknown>): KeyValue {
+  return {
+    key: row.key as string,
+    value: NO_VALUE,
+    createRevision: row.create_revision as number,
+    modRevision: row.mod_revision as number,
+    version: row.version as number,
+  };
 }
 
 function toKeyValue(row: KvRow): KeyValue {

@@ -10,6 +10,7 @@ import { DEFAULT_AUTOPILOT } from "./membership/autopilot.ts";
 import { Keyring } from "../gossip/keyring.ts";
 import { nodeIdSchema } from "../transport/codec.ts";
 import type { Level, LogFormat } from "./log.ts";
+import { authRequired, parseCertScopes, parseTokenFile, TokenFileError, type ClientAuthConfig } from "../api/client_auth.ts";
 
 export interface TlsFiles {
   cert: string;
@@ -56,10 +57,18 @@ export interface NodeConfig {
   catchupEntries: number;
   logLevel: Level;
   logFormat: LogFormat;
+  /** Client credentials and exposure rules; see src/api/client_auth.ts. */
+  clientAuth: ClientAuthConfig;
 }
 
 /** The settings as strings, from env or flags (flags win). */
-export type RawSettings = Partial<Record<keyof typeof ENV, string>>;
+export type RawSettings = Partial<Record<keyof typeof ENV | keyof typeof ENV_ONLY, string>>;
+
+/**
+ * Secrets taken from the environment only, never from a flag (flags show in `ps`); each also has
+ * a *_FILE setting. On Fly.io, `fly secrets set CLIENT_TOKENS=...` sets the variable.
+ */
+export const ENV_ONLY = { clientTokens: "CLIENT_TOKENS" } as const;
 
 /** Setting → environment variable. */
 export const ENV = {
@@ -98,6 +107,12 @@ export const ENV = {
   gossipPushPullIntervalMs: "GOSSIP_PUSH_PULL_INTERVAL_MS",
   logLevel: "LOG_LEVEL",
   logFormat: "LOG_FORMAT",
+  clusterKeyFile: "CLUSTER_KEY_FILE",
+  gossipKeyFile: "GOSSIP_KEY_FILE",
+  clientTokensFile: "CLIENT_TOKENS_FILE",
+  clientCertScopes: "CLIENT_CERT_SCOPES",
+  insecureClients: "INSECURE_CLIENTS",
+  debugPublic: "DEBUG_PUBLIC",
 } as const;
 
 export class ConfigError extends Error {
@@ -106,7 +121,7 @@ export class ConfigError extends Error {
 
 export function settingsFromEnv(env: Record<string, string | undefined>): RawSettings {
   const out: RawSettings = {};
-  for (const [k, name] of Object.entries(ENV)) {
+  for (const [k, name] of [...Object.entries(ENV), ...Object.entries(ENV_ONLY)]) {
     const v = env[name];
     if (v !== undefined && v !== "") out[k as keyof RawSettings] = v;
   }
@@ -176,6 +191,61 @@ function readFile(name: string, path: string): string {
   }
 }
 
+/** A secret given inline or as a file (*_FILE; one trailing newline is not part of it), not both. */
+function secret(name: string, inline: string | undefined, file: string | undefined): string | undefined {
+  if (file === undefined) return inline;
+  if (inline !== undefined) throw new ConfigError(`give ${name} or ${name}_FILE, not both`);
+  const text = readFile(`${name}_FILE`, file).replace(/\r?\n$/, "");
+  if (text === "") throw new ConfigError(`${name}_FILE: ${file} is empty`);
+  return text;
+}
+
+/** 127.0.0.0/8, ::1, localhost. */
+export function isLoopback(addr: string): boolean {
+  const host = parseHostPort(addr).host.toLowerCase();
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+const INSECURE_VALUES = new Set(["1", "true", "yes"]);
+
+/**
+ * Client credentials and the rule without them: a node with no client credential is open (every
+ * client is admin), so it may listen only on loopback, unless INSECURE_CLIENTS says so explicitly.
+ */
+function resolveClientAuth(s: RawSettings, rpcAddr: string, tlsCa: string | null): ClientAuthConfig {
+  const insecureText = s.insecureClients?.toLowerCase();
+  if (insecureText !== undefined && !INSECURE_VALUES.has(insecureText) && insecureText !== "0" && insecureText !== "false") {
+    throw new ConfigError(`INSECURE_CLIENTS must be 1/true or 0/false, got "${s.insecureClients}"`);
+  }
+  const insecure = insecureText !== undefined && INSECURE_VALUES.has(insecureText);
+  let cfg: ClientAuthConfig;
+  try {
+    const tokensText = secret("CLIENT_TOKENS", s.clientTokens, s.clientTokensFile);
+    const tokens = tokensText === undefined ? [] : parseTokenFile(tokensText, s.clientTokensFile ?? "CLIENT_TOKENS");
+    if (tokensText !== undefined && tokens.length === 0) throw new ConfigError(`${s.clientTokensFile ?? "CLIENT_TOKENS"} lists no token`);
+    const certs = s.clientCertScopes === undefined ? new Map() : parseCertScopes(s.clientCertScopes);
+    if (certs.size > 0 && tlsCa === null) throw new ConfigError("CLIENT_CERT_SCOPES needs TLS_CA (client certificates are verified against it)");
+    const extra = (s.debugPublic ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
+    for (const p of extra) if (!["/healthz", "/readyz", "/metrics"].includes(p)) throw new ConfigError(`DEBUG_PUBLIC: ${p} cannot be public (only /healthz, /readyz, /metrics)`);
+    cfg = { tokens, certs, insecure, debugPublic: [...new Set(["/healthz", ...extra])] };
+  } catch (err) {
+    if (err instanceof TokenFileError) throw new ConfigError(err.message);
+    throw err;
+  }
+  if (!authRequired(cfg) && !insecure) {
+    for (const [name, addr] of [["RPC_ADDR", rpcAddr], ["DEBUG_ADDR", s.debugAddr]] as const) {
+      if (addr !== undefined && !isLoopback(addr)) {
+        throw new ConfigError(
+          `${name} ${addr} is not a loopback address and no client credential is configured: anyone who reaches it would be admin. ` +
+            "Set CLIENT_TOKENS_FILE (lines '<name> <scope> <token>') or CLIENT_CERT_SCOPES with TLS_CA, " +
+            "or INSECURE_CLIENTS=1 to accept unauthenticated clients on purpose",
+        );
+      }
+    }
+  }
+  return cfg;
+}
+
 export function resolveConfig(s: RawSettings): NodeConfig {
   const id = s.id ?? "n1";
   if (!nodeIdSchema.safeParse(id).success) throw new ConfigError(`NODE_ID "${id}" must be visible ASCII`);
@@ -204,7 +274,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
   } else if (s.tlsCa !== undefined) {
     throw new ConfigError("TLS_CA needs TLS_CERT and TLS_KEY");
   }
-  let clusterKey = s.clusterKey ?? null;
+  let clusterKey = secret("CLUSTER_KEY", s.clusterKey, s.clusterKeyFile) ?? null;
   if (clusterKey === null && tls?.ca == null) {
     // Peers must prove membership. A lone node has no peers, so a random key costs nothing.
     if (peers.size > 1 || discovery !== null) throw new ConfigError("a multi-node cluster needs CLUSTER_KEY (or TLS_CA for mutual TLS)");
@@ -239,6 +309,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     catchupEntries: positiveInt("CATCHUP_ENTRIES", s.catchupEntries, 5_000),
     logLevel: level,
     logFormat,
+    clientAuth: resolveClientAuth(s, rpcAddr, tls?.ca ?? null),
   };
 }
 
@@ -248,15 +319,16 @@ export function resolveConfig(s: RawSettings): NodeConfig {
  * derive it from, so GOSSIP_KEY is required.
  */
 function checkGossipKey(s: RawSettings): void {
-  if (s.gossipKey !== undefined) {
+  const gossipKey = secret("GOSSIP_KEY", s.gossipKey, s.gossipKeyFile);
+  if (gossipKey !== undefined) {
     try {
-      Keyring.fromEnv(s.gossipKey);
+      Keyring.fromEnv(gossipKey);
     } catch (err) {
       throw new ConfigError(`GOSSIP_KEY: ${(err as Error).message} (comma-separated base64 keys of 16, 24 or 32 bytes)`);
     }
     return;
   }
-  if (s.clusterKey === undefined) {
+  if (secret("CLUSTER_KEY", s.clusterKey, s.clusterKeyFile) === undefined) {
     throw new ConfigError("gossip needs a key: with mutual TLS (TLS_CA) and no CLUSTER_KEY, set GOSSIP_KEY (base64 of 32 random bytes, the same on every server)");
   }
 }
@@ -268,9 +340,9 @@ function resolveDiscovery(s: RawSettings): DiscoveryConfig | null {
     gossipEnv: {
       GOSSIP_ADDR: s.gossipAddr,
       GOSSIP_ADVERTISE: s.gossipAdvertise,
-      GOSSIP_KEY: s.gossipKey,
+      GOSSIP_KEY: secret("GOSSIP_KEY", s.gossipKey, s.gossipKeyFile),
       // The gossip key is derived from it when GOSSIP_KEY is not set.
-      CLUSTER_KEY: s.clusterKey,
+      CLUSTER_KEY: secret("CLUSTER_KEY", s.clusterKey, s.clusterKeyFile),
       GOSSIP_PRESET: s.gossipPreset,
       JOIN: s.join,
       DISCOVERY_DNS: s.discoveryDns,

@@ -79,6 +79,8 @@ export class TestCluster {
     private readonly command: string[],
     private readonly env: Record<string, string>,
     tls: ClientTls | undefined,
+    /** Sent with every request (e.g. a bearer token when the cluster requires client auth). */
+    private readonly headers: Record<string, string> = {},
   ) {
     this.nodes = nodes;
     this.client = new H2Client({ connectTimeoutMs: 1000, ...(tls === undefined ? {} : { tls }) });
@@ -87,13 +89,13 @@ export class TestCluster {
   /** `host`: loopback address to listen on (127.0.0.1 or ::1); `tls`: how the test client connects. */
   static async create(
     n: number,
-    opts: { command?: string[]; env?: Record<string, string>; host?: string; tls?: ClientTls } = {},
+    opts: { command?: string[]; env?: Record<string, string>; host?: string; tls?: ClientTls; headers?: Record<string, string> } = {},
   ): Promise<TestCluster> {
     const dir = mkdtempSync(join(tmpdir(), "phalanx-it-"));
     const host = opts.host ?? "127.0.0.1";
     const nodes: NodeSpec[] = [];
     for (let i = 1; i <= n; i++) nodes.push({ id: `n${i}`, addr: formatHostPort(host, await freePort(host)), dataDir: join(dir, `node-${i}`) });
-    return new TestCluster(nodes, dir, opts.command ?? [BUN, MAIN], opts.env ?? {}, opts.tls);
+    return new TestCluster(nodes, dir, opts.command ?? [BUN, MAIN], opts.env ?? {}, opts.tls, opts.headers);
   }
 
   node(id: string): NodeSpec {
@@ -148,7 +150,7 @@ export class TestCluster {
 
   async request(id: string, method: string, path: string, opts: { json?: unknown; body?: Uint8Array; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<H2Response & { json: any }> {
     const body = opts.json !== undefined ? new TextEncoder().encode(JSON.stringify(opts.json)) : opts.body;
-    const headers: Record<string, string> = { ...(opts.json !== undefined ? { "content-type": "application/json" } : {}), ...opts.headers };
+    const headers: Record<string, string> = { ...this.headers, ...(opts.json !== undefined ? { "content-type": "application/json" } : {}), ...opts.headers };
     const res = await this.client.request(this.client.originFor(this.node(id).addr), {
       method,
       path,

@@ -150,6 +150,44 @@ describe("KvStore operations", () => {
     expect(kv.logTime()).toBe(12_001);
   });
 
+  test("live sessions are capped deterministically: two replicas refuse the same registration, eviction frees room", () => {
+    const a = fresh();
+    const b = fresh();
+    const ka = new KvStore(a.dd, { sessionTtlMs: 10_000, maxSessions: 3 });
+    const kb = new KvStore(b.dd, { sessionTtlMs: 10_000, maxSessions: 3 });
+    const entries = [1, 2, 3, 4].map((i) => proposal(i, { op: "register" }, { time: 1_000 + i }));
+    const ra = commit(a.dd, ka, entries);
+    const rb = commit(b.dd, kb, entries);
+    expect(ra).toEqual(rb);
+    expect(ra.slice(0, 3)).toEqual([1, 2, 3].map((client) => ({ op: "register", client })));
+    expect(ra[3]).toMatchObject({ error: "too_many_sessions" });
+    // The refused registration created nothing: a write with "session 4" is unknown.
+    const [w] = commit(a.dd, ka, [proposal(5, { op: "put", key: "k", value: bytes("v") }, { session: { client: 4, seq: 1 }, time: 2_000 })]);
+    expect(w).toMatchObject({ error: "session_expired" });
+    // 10 s of log time later the idle sessions are evicted and a registration succeeds again.
+    const [again] = commit(a.dd, ka, [proposal(6, { op: "register" }, { time: 20_000 })]);
+    expect(again).toEqual({ op: "register", client: 6 });
+  });
+
+  test("range pages stop at the byte budget with a continuation key; keys-only reads no values", () => {
+    const { dd, kv } = fresh();
+    const big = new Uint8Array(1000).fill(7);
+    commit(dd, kv, Array.from({ length: 10 }, (_, i) => proposal(i + 1, { op: "put", key: `r/${i}`, value: big })));
+    const p1 = kv.range({ prefix: "r/", limit: 100, maxBytes: 3500 });
+    expect(p1.kvs.map((x) => x.key)).toEqual(["r/0", "r/1", "r/2"]);
+    expect(p1).toMatchObject({ more: true, next: "r/2", bytes: 3 * 1003 });
+    const p2 = kv.range({ prefix: "r/", after: p1.next!, limit: 100, maxBytes: 3500 });
+    expect(p2.kvs[0]!.key).toBe("r/3");
+    // A budget below one pair still returns one pair, so paging always makes progress.
+    const one = kv.range({ prefix: "r/", limit: 100, maxBytes: 1 });
+    expect(one.kvs).toHaveLength(1);
+    expect(one.more).toBe(true);
+    const all = kv.range({ prefix: "r/", limit: 100, maxBytes: 100, keysOnly: true }); // only key bytes count
+    expect(all.kvs).toHaveLength(10);
+    expect(all.kvs.every((x) => x.value.byteLength === 0 && x.modRevision > 0)).toBe(true);
+    expect(all).toMatchObject({ more: false, next: null });
+  });
+
   test("conf entries record members; the bootstrap members are there from the start", () => {
     const { dd, kv } = fresh();
     expect(kv.members()).toEqual([

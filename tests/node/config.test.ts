@@ -33,7 +33,7 @@ test("a gossip bind address may be a name (Fly's fly-local-6pn): it is resolved 
 });
 
 test("on Fly.io the machine id, its stable .vm.<app>.internal name and the region are the defaults", () => {
-  const env = { FLY_MACHINE_ID: "148e4d2b", FLY_APP_NAME: "phalanx", FLY_REGION: "jnb", FLY_PRIVATE_IP: "fdaa:0:1::3", RPC_ADDR: "fly-local-6pn:9000", GOSSIP_ADDR: "fly-local-6pn:7946", CLUSTER_KEY: "0123456789abcdef0123" };
+  const env = { FLY_MACHINE_ID: "148e4d2b", FLY_APP_NAME: "phalanx", FLY_REGION: "jnb", FLY_PRIVATE_IP: "fdaa:0:1::3", RPC_ADDR: "fly-local-6pn:9000", GOSSIP_ADDR: "fly-local-6pn:7946", CLUSTER_KEY: "0123456789abcdef0123", CLIENT_TOKENS: "app write 0123456789abcdef0123" };
   const c = resolveConfig(settingsFromEnv(env));
   expect(c.id).toBe("148e4d2b");
   expect(c.advertiseAddr).toBe("148e4d2b.vm.phalanx.internal:9000");
@@ -45,7 +45,8 @@ test("on Fly.io the machine id, its stable .vm.<app>.internal name and the regio
 
 test("a wildcard listen address needs ADVERTISE_ADDR: peers cannot dial [::]", () => {
   expect(() => resolveConfig(settingsFromEnv({ RPC_ADDR: "[::]:9000" }))).toThrow("set ADVERTISE_ADDR");
-  expect(resolveConfig(settingsFromEnv({ RPC_ADDR: "[::]:9000", ADVERTISE_ADDR: "[::1]:9000" })).advertiseAddr).toBe("[::1]:9000");
+  // Off loopback a node needs client credentials (or INSECURE_CLIENTS); see tests/api/client_auth.test.ts.
+  expect(resolveConfig(settingsFromEnv({ RPC_ADDR: "[::]:9000", ADVERTISE_ADDR: "[::1]:9000", INSECURE_CLIENTS: "1" })).advertiseAddr).toBe("[::1]:9000");
 });
 
 test("gossip is never unauthenticated: its key is GOSSIP_KEY or derived from CLUSTER_KEY; mTLS-only clusters must set GOSSIP_KEY", () => {
