@@ -7,6 +7,7 @@ import { BodyTooLargeError } from "../transport/body.ts";
 import { raftRoutes } from "../transport/raft_routes.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
 import { kvRoutes } from "./kv_routes.ts";
+import { uiRoutes } from "./ui/ui_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
@@ -25,6 +26,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.route("/", raft as unknown as Hono);
   app.route("/", kvRoutes(node));
   app.route("/", clusterRoutes(node));
+  app.route("/", uiRoutes(node));
   app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((err, c) => {
     if (err instanceof BadRequest) return errorReply(c, 400, "bad_request", err.message);

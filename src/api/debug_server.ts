@@ -1,10 +1,11 @@
 // Operator endpoints on DEBUG_ADDR, plain HTTP/1.1 (Bun.serve) so curl, load balancers and
 // Prometheus need nothing special: /healthz (process alive), /readyz (a leader is known),
-// /metrics, /debug/raft (the core's status with peer transport stats).
+// /metrics, /debug/raft (the core's status with peer transport stats), /ui (the live cluster view).
 import type { PhalanxNode } from "../node/node.ts";
 import { parseHostPort } from "../transport/address.ts";
 import { statusOf } from "./cluster_routes.ts";
 import { metricsText } from "./metrics_text.ts";
+import { uiHandler } from "./ui/ui_http.ts";
 
 // @hono/node-server's serve() replaces the global Response with a lightweight one that Bun.serve
 // rejects; this module is evaluated before any serve() call, so it keeps the native class.
@@ -17,11 +18,14 @@ export interface DebugServer {
 
 export function startDebugServer(node: PhalanxNode, addr: string): DebugServer {
   const { host, port } = parseHostPort(addr);
+  const ui = uiHandler(node);
   const server = Bun.serve({
     hostname: host,
     port,
-    fetch(req) {
+    fetch(req, srv) {
       const path = new URL(req.url).pathname;
+      const uiResponse = ui.handle(req, srv);
+      if (uiResponse !== null) return uiResponse;
       switch (path) {
         case "/healthz":
           return node.isStopped ? new NativeResponse("stopping\n", { status: 503 }) : new NativeResponse("ok\n");
@@ -36,7 +40,7 @@ export function startDebugServer(node: PhalanxNode, addr: string): DebugServer {
         case "/debug/raft":
           return NativeResponse.json({ ...statusOf(node), raft: node.status(), peers: node.peerStats(), metrics: node.metrics });
         default:
-          return new NativeResponse("not found: try /healthz /readyz /metrics /debug/raft\n", { status: 404 });
+          return new NativeResponse("not found: try /healthz /readyz /metrics /debug/raft /ui\n", { status: 404 });
       }
     },
   });
