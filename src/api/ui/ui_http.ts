@@ -76,7 +76,7 @@ export function uiHandler(node: PhalanxNode, authorize: UiAuthorizer = allowUnti
 
   const corsHeaders = (req: Request): Record<string, string> => {
     const origin = req.headers.get("origin");
-    if (origin === null || !(isLoopbackOrigin(origin) || memberOrigins.has(origin))) return {};
+    if (origin === null || !mayReadCrossOrigin(origin, memberOrigins)) return {};
     return { "access-control-allow-origin": origin, vary: "origin" };
   };
 
@@ -99,7 +99,7 @@ export function uiHandler(node: PhalanxNode, authorize: UiAuthorizer = allowUnti
         });
       }
       if (req.method !== "GET") return json(req, 405, { error: "method_not_allowed", message: "use GET" });
-      if (!fromThisMachine(req, server)) {
+      if (!fromThisMachine(server.requestIP(req)?.address ?? "", req.headers.get("host") ?? "")) {
         const a = authorize(req);
         if (!a.ok) return json(req, a.status, { error: a.status === 401 ? "unauthenticated" : "forbidden", message: a.message });
       }
@@ -113,11 +113,18 @@ export function uiHandler(node: PhalanxNode, authorize: UiAuthorizer = allowUnti
  * Host header must be loopback: a web page whose name an attacker re-points at 127.0.0.1 (DNS
  * rebinding) reaches us over loopback, but with its own name in Host.
  */
-function fromThisMachine(req: Request, server: Server<unknown>): boolean {
-  const ip = server.requestIP(req)?.address ?? "";
+export function fromThisMachine(ip: string, hostHeader: string): boolean {
   if (!isLoopbackIp(ip)) return false;
-  const host = req.headers.get("host") ?? "";
-  return isLoopbackHost(host.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1"));
+  return isLoopbackHost(hostHeader.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1"));
+}
+
+/**
+ * Which pages may read the data cross-origin: a member's page (after failover the page, served by
+ * a member that is now down, reads from another) or a page on this machine. Any other site the
+ * operator has open gets nothing, even when it makes the browser ask over loopback.
+ */
+export function mayReadCrossOrigin(origin: string, memberOrigins: ReadonlySet<string>): boolean {
+  return memberOrigins.has(origin) || isLoopbackOrigin(origin);
 }
 
 function isLoopbackIp(ip: string): boolean {
