@@ -58,7 +58,10 @@ export function nodeView(node: PhalanxNode) {
   };
 }
 
-export type MemberAnswer = { id: string; address: string; ok: true; view: unknown } | { id: string; address: string; ok: false; error: string };
+/** `askMs`: how long asking took, a round trip measured from this node (its own entry: 0). */
+export type MemberAnswer =
+  | { id: string; address: string; ok: true; view: unknown; askMs: number }
+  | { id: string; address: string; ok: false; error: string };
 
 /** The whole cluster as seen from this node (the browser's credential was checked by the caller). */
 export async function clusterView(node: PhalanxNode) {
@@ -71,7 +74,7 @@ export async function clusterView(node: PhalanxNode) {
     at: self.at,
     leader: self.status.leader,
     members: node.members(),
-    nodes: [{ id: node.id, address: node.config.advertiseAddr, ok: true, view: self } as MemberAnswer, ...answers],
+    nodes: [{ id: node.id, address: node.config.advertiseAddr, ok: true, view: self, askMs: 0 } as MemberAnswer, ...answers],
     automatic: self.status.leader === node.id ? self.automatic : automaticOf(leaderAnswer, self.automatic),
   };
 }
@@ -80,7 +83,9 @@ async function askMember(node: PhalanxNode, id: string, address: string): Promis
   if (address === "") return { id, address, ok: false, error: "address not known yet" };
   try {
     const headers = peerRequestHeaders(node.auth, { method: "GET", path: NODE_VIEW_PATH, from: node.id, body: new Uint8Array(0) });
+    const started = performance.now();
     const res = await node.client.request(node.client.originFor(address), { method: "GET", path: NODE_VIEW_PATH, headers, timeoutMs: MEMBER_TIMEOUT_MS });
+    const askMs = Math.round((performance.now() - started) * 10) / 10;
     if (res.status !== 200) return { id, address, ok: false, error: `HTTP ${res.status}: ${new TextDecoder().decode(res.body.subarray(0, 200))}` };
     if (res.body.byteLength > MAX_MEMBER_VIEW_BYTES) return { id, address, ok: false, error: `answer too large (${res.body.byteLength} bytes)` };
     const h = new Headers();
@@ -91,7 +96,7 @@ async function askMember(node: PhalanxNode, id: string, address: string): Promis
     if (typeof view !== "object" || view === null || (view as { id?: unknown }).id !== id) {
       return { id, address, ok: false, error: "answered with something that is not its own view" };
     }
-    return { id, address, ok: true, view };
+    return { id, address, ok: true, view, askMs };
   } catch (err) {
     return { id, address, ok: false, error: (err as Error).message ?? String(err) };
   }
