@@ -65,7 +65,7 @@ export function uiHandler(node: PhalanxNode, authorize: UiAuthorizer = allowUnti
       const origins = new Set<string>();
       for (const n of v.nodes) {
         const ui = n.ok ? (n.view as { ui?: unknown }).ui : null;
-        if (typeof ui === "string") origins.add(new URL(ui).origin);
+        if (typeof ui === "string" && URL.canParse(ui)) origins.add(new URL(ui).origin);
       }
       memberOrigins = origins;
       return v;
@@ -103,7 +103,10 @@ export function uiHandler(node: PhalanxNode, authorize: UiAuthorizer = allowUnti
         const a = authorize(req);
         if (!a.ok) return json(req, a.status, { error: a.status === 401 ? "unauthenticated" : "forbidden", message: a.message });
       }
-      return sharedView().then((view) => json(req, 200, view));
+      return sharedView().then(
+        (view) => json(req, 200, view),
+        (err: unknown) => json(req, 500, { error: "internal", message: err instanceof Error ? err.message : String(err) }),
+      );
     },
   };
 }
