@@ -1,7 +1,8 @@
 // The live cluster view in a real browser: headless Chromium opens the leader's /ui against a
 // 3-node cluster of real processes, checks what an operator would read (3 members, the leader,
 // terms, a write rate), then the leader is killed (SIGKILL) and the same page, without a reload,
-// must fail over to a surviving member, show the new leader and the dead one as down.
+// must fail over to a surviving member, show the new leader and the dead one as down; with every
+// node killed it must say that nothing answers.
 // Skips with a message when Chromium is not installed (.ci/run installs Debian's `chromium`).
 import { afterAll, expect, test } from "bun:test";
 import { tmpdir } from "node:os";
@@ -102,6 +103,15 @@ test.skipIf(chromium === null)("the cluster view follows a killed leader in a re
     expect(Number(after.term)).toBeGreaterThan(Number(before.term));
     expect(after.health).toContain("DEGRADED");
     await browser.screenshot(join(shots, "phalanx-ui-leader-killed.png"));
+
+    // With every node gone the page must say so, not go on showing the last picture as current.
+    for (const id of rest) await cluster.kill(id);
+    const gone = await waitFor("the page to say no node answers", async () => {
+      const s = await browser!.evaluate<Shown>(READ_PAGE);
+      return s.health === "UNREACHABLE" && s.connected === "" ? s : undefined;
+    }, 15_000, 100);
+    expect(gone.marker).toBe(1);
+    await browser.screenshot(join(shots, "phalanx-ui-all-down.png"));
     console.log(`ui: page followed the kill of ${leader} to leader ${newLeader} via ${after.connected} in ${followedMs} ms; test took ${Math.round(performance.now() - started)} ms; screenshots in ${shots}`);
   } catch (err) {
     console.log(cluster.dumpLogs());
