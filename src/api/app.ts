@@ -12,6 +12,7 @@ import { snapshotRoutes } from "./snapshot_route.ts";
 import { refuseRewrittenPaths } from "./raw_path.ts";
 import { clientAuth } from "./client_auth.ts";
 import { busy, OverShareError } from "./fairness.ts";
+import { uiRoutes } from "./ui/ui_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
@@ -35,6 +36,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.route("/", kvRoutes(node));
   app.route("/", clusterRoutes(node));
   app.route("/", snapshotRoutes(node)); // admin scope: it returns every key
+  app.route("/", uiRoutes(node));
   app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((err, c) => {
     if (err instanceof BadRequest) return errorReply(c, 400, "bad_request", err.message);

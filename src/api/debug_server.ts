@@ -1,8 +1,8 @@
 // Operator endpoints on DEBUG_ADDR, plain HTTP/1.1 (Bun.serve) so curl, load balancers and
 // Prometheus need nothing special: /healthz (process alive), /readyz (a leader is known),
-// /metrics, /debug/raft (the core's status with peer transport stats).
+// /metrics, /debug/raft (the core's status with peer transport stats), /ui (the live cluster view).
 // On loopback it is open. Elsewhere it needs a client credential (bearer token): /readyz and
-// /metrics the metrics scope (or above), /debug/raft admin; /healthz (reveals nothing) and the
+// /metrics the metrics scope (or above), /debug/raft and the cluster view's data admin; /healthz (reveals nothing) and the
 // paths in DEBUG_PUBLIC (e.g. /metrics for a scraper that cannot send a token) need none.
 import type { PhalanxNode } from "../node/node.ts";
 import { parseHostPort } from "../transport/address.ts";
@@ -13,6 +13,7 @@ import { authRequired, bearerToken, scopeAllows, tokenIdentity, type ClientAuthC
 import { isLoopback } from "../node/config.ts";
 
 const DEBUG_SCOPES: Record<string, Scope> = { "/healthz": "metrics", "/readyz": "metrics", "/metrics": "metrics", "/debug/raft": "admin" };
+import { uiHandler } from "./ui/ui_http.ts";
 
 // @hono/node-server's serve() replaces the global Response with a lightweight one that Bun.serve
 // rejects; this module is evaluated before any serve() call, so it keeps the native class.
@@ -35,21 +36,33 @@ export function startDebugServer(node: PhalanxNode, addr: string, auth: ClientAu
   // The lag probe runs while someone can scrape it; it is one timer per process.
   eventLoopLag.start();
   const open = exposure === "loopback" || !authRequired(auth);
+  /** Whether `req` carries a credential with scope `need` (always, when the server is open). */
+  const authorize = (req: Request, need: Scope): { ok: true } | { ok: false; status: 401 | 403; message: string } => {
+    if (open) return { ok: true };
+    const token = bearerToken(req.headers.get("authorization"));
+    const who = token === null ? null : tokenIdentity(auth, token);
+    if (who === null) return { ok: false, status: 401, message: "authentication required: Authorization: Bearer <token>" };
+    if (!scopeAllows(who.scope, need)) return { ok: false, status: 403, message: `${who.name} has scope ${who.scope}; this needs ${need}` };
+    return { ok: true };
+  };
   /** null when the request may be served, else the refusal. */
   const refuse = (req: Request, path: string): Response | null => {
     const need = DEBUG_SCOPES[path];
-    if (open || need === undefined || auth.debugPublic.includes(path)) return null;
-    const token = bearerToken(req.headers.get("authorization"));
-    const who = token === null ? null : tokenIdentity(auth, token);
-    if (who === null) return new NativeResponse("authentication required: Authorization: Bearer <token>\n", { status: 401, headers: { "www-authenticate": 'Bearer realm="phalanx"' } });
-    if (!scopeAllows(who.scope, need)) return new NativeResponse(`${who.name} has scope ${who.scope}; ${path} needs ${need}\n`, { status: 403 });
-    return null;
+    if (need === undefined || auth.debugPublic.includes(path)) return null;
+    const verdict = authorize(req, need);
+    if (verdict.ok) return null;
+    const headers: Record<string, string> = verdict.status === 401 ? { "www-authenticate": 'Bearer realm="phalanx"' } : {};
+    return new NativeResponse(`${verdict.message}\n`, { status: verdict.status, headers });
   };
+  // The page itself is static; its data (every member's state) needs admin off loopback.
+  const ui = uiHandler(node, (req) => authorize(req, "admin"));
   const server = Bun.serve({
     hostname: host,
     port,
-    fetch(req) {
+    fetch(req, srv) {
       const path = new URL(req.url).pathname;
+      const uiResponse = ui.handle(req, srv);
+      if (uiResponse !== null) return uiResponse;
       const refused = refuse(req, path);
       if (refused !== null) return refused;
       switch (path) {
@@ -66,7 +79,7 @@ export function startDebugServer(node: PhalanxNode, addr: string, auth: ClientAu
         case "/debug/raft":
           return NativeResponse.json({ ...statusOf(node), raft: node.status(), peers: node.peerStats(), metrics: node.metrics });
         default:
-          return new NativeResponse("not found: try /healthz /readyz /metrics /debug/raft\n", { status: 404 });
+          return new NativeResponse("not found: try /healthz /readyz /metrics /debug/raft /ui\n", { status: 404 });
       }
     },
   });

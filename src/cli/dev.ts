@@ -62,6 +62,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       `         ${cli} kv get hello --addr ${addrs}\n` +
       `         ${cli} status --addr ${rpc(0)}\n` +
       `         curl --http2-prior-knowledge http://${rpc(0)}/v1/kv/hello\n` +
+      `  view:  http://127.0.0.1:${base + 100}/ui   (live cluster view in a browser)\n` +
       `  debug: http://127.0.0.1:${base + 100}/metrics  /debug/raft  /readyz\n` +
       `  Ctrl-C stops the cluster.\n`,
   );

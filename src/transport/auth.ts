@@ -88,7 +88,10 @@ export interface PeerRequest {
 
 /** Headers a client adds to a peer request (content-length included; send the body as given). */
 export function peerRequestHeaders(auth: PeerAuth, req: PeerRequest): Record<string, string> {
-  const base = { [FROM_HEADER]: req.from, [TO_HEADER]: req.to, [LENGTH_HEADER]: String(req.body.byteLength) };
+  // An empty body is sent as a bare HEADERS frame with END_STREAM; a `content-length: 0` beside it
+  // makes Bun's HTTP/2 reset the stream (PROTOCOL_ERROR), so it is left out and read as 0.
+  const base: Record<string, string> = { [FROM_HEADER]: req.from, [TO_HEADER]: req.to };
+  if (req.body.byteLength > 0) base[LENGTH_HEADER] = String(req.body.byteLength);
   if (auth.mode === "mtls") return base;
   const ts = String(Math.floor((auth.now ?? Date.now)()));
   const nonce = randomBytes(16).toString("hex");
@@ -257,8 +260,10 @@ export class PeerGate {
     if (from === null || !nodeIdSchema.safeParse(from).success) return refuse(401, `missing or invalid ${FROM_HEADER}`);
     const to = h.get(TO_HEADER);
     if (to === null || !nodeIdSchema.safeParse(to).success) return refuse(401, `missing or invalid ${TO_HEADER}`);
-    const lengthText = h.get(LENGTH_HEADER);
-    if (lengthText === null || !/^\d{1,12}$/.test(lengthText)) return refuse(401, `missing or invalid ${LENGTH_HEADER}`);
+    // No content-length means an empty body: the reader takes at most this many bytes, so a body
+    // sent without a declared length is refused, never buffered.
+    const lengthText = h.get(LENGTH_HEADER) ?? "0";
+    if (!/^\d{1,12}$/.test(lengthText)) return refuse(401, `invalid ${LENGTH_HEADER}`);
     const length = Number(lengthText);
     if (this.auth.mode === "mtls") {
       if (req.peerCert === null) return refuse(401, "no verified client certificate");

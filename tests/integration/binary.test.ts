@@ -1,6 +1,7 @@
 // The compiled binary, built by compile.sh into a temp dir with no node_modules beside it:
 // help and exit codes, a 3-node cluster of binary processes driven by the binary's own CLI,
-// graceful SIGTERM, and `phalanx dev` started and stopped with Ctrl-C (SIGINT).
+// graceful SIGTERM, and `phalanx dev` started and stopped with Ctrl-C (SIGINT), serving the
+// embedded cluster view.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -114,6 +115,15 @@ test("phalanx dev starts a local cluster and Ctrl-C stops it", async () => {
   // The version is embedded in the compiled binary (no package.json beside it).
   const metrics = await (await fetch(`http://127.0.0.1:${base + 100}/metrics`)).text();
   expect(metrics).toContain(`phalanx_build_info{version="${pkg.version}",`);
+  // The cluster view is embedded in the binary, and its node-to-node route works there too.
+  const page = await fetch(`http://127.0.0.1:${base + 100}/ui`);
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain("<title>phalanx");
+  const view = await waitFor("the cluster view with all 3 members", async () => {
+    const v = (await (await fetch(`http://127.0.0.1:${base + 100}/ui/cluster.json`)).json()) as { nodes: { ok: boolean }[]; leader: string | null };
+    return v.nodes.length === 3 && v.nodes.every((x) => x.ok) && v.leader !== null ? v : undefined;
+  }, 5000);
+  expect(view.nodes.length).toBe(3);
   dev.kill("SIGINT");
   expect(await dev.exited).toBe(0);
   expect(await new Response(dev.stdout as ReadableStream).text()).toContain("phalanx kv put hello world");
