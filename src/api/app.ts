@@ -7,6 +7,7 @@ import { BodyTooLargeError } from "../transport/body.ts";
 import { raftRoutes } from "../transport/raft_routes.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
 import { kvRoutes } from "./kv_routes.ts";
+import { txnRoutes } from "./txn_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
@@ -24,6 +25,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
   app.route("/", kvRoutes(node));
+  app.route("/", txnRoutes(node));
   app.route("/", clusterRoutes(node));
   app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((err, c) => {
