@@ -8,6 +8,8 @@ import { raftRoutes } from "../transport/raft_routes.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
 import { kvRoutes } from "./kv_routes.ts";
 import { txnRoutes } from "./txn_routes.ts";
+import { blockingReads, watchRoutes } from "./watch_routes.ts";
+import { WatchHub } from "../kv/watch_hub.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
@@ -24,8 +26,11 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages, awaitReplies: (from) => node.awaitReplies(from) });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
+  const hub = new WatchHub(node.kv);
+  app.use("/v1/kv/*", blockingReads(hub));
   app.route("/", kvRoutes(node));
   app.route("/", txnRoutes(node));
+  app.route("/", watchRoutes(hub));
   app.route("/", clusterRoutes(node));
   app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((err, c) => {

@@ -3,6 +3,8 @@ import { readFileSync } from "node:fs";
 import { CLIENT_HELP } from "./client.ts";
 import { failure, runClientCommand, UsageError, type ClientContext } from "./command.ts";
 import { EXIT, printJson, table } from "./output.ts";
+import { txn, TXN_HELP } from "./txn.ts";
+import { watch, WATCH_HELP } from "./watch.ts";
 
 const HELP: Record<string, string> = {
   put: `usage: phalanx kv put <key> <value> | phalanx kv put <key> --file <path|->`,
@@ -11,9 +13,11 @@ const HELP: Record<string, string> = {
   cas: `usage: phalanx kv cas <key> <new-value> (--prev-revision N | --prev-value V | --absent)
   sets the key only if it currently matches; --prev-revision 0 or --absent: only if it does not exist`,
   list: `usage: phalanx kv list [prefix] [--limit N] [--after key] [--consistency linearizable|stale]`,
+  txn: TXN_HELP,
+  watch: WATCH_HELP,
 };
 
-const KV_HELP = `usage: phalanx kv <put|get|del|cas|list> ...
+const KV_HELP = `usage: phalanx kv <put|get|del|cas|list|txn|watch> ...
 ${Object.values(HELP).join("\n")}
 options:
 ${CLIENT_HELP}`;
@@ -26,6 +30,8 @@ const EXTRA = {
   absent: { type: "boolean" },
   limit: { type: "string" },
   after: { type: "string" },
+  prefix: { type: "string" },
+  rev: { type: "string" },
 } as const;
 
 const keyPath = (key: string) => `/v1/kv/${encodeURIComponent(key)}`;
@@ -128,7 +134,7 @@ async function list(ctx: ClientContext): Promise<number> {
   return EXIT.ok;
 }
 
-const COMMANDS: Record<string, (ctx: ClientContext) => Promise<number>> = { put, get, del, cas, list };
+const COMMANDS: Record<string, (ctx: ClientContext) => Promise<number>> = { put, get, del, cas, list, txn, watch };
 
 export async function kvCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
