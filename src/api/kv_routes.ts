@@ -67,6 +67,14 @@ function parseSession(c: Context, body: WriteBody): Proposal["session"] {
   return body.session ?? null;
 }
 
+function leaseQuery(c: Context): number | undefined {
+  const text = c.req.query("lease");
+  if (text === undefined || text === "0") return undefined;
+  const n = Number(text);
+  if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(n)) throw new BadRequest("lease must be a lease id (a positive integer)");
+  return n;
+}
+
 function keyOf(c: Context): string {
   const path = new URL(c.req.url).pathname;
   let key: string;
@@ -99,7 +107,7 @@ function structured(c: Context, body: Uint8Array): { parsed: WriteBody; raw: boo
 
 function resultStatus(r: Result): { status: number; payload: unknown } {
   if (isError(r)) {
-    const status = r.error === "value_too_large" ? 413 : r.error === "session_expired" ? 410 : r.error === "stale_sequence" ? 409 : 400;
+    const status = r.error === "value_too_large" ? 413 : r.error === "session_expired" ? 410 : r.error === "stale_sequence" ? 409 : r.error === "lease_not_found" ? 404 : 400;
     return { status, payload: r };
   }
   switch (r.op) {
@@ -212,7 +220,10 @@ export function kvRoutes(node: PhalanxNode): Hono {
     const value = raw ? body : valueOf(parsed, "body");
     if (value === undefined || value === null) throw new BadRequest("the body needs value or valueBase64 (or send the raw bytes)");
     const expect = parseExpect(parsed, c);
-    const cmd: Command = expect === null ? { op: "put", key, value } : { op: "cas", key, value, expect };
+    // kvfeatures: ?lease=<id> attaches the key to a lease (etcd's put --lease); see lease_routes.ts.
+    const lease = leaseQuery(c);
+    if (lease !== undefined && expect !== null) throw new BadRequest("lease= with a compare: use POST /v1/txn");
+    const cmd: Command = expect === null ? { op: "put", key, value, ...(lease === undefined ? {} : { lease }) } : { op: "cas", key, value, expect };
     return write(c, body, cmd, parseSession(c, parsed), deadline);
   });
 

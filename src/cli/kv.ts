@@ -7,7 +7,7 @@ import { txn, TXN_HELP } from "./txn.ts";
 import { watch, WATCH_HELP } from "./watch.ts";
 
 const HELP: Record<string, string> = {
-  put: `usage: phalanx kv put <key> <value> | phalanx kv put <key> --file <path|->`,
+  put: `usage: phalanx kv put <key> <value> | phalanx kv put <key> --file <path|-> [--lease ID]`,
   get: `usage: phalanx kv get <key> [--consistency linearizable|stale]`,
   del: `usage: phalanx kv del <key> [--prev-revision N]`,
   cas: `usage: phalanx kv cas <key> <new-value> (--prev-revision N | --prev-value V | --absent)
@@ -32,6 +32,7 @@ const EXTRA = {
   after: { type: "string" },
   prefix: { type: "string" },
   rev: { type: "string" },
+  lease: { type: "string" },
 } as const;
 
 const keyPath = (key: string) => `/v1/kv/${encodeURIComponent(key)}`;
@@ -60,7 +61,8 @@ function consistencyQuery(ctx: ClientContext): string {
 async function put(ctx: ClientContext): Promise<number> {
   const [key, value] = ctx.positionals;
   if (key === undefined || ctx.positionals.length > 2) throw new UsageError("expected <key> and a value");
-  const res = await ctx.client.request("PUT", keyPath(key), { json: valueBody(ctx, value) });
+  const lease = ctx.values.lease as string | undefined;
+  const res = await ctx.client.request("PUT", `${keyPath(key)}${lease === undefined ? "" : `?lease=${encodeURIComponent(lease)}`}`, { json: valueBody(ctx, value) });
   if (res.status !== 200) return failure(res);
   if (ctx.json) printJson(res.json);
   else process.stdout.write(`OK revision=${String(res.json?.revision)}\n`);
