@@ -3,6 +3,7 @@ import { benchCommand } from "./src/cli/bench.ts";
 import { leaderCommand, membersCommand, statusCommand } from "./src/cli/cluster.ts";
 import { devCommand } from "./src/cli/dev.ts";
 import { kvCommand } from "./src/cli/kv.ts";
+import { electCommand, lockCommand } from "./src/cli/lock.ts";
 import { EXIT, fail } from "./src/cli/output.ts";
 import { serveCommand } from "./src/cli/serve.ts";
 
@@ -10,6 +11,9 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
 
   serve                    run a node (configured by env: NODE_ID, DATA_DIR, RPC_ADDR, PEERS, ...)
   kv put|get|del|cas|list  read and write keys
+  kv txn|watch             multi-key transactions; follow changes
+  lock <name> -- <cmd>     run a command while holding a lock (leases, fencing revision)
+  elect <name> <proposal>  campaign for leadership (--listen: follow the leader)
   status                   a node's view of the cluster
   members                  cluster membership
   leader transfer <id>     move leadership
@@ -20,6 +24,8 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve: serveCommand,
   kv: kvCommand,
+  lock: lockCommand,
+  elect: electCommand,
   status: statusCommand,
   members: membersCommand,
   leader: leaderCommand,
