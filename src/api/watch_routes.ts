@@ -18,7 +18,6 @@
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import type { KvEvent } from "../kv/history.ts";
 import { TooManyWatchers, Watcher, type CancelReason, type WatchHub, type WatchRange, type WatchSink } from "../kv/watch_hub.ts";
-import { DEFAULT_IDLE_TIMEOUT_MS } from "../transport/server.ts";
 import { REVISION_HEADER } from "./propose_reply.ts";
 import { BadRequest, errorReply, reply } from "./wire.ts";
 
@@ -88,35 +87,6 @@ function rangeOf(c: Context): WatchRange {
   return { prefix: prefix! };
 }
 
-interface TimedSocket {
-  setTimeout(ms: number): unknown;
-}
-
-/** Open watches per connection: while there is one, the connection is not idle. */
-const watchesOn = new WeakMap<TimedSocket, number>();
-
-/**
- * The server resets connections that received nothing for DEFAULT_IDLE_TIMEOUT_MS (server.ts),
- * and a watcher's client only listens (Bun counts the progress lines we send as no activity). So
- * while a connection carries a watch its idle timer is off; it is re-armed when the last watch on
- * it ends. A client that vanished is still found: the progress writes fail once TCP gives up.
- */
-function holdConnection(env: unknown): () => void {
-  const incoming = (env as { incoming?: { socket?: unknown; stream?: { session?: { socket?: unknown } } } } | undefined)?.incoming;
-  const socket = (incoming?.stream?.session?.socket ?? incoming?.socket) as TimedSocket | undefined;
-  if (socket === undefined || typeof socket.setTimeout !== "function") return () => undefined;
-  watchesOn.set(socket, (watchesOn.get(socket) ?? 0) + 1);
-  socket.setTimeout(0);
-  let released = false;
-  return () => {
-    if (released) return;
-    released = true;
-    const left = (watchesOn.get(socket) ?? 1) - 1;
-    watchesOn.set(socket, left);
-    if (left === 0) socket.setTimeout(DEFAULT_IDLE_TIMEOUT_MS);
-  };
-}
-
 export function watchRoutes(hub: WatchHub): Hono {
   const app = new Hono();
   const timer = setInterval(() => hub.progressAll(), PROGRESS_MS);
@@ -129,7 +99,6 @@ export function watchRoutes(hub: WatchHub): Hono {
     let watcher: Watcher | null = null;
     let controller!: ReadableStreamDefaultController<Uint8Array>;
     let ended = false;
-    let release: () => void = () => undefined;
     const push = (chunk: Uint8Array): boolean => {
       if (ended) return false;
       try {
@@ -150,7 +119,6 @@ export function watchRoutes(hub: WatchHub): Hono {
         },
         cancel() {
           ended = true;
-          release();
           if (watcher !== null) hub.close(watcher);
         },
       },
@@ -165,7 +133,6 @@ export function watchRoutes(hub: WatchHub): Hono {
       cancelled: (reason: CancelReason) => {
         push(line({ type: "canceled", ...reason }));
         ended = true;
-        release();
         try {
           controller.close();
         } catch {
@@ -182,7 +149,6 @@ export function watchRoutes(hub: WatchHub): Hono {
     }
     if (!(w instanceof Watcher)) return reply(c, 410, w, { [REVISION_HEADER]: String(hub.revision()) });
     watcher = w;
-    release = holdConnection(c.env);
     push(line({ type: "created", watchId: w.id, revision: hub.revision(), startRevision: w.next }));
     return new Response(stream, {
       status: 200,

@@ -77,14 +77,32 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
   const sockets = new Set<Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  // Open streams per connection (by remote address and port: Bun hands sessions a proxy of the
+  // socket, not the socket itself). A connection carrying a long response (a watch) is not idle,
+  // even when the client only listens: Bun fires the socket timeout regardless of HTTP/2 traffic.
+  const openStreams = new Map<string, number>();
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
-    socket.setTimeout(idleMs, () => socket.resetAndDestroy());
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const idle = () => {
+      if ((openStreams.get(peer) ?? 0) > 0) setTimeout(idle, idleMs).unref();
+      else socket.resetAndDestroy();
+    };
+    socket.setTimeout(idleMs, idle);
   });
   server.on("session", (session: http2.ServerHttp2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    const peer = `${session.socket?.remoteAddress}:${session.socket?.remotePort}`;
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      openStreams.set(peer, (openStreams.get(peer) ?? 0) + 1);
+      stream.once("close", () => {
+        const left = (openStreams.get(peer) ?? 1) - 1;
+        if (left > 0) openStreams.set(peer, left);
+        else openStreams.delete(peer);
+      });
+    });
     // A broken session must not surface as an unhandled 'error' event.
     session.on("error", () => undefined);
   });
