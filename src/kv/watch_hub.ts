@@ -62,6 +62,8 @@ export class WatchHub {
   private readonly byKey = new Map<string, Set<Watcher>>();
   private readonly prefixed = new Set<Watcher>();
   private readonly unsynced = new Set<Watcher>();
+  /** Consumers that said "full": no live events, no reading, until they ask for more (resume). */
+  private readonly paused = new Set<Watcher>();
   private nextId = 1;
   /** Every open watcher, whatever its group (a paused one is in no group). */
   private readonly all = new Set<Watcher>();
@@ -131,6 +133,7 @@ export class WatchHub {
   /** Called by the consumer when it can take more: an unsynced watcher reads on. */
   resume(w: Watcher): void {
     if (w.closed || w.synced) return;
+    this.paused.delete(w);
     this.unsynced.add(w);
     this.catchUp(w);
   }
@@ -141,6 +144,7 @@ export class WatchHub {
     w.closed = true;
     this.all.delete(w);
     this.unsynced.delete(w);
+    this.paused.delete(w);
     this.removeSynced(w);
   }
 
@@ -163,11 +167,11 @@ export class WatchHub {
     }
   }
 
-  private compacted(from: number): CancelReason {
+  private compacted(from: number, why = ""): CancelReason {
     const floor = this.kv.historyFloor();
     return {
       error: "compacted",
-      message: `compacted: revision ${from} is no longer in the change history; current revision is ${this.kv.revision()}, oldest available is ${floor + 1}`,
+      message: `compacted: ${why}revision ${from} is no longer in the change history; current revision is ${this.kv.revision()}, oldest available is ${floor + 1}`,
       currentRevision: this.kv.revision(),
       oldestRevision: floor + 1,
     };
@@ -206,6 +210,11 @@ export class WatchHub {
       for (const w of this.syncedWatchers()) if (w.next <= floor) this.cancel(w, this.compacted(w.next));
       this.position = floor;
     }
+    // A consumer that stopped reading holds a full buffer and nothing more; once the history has
+    // moved past it, it can never catch up: it is told why (the line waits at the end of its buffer).
+    for (const w of [...this.paused]) if (w.next <= floor) this.cancel(w, this.compacted(w.next, "this watcher read too slowly and fell behind the history: "));
+    // Nobody watching: nothing to read (the write path pays no query for watch).
+    if (this.all.size === 0) this.position = Math.max(this.position, target);
     // Bounded: each page moves the position forward to the last revision read.
     while (this.position < target) {
       const page = this.readRevisions(this.position, target);
@@ -271,7 +280,7 @@ export class WatchHub {
       // Its buffer is full: it falls back to reading the history at its own pace. If the history
       // moves past it before it reads on, it is cancelled as compacted: bounded memory, no gap.
       this.removeSynced(w);
-      this.unsynced.add(w);
+      this.paused.add(w);
     }
   }
 
@@ -302,6 +311,7 @@ export class WatchHub {
       if (!open) {
         // The consumer is full: wait for resume().
         this.unsynced.delete(w);
+        this.paused.add(w);
         return;
       }
     }
