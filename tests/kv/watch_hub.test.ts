@@ -114,9 +114,10 @@ test("a paused watcher the history moved past is cancelled: compacted, with curr
   }
   // Cancelled without reading on: the reason is queued behind what it has not read yet.
   expect(r.got.length).toBe(1);
-  expect(r.cancel).toMatchObject({ error: "compacted", currentRevision: 30 });
+  // Cancelled at the first prune that passed it (the 11th event with maxEvents 10).
+  expect(r.cancel).toMatchObject({ error: "compacted", currentRevision: 11, oldestRevision: 3 });
   expect(r.cancel!.message).toContain("read too slowly");
-  expect(r.cancel!.message).toContain("current revision is 30");
+  expect(r.cancel!.message).toContain("current revision is 11, oldest available is 3");
   hub.resume(w);
   expect(hub.watcherCount()).toBe(0);
   // A new watch from a pruned revision is refused the same way.
