@@ -43,6 +43,7 @@ const EVENT_COLUMNS = "revision, sub, type, key, value, create_revision, version
  * replicas pruning differently would hold different histories.
  */
 const ROW_OVERHEAD = 48;
+const PRUNE_PAGE = 1024;
 const TYPE_CODE: Record<EventType, number> = { put: 0, delete: 1 };
 
 /** The tables kvfeatures added to the data file; created on open when missing (an older file). */
@@ -72,7 +73,9 @@ export class History {
       setFloor: db.prepare("INSERT OR REPLACE INTO kv_history (id, floor) VALUES (1, ?)"),
       floor: db.prepare("SELECT floor FROM kv_history WHERE id = 1"),
       after: db.prepare(`SELECT ${EVENT_COLUMNS} FROM kv_events WHERE revision > ? AND revision <= ? ORDER BY revision, sub LIMIT ?`),
-      sizes: db.prepare("SELECT revision, length(CAST(key AS BLOB)) + length(value) FROM kv_events ORDER BY revision, sub LIMIT ?"),
+      sizes: db.prepare(
+        "SELECT revision, sub, length(CAST(key AS BLOB)) + length(value) FROM kv_events WHERE (revision, sub) > (?, ?) ORDER BY revision, sub LIMIT ?",
+      ),
       prune: db.prepare("DELETE FROM kv_events WHERE revision <= ?"),
       totals: db.prepare("SELECT count(*), coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv_events"),
       keyAfter: db.prepare("SELECT 1 FROM kv_events WHERE key = ? AND revision > ? LIMIT 1"),
@@ -109,9 +112,19 @@ export class History {
     return this.floorRev;
   }
 
+  /**
+   * Called once before an entry changes the history: registers how to restore the counters if
+   * the transaction rolls back (one closure per entry, not per event: this is the write path).
+   */
+  begin(): void {
+    const prev = { count: this.count, bytes: this.bytes, floorRev: this.floorRev };
+    this.onRollback(() => Object.assign(this, prev));
+  }
+
   record(e: KvEvent, sub: number): void {
     this.q.insert.run(e.revision, sub, TYPE_CODE[e.type], e.key, e.value, e.createRevision, e.version, e.lease);
-    this.track(1, Buffer.byteLength(e.key, "utf8") + e.value.byteLength + ROW_OVERHEAD);
+    this.count++;
+    this.bytes += Buffer.byteLength(e.key, "utf8") + e.value.byteLength + ROW_OVERHEAD;
   }
 
   /**
@@ -127,33 +140,36 @@ export class History {
     let count = this.count;
     let bytes = this.bytes;
     let cut = this.floorRev;
-    let removedCount = 0;
-    let removedBytes = 0;
-    // Bounded by the number of rows; stops at the first revision that brings both under target.
-    const rows = this.q.sizes.values(this.count) as Array<[number, number]>;
-    for (let i = 0; i < rows.length; ) {
-      if (count <= targetEvents && bytes <= targetBytes) break;
-      const rev = rows[i]![0];
-      if (rev >= current) break;
-      while (i < rows.length && rows[i]![0] === rev) {
-        const b = rows[i]![1] + ROW_OVERHEAD;
-        count--;
-        bytes -= b;
-        removedCount++;
-        removedBytes += b;
-        i++;
+    // Whole revisions, oldest first, read in pages; a page may end inside a revision, so a
+    // revision is only counted as removed once the next one starts.
+    let pending: { rev: number; count: number; bytes: number } | null = null;
+    let cursor: [number, number] = [this.floorRev, Number.MAX_SAFE_INTEGER];
+    // Bounded: every page moves the (revision, sub) cursor forward, and the rows are finite.
+    outer: for (;;) {
+      const rows = this.q.sizes.values(cursor[0], cursor[1], PRUNE_PAGE) as Array<[number, number, number]>;
+      for (const [rev, , size] of rows) {
+        if (pending !== null && rev !== pending.rev) {
+          count -= pending.count;
+          bytes -= pending.bytes;
+          cut = pending.rev;
+          pending = null;
+          if (count <= targetEvents && bytes <= targetBytes) break outer;
+        }
+        if (rev >= current) break outer;
+        pending ??= { rev, count: 0, bytes: 0 };
+        pending.count++;
+        pending.bytes += size + ROW_OVERHEAD;
       }
-      cut = rev;
+      if (rows.length < PRUNE_PAGE) break;
+      const last = rows[rows.length - 1]!;
+      cursor = [last[0], last[1]];
     }
     if (cut === this.floorRev) return;
     this.q.prune.run(cut);
     this.q.setFloor.run(cut);
-    this.track(-removedCount, -removedBytes);
-    const prevFloor = this.floorRev;
+    this.count = count;
+    this.bytes = bytes;
     this.floorRev = cut;
-    this.onRollback(() => {
-      this.floorRev = prevFloor;
-    });
   }
 
   /** Events with revision in (after, upTo], in order, at most `limit` (callers page on). */
@@ -170,14 +186,6 @@ export class History {
     return { events: this.count, bytes: this.bytes, floor: this.floorRev };
   }
 
-  private track(dCount: number, dBytes: number): void {
-    this.count += dCount;
-    this.bytes += dBytes;
-    this.onRollback(() => {
-      this.count -= dCount;
-      this.bytes -= dBytes;
-    });
-  }
 }
 
 function toEvent(r: EventRow): KvEvent {

@@ -19,7 +19,9 @@ export interface LeaseInfo {
 }
 
 export class LeaseTable {
-  private readonly q: Record<"grant" | "get" | "all" | "remove" | "attach" | "detach" | "leaseOf" | "keys", Statement>;
+  private readonly q: Record<"grant" | "get" | "all" | "remove" | "attach" | "detach" | "leaseOf" | "keys" | "anyKey", Statement>;
+  /** Conservative: true once any key may carry a lease (a rollback leaving it true costs only speed). */
+  private anyAttached = true;
 
   constructor(db: Database) {
     this.q = {
@@ -31,7 +33,9 @@ export class LeaseTable {
       detach: db.prepare("DELETE FROM kv_lease_keys WHERE key = ?"),
       leaseOf: db.prepare("SELECT lease FROM kv_lease_keys WHERE key = ?"),
       keys: db.prepare("SELECT key FROM kv_lease_keys WHERE lease = ? ORDER BY key LIMIT ?"),
+      anyKey: db.prepare("SELECT 1 FROM kv_lease_keys LIMIT 1"),
     };
+    this.reload();
   }
 
   grant(id: number, ttlMs: number, logTime: number): void {
@@ -51,10 +55,21 @@ export class LeaseTable {
     this.q.remove.run(id);
   }
 
-  /** Records which lease carries `key` (0: none, the key outlives every lease, as in etcd). */
+  /**
+   * Records which lease carries `key` (0: none, the key outlives every lease, as in etcd). While
+   * no key was ever attached (since open or the last restore), detaching has nothing to do: the
+   * write path of a cluster without leases pays no extra statement.
+   */
   setLeaseOf(key: string, lease: number): void {
-    if (lease === 0) this.q.detach.run(key);
-    else this.q.attach.run(key, lease);
+    if (lease !== 0) {
+      this.anyAttached = true;
+      this.q.attach.run(key, lease);
+    } else if (this.anyAttached) this.q.detach.run(key);
+  }
+
+  /** Re-reads whether any key carries a lease (at open, after a snapshot is installed). */
+  reload(): void {
+    this.anyAttached = this.q.anyKey.values().length > 0;
   }
 
   leaseOf(key: string): number {

@@ -259,6 +259,7 @@ export class KvStore {
       const restored = restoreImage(this.dd.db, data, meta.index, `${this.dd.file} (snapshot ${meta.index})`);
       this.setState({ applied: meta.index, revision: restored.revision, logTime: restored.logTime });
       this.history.reload();
+      this.leases.reload();
     });
     this.scheduleNotify();
   }
@@ -273,6 +274,7 @@ export class KvStore {
       return result;
     }
     this.sub = 0;
+    this.history.begin();
     if (p.session === null) return this.executeAndPrune(index, p.cmd, next);
     const { client, seq } = p.session;
     const verdict = checkSession(client, this.session(client), seq);

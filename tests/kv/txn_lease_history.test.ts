@@ -174,6 +174,27 @@ describe("history", () => {
     expect(again.kv.events(0, 100, 100).map((e) => e.revision)).toEqual(kv.events(0, 100, 100).map((e) => e.revision));
   });
 
+  test("pruning pages through revisions larger than a page; counters match a fresh count of the rows", () => {
+    const dir = temp.make("phalanx-kvx");
+    const dd = openDataDir(dir, { bootstrap: { voters: ["n1"], learners: [] }, addresses: {} });
+    open.push(dd);
+    const kv = new KvStore(dd, { history: { maxEvents: 1000, maxBytes: 1 << 24 } });
+    for (let t = 0; t < 12; t++) {
+      run(dd, kv, { op: "txn", compare: [], then: Array.from({ length: 100 }, (_, i) => put(`p/${t * 100 + i}`, "v")), else: [] });
+    }
+    // One revision of 1,200 deletes: more than a prune page, and more than the limit by itself.
+    run(dd, kv, { op: "txn", compare: [], then: [{ op: "delPrefix", prefix: "p/" }], else: [] });
+    run(dd, kv, put("after", "1"));
+    const stats = kv.historyStats();
+    // Everything before the big revision went; the big one (now older than current) went too.
+    expect(stats.floor).toBe(13);
+    expect(stats.events).toBe(1);
+    dd.close();
+    open.splice(open.indexOf(dd), 1);
+    const again = fresh(dir);
+    expect(again.kv.historyStats()).toEqual(stats);
+  });
+
   test("a snapshot carries history and leases; the installed copy has the same floor", () => {
     const a = fresh();
     const [g] = run(a.dd, a.kv, { op: "leaseGrant", ttlMs: 5000 });
