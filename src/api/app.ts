@@ -12,6 +12,7 @@ import { blockingReads, watchRoutes } from "./watch_routes.ts";
 import { WatchHub } from "../kv/watch_hub.ts";
 import { LeaseTimer } from "../node/lease_timer.ts";
 import { leaseRoutes } from "./lease_routes.ts";
+import { clientRoutes } from "./client_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
@@ -34,6 +35,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.route("/", txnRoutes(node));
   app.route("/", watchRoutes(hub));
   app.route("/", leaseRoutes(node, new LeaseTimer(node)));
+  app.route("/", clientRoutes(node));
   app.route("/", clusterRoutes(node));
   app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((err, c) => {

@@ -89,9 +89,9 @@ export async function proposeAndReply(
         ...lh,
       });
     case "timeout":
-      return errorReply(c, 504, "timeout", "deadline passed before the write was applied; its outcome is unknown (use a write session to retry safely)", lh);
+      return errorReply(c, 504, "timeout", "deadline passed before the write was applied; its outcome is unknown (retry with a client id, POST /v1/clients, to apply it exactly once)", lh);
     case "unknown":
-      return errorReply(c, 507, "insufficient_storage", `${o.reason}; retry with a write session to apply it exactly once`, lh);
+      return errorReply(c, 507, "insufficient_storage", `${o.reason}; retry with a client id (POST /v1/clients) to apply it exactly once`, lh);
     case "closed":
       return noLeader(c, node, "node is shutting down");
   }

@@ -106,7 +106,7 @@ test("txn: compares on several keys, then/else in one revision, through a follow
     expect(again.json.revision).toBe(ok.json.revision);
     expect(again.json.responses[0].range.kvs.map((k: { key: string }) => k.key)).toEqual(["t/a", "t/b"]);
     // Exactly once with a write session: the retry returns the first answer, not a second apply.
-    const client = (await cluster.request(via, "POST", "/v1/session")).json.client as number;
+    const client = (await cluster.request(via, "POST", "/v1/clients")).json.client as number;
     const incr = { compare: [{ key: "t/n", target: "version", result: "==", value: 0 }], then: [{ put: { key: "t/n", value: "first" } }], else: [{ put: { key: "t/n", value: "second" } }] };
     const headers = { "x-phalanx-session": `${client}:1` };
     const first = await cluster.request(via, "POST", "/v1/txn", { json: incr, headers });
