@@ -275,3 +275,42 @@ test("phalanx lock: a holder killed with kill -9 is released after its TTL; fenc
     writeFileSync(pidFile, "");
   }
 }, 40_000);
+
+test("phalanx elect: the campaigner killed with kill -9 loses leadership after its TTL; --listen follows", async () => {
+  const a = addrs().join(",");
+  const listen = cli(["elect", "-a", a, "ballot", "--listen"]);
+  const seen = linesOf(listen);
+  const first = cli(["elect", "-a", a, "--ttl", "2", "ballot", "alpha"]);
+  const firstOut = linesOf(first);
+  await waitFor("alpha to be elected", () => firstOut.includes("alpha"));
+  const second = cli(["elect", "-a", a, "--ttl", "2", "ballot", "beta"]);
+  const secondOut = linesOf(second);
+  await waitFor("the listener to see alpha", () => seen.includes("alpha"));
+  await Bun.sleep(300);
+  expect(secondOut).toEqual([]);
+  first.kill("SIGKILL");
+  await waitFor("beta to be elected after alpha's lease expired", () => secondOut.includes("beta"), 15_000);
+  await waitFor("the listener to see beta", () => seen.includes("beta"));
+  expect(seen).toEqual(["alpha", "beta"]);
+  // Resigning (SIGTERM) deletes the key at once.
+  second.kill("SIGTERM");
+  expect(await second.exited).toBe(0);
+  await waitFor("the ballot to be empty", async () => (await cluster.request(live()[0]!, "GET", "/v1/kv?prefix=ballot/")).json.kvs.length === 0);
+  listen.kill("SIGTERM");
+  expect(await listen.exited).toBe(0);
+}, 40_000);
+
+test("a watch from a revision the bounded history no longer holds: 410 compacted, with current and oldest revision", async () => {
+  const id = live()[0]!;
+  const txn = (t: number) => ({ then: Array.from({ length: 128 }, (_, i) => ({ put: { key: `c/${t}/${i}`, value: "x" } })) });
+  // 20,000 events is the default history bound (history.ts): 160 txns of 128 puts pass it.
+  for (let t = 0; t < 160; t++) expect((await cluster.request(id, "POST", "/v1/txn", { json: txn(t), timeoutMs: 10_000 })).status).toBe(200);
+  const res = await cluster.request(id, "GET", "/v1/watch?prefix=c/&rev=1");
+  expect(res.status).toBe(410);
+  expect(res.json.error).toBe("compacted");
+  expect(res.json.oldestRevision).toBeGreaterThan(1);
+  expect(res.json.message).toContain(`oldest available is ${res.json.oldestRevision}`);
+  const p = cli(["kv", "watch", "--prefix", "c/", "--rev", "1", "-a", cluster.node(id).addr]);
+  expect(await p.exited).toBe(1);
+  expect(await new Response(p.stderr).text()).toContain("compacted");
+}, 60_000);
