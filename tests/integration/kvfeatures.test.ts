@@ -314,3 +314,27 @@ test("a watch from a revision the bounded history no longer holds: 410 compacted
   expect(await p.exited).toBe(1);
   expect(await new Response(p.stderr).text()).toContain("compacted");
 }, 60_000);
+
+test("phalanx lease: grant, attach with kv put --lease, show --keys, keepalive --once, revoke deletes the keys", async () => {
+  const a = ["-a", addrs().join(",")];
+  const run = async (args: string[]) => {
+    const p = cli([...args, ...a]);
+    const code = await p.exited;
+    return { code, out: await new Response(p.stdout).text(), err: await new Response(p.stderr).text() };
+  };
+  const g = await run(["lease", "grant", "30", "--json"]);
+  expect(g.code).toBe(0);
+  const id = JSON.parse(g.out).id as number;
+  expect((await run(["kv", "put", "cli/leased", "v", "--lease", String(id)])).code).toBe(0);
+  const shown = await run(["lease", "show", String(id), "--keys"]);
+  expect(shown.out).toContain("TTL 30 s");
+  expect(shown.out).toContain("cli/leased");
+  expect((await run(["lease", "keepalive", String(id), "--once"])).out).toContain(`lease ${id} kept alive`);
+  expect((await run(["lease", "list"])).out).toContain(String(id));
+  expect((await run(["lease", "revoke", String(id)])).out).toContain("1 keys deleted");
+  expect((await run(["kv", "get", "cli/leased"])).code).toBe(1);
+  const gone = await run(["lease", "keepalive", String(id), "--once"]);
+  expect(gone.code).toBe(1);
+  expect(gone.err).toContain("expired or revoked");
+  expect((await run(["kv", "put", "cli/x", "v", "--lease", String(id)])).code).toBe(1);
+}, 30_000);
