@@ -3,6 +3,7 @@
 // `kv watch` and under a live lease; a `phalanx lock` holder is killed with kill -9.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
+import http2 from "node:http2";
 import { join } from "node:path";
 import { encode } from "@msgpack/msgpack";
 import type { Subprocess } from "bun";
@@ -300,11 +301,34 @@ test("phalanx elect: the campaigner killed with kill -9 loses leadership after i
   expect(await listen.exited).toBe(0);
 }, 40_000);
 
-test("a watch from a revision the bounded history no longer holds: 410 compacted, with current and oldest revision", async () => {
+test("a watcher that stops reading does not stall the node and is cancelled with the reason; a watch from a pruned revision gets 410 compacted", async () => {
   const id = live()[0]!;
-  const txn = (t: number) => ({ then: Array.from({ length: 128 }, (_, i) => ({ put: { key: `c/${t}/${i}`, value: "x" } })) });
-  // 20,000 events is the default history bound (history.ts): 160 txns of 128 puts pass it.
+  // The slow consumer: a small HTTP/2 window and a paused stream, so nothing it is sent gets read.
+  const session = http2.connect(`http://${cluster.node(id).addr}`, { settings: { initialWindowSize: 16 * 1024 } });
+  session.on("error", () => undefined);
+  const slow = session.request({ ":path": "/v1/watch?prefix=c/" });
+  let slowText = "";
+  slow.setEncoding("utf8");
+  slow.on("data", (d: string) => (slowText += d));
+  await waitFor("the slow watch to be created", () => slowText.includes('"created"'));
+  slow.pause();
+  const txn = (t: number) => ({ then: Array.from({ length: 128 }, (_, i) => ({ put: { key: `c/${t}/${i}`, value: "x".repeat(64) } })) });
+  // 20,000 events is the default history bound (history.ts): 160 txns of 128 puts pass it. The
+  // writes go on at full speed while the slow watcher sits on its full buffer.
+  const t0 = performance.now();
   for (let t = 0; t < 160; t++) expect((await cluster.request(id, "POST", "/v1/txn", { json: txn(t), timeoutMs: 10_000 })).status).toBe(200);
+  console.log(`160 txns of 128 puts with a stuck watcher: ${(performance.now() - t0).toFixed(0)} ms`);
+  slow.resume();
+  const ended = new Promise<void>((r) => slow.once("end", () => r()));
+  await waitFor("the slow watch to end", () => ended.then(() => true), 15_000);
+  const last = JSON.parse(slowText.trim().split("\n").at(-1)!);
+  expect(last).toMatchObject({ type: "canceled", error: "compacted" });
+  expect(last.message).toContain("read too slowly");
+  // It got a prefix of the events, each revision once, before the cancel.
+  const revs = slowText.trim().split("\n").map((l) => JSON.parse(l)).filter((v) => v.type === "events").map((v) => v.revision as number);
+  expect(revs.length).toBeGreaterThan(0);
+  expect(revs).toEqual([...new Set(revs)].sort((x, y) => x - y));
+  session.close();
   const res = await cluster.request(id, "GET", "/v1/watch?prefix=c/&rev=1");
   expect(res.status).toBe(410);
   expect(res.json.error).toBe("compacted");
