@@ -148,8 +148,13 @@ test("kv watch across kill -9 of the node it reads from: every change once, in o
       throw new Error(`write ${i} never succeeded`);
     };
     for (let i = 0; i < 15; i++) await write(i);
+    // The watch process is frozen while its node dies and the cluster moves on: when it wakes up
+    // it must fetch exactly what it missed from another node.
+    watcher.kill("SIGSTOP");
     await cluster.kill(leader);
     for (let i = 15; i < 30; i++) await write(i);
+    watcher.kill("SIGCONT");
+    for (let i = 30; i < 40; i++) await write(i);
     const rest = live();
     await cluster.waitForLeader(rest);
     const last = (await cluster.request(rest[0]!, "PUT", "/v1/kv/w/end", { json: { value: "e" } })).json.revision as number;
