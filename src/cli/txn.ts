@@ -12,7 +12,8 @@ export const TXN_HELP = `usage: phalanx kv txn [--file <path>|-]   (JSON from th
    "then": [{"put": {"key": "k", "value": "v", "lease": 0}}, {"delete": {"key": "k"}},
             {"delete": {"prefix": "p/"}}, {"get": {"key": "k"}}, {"range": {"prefix": "p/", "limit": 10}}],
    "else": [...]}
-  exit 0: the compares held (then ran); 1: they did not (else ran)`;
+  exit 0: the compares held (then ran); 1: they did not (else ran). Sent with a fresh client id,
+  so a retry after a lost answer cannot apply it twice.`;
 
 interface Kv {
   key: string;
@@ -41,7 +42,16 @@ export async function txn(ctx: ClientContext): Promise<number> {
   } catch (err) {
     throw new UsageError(`the transaction is not valid JSON: ${(err as Error).message}`);
   }
-  const res = await ctx.client.request("POST", "/v1/txn", { json: body });
+  if (body === null || typeof body !== "object" || Array.isArray(body)) throw new UsageError("the transaction is a JSON object");
+  // The client retries on another endpoint when an answer does not come in time; with a client
+  // id the transaction applies once however often it is sent (unless the file brings its own).
+  let json = body as Record<string, unknown>;
+  if (json.session === undefined) {
+    const reg = await ctx.client.request("POST", "/v1/clients");
+    if (reg.status !== 200) return failure(reg);
+    json = { ...json, session: { client: Number(reg.json!.client), seq: 1 } };
+  }
+  const res = await ctx.client.request("POST", "/v1/txn", { json });
   if (res.status !== 200) return failure(res);
   const r = res.json as { succeeded: boolean; revision: number; responses: Array<Record<string, Record<string, unknown>>> };
   if (ctx.json) printJson(r);

@@ -15,7 +15,9 @@ const ids = ["n1", "n2", "n3"];
 const children: Subprocess[] = [];
 
 beforeAll(async () => {
-  cluster = await TestCluster.create(3);
+  // Frequent snapshots with a short log tail: a restarted node catches up by snapshot install,
+  // and its change history must then be the same as everyone else's.
+  cluster = await TestCluster.create(3, { env: { SNAPSHOT_EVERY: "20", CATCHUP_ENTRIES: "2" } });
   cluster.startAll();
   await cluster.waitForLeader(ids);
 });
@@ -173,8 +175,13 @@ test("kv watch across kill -9 of the node it reads from: every change once, in o
     watcher.kill("SIGTERM");
     expect(await watcher.exited).toBe(0);
     console.log(`watch: ${printed.length} events, ${acked.length} acked writes, stderr: ${(await new Response(stderr).text()).trim().split("\n")[0]}`);
+    // The killed node comes back and catches up from a snapshot: same history, same floor.
     cluster.start(leader);
     await cluster.waitForLeader(ids);
+    await waitFor(`${leader} to catch up`, async () => (await cluster.request(leader, "GET", "/v1/kv/w%2Fend?consistency=stale")).status === 200);
+    expect(cluster.logs.get(leader)).toContain("installed a snapshot from the leader");
+    const after = (await historyOf(leader, "w/", last)).filter((e) => e[0] >= start);
+    expect(after).toEqual(truth);
   } catch (err) {
     console.log(cluster.dumpLogs());
     throw err;
