@@ -30,6 +30,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
   const hub = new WatchHub(node.kv);
+  // Hono's "/v1/kv/*" also matches "/v1/kv" (the range route): one registration covers both.
   app.use("/v1/kv/*", blockingReads(hub));
   app.route("/", kvRoutes(node));
   app.route("/", txnRoutes(node));

@@ -12,9 +12,10 @@
 // node, with no gap and no duplicate. Progress lines (every PROGRESS_MS) tell the revision the
 // watcher is up to date at; resuming from progress + 1 is equally exact.
 //
-// Also the Consul-style blocking read on `GET /v1/kv/<key>?index=N&wait=30s` (middleware in
-// front of the kv routes): it waits until the key changed after revision N, or the wait ends,
-// then the normal read answers (x-phalanx-revision is the index for the next call).
+// Also the Consul-style blocking read on `GET /v1/kv/<key>?index=N&wait=30s` and
+// `GET /v1/kv?prefix=p&index=N&wait=30s` (middleware in front of the kv routes): it waits until
+// the key (a key under the prefix) changed after revision N, or the wait ends, then the normal
+// read answers (x-phalanx-revision is the index for the next call).
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import type { KvEvent } from "../kv/history.ts";
 import { TooManyWatchers, Watcher, type CancelReason, type WatchHub, type WatchRange, type WatchSink } from "../kv/watch_hub.ts";
@@ -158,21 +159,28 @@ export function watchRoutes(hub: WatchHub): Hono {
   return app;
 }
 
-/** `?index=N[&wait=30s]` on GET /v1/kv/<key>: waits for a change after N, then the read runs. */
+/**
+ * `?index=N[&wait=30s]` on GET /v1/kv/<key> (one key) or GET /v1/kv?prefix=p (a range, Consul's
+ * `?recurse`): waits for a change after N, then the read runs.
+ */
 export function blockingReads(hub: WatchHub): MiddlewareHandler {
   return async (c, next) => {
     if (c.req.method !== "GET") return next();
     const index = counterQuery(c, "index");
     if (index === undefined) return next();
     const waitMs = parseWait(c.req.query("wait"));
-    let key: string;
-    try {
-      key = decodeURIComponent(new URL(c.req.url).pathname.slice("/v1/kv/".length));
-    } catch {
-      throw new BadRequest("the key is not valid percent-encoding");
+    const path = new URL(c.req.url).pathname;
+    let range: WatchRange;
+    if (path === "/v1/kv" || path === "/v1/kv/") range = { prefix: c.req.query("prefix") ?? "" };
+    else {
+      try {
+        range = { key: decodeURIComponent(path.slice("/v1/kv/".length)) };
+      } catch {
+        throw new BadRequest("the key is not valid percent-encoding");
+      }
     }
     try {
-      await hub.waitForChange(key, index, waitMs);
+      await hub.waitForChange(range, index, waitMs);
     } catch (err) {
       if (err instanceof TooManyWatchers) return errorReply(c, 503, "too_many_watchers", err.message, { "retry-after": "5" });
       throw err;

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS kv_history (id INTEGER PRIMARY KEY CHECK (id = 1), fl
 `;
 
 export class History {
-  private readonly q: Record<"insert" | "setFloor" | "floor" | "after" | "sizes" | "prune" | "totals" | "keyAfter", Statement>;
+  private readonly q: Record<"insert" | "setFloor" | "floor" | "after" | "sizes" | "prune" | "totals" | "keyAfter" | "rangeAfter" | "anyAfter", Statement>;
   private count = 0;
   private bytes = 0;
   private floorRev = 0;
@@ -79,6 +79,8 @@ export class History {
       prune: db.prepare("DELETE FROM kv_events WHERE revision <= ?"),
       totals: db.prepare("SELECT count(*), coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv_events"),
       keyAfter: db.prepare("SELECT 1 FROM kv_events WHERE key = ? AND revision > ? LIMIT 1"),
+      rangeAfter: db.prepare("SELECT 1 FROM kv_events WHERE key >= ? AND key < ? AND revision > ? LIMIT 1"),
+      anyAfter: db.prepare("SELECT 1 FROM kv_events WHERE key >= ? AND revision > ? LIMIT 1"),
     };
     this.reload();
   }
@@ -180,6 +182,11 @@ export class History {
   /** Whether `key` changed after `revision` (for blocking reads). */
   changedAfter(key: string, revision: number): boolean {
     return this.q.keyAfter.values(key, revision).length > 0;
+  }
+
+  /** Whether a key in [from, to) changed after `revision` (to null: no upper bound). */
+  rangeChangedAfter(from: string, to: string | null, revision: number): boolean {
+    return (to === null ? this.q.anyAfter.values(from, revision) : this.q.rangeAfter.values(from, to, revision)).length > 0;
   }
 
   stats(): { events: number; bytes: number; floor: number } {

@@ -148,9 +148,10 @@ export class KvStore {
     return this.history.stats();
   }
 
-  /** Whether `key` changed after `revision` according to the history (false also when pruned). */
-  changedAfter(key: string, revision: number): boolean {
-    return this.history.changedAfter(key, revision);
+  /** Whether the key (or a key under the prefix) changed after `revision` according to the history (false also when pruned). */
+  changedAfter(range: { key: string } | { prefix: string }, revision: number): boolean {
+    if ("key" in range) return this.history.changedAfter(range.key, revision);
+    return this.history.rangeChangedAfter(range.prefix, prefixEnd(range.prefix), revision);
   }
 
   lease(id: number): LeaseInfo | null {

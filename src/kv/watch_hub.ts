@@ -94,12 +94,12 @@ export class WatchHub {
   }
 
   /**
-   * Consul-style blocking read: resolves once `key` changed after revision `after`, or after
+   * Consul-style blocking read: resolves once the key (or a key under the prefix) changed after revision `after`, or after
    * `timeoutMs`. At once when the history cannot tell (after is older than it): the caller reads
    * the current value either way, so an early answer is never wrong, only less patient.
    */
-  waitForChange(key: string, after: number, timeoutMs: number): Promise<void> {
-    if (after < this.kv.historyFloor() || this.kv.changedAfter(key, after) || after > Number.MAX_SAFE_INTEGER - 1) return Promise.resolve();
+  waitForChange(range: WatchRange, after: number, timeoutMs: number): Promise<void> {
+    if (after < this.kv.historyFloor() || this.kv.changedAfter(range, after) || after > Number.MAX_SAFE_INTEGER - 1) return Promise.resolve();
     return new Promise<void>((resolve) => {
       let w: Watcher | CancelReason | null = null;
       const done = () => {
@@ -108,7 +108,7 @@ export class WatchHub {
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
-      w = this.watch({ key }, after + 1, { events: () => (done(), false), progress: () => undefined, cancelled: () => done() });
+      w = this.watch(range, after + 1, { events: () => (done(), false), progress: () => undefined, cancelled: () => done() });
       if (!(w instanceof Watcher)) done();
     });
   }
