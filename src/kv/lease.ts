@@ -19,7 +19,7 @@ export interface LeaseInfo {
 }
 
 export class LeaseTable {
-  private readonly q: Record<"grant" | "get" | "all" | "remove" | "attach" | "detach" | "leaseOf" | "keys" | "anyKey", Statement>;
+  private readonly q: Record<"grant" | "get" | "all" | "remove" | "attach" | "detach" | "leaseOf" | "keys" | "anyKey" | "shape", Statement>;
   /** Conservative: true once any key may carry a lease (a rollback leaving it true costs only speed). */
   private anyAttached = true;
 
@@ -34,6 +34,7 @@ export class LeaseTable {
       leaseOf: db.prepare("SELECT lease FROM kv_lease_keys WHERE key = ?"),
       keys: db.prepare("SELECT key FROM kv_lease_keys WHERE lease = ? ORDER BY key LIMIT ?"),
       anyKey: db.prepare("SELECT 1 FROM kv_lease_keys LIMIT 1"),
+      shape: db.prepare("SELECT count(*), coalesce(max(id), 0) FROM kv_leases"),
     };
     this.reload();
   }
@@ -49,6 +50,15 @@ export class LeaseTable {
 
   all(): LeaseInfo[] {
     return (this.q.all.values() as Array<[number, number, number]>).map(([id, ttlMs, grantedAt]) => ({ id, ttlMs, grantedAt }));
+  }
+
+  /**
+   * A cheap fingerprint of the set of leases: it changes whenever the set does, because ids only
+   * grow (a grant raises the max unless it is gone again) and a revoke alone lowers the count.
+   */
+  shape(): string {
+    const [count, max] = this.q.shape.values()[0] as [number, number];
+    return `${count}:${max}`;
   }
 
   remove(id: number): void {

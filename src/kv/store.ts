@@ -162,6 +162,11 @@ export class KvStore {
     return this.leases.all();
   }
 
+  /** Changes whenever the set of leases changes (see LeaseTable.shape). */
+  leaseShape(): string {
+    return this.leases.shape();
+  }
+
   leaseKeys(id: number, limit: number): string[] {
     return this.leases.keys(id, limit);
   }

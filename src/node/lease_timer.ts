@@ -26,7 +26,7 @@ export class LeaseTimer {
   private readonly ttl = new Map<number, number>();
   private readonly expiring = new Set<number>();
   private leaderTerm: number | null = null;
-  private seenApplied = -1;
+  private seenShape = "";
   private lastCheck = performance.now();
   private readonly timer: ReturnType<typeof setInterval>;
 
@@ -73,11 +73,12 @@ export class LeaseTimer {
       this.deadlines.clear();
       this.ttl.clear();
       this.leaderTerm = term;
-      this.seenApplied = -1;
+      this.seenShape = "";
     }
-    const applied = this.node.kv.appliedIndex();
-    if (applied !== this.seenApplied) {
-      this.seenApplied = applied;
+    // Re-read the leases only when the set changed: a cheap count/max query per check.
+    const shape = this.node.kv.leaseShape();
+    if (shape !== this.seenShape) {
+      this.seenShape = shape;
       const now = performance.now();
       const live = new Set<number>();
       for (const l of this.node.kv.allLeases()) {
