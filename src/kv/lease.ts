@@ -77,9 +77,16 @@ export class LeaseTable {
     } else if (this.anyAttached) this.q.detach.run(key);
   }
 
-  /** Re-reads whether any key carries a lease (at open, after a snapshot is installed). */
-  reload(): void {
+  /**
+   * Re-reads whether any key carries a lease (at open, after a snapshot is installed). Returns how
+   * to undo it: a rolled-back install must not leave "no leased keys" behind for a state that has some.
+   */
+  reload(): () => void {
+    const prev = this.anyAttached;
     this.anyAttached = this.q.anyKey.values().length > 0;
+    return () => {
+      this.anyAttached = prev;
+    };
   }
 
   leaseOf(key: string): number {

@@ -265,7 +265,7 @@ export class KvStore {
       const restored = restoreImage(this.dd.db, data, meta.index, `${this.dd.file} (snapshot ${meta.index})`);
       this.setState({ applied: meta.index, revision: restored.revision, logTime: restored.logTime });
       this.history.reload();
-      this.leases.reload();
+      this.dd.tx.onRollback(this.leases.reload());
     });
     this.scheduleNotify();
   }
