@@ -60,7 +60,8 @@ export class WatchHub {
   /** Last revision dispatched to the synced group. */
   private position: number;
   private readonly byKey = new Map<string, Set<Watcher>>();
-  private readonly prefixed = new Set<Watcher>();
+  /** Synced prefix watchers by prefix: an event is matched once per distinct prefix, not per watcher. */
+  private readonly byPrefix = new Map<string, Set<Watcher>>();
   private readonly unsynced = new Set<Watcher>();
   /** Consumers that said "full": no live events, no reading, until they ask for more (resume). */
   private readonly paused = new Set<Watcher>();
@@ -151,7 +152,7 @@ export class WatchHub {
   /** Sends a progress notice to every synced watcher (keeps idle connections alive and tells the revision). */
   progressAll(): void {
     for (const set of this.byKey.values()) for (const w of set) w.sink.progress(this.position);
-    for (const w of this.prefixed) w.sink.progress(this.position);
+    for (const set of this.byPrefix.values()) for (const w of set) w.sink.progress(this.position);
   }
 
   /** Ends every watch (node shutting down). */
@@ -182,23 +183,25 @@ export class WatchHub {
     w.sink.cancelled(reason);
   }
 
+  private groupOf(w: Watcher): [Map<string, Set<Watcher>>, string] {
+    return "key" in w.range ? [this.byKey, w.range.key] : [this.byPrefix, w.range.prefix];
+  }
+
   private addSynced(w: Watcher): void {
     w.synced = true;
-    if ("key" in w.range) {
-      let set = this.byKey.get(w.range.key);
-      if (set === undefined) this.byKey.set(w.range.key, (set = new Set()));
-      set.add(w);
-    } else this.prefixed.add(w);
+    const [group, name] = this.groupOf(w);
+    let set = group.get(name);
+    if (set === undefined) group.set(name, (set = new Set()));
+    set.add(w);
   }
 
   private removeSynced(w: Watcher): void {
     if (!w.synced) return;
     w.synced = false;
-    if ("key" in w.range) {
-      const set = this.byKey.get(w.range.key);
-      set?.delete(w);
-      if (set?.size === 0) this.byKey.delete(w.range.key);
-    } else this.prefixed.delete(w);
+    const [group, name] = this.groupOf(w);
+    const set = group.get(name);
+    set?.delete(w);
+    if (set?.size === 0) group.delete(name);
   }
 
   private onApplied(): void {
@@ -231,7 +234,7 @@ export class WatchHub {
 
   private *syncedWatchers(): Generator<Watcher> {
     for (const set of [...this.byKey.values()]) yield* [...set];
-    yield* [...this.prefixed];
+    for (const set of [...this.byPrefix.values()]) yield* [...set];
   }
 
   /** Events of whole revisions in (after, upTo]: a page never ends in the middle of a revision. */
@@ -266,7 +269,7 @@ export class WatchHub {
       };
       const exact = this.byKey.get(e.key);
       if (exact !== undefined) for (const w of exact) add(w);
-      for (const w of this.prefixed) if (w.matches(e.key)) add(w);
+      for (const [prefix, set] of this.byPrefix) if (e.key.startsWith(prefix)) for (const w of set) add(w);
     }
     flush();
   }
