@@ -4,6 +4,8 @@ import { leaderCommand, membersCommand, statusCommand } from "./src/cli/cluster.
 import { devCommand } from "./src/cli/dev.ts";
 import { kvCommand } from "./src/cli/kv.ts";
 import { recoverCommand } from "./src/cli/recover.ts";
+import { electCommand, lockCommand } from "./src/cli/lock.ts";
+import { leaseCommand } from "./src/cli/lease.ts";
 import { EXIT, fail } from "./src/cli/output.ts";
 import { serveCommand } from "./src/cli/serve.ts";
 import { snapshotCommand } from "./src/cli/snapshot.ts";
@@ -12,6 +14,11 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
 
   serve                    run a node (configured by env: NODE_ID, DATA_DIR, RPC_ADDR, PEERS, ...)
   kv put|get|del|cas|list  read and write keys
+  kv txn|watch             multi-key transactions; follow changes
+  lease grant|keepalive|revoke|show|list
+                           TTL leases (kv put --lease ID attaches keys)
+  lock <name> -- <cmd>     run a command while holding a lock (leases, fencing revision)
+  elect <name> <proposal>  campaign for leadership (--listen: follow the leader)
   status                   a node's view of the cluster
   members                  cluster membership
   leader transfer <id>     move leadership
@@ -24,6 +31,9 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve: serveCommand,
   kv: kvCommand,
+  lock: lockCommand,
+  lease: leaseCommand,
+  elect: electCommand,
   status: statusCommand,
   members: membersCommand,
   leader: leaderCommand,

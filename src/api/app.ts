@@ -11,8 +11,14 @@ import { kvRoutes } from "./kv_routes.ts";
 import { snapshotRoutes } from "./snapshot_route.ts";
 import { refuseRewrittenPaths } from "./raw_path.ts";
 import { clientAuth } from "./client_auth.ts";
-import { busy, OverShareError } from "./fairness.ts";
+import { busy, Fairness, OverShareError } from "./fairness.ts";
 import { uiRoutes } from "./ui/ui_routes.ts";
+import { txnRoutes } from "./txn_routes.ts";
+import { blockingReads, watchRoutes } from "./watch_routes.ts";
+import { WatchHub } from "../kv/watch_hub.ts";
+import { LeaseTimer } from "../node/lease_timer.ts";
+import { leaseRoutes } from "./lease_routes.ts";
+import { clientRoutes } from "./client_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
@@ -33,7 +39,20 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.route("/", raft as unknown as Hono);
   // Every client route authenticates first; peer routes above carry their own (peer) proof.
   app.use("/v1/*", clientAuth({ cfg: node.config.clientAuth, isMember: (id) => node.members().some((m) => m.id === id) }));
+  // One share per connection and per client across every route that proposes: a client cannot
+  // dodge its write share by switching between puts, transactions and leases.
+  const fair = new Fairness();
+  app.on(["PUT", "DELETE", "POST"], ["/v1/kv/*", "/v1/session", "/v1/clients", "/v1/txn", "/v1/lease", "/v1/lease/*"], fair.writes());
+  app.post("/v1/session", fair.sessionRate());
+  app.post("/v1/clients", fair.sessionRate());
+  const hub = new WatchHub(node.kv);
+  // Hono's "/v1/kv/*" also matches "/v1/kv" (the range route): one registration covers both.
+  app.use("/v1/kv/*", blockingReads(hub));
   app.route("/", kvRoutes(node));
+  app.route("/", txnRoutes(node));
+  app.route("/", watchRoutes(hub));
+  app.route("/", leaseRoutes(node, new LeaseTimer(node)));
+  app.route("/", clientRoutes(node));
   app.route("/", clusterRoutes(node));
   app.route("/", snapshotRoutes(node)); // admin scope: it returns every key
   app.route("/", uiRoutes(node));

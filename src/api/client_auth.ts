@@ -204,7 +204,9 @@ export function requiredScope(method: string, path: string): Scope {
   const m = method.toUpperCase();
   const reads = m === "GET" || m === "HEAD";
   if (path === "/v1/kv" || path.startsWith("/v1/kv/")) return reads ? "read" : "write";
-  if (path === "/v1/session") return "write";
+  if (path === "/v1/session" || path === "/v1/clients" || path === "/v1/txn") return "write";
+  if (path === "/v1/watch") return reads ? "read" : "admin";
+  if (path === "/v1/leases" || path === "/v1/lease" || path.startsWith("/v1/lease/")) return reads ? "read" : "write";
   if (path === "/v1/status" || path === "/v1/members") return reads ? "read" : "admin";
   return "admin";
 }

@@ -4,7 +4,7 @@
 // served locally, stale reads are served from whatever this node has applied.
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import { DEFAULT_LIMITS, isError, validateCommand, type Command, type Expect, type Proposal, type Result } from "../kv/command.ts";
+import { DEFAULT_LIMITS, isError, validateCommand, type Command, type ErrorCode, type Expect, type Proposal, type Result } from "../kv/command.ts";
 import type { PhalanxNode } from "../node/node.ts";
 import { BodyTooLargeError, incomingOf, readCappedBody } from "../transport/body.ts";
 import { Deadline } from "./deadline.ts";
@@ -12,7 +12,7 @@ import { keyFromRawPath } from "./raw_path.ts";
 import { forward, forwardTarget, leaderHeaders, noLeader, RETRY_AFTER_S } from "./forward.ts";
 import { BadRequest, bodyKind, decodeBody, errorReply, reply, valueEncodingOf } from "./wire.ts";
 import { ByteBudget } from "./byte_budget.ts";
-import { chargeBody, Fairness } from "./fairness.ts";
+import { chargeBody } from "./fairness.ts";
 import { DEFAULT_RANGE_BYTES } from "../kv/store.ts";
 
 export const SESSION_HEADER = "x-phalanx-session";
@@ -86,6 +86,14 @@ function parseSession(c: Context, body: WriteBody): Proposal["session"] {
   return body.session ?? null;
 }
 
+function leaseQuery(c: Context): number | undefined {
+  const text = c.req.query("lease");
+  if (text === undefined || text === "0") return undefined;
+  const n = Number(text);
+  if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(n)) throw new BadRequest("lease must be a lease id (a positive integer)");
+  return n;
+}
+
 /** The key as the client sent it: see raw_path.ts (the normalised URL rewrites `a/../b`). */
 function keyOf(c: Context): string {
   return keyFromRawPath(c, "/v1/kv/");
@@ -126,14 +134,22 @@ function answerShape(c: Context): AnswerShape {
   return { prev: c.req.query("prev") !== undefined };
 }
 
+/** The HTTP status of a state machine's refusal; anything not listed is a 400. */
+const ERROR_STATUS: Partial<Record<ErrorCode, number>> = {
+  value_too_large: 413,
+  session_expired: 410,
+  stale_sequence: 409,
+  too_many_sessions: 429,
+  lease_not_found: 404,
+};
+
 function resultStatus(r: Result, shape: AnswerShape): { status: number; payload: unknown } {
   if (!isError(r) && (r.op === "put" || r.op === "del") && !shape.prev) {
     const { prev: _, ...rest } = r;
     return resultStatus(rest as Result, { prev: true });
   }
   if (isError(r)) {
-    const status =
-      r.error === "value_too_large" ? 413 : r.error === "session_expired" ? 410 : r.error === "stale_sequence" ? 409 : r.error === "too_many_sessions" ? 429 : 400;
+    const status = ERROR_STATUS[r.error] ?? 400;
     return { status, payload: r };
   }
   switch (r.op) {
@@ -153,9 +169,6 @@ export function kvRoutes(node: PhalanxNode): Hono {
   const app = new Hono();
   const defaultTimeout = node.config.requestTimeoutMs;
   const rangeBudget = new ByteBudget(RANGE_BYTES_IN_FLIGHT);
-  const fair = new Fairness();
-  app.on(["PUT", "DELETE", "POST"], ["/v1/kv/*", "/v1/session"], fair.writes());
-  app.post("/v1/session", fair.sessionRate());
 
   /** Proposes on the leader (forwarding when this node is not it) and maps the outcome to HTTP. */
   const write = async (c: Context, body: Uint8Array | undefined, cmd: Command, session: Proposal["session"], deadline: Deadline) => {
@@ -266,7 +279,10 @@ export function kvRoutes(node: PhalanxNode): Hono {
     const value = raw ? body : valueOf(parsed, "body");
     if (value === undefined || value === null) throw new BadRequest("the body needs value or valueBase64 (or send the raw bytes)");
     const expect = parseExpect(parsed, c);
-    const cmd: Command = expect === null ? { op: "put", key, value } : { op: "cas", key, value, expect };
+    // kvfeatures: ?lease=<id> attaches the key to a lease (etcd's put --lease); see lease_routes.ts.
+    const lease = leaseQuery(c);
+    if (lease !== undefined && expect !== null) throw new BadRequest("lease= with a compare: use POST /v1/txn");
+    const cmd: Command = expect === null ? { op: "put", key, value, ...(lease === undefined ? {} : { lease }) } : { op: "cas", key, value, expect };
     return write(c, body, cmd, parseSession(c, parsed), deadline);
   });
 

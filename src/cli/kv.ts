@@ -3,17 +3,21 @@ import { readFileSync } from "node:fs";
 import { CLIENT_HELP } from "./client.ts";
 import { failure, runClientCommand, UsageError, type ClientContext } from "./command.ts";
 import { EXIT, printJson, table } from "./output.ts";
+import { txn, TXN_HELP } from "./txn.ts";
+import { watch, WATCH_HELP } from "./watch.ts";
 
 const HELP: Record<string, string> = {
-  put: `usage: phalanx kv put <key> <value> | phalanx kv put <key> --file <path|->`,
+  put: `usage: phalanx kv put <key> <value> | phalanx kv put <key> --file <path|-> [--lease ID]`,
   get: `usage: phalanx kv get <key> [--consistency linearizable|stale]`,
   del: `usage: phalanx kv del <key> [--prev-revision N]`,
   cas: `usage: phalanx kv cas <key> <new-value> (--prev-revision N | --prev-value V | --absent)
   sets the key only if it currently matches; --prev-revision 0 or --absent: only if it does not exist`,
   list: `usage: phalanx kv list [prefix] [--limit N] [--after key] [--consistency linearizable|stale]`,
+  txn: TXN_HELP,
+  watch: WATCH_HELP,
 };
 
-const KV_HELP = `usage: phalanx kv <put|get|del|cas|list> ...
+const KV_HELP = `usage: phalanx kv <put|get|del|cas|list|txn|watch> ...
 ${Object.values(HELP).join("\n")}
 options:
 ${CLIENT_HELP}`;
@@ -26,6 +30,9 @@ const EXTRA = {
   absent: { type: "boolean" },
   limit: { type: "string" },
   after: { type: "string" },
+  prefix: { type: "string" },
+  rev: { type: "string" },
+  lease: { type: "string" },
 } as const;
 
 const keyPath = (key: string) => `/v1/kv/${encodeURIComponent(key)}`;
@@ -54,7 +61,8 @@ function consistencyQuery(ctx: ClientContext): string {
 async function put(ctx: ClientContext): Promise<number> {
   const [key, value] = ctx.positionals;
   if (key === undefined || ctx.positionals.length > 2) throw new UsageError("expected <key> and a value");
-  const res = await ctx.client.request("PUT", keyPath(key), { json: valueBody(ctx, value) });
+  const lease = ctx.values.lease as string | undefined;
+  const res = await ctx.client.request("PUT", `${keyPath(key)}${lease === undefined ? "" : `?lease=${encodeURIComponent(lease)}`}`, { json: valueBody(ctx, value) });
   if (res.status !== 200) return failure(res);
   if (ctx.json) printJson(res.json);
   else process.stdout.write(`OK revision=${String(res.json?.revision)}\n`);
@@ -130,7 +138,7 @@ async function list(ctx: ClientContext): Promise<number> {
   return EXIT.ok;
 }
 
-const COMMANDS: Record<string, (ctx: ClientContext) => Promise<number>> = { put, get, del, cas, list };
+const COMMANDS: Record<string, (ctx: ClientContext) => Promise<number>> = { put, get, del, cas, list, txn, watch };
 
 export async function kvCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;

@@ -22,12 +22,44 @@ const expectSchema = z.union([
   z.strictObject({ modRevision: counter }),
 ]);
 
+/** Limits of one transaction, part of the replicated semantics like `Limits` (etcd: --max-txn-ops 128). */
+export const TXN_LIMITS = { maxCompares: 128, maxOps: 128, maxReadBytes: 4 * 1024 * 1024, maxRangeLimit: 10_000 } as const;
+
+const txnCompareSchema = z.discriminatedUnion("target", [
+  z.strictObject({ key: z.string(), target: z.literal("value"), result: z.enum(["==", "!="]), value: bytes.nullable() }),
+  z.strictObject({
+    key: z.string(),
+    target: z.enum(["version", "createRevision", "modRevision", "lease"]),
+    result: z.enum(["==", "!=", "<", ">"]),
+    value: counter,
+  }),
+]);
+
+const txnOpSchema = z.discriminatedUnion("op", [
+  z.strictObject({ op: z.literal("put"), key: z.string(), value: bytes, lease: counter.optional() }),
+  z.strictObject({ op: z.literal("del"), key: z.string() }),
+  z.strictObject({ op: z.literal("delPrefix"), prefix: z.string() }),
+  z.strictObject({ op: z.literal("get"), key: z.string() }),
+  z.strictObject({ op: z.literal("range"), prefix: z.string(), limit: counter }),
+]);
+
 const commandSchema = z.discriminatedUnion("op", [
-  z.strictObject({ op: z.literal("put"), key: z.string(), value: bytes }),
+  z.strictObject({ op: z.literal("put"), key: z.string(), value: bytes, lease: counter.optional() }),
   z.strictObject({ op: z.literal("del"), key: z.string() }),
   z.strictObject({ op: z.literal("cas"), key: z.string(), value: bytes, expect: expectSchema }),
   z.strictObject({ op: z.literal("delIf"), key: z.string(), expect: expectSchema }),
   z.strictObject({ op: z.literal("register") }),
+  z.strictObject({
+    op: z.literal("txn"),
+    compare: z.array(txnCompareSchema),
+    then: z.array(txnOpSchema),
+    else: z.array(txnOpSchema),
+  }),
+  /** Lease ids are the log index of the grant; ttlMs is the time a keep-alive buys. */
+  z.strictObject({ op: z.literal("leaseGrant"), ttlMs: counter }),
+  z.strictObject({ op: z.literal("leaseRevoke"), id: counter }),
+  /** Proposed by the leader's lease timer only (src/node/lease_timer.ts): the lease ran out. */
+  z.strictObject({ op: z.literal("leaseExpire"), id: counter }),
 ]);
 
 const proposalSchema = z.strictObject({
@@ -52,7 +84,19 @@ export const ERROR_CODES = [
   "session_expired",
   "stale_sequence",
   "too_many_sessions",
+  "lease_not_found",
+  "invalid_txn",
+  "invalid_lease",
 ] as const;
+
+const txnOpResultSchema = z.discriminatedUnion("op", [
+  z.strictObject({ op: z.literal("put"), prev: keyValueSchema.nullable() }),
+  z.strictObject({ op: z.literal("del"), deleted: counter }),
+  z.strictObject({ op: z.literal("delPrefix"), deleted: counter }),
+  /** `overBudget`: the key exists but its value would pass the transaction's read budget. */
+  z.strictObject({ op: z.literal("get"), kv: keyValueSchema.nullable(), overBudget: z.literal(true).optional() }),
+  z.strictObject({ op: z.literal("range"), kvs: z.array(keyValueSchema), more: z.boolean() }),
+]);
 
 const resultSchema = z.union([
   z.strictObject({ op: z.literal("put"), revision: counter, prev: keyValueSchema.nullable() }),
@@ -60,12 +104,20 @@ const resultSchema = z.union([
   z.strictObject({ op: z.literal("cas"), revision: counter, succeeded: z.boolean(), current: keyValueSchema.nullable() }),
   z.strictObject({ op: z.literal("delIf"), revision: counter, succeeded: z.boolean(), current: keyValueSchema.nullable() }),
   z.strictObject({ op: z.literal("register"), client: counter }),
+  z.strictObject({ op: z.literal("txn"), revision: counter, succeeded: z.boolean(), responses: z.array(txnOpResultSchema) }),
+  z.strictObject({ op: z.literal("leaseGrant"), revision: counter, id: counter, ttlMs: counter }),
+  z.strictObject({ op: z.literal("leaseRevoke"), revision: counter, found: z.boolean(), deleted: counter }),
+  z.strictObject({ op: z.literal("leaseExpire"), revision: counter, found: z.boolean(), deleted: counter }),
   z.strictObject({ error: z.enum(ERROR_CODES), message: z.string() }),
 ]);
 
 /** `value: null` = the key must be absent; `modRevision: 0` = the key must be absent. */
 export type Expect = z.infer<typeof expectSchema>;
 export type Command = z.infer<typeof commandSchema>;
+export type TxnCompare = z.infer<typeof txnCompareSchema>;
+export type TxnOp = z.infer<typeof txnOpSchema>;
+export type TxnOpResult = z.infer<typeof txnOpResultSchema>;
+export type TxnCommand = Extract<Command, { op: "txn" }>;
 export type Proposal = z.infer<typeof proposalSchema>;
 /** etcd-like metadata: revisions are the Raft indexes of the key's creation and last change. */
 export type KeyValue = z.infer<typeof keyValueSchema>;
@@ -106,7 +158,9 @@ const utf8 = new TextEncoder();
 
 /** Checks a command against the limits: the API rejects early, the state machine deterministically. */
 export function validateCommand(cmd: Command, limits: Limits): ErrorResult | null {
-  if (cmd.op === "register") return null;
+  if (cmd.op === "register" || cmd.op === "leaseRevoke" || cmd.op === "leaseExpire") return null;
+  if (cmd.op === "txn") return validateTxn(cmd, limits);
+  if (cmd.op === "leaseGrant") return validateLeaseGrant(cmd);
   if (cmd.key.length === 0 || !cmd.key.isWellFormed()) {
     return { error: "invalid_key", message: "a key must be a non-empty, well-formed Unicode string" };
   }
@@ -119,6 +173,62 @@ export function validateCommand(cmd: Command, limits: Limits): ErrorResult | nul
       error: "value_too_large",
       message: `value of ${cmd.value.byteLength} bytes exceeds the limit of ${limits.maxValueBytes}`,
     };
+  }
+  return null;
+}
+
+/** A key as every write takes it: non-empty, well-formed, within the limit. */
+export function validateKey(key: string, limits: Limits): ErrorResult | null {
+  return validateCommand({ op: "del", key }, limits);
+}
+
+/** Lease TTLs: at least a second (below that a keep-alive cannot keep up), at most a day. */
+export const LEASE_TTL_MS = { min: 1000, max: 24 * 60 * 60 * 1000 } as const;
+
+function validateLeaseGrant(cmd: Extract<Command, { op: "leaseGrant" }>): ErrorResult | null {
+  if (cmd.ttlMs < LEASE_TTL_MS.min || cmd.ttlMs > LEASE_TTL_MS.max) {
+    return { error: "invalid_lease", message: `a lease TTL must be in [${LEASE_TTL_MS.min / 1000}, ${LEASE_TTL_MS.max / 1000}] seconds` };
+  }
+  return null;
+}
+
+/**
+ * A transaction is refused whole, before anything runs, when one of its parts is invalid, when it
+ * has too many parts, or when one branch writes a key twice (etcd: "duplicate key given in txn
+ * request"): the order of two writes to one key in one revision would be a hidden rule.
+ */
+function validateTxn(cmd: TxnCommand, limits: Limits): ErrorResult | null {
+  const invalid = (message: string): ErrorResult => ({ error: "invalid_txn", message });
+  if (cmd.compare.length > TXN_LIMITS.maxCompares) return invalid(`at most ${TXN_LIMITS.maxCompares} compares, got ${cmd.compare.length}`);
+  for (const cmp of cmd.compare) {
+    const bad = validateKey(cmp.key, limits);
+    if (bad !== null) return bad;
+  }
+  for (const [name, ops] of [["then", cmd.then], ["else", cmd.else]] as const) {
+    if (ops.length > TXN_LIMITS.maxOps) return invalid(`${name}: at most ${TXN_LIMITS.maxOps} operations, got ${ops.length}`);
+    const written = new Set<string>();
+    const prefixes: string[] = [];
+    for (const op of ops) {
+      if (op.op === "delPrefix" || op.op === "range") {
+        if (op.op === "range" && (op.limit < 1 || op.limit > TXN_LIMITS.maxRangeLimit)) {
+          return invalid(`${name}: a range limit must be in [1, ${TXN_LIMITS.maxRangeLimit}]`);
+        }
+        if (utf8.encode(op.prefix).byteLength > limits.maxKeyBytes || !op.prefix.isWellFormed()) return invalid(`${name}: prefix too long or not well-formed`);
+        if (op.op === "delPrefix") prefixes.push(op.prefix);
+        continue;
+      }
+      const bad = op.op === "put" ? validateCommand({ op: "put", key: op.key, value: op.value }, limits) : validateKey(op.key, limits);
+      if (bad !== null) return bad;
+      if (op.op === "get") continue;
+      if (written.has(op.key)) return invalid(`${name}: duplicate key ${JSON.stringify(op.key)} written twice in one transaction`);
+      written.add(op.key);
+    }
+    for (const p of prefixes) {
+      const clash = [...written].find((k) => k.startsWith(p));
+      if (clash !== undefined || prefixes.filter((q) => q.startsWith(p)).length > 1) {
+        return invalid(`${name}: a prefix delete of ${JSON.stringify(p)} overlaps another write in the same transaction`);
+      }
+    }
   }
   return null;
 }

@@ -27,7 +27,8 @@ export function checkSession<R>(
     return {
       kind: "error",
       code: "session_expired",
-      message: `client session ${client} is unknown or expired; register a new session`,
+      // User-facing name: "client id" (a Consul "session" is a lock/lease concept; this is not one).
+      message: `client id ${client} is unknown or expired (idle longer than the client id TTL); register a new one with POST /v1/clients`,
     };
   }
   if (seq === rec.seq) return { kind: "duplicate", result: rec.result };

@@ -8,6 +8,8 @@ import { Database, SQLiteError } from "bun:sqlite";
 import type { ConfState } from "../raft/types.ts";
 import { CorruptDataError } from "../storage/errors.ts";
 import { APPLICATION_ID, FORMAT_VERSION } from "../storage/schema.ts";
+import { HISTORY_DDL } from "./history.ts";
+import { LEASE_DDL } from "./lease.ts";
 
 export interface KvSnapshot {
   /** The applied index the copy was taken at. */
@@ -24,8 +26,24 @@ const TABLES = {
   kv_sessions: "client, seq, result, last_active",
   members: "id, address, role",
   kv_state: "applied_index, revision, log_time",
+  // Watch history and leases (history.ts, lease.ts): replicated state like the rest.
+  kv_events: "revision, sub, type, key, value, create_revision, version, lease",
+  kv_history: "id, floor",
+  kv_leases: "id, ttl_ms, granted_at",
+  kv_lease_keys: "key, lease",
 } as const;
-const ORDER: Record<keyof typeof TABLES, string> = { kv: "key", kv_sessions: "client", members: "id", kv_state: "id" };
+const ORDER: Record<keyof typeof TABLES, string> = {
+  kv: "key",
+  kv_sessions: "client",
+  members: "id",
+  kv_state: "id",
+  kv_events: "revision, sub",
+  kv_history: "id",
+  kv_leases: "id",
+  kv_lease_keys: "key",
+};
+/** Tables an image taken by an older phalanx lacks; see restoreImage. */
+const OPTIONAL_TABLES = ["kv_events", "kv_history", "kv_leases", "kv_lease_keys"] as const;
 
 export function takeImage(file: string): KvSnapshot {
   const db = new Database(file, { readwrite: true, create: false, strict: true });
@@ -88,8 +106,18 @@ export function restoreImage(
       throw corrupt(`the image holds state at index ${String(state[0]?.[0])}, expected ${index}`);
     }
     const [, revision, logTime] = state[0]!;
-    for (const table of ["kv", "kv_sessions", "members"] as const) {
+    // The target may be a file no KvStore has opened yet (created by an older phalanx).
+    db.run(HISTORY_DDL);
+    db.run(LEASE_DDL);
+    const present = new Set((image.query("SELECT name FROM sqlite_master WHERE type = 'table'").values() as Array<[string]>).map((r) => r[0]));
+    for (const table of ["kv", "kv_sessions", "members", ...OPTIONAL_TABLES] as const) {
       db.run(`DELETE FROM ${table}`);
+      if (!present.has(table)) {
+        // An image from before watch history and leases: no leases, and a history that starts at
+        // the image's revision (a watch from earlier gets "compacted", never a silent gap).
+        if (table === "kv_history") db.run("INSERT INTO kv_history (id, floor) VALUES (1, ?)", [revision]);
+        continue;
+      }
       const cols = TABLES[table];
       const insert = db.prepare(`INSERT INTO ${table} (${cols}) VALUES (${cols.replace(/[a-z_]+/g, "?")})`);
       const page = image.prepare(`SELECT rowid, ${cols} FROM ${table} WHERE rowid > ? ORDER BY rowid LIMIT ${COPY_PAGE}`);

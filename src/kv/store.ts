@@ -20,6 +20,9 @@ import {
   type Result,
 } from "./command.ts";
 import { advanceLogTime, checkSession, type SessionRecord } from "./session.ts";
+import { DEFAULT_HISTORY_LIMITS, History, type HistoryLimits, type KvEvent } from "./history.ts";
+import { LEASE_DDL, LeaseTable, type LeaseInfo } from "./lease.ts";
+import { executeTxn, type TxnStore } from "./txn.ts";
 import { restoreImage, takeImage, type KvSnapshot } from "./snapshot.ts";
 
 export interface KvOptions {
@@ -31,6 +34,8 @@ export interface KvOptions {
    * semantics (decided by the state alone, the same at every replica): the same on every member.
    */
   maxSessions?: number;
+  /** Bounds of the change history behind watch. Must be the same on every member. */
+  history?: HistoryLimits;
 }
 
 export const DEFAULT_SESSION_TTL_MS = 60 * 60 * 1000;
@@ -106,6 +111,12 @@ export class KvStore {
   /** Range and count statements by [with values?][lower bound inclusive?][has upper bound?]. */
   private readonly rangeQ: Statement[][][];
   private readonly countQ: Statement[];
+  private readonly history: History;
+  private readonly leases: LeaseTable;
+  /** Position of the next event within the entry being applied (a transaction writes several). */
+  private sub = 0;
+  private readonly changeListeners = new Set<() => void>();
+  private notifyScheduled = false;
 
   constructor(
     private readonly dd: DataDir,
@@ -140,6 +151,70 @@ export class KvStore {
     ]);
     this.countQ = [db.prepare("SELECT count(*) FROM kv WHERE key >= ?"), db.prepare("SELECT count(*) FROM kv WHERE key >= ? AND key < ?")];
     this.state = this.loadState();
+    db.run(LEASE_DDL);
+    History.ensureTables(db, this.state.revision);
+    this.history = new History(db, options.history ?? DEFAULT_HISTORY_LIMITS, (undo) => this.dd.tx.onRollback(undo));
+    this.leases = new LeaseTable(db);
+  }
+
+  /**
+   * Calls `listener` after entries were applied (or a snapshot installed), once per batch, from a
+   * microtask: by then the batch's transaction has committed (or rolled back, and the listener
+   * sees the old state). Watch and blocking reads hang off this. Returns the unsubscribe function.
+   */
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  /** Events with revision in (after, upTo], in revision order, at most `limit`. */
+  events(after: number, upTo: number, limit: number): KvEvent[] {
+    return this.history.read(after, upTo, limit);
+  }
+
+  /** Every event with a revision above this is in the history; older ones were pruned. */
+  historyFloor(): number {
+    return this.history.floor();
+  }
+
+  historyStats(): { events: number; bytes: number; floor: number } {
+    return this.history.stats();
+  }
+
+  /** Whether the key (or a key under the prefix) changed after `revision` according to the history (false also when pruned). */
+  changedAfter(range: { key: string } | { prefix: string }, revision: number): boolean {
+    if ("key" in range) return this.history.changedAfter(range.key, revision);
+    return this.history.rangeChangedAfter(range.prefix, prefixEnd(range.prefix), revision);
+  }
+
+  lease(id: number): LeaseInfo | null {
+    return this.leases.get(id);
+  }
+
+  allLeases(): LeaseInfo[] {
+    return this.leases.all();
+  }
+
+  /** Changes whenever the set of leases changes (see LeaseTable.shape). */
+  leaseShape(): string {
+    return this.leases.shape();
+  }
+
+  leaseKeys(id: number, limit: number): string[] {
+    return this.leases.keys(id, limit);
+  }
+
+  leaseOf(key: string): number {
+    return this.leases.leaseOf(key);
+  }
+
+  private scheduleNotify(): void {
+    if (this.notifyScheduled || this.changeListeners.size === 0) return;
+    this.notifyScheduled = true;
+    queueMicrotask(() => {
+      this.notifyScheduled = false;
+      for (const l of this.changeListeners) l();
+    });
   }
 
   appliedIndex(): number {
@@ -224,7 +299,9 @@ export class KvStore {
     };
     // Inside the caller's transaction (a Ready) no savepoint per entry: an entry that throws fails
     // the whole transaction, which rolls back together with the state set by setState().
-    return this.dd.tx.active ? run() : this.dd.tx.run(run);
+    const result = this.dd.tx.active ? run() : this.dd.tx.run(run);
+    this.scheduleNotify();
+    return result;
   }
 
   /** A consistent copy of the state as last committed; see snapshot.ts. */
@@ -237,7 +314,10 @@ export class KvStore {
     this.dd.tx.run(() => {
       const restored = restoreImage(this.dd.db, data, meta.index, `${this.dd.file} (snapshot ${meta.index})`);
       this.setState({ applied: meta.index, revision: restored.revision, logTime: restored.logTime });
+      this.history.reload();
+      this.dd.tx.onRollback(this.leases.reload());
     });
+    this.scheduleNotify();
   }
 
   /**
@@ -265,12 +345,20 @@ export class KvStore {
       this.q.setSession.run(index, 0, encodeResult(result), next.logTime);
       return result;
     }
-    if (p.session === null) return this.execute(index, p.cmd, next);
+    this.sub = 0;
+    this.history.begin();
+    if (p.session === null) return this.executeAndPrune(index, p.cmd, next);
     const { client, seq } = p.session;
     const verdict = checkSession(client, this.session(client), seq);
     if (verdict.kind === "error") return { error: verdict.code, message: verdict.message };
-    const result = verdict.kind === "duplicate" ? verdict.result : this.execute(index, p.cmd, next);
+    const result = verdict.kind === "duplicate" ? verdict.result : this.executeAndPrune(index, p.cmd, next);
     this.q.setSession.run(client, seq, encodeResult(result), next.logTime);
+    return result;
+  }
+
+  private executeAndPrune(index: number, cmd: Command, next: KvState): Result {
+    const result = this.execute(index, cmd, next);
+    this.history.prune(next.revision);
     return result;
   }
 
@@ -279,8 +367,10 @@ export class KvStore {
     if (invalid !== null) return invalid;
     switch (cmd.op) {
       case "put": {
+        const lease = cmd.lease ?? 0;
+        if (lease !== 0 && this.leases.get(lease) === null) return leaseNotFound(lease);
         const prev = this.row(cmd.key);
-        this.write(index, cmd.key, cmd.value, prev, next);
+        this.write(index, cmd.key, cmd.value, prev, next, lease);
         return { op: "put", revision: next.revision, prev };
       }
       case "del": {
@@ -302,10 +392,40 @@ export class KvStore {
       }
       case "register":
         throw new Error("register is handled before execute");
+      case "txn":
+        return executeTxn(cmd, this.txnStore(index, next));
+      case "leaseGrant":
+        // The id is the grant's log index: unique, and the same on every replica.
+        this.leases.grant(index, cmd.ttlMs, next.logTime);
+        return { op: "leaseGrant", revision: next.revision, id: index, ttlMs: cmd.ttlMs };
+      case "leaseRevoke":
+      case "leaseExpire": {
+        const found = this.leases.get(cmd.id) !== null;
+        let deleted = 0;
+        // Bounded: every page deletes the keys it read (remove() detaches them), so it shrinks.
+        for (let keys = this.leases.keys(cmd.id, 1000); keys.length > 0; keys = this.leases.keys(cmd.id, 1000)) {
+          for (const key of keys) this.remove(index, key, next);
+          deleted += keys.length;
+        }
+        this.leases.remove(cmd.id);
+        return { op: cmd.op, revision: next.revision, found, deleted };
+      }
     }
   }
 
-  private write(index: number, key: string, value: Uint8Array, prev: KeyValue | null, next: KvState): KeyValue {
+  private txnStore(index: number, next: KvState): TxnStore {
+    return {
+      row: (key) => this.row(key),
+      leaseOf: (key) => this.leases.leaseOf(key),
+      leaseExists: (id) => this.leases.get(id) !== null,
+      page: (prefix, after, limit) => this.range({ prefix, limit, ...(after === undefined ? {} : { after }) }),
+      put: (key, value, lease, prev) => void this.write(index, key, value, prev, next, lease),
+      remove: (key) => this.remove(index, key, next),
+      revision: () => next.revision,
+    };
+  }
+
+  private write(index: number, key: string, value: Uint8Array, prev: KeyValue | null, next: KvState, lease = 0): KeyValue {
     const kv: KeyValue = {
       key,
       value,
@@ -314,12 +434,17 @@ export class KvStore {
       version: (prev?.version ?? 0) + 1,
     };
     this.q.upsert.run(key, value, kv.createRevision, kv.modRevision, kv.version);
+    // A put without a lease detaches the key from any lease it had (etcd does the same).
+    this.leases.setLeaseOf(key, lease);
+    this.history.record({ type: "put", revision: index, key, value, createRevision: kv.createRevision, version: kv.version, lease }, this.sub++);
     next.revision = index;
     return kv;
   }
 
   private remove(index: number, key: string, next: KvState): void {
     this.q.delete.run(key);
+    this.leases.setLeaseOf(key, 0);
+    this.history.record({ type: "delete", revision: index, key, value: NO_VALUE, createRevision: 0, version: 0, lease: 0 }, this.sub++);
     next.revision = index;
   }
 
@@ -402,6 +527,10 @@ function toKeyOnly(row: Record<string, unknown>): KeyValue {
     modRevision: row.mod_revision as number,
     version: row.version as number,
   };
+}
+
+function leaseNotFound(id: number): Result {
+  return { error: "lease_not_found", message: `lease ${id} does not exist (expired or revoked)` };
 }
 
 function toKeyValue(row: KvRow): KeyValue {

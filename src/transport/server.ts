@@ -135,6 +135,10 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
   const maxPerAddress = opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
   const idleNoStreamMs = opts.idleNoStreamMs ?? DEFAULT_IDLE_NO_STREAM_MS;
   const bodyTimeoutMs = opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+  // Open streams per connection (by remote address and port: Bun hands sessions a proxy of the
+  // socket, not the socket itself). A connection carrying a long response (a watch) is not idle,
+  // even when the client only listens: Bun fires the socket timeout regardless of HTTP/2 traffic.
+  const openStreams = new Map<string, number>();
   server.on("connection", (socket: Socket) => {
     const from = remoteKey(socket);
     const fromThere = perAddress.get(from) ?? 0;
@@ -154,7 +158,14 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     });
     // A connection that goes quiet (including one that never sends a preface or finishes its
     // handshake) is reset; one that talks but opens no stream is closed by its session below.
-    socket.setTimeout(idleMs, () => socket.resetAndDestroy());
+    // One with an open stream is not idle: Bun fires the socket timeout even while HTTP/2 data
+    // flows, and a watch only listens.
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const onQuiet = () => {
+      if ((openStreams.get(peer) ?? 0) > 0) setTimeout(onQuiet, idleMs).unref();
+      else socket.resetAndDestroy();
+    };
+    socket.setTimeout(idleMs, onQuiet);
   });
   /**
    * Per session: streams open on it, and the timer that closes it when there are none. Keyed by
@@ -187,6 +198,13 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
   });
   server.on("stream", (stream: http2.ServerHttp2Stream) => {
     const session = stream.session;
+    const peer = `${session?.socket?.remoteAddress}:${session?.socket?.remotePort}`;
+    openStreams.set(peer, (openStreams.get(peer) ?? 0) + 1);
+    stream.once("close", () => {
+      const left = (openStreams.get(peer) ?? 1) - 1;
+      if (left > 0) openStreams.set(peer, left);
+      else openStreams.delete(peer);
+    });
     const state = session === undefined ? undefined : idle.get(session);
     if (session !== undefined && state !== undefined) {
       state.open++;

@@ -110,6 +110,14 @@ describe("token file, scopes and config", () => {
     expect(requiredScope("PUT", "/v1/kv/x")).toBe("write");
     expect(requiredScope("POST", "/v1/leader/transfer")).toBe("admin");
     expect(requiredScope("POST", "/v1/members/add")).toBe("admin");
+    expect(requiredScope("POST", "/v1/txn")).toBe("write");
+    expect(requiredScope("POST", "/v1/clients")).toBe("write");
+    expect(requiredScope("GET", "/v1/watch")).toBe("read");
+    expect(requiredScope("POST", "/v1/lease")).toBe("write");
+    expect(requiredScope("POST", "/v1/lease/7/keepalive")).toBe("write");
+    expect(requiredScope("DELETE", "/v1/lease/7")).toBe("write");
+    expect(requiredScope("GET", "/v1/leases")).toBe("read");
+    expect(requiredScope("GET", "/v1/snapshot")).toBe("admin");
   });
 
   test("without credentials a node listens on loopback only, unless INSECURE_CLIENTS", () => {

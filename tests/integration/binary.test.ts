@@ -35,7 +35,7 @@ function run(args: string[]): { code: number; out: string; err: string } {
 
 test("help, usage errors and an unreachable server give one line and an exit code", async () => {
   expect(run(["--help"]).code).toBe(0);
-  for (const sub of [["serve"], ["kv"], ["kv", "put"], ["status"], ["members"], ["leader"], ["dev"], ["bench"], ["snapshot"], ["recover"]]) {
+  for (const sub of [["serve"], ["kv"], ["kv", "put"], ["kv", "txn"], ["kv", "watch"], ["lease"], ["lock"], ["elect"], ["status"], ["members"], ["leader"], ["dev"], ["bench"], ["snapshot"], ["recover"]]) {
     const r = run([...sub, "--help"]);
     expect(r.code).toBe(0);
     expect(r.out).toContain("usage: phalanx");
@@ -74,6 +74,25 @@ test("a cluster of compiled binaries, used through the binary's CLI", async () =
     const bench = JSON.parse(run(["bench", "--duration", "1", "--concurrency", "4", "--json", "--addr", addrs]).out);
     expect(bench.ops).toBeGreaterThan(0);
     console.log(`binary bench (1 s, 4 workers, 50% reads): ${bench.opsPerSec} ops/s, p50 ${bench.latencyMs.p50} ms, p99 ${bench.latencyMs.p99} ms`);
+    // kvfeatures through the binary: a lease, a lock running a command, a watch from a revision.
+    const lease = JSON.parse(run(["lease", "grant", "30", "--json", "--addr", addrs]).out);
+    expect(run(["kv", "put", "bin/leased", "x", "--lease", String(lease.id), "--addr", addrs]).code).toBe(0);
+    const locked = run(["lock", "bin/lock", "--addr", addrs, "--", "sh", "-c", 'echo "rev=$PHALANX_LOCK_REVISION"']);
+    expect(locked.code).toBe(0);
+    expect(locked.out).toMatch(/^rev=\d+\n$/);
+    const watched = Bun.spawn([bin, "kv", "watch", "bin/leased", "--rev", "1", "--json", "--addr", addrs], { stdout: "pipe", stderr: "pipe" });
+    extra.push(watched);
+    expect(run(["lease", "revoke", String(lease.id), "--addr", addrs]).code).toBe(0);
+    const reader = watched.stdout.getReader();
+    let seen = "";
+    // Bounded: ends when the delete arrives or the stream ends.
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      seen += new TextDecoder().decode(r.value);
+      if (seen.includes('"delete"')) break;
+    }
+    expect(seen).toContain('"delete"');
+    watched.kill("SIGTERM");
+    expect(await watched.exited).toBe(0);
     // Graceful stop: SIGTERM exits 0 and logs a clean shutdown.
     const proc = cluster.procs.get("n1")!;
     proc.kill("SIGTERM");

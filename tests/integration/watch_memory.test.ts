@@ -1,0 +1,73 @@
+// What idle watchers cost: 2,000 watches on one real node (over 20 HTTP/2 connections), VmRSS
+// from /proc/<pid>/status before and after, then one write reaches every watcher and all of them
+// stay open. Prints the memory per idle watcher (docs-notes/kvfeatures.md quotes it).
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import http2 from "node:http2";
+import { TestCluster } from "./harness.ts";
+
+let cluster: TestCluster;
+const WATCHERS = 2000;
+const SESSIONS = 20;
+
+beforeAll(async () => {
+  cluster = await TestCluster.create(1);
+  cluster.startAll();
+  await cluster.waitForLeader(["n1"]);
+});
+
+afterAll(async () => {
+  await cluster.stopAll();
+});
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (m === null) throw new Error("no VmRSS");
+  return Number(m[1]);
+}
+
+test(`${WATCHERS} idle watchers: memory per watcher, and one write reaches all of them`, async () => {
+  const pid = cluster.procs.get("n1")!.pid;
+  const origin = `http://${cluster.node("n1").addr}`;
+  // Warm the server's code paths with one watch, so the measurement is of watchers, not of JIT.
+  await cluster.request("n1", "PUT", "/v1/kv/warm", { json: { value: "x" } });
+  Bun.gc(true);
+  await Bun.sleep(500);
+  const before = rssKiB(pid);
+  const sessions = Array.from({ length: SESSIONS }, () => {
+    const s = http2.connect(origin);
+    s.on("error", () => undefined);
+    return s;
+  });
+  let created = 0;
+  let events = 0;
+  const streams: http2.ClientHttp2Stream[] = [];
+  for (let i = 0; i < WATCHERS; i++) {
+    const st = sessions[i % SESSIONS]!.request({ ":path": `/v1/watch?key=${encodeURIComponent(`idle/${i % 100}`)}` });
+    st.setEncoding("utf8");
+    st.on("data", (d: string) => {
+      for (const line of d.split("\n")) {
+        if (line.includes('"created"')) created++;
+        if (line.includes('"events"')) events++;
+      }
+    });
+    st.on("error", () => undefined);
+    streams.push(st);
+  }
+  const deadline = performance.now() + 60_000;
+  while (created < WATCHERS && performance.now() < deadline) await Bun.sleep(100);
+  expect(created).toBe(WATCHERS);
+  await Bun.sleep(1000);
+  const after = rssKiB(pid);
+  const perWatcher = ((after - before) * 1024) / WATCHERS;
+  console.log(`VmRSS ${before} kB → ${after} kB with ${WATCHERS} idle watchers: ${(perWatcher / 1024).toFixed(1)} KiB per watcher`);
+  // One write per watched key: every watcher gets exactly its event.
+  const started = performance.now();
+  for (let k = 0; k < 100; k++) await cluster.request("n1", "PUT", `/v1/kv/idle%2F${k}`, { json: { value: "go" } });
+  while (events < WATCHERS && performance.now() < deadline) await Bun.sleep(50);
+  expect(events).toBe(WATCHERS);
+  console.log(`100 writes fanned out to ${WATCHERS} watchers in ${(performance.now() - started).toFixed(0)} ms`);
+  expect(perWatcher).toBeLessThan(64 * 1024);
+  for (const st of streams) st.close();
+  for (const s of sessions) s.close();
+}, 120_000);
