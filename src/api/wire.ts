@@ -4,7 +4,7 @@
 // else as `valueBase64`; `?encoding=base64` asks for `valueBase64` always (etcd/Consul habit).
 import { decode, encode } from "@msgpack/msgpack";
 import type { Context } from "hono";
-import type { KeyValue } from "../kv/command.ts";
+import { TXN_LIMITS, type KeyValue } from "../kv/command.ts";
 
 export const MSGPACK = "application/msgpack";
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -23,13 +23,21 @@ export class BadRequest extends Error {
 }
 
 /**
- * Our request bodies are shallow ({value, expect: {value}, session: {client, seq}}). Limits on
+ * Our request bodies are shallow: a write is {value, expect: {value}, session: {client, seq}}, a
+ * transaction {compare: [{...}], then: [{put: {...}}]} with at most 128 compares and 128 ops
+ * per list (TXN_LIMITS). Limits on
  * the decoder stop a body from allocating more than its own size several times over: without
  * them 1.5 MB of nested one-element arrays cost 213 MiB. @msgpack/msgpack has no depth limit, so
  * the depth is checked by a scan that allocates nothing (msgpackDepthWithin) before decoding.
  */
-export const MSGPACK_MAX_DEPTH = 4;
-const MSGPACK_LIMITS = { maxStrLength: 2 * 1024 * 1024, maxBinLength: 2 * 1024 * 1024, maxArrayLength: 16, maxMapLength: 16, maxExtLength: 0 };
+export const MSGPACK_MAX_DEPTH = 6;
+const MSGPACK_LIMITS = {
+  maxStrLength: 2 * 1024 * 1024,
+  maxBinLength: 2 * 1024 * 1024,
+  maxArrayLength: Math.max(TXN_LIMITS.maxCompares, TXN_LIMITS.maxOps),
+  maxMapLength: 16,
+  maxExtLength: 0,
+};
 
 /** Parses a JSON or msgpack body into a plain value; the route's zod schema checks its shape. */
 export function decodeBody(kind: "json" | "msgpack", body: Uint8Array): unknown {
