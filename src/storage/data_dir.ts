@@ -16,20 +16,21 @@ import {
   renameSync,
   rmSync,
   statSync,
-  writeSync,
 } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { ConfState, NodeId } from "../raft/types.ts";
 import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, StorageError, translateSqliteError } from "./errors.ts";
+import { tryLockFile, type HeldLock } from "./file_lock.ts";
 import { SqliteLogStorage } from "./log_store.ts";
 import { APPLICATION_ID, FORMAT_VERSION, initSchema } from "./schema.ts";
 import { Transactor } from "./tx.ts";
 
 export const DB_FILE = "phalanx.db";
-/** Holds the pid of the process that has the data dir open: two nodes on one log break Raft. */
+/**
+ * Locked (flock) by the process that has the data dir open, for its whole life: two nodes on one
+ * log break Raft. It holds that process's pid, for the error message only.
+ */
 export const LOCK_FILE = "LOCK";
-/** Data dirs this process holds open (resolved paths). */
-const openDirs = new Set<string>();
 const SQLITE_MAGIC = "SQLite format 3\0";
 
 export interface DataDirOptions {
@@ -49,6 +50,7 @@ export class DataDir {
     readonly dir: string,
     readonly file: string,
     readonly db: Database,
+    private readonly lock: HeldLock,
   ) {
     this.tx = new Transactor(db, file);
     this.log = new SqliteLogStorage(db, this.tx, file);
@@ -78,7 +80,7 @@ export class DataDir {
     } finally {
       // Even if the checkpoint fails (disk full), the WAL keeps every commit: closing is safe.
       this.db.close();
-      unlock(this.dir);
+      this.lock.release();
     }
   }
 }
@@ -91,16 +93,16 @@ export function openDataDir(dir: string, options: DataDirOptions): DataDir {
   } catch (err) {
     throw fsError(err, dir, "data directory");
   }
-  lock(dir);
+  const held = lock(dir);
   try {
-    return openLocked(dir, file, options);
+    return openLocked(dir, file, options, held);
   } catch (err) {
-    unlock(dir);
+    held.release();
     throw err;
   }
 }
 
-function openLocked(dir: string, file: string, options: DataDirOptions): DataDir {
+function openLocked(dir: string, file: string, options: DataDirOptions, held: HeldLock): DataDir {
   if (!existsSync(file)) {
     if (existsSync(`${file}-wal`)) {
       throw new CorruptDataError(`${file} is missing but its write-ahead log ${file}-wal exists`, file);
@@ -132,55 +134,36 @@ function openLocked(dir: string, file: string, options: DataDirOptions): DataDir
     const mode = db.query("PRAGMA journal_mode = WAL").values()[0]?.[0];
     if (mode !== "wal") throw new StorageError(`${file}: cannot switch to WAL mode (got ${String(mode)})`, file);
     db.run("PRAGMA synchronous = FULL");
-    return new DataDir(dir, file, db);
+    return new DataDir(dir, file, db, held);
   } catch (err) {
     db.close();
     throw opened(err, file);
   }
 }
 
-/** Takes the data dir's lock; a lock left by a process that no longer runs (kill -9) is taken over. */
-function lock(dir: string): void {
+/**
+ * Takes the data dir's kernel lock, held until close() or the death of this process. A LOCK file
+ * left by a dead process (kill -9, a zombie not yet reaped, a pid since reused by an unrelated
+ * process) holds no lock, so it never blocks; a live holder always does, in any PID namespace.
+ */
+function lock(dir: string): HeldLock {
   const path = join(dir, LOCK_FILE);
-  // Two attempts: the second follows the removal of a dead process's lock.
-  for (let attempt = 0; attempt < 2; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(path, "wx");
-    } catch (err) {
-      if ((err as { code?: string }).code !== "EEXIST") throw fsError(err, path, "lock file");
-      const pid = Number(readFileSync(path, "utf8").trim());
-      // Our own pid in a lock we do not hold is a previous incarnation's (containers reuse pids).
-      const held = pid === process.pid ? openDirs.has(resolve(dir)) : Number.isInteger(pid) && pid > 0 && isAlive(pid);
-      if (held) {
-        throw new DataDirInUseError(`data directory ${dir} is in use by process ${pid} (${path})`, path);
-      }
-      rmSync(path, { force: true });
-      continue;
-    }
-    try {
-      writeSync(fd, `${process.pid}\n`);
-    } finally {
-      closeSync(fd);
-    }
-    openDirs.add(resolve(dir));
-    return;
-  }
-  throw new DataDirInUseError(`data directory ${dir}: another process is taking ${path} at the same time`, path);
-}
-
-function unlock(dir: string): void {
-  rmSync(join(dir, LOCK_FILE), { force: true });
-  openDirs.delete(resolve(dir));
-}
-
-function isAlive(pid: number): boolean {
+  let result;
   try {
-    process.kill(pid, 0);
-    return true;
+    result = tryLockFile(path, String(process.pid));
   } catch (err) {
-    return (err as { code?: string }).code === "EPERM";
+    const mapped = fsError(err, path, "lock file");
+    if (mapped !== err) throw mapped;
+    throw new StorageError(`cannot lock ${path}: ${(err as Error).message}`, path, { cause: err });
   }
+  if (!result.ok) {
+    const who = /^\d+$/.test(result.holder) ? `process ${result.holder}` : "another process";
+    throw new DataDirInUseError(
+      `data directory ${dir} is in use by ${who} (${path} is locked; the pid is as the holder saw it, possibly in another container): two nodes must never share a data directory`,
+      path,
+    );
+  }
+  return result.lock;
 }
 
 /** The 100-byte SQLite header tells our file from a foreign or truncated one without writing to it. */

@@ -120,21 +120,25 @@ describe("openDataDir", () => {
     expect(existsSync(join(dir, "phalanx.db"))).toBe(false);
   });
 
-  test("a data dir open in a running process is refused; a dead process's lock is taken over", () => {
+  test("a data dir open (kernel-locked) is refused, also within one process; a LOCK file alone never blocks", () => {
     const dir = temp.make();
     const dd = openDataDir(dir, BOOT);
     expect(() => openDataDir(dir, BOOT)).toThrow(DataDirInUseError);
     expect(() => openDataDir(dir, BOOT)).toThrow(`in use by process ${process.pid}`);
+    expect(() => openDataDir(dir, BOOT)).toThrow(join(dir, "LOCK"));
     dd.close();
+    // The LOCK file stays (deleting it would let a late opener lock a new inode); it holds no lock.
+    expect(existsSync(join(dir, "LOCK"))).toBe(true);
     openDataDir(dir, BOOT).close();
+    // A dead process's pid, a live unrelated one (pid reuse), our own pid (a container restart).
     const gone = Bun.spawnSync(["true"]);
     expect(gone.exitCode).toBe(0);
-    writeFileSync(join(dir, "LOCK"), `${gone.pid}\n`);
-    openDataDir(dir, BOOT).close();
-    expect(existsSync(join(dir, "LOCK"))).toBe(false);
-    // After a container restart the node may get the pid its previous incarnation had.
-    writeFileSync(join(dir, "LOCK"), `${process.pid}\n`);
-    openDataDir(dir, BOOT).close();
+    for (const pid of [gone.pid, 1, process.pid]) {
+      writeFileSync(join(dir, "LOCK"), `${pid}\n`);
+      const again = openDataDir(dir, BOOT);
+      expect(readFileSync(join(dir, "LOCK"), "utf8")).toBe(`${process.pid}\n`);
+      again.close();
+    }
   });
 
   test("a read-only data dir is refused with a clear error", () => {
