@@ -19,10 +19,11 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import type { ConfState, NodeId } from "../raft/types.ts";
-import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, StorageError, translateSqliteError } from "./errors.ts";
+import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, RolledBackError, StorageError, translateSqliteError } from "./errors.ts";
 import { tryLockFile, type HeldLock } from "./file_lock.ts";
 import { SqliteLogStorage } from "./log_store.ts";
-import { APPLICATION_ID, FORMAT_VERSION, initSchema } from "./schema.ts";
+import { APPLICATION_ID, FORMAT_VERSION, initSchema, readStateRecordId, writeStateRecordId } from "./schema.ts";
+import { STATE_FILE, StateRecord, readStateRecord, wentBack, type DurableState, type RecordContent } from "./state_record.ts";
 import { Transactor } from "./tx.ts";
 
 export const DB_FILE = "phalanx.db";
@@ -32,6 +33,12 @@ export const DB_FILE = "phalanx.db";
  */
 export const LOCK_FILE = "LOCK";
 const SQLITE_MAGIC = "SQLite format 3\0";
+/**
+ * How often, at most, the state record follows commits and appends (term and vote changes are
+ * recorded at once). A rollback younger than this is not seen locally; the leader sees a follower's
+ * (raft.ts, "follower regressed"). Measured cost: docs-notes/storage.md.
+ */
+export const RECORD_EVERY_MS = 100;
 
 export interface DataDirOptions {
   /** The configuration of a brand-new cluster; ignored when the data dir already exists. */
@@ -51,12 +58,70 @@ export class DataDir {
     readonly file: string,
     readonly db: Database,
     private readonly lock: HeldLock,
+    private readonly record: StateRecord,
   ) {
     this.tx = new Transactor(db, file);
     this.log = new SqliteLogStorage(db, this.tx, file);
+    this.durable = this.log.durableState();
+    this.log.onChange = (next) => this.beforeCommit(next);
+    this.tx.afterCommit = () => this.afterCommit();
   }
 
   private synced = true;
+  /** The state as of the last synced commit: all the record may claim. */
+  private durable: DurableState;
+  /** Term or vote changed in the open transaction: record it as soon as it is durable. */
+  private recordNow = false;
+  private lastRecordMs = 0;
+  private recordTimer: ReturnType<typeof setTimeout> | null = null;
+  private closed = false;
+
+  /**
+   * Inside a transaction, before it commits. A change that moves the last index (or commit) below
+   * the record (a conflicting suffix truncated, a snapshot installed over a longer log) lowers the
+   * record first: were it lowered after the commit, a crash in between would look like a rollback.
+   */
+  private beforeCommit(next: DurableState): void {
+    const rec = this.record.state;
+    if (next.last < rec.last || next.commit < rec.commit) {
+      this.record.write({ ...rec, commit: Math.min(rec.commit, next.commit), last: Math.min(rec.last, next.last) });
+    }
+    if (next.term !== rec.term || next.vote !== rec.vote) this.recordNow = true;
+  }
+
+  /**
+   * After each outermost commit. Only a synced commit makes state durable (and every unsynced one
+   * before it); the record then follows at once for a new term or vote, before any message of it
+   * leaves, and at most every RECORD_EVERY_MS for appends and commits.
+   */
+  private afterCommit(): void {
+    if (!this.synced) return;
+    this.durable = this.log.durableState();
+    if (this.recordNow) {
+      this.recordNow = false;
+      this.writeRecord();
+      return;
+    }
+    if (sameState(this.durable, this.record.state) || this.recordTimer !== null) return;
+    const wait = this.lastRecordMs + RECORD_EVERY_MS - performance.now();
+    if (wait <= 0) {
+      this.writeRecord();
+      return;
+    }
+    // Catch up when the writes stop, so an idle node's record holds its last writes too.
+    this.recordTimer = setTimeout(() => {
+      this.recordTimer = null;
+      if (!this.closed) this.writeRecord();
+    }, wait);
+    this.recordTimer.unref?.();
+  }
+
+  private writeRecord(): void {
+    if (this.recordTimer !== null) clearTimeout(this.recordTimer);
+    this.recordTimer = null;
+    if (!sameState(this.durable, this.record.state)) this.record.write(this.durable);
+    this.lastRecordMs = performance.now();
+  }
 
   /**
    * Runs `fn` in one transaction: e.g. log.save() of a Ready plus kv.apply() of its committed
@@ -75,11 +140,17 @@ export class DataDir {
 
   /** Checkpoints the WAL into the file (a clean shutdown leaves one self-contained file), then closes. */
   close(): void {
+    this.closed = true;
     try {
       this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+      // Checkpointed with synchronous=FULL: everything committed is durable now.
+      this.durable = this.log.durableState();
+      this.writeRecord();
     } finally {
       // Even if the checkpoint fails (disk full), the WAL keeps every commit: closing is safe.
+      if (this.recordTimer !== null) clearTimeout(this.recordTimer);
       this.db.close();
+      this.record.close();
       this.lock.release();
     }
   }
@@ -103,11 +174,19 @@ export function openDataDir(dir: string, options: DataDirOptions): DataDir {
 }
 
 function openLocked(dir: string, file: string, options: DataDirOptions, held: HeldLock): DataDir {
+  const recordPath = join(dir, STATE_FILE);
+  let content = existsSync(recordPath) ? validRecord(recordPath) : null;
   if (!existsSync(file)) {
     if (existsSync(`${file}-wal`)) {
       throw new CorruptDataError(`${file} is missing but its write-ahead log ${file}-wal exists`, file);
     }
-    createFile(dir, file, options);
+    if (content !== null && !sameState(content, EMPTY_STATE)) {
+      throw rolledBack(dir, `${file} is missing, but ${recordPath} records that this node had reached ${describe(content)}`);
+    }
+    // Record first: a crash before the database exists leaves an empty record, which is no loss.
+    if (content === null) StateRecord.create(recordPath, EMPTY_STATE).close();
+    content = validRecord(recordPath);
+    createFile(dir, file, options, content.id);
   }
   try {
     accessSync(file, constants.R_OK | constants.W_OK);
@@ -115,12 +194,32 @@ function openLocked(dir: string, file: string, options: DataDirOptions, held: He
     throw fsError(err, file, "data file");
   }
   checkHeader(file);
+  // Compare with the record on a read-only connection, which never checkpoints or truncates the
+  // WAL: a refused data dir keeps phalanx.db and phalanx.db-wal byte for byte, for forensics.
+  const found = readDurable(file);
+  if (content === null) {
+    if (found.recordId !== null) {
+      throw rolledBack(dir, `${recordPath} is missing (deleted?), so this node cannot tell whether ${file} lost writes it had acknowledged`);
+    }
+    // A data dir from before the state record: start the record from what the database holds.
+    StateRecord.create(recordPath, found.state).close();
+    content = validRecord(recordPath);
+  } else {
+    if (found.recordId !== null && found.recordId !== content.id) {
+      throw rolledBack(dir, `${recordPath} belongs to another database than ${file} (was the file replaced or restored from a backup?)`);
+    }
+    const back = wentBack(found.state, content);
+    if (back.length > 0) {
+      throw rolledBack(dir, `${file} went back in time: it holds ${describe(found.state)}, but ${recordPath} records ${describe(content)} as durable (${back.join(", ")})`);
+    }
+  }
   let db: Database;
   try {
     db = new Database(file, { readwrite: true, create: false, strict: true });
   } catch (err) {
     throw opened(err, file);
   }
+  let record: StateRecord | null = null;
   try {
     // The header was read from the file alone; the write-ahead log may hold a newer first page.
     checkFormat(file, db.query("PRAGMA application_id").values()[0]?.[0], db.query("PRAGMA user_version").values()[0]?.[0]);
@@ -134,10 +233,72 @@ function openLocked(dir: string, file: string, options: DataDirOptions, held: He
     const mode = db.query("PRAGMA journal_mode = WAL").values()[0]?.[0];
     if (mode !== "wal") throw new StorageError(`${file}: cannot switch to WAL mode (got ${String(mode)})`, file);
     db.run("PRAGMA synchronous = FULL");
-    return new DataDir(dir, file, db, held);
+    if (found.recordId === null) {
+      // Into the main file at once, not only the WAL: losing the WAL must not lose the link.
+      writeStateRecordId(db, content.id);
+      db.run("PRAGMA wal_checkpoint(FULL)");
+    }
+    record = StateRecord.open(recordPath, content);
+    return new DataDir(dir, file, db, held, record);
   } catch (err) {
+    record?.close();
     db.close();
     throw opened(err, file);
+  }
+}
+
+const EMPTY_STATE: DurableState = { term: 0, vote: null, commit: 0, last: 0 };
+
+function sameState(a: DurableState, b: DurableState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit && a.last === b.last;
+}
+
+function describe(s: DurableState): string {
+  return `term ${s.term}, vote ${s.vote ?? "none"}, commit index ${s.commit}, last log index ${s.last}`;
+}
+
+function validRecord(path: string): RecordContent {
+  let read;
+  try {
+    read = readStateRecord(path);
+  } catch (err) {
+    throw fsError(err, path, "state record");
+  }
+  if (read.kind === "damaged") {
+    throw new CorruptDataError(`${path} is damaged: ${read.detail}. ${WAY_OUT}`, path);
+  }
+  return read.record;
+}
+
+const WAY_OUT =
+  "The way out: remove this node from the cluster (DELETE /v1/members/<id> on the leader), move the whole data directory away, and start the node again with an empty data directory so it rejoins as a new, empty member and copies the data from the others";
+
+function rolledBack(dir: string, what: string): RolledBackError {
+  return new RolledBackError(
+    `refusing to start from data directory ${dir}: ${what}. Its write-ahead log (phalanx.db-wal) was probably deleted or damaged after a crash; serving from it could lose acknowledged writes or vote twice in a term. Nothing was changed. ${WAY_OUT}`,
+    dir,
+  );
+}
+
+/** The database's durable Raft state and record id, read on a read-only connection. */
+function readDurable(file: string): { state: DurableState; recordId: string | null } {
+  let db: Database;
+  try {
+    db = new Database(file, { readonly: true, strict: true });
+  } catch (err) {
+    throw opened(err, file);
+  }
+  try {
+    checkFormat(file, db.query("PRAGMA application_id").values()[0]?.[0], db.query("PRAGMA user_version").values()[0]?.[0]);
+    const hs = db.query("SELECT term, vote, commit_index FROM raft_hard_state WHERE id = 1").values()[0] as [number, string | null, number] | undefined;
+    const base = db.query("SELECT idx FROM raft_log_base WHERE id = 1").values()[0] as [number] | undefined;
+    const max = db.query("SELECT max(idx) FROM raft_log").values()[0] as [number | null];
+    if (hs === undefined || base === undefined) throw new CorruptDataError(`${file}: a Raft state row is missing`, file);
+    return { state: { term: hs[0], vote: hs[1], commit: hs[2], last: max[0] ?? base[0] }, recordId: readStateRecordId(db) };
+  } catch (err) {
+    throw opened(err, file);
+  } finally {
+    db.close();
   }
 }
 
@@ -200,7 +361,7 @@ function checkFormat(file: string, appId: unknown, version: unknown): void {
 }
 
 /** Builds the file under a temporary name and renames it: phalanx.db exists only complete. */
-function createFile(dir: string, file: string, options: DataDirOptions): void {
+function createFile(dir: string, file: string, options: DataDirOptions, recordId: string): void {
   const tmp = `${file}.init`;
   // A leftover .init is an initialisation that crashed before its rename: it never held data.
   for (const suffix of ["", "-journal", "-wal", "-shm"]) rmSync(tmp + suffix, { force: true });
@@ -210,6 +371,7 @@ function createFile(dir: string, file: string, options: DataDirOptions): void {
       db.run("PRAGMA synchronous = FULL");
       // Rollback journal while the header is written, so application_id lands in the file itself.
       initSchema(db, options.bootstrap, options.addresses ?? {});
+      writeStateRecordId(db, recordId);
       db.query("PRAGMA journal_mode = WAL").values();
     } finally {
       db.close();
