@@ -65,6 +65,15 @@ export class Progress {
   /** Highest heartbeat round the follower acknowledged, and the leader tick that round was sent at. */
   ackedSeq = 0;
   ackedTick = Number.NEGATIVE_INFINITY;
+  /**
+   * A reject showed the follower holding less than `match`: a stale reply, or a follower that lost
+   * entries it had acknowledged. Set while a probe at `match` finds out which (raft.ts).
+   */
+  lossSuspected = false;
+  /** The match the follower had before it was found to have lost entries; 0 once caught up again. */
+  regressedFrom = 0;
+  /** How often this leader found the follower holding fewer entries than it had acknowledged. */
+  regressions = 0;
 
   constructor(next: number, maxInflight: number) {
     this.next = next;
@@ -81,6 +90,7 @@ export class Progress {
   }
 
   becomeReplicate(): void {
+    this.lossSuspected = false;
     this.state = "replicate";
     this.next = this.match + 1;
     this.probeSent = false;
@@ -88,6 +98,7 @@ export class Progress {
   }
 
   becomeSnapshot(index: number): void {
+    this.lossSuspected = false;
     this.state = "snapshot";
     this.snapshotIndex = index;
     this.snapshotAcked = 0;
@@ -103,6 +114,7 @@ export class Progress {
       this.match = index;
       updated = true;
       this.probeSent = false;
+      if (this.regressedFrom > 0 && index >= this.regressedFrom) this.regressedFrom = 0;
     }
     if (index + 1 > this.next) this.next = index + 1;
     return updated;
@@ -134,6 +146,30 @@ export class Progress {
     this.next = Math.max(Math.min(rejected, hint + 1), this.match + 1);
     this.probeSent = false;
     return true;
+  }
+
+  /** Probes at match to tell a stale reject below match from a follower that lost entries. */
+  suspectLoss(): void {
+    this.becomeProbe();
+    this.lossSuspected = true;
+  }
+
+  /**
+   * The follower lost acknowledged entries (its own answer to a probe at match says so); where
+   * its log still matches ours is unknown, `hint` is where to probe. The only place match goes
+   * down, to 0 (nothing known): safe, since the commit index never moves back, and needed, or the
+   * leader keeps believing the old match and never sends the follower what it lost.
+   */
+  lostEntries(hint: number): void {
+    assert(hint < this.match, "a loss must be below match");
+    this.regressedFrom = Math.max(this.regressedFrom, this.match);
+    this.regressions++;
+    this.match = 0;
+    this.state = "probe";
+    this.next = Math.max(hint, 0) + 1;
+    this.probeSent = false;
+    this.lossSuspected = false;
+    this.inflights.reset();
   }
 
   /** Whether the leader should hold back appends (window full or probe outstanding). */

@@ -32,6 +32,16 @@ import type {
   VoteRespMsg,
 } from "./types.ts";
 
+/** A follower whose own answer showed fewer entries than it had acknowledged to this leader. */
+export interface FollowerRegression {
+  id: NodeId;
+  term: number;
+  /** The match it had acknowledged. */
+  acknowledged: number;
+  /** The last index it said it holds (its reject's hint). */
+  holds: number;
+}
+
 export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; reason: string; leader: NodeId | null };
 
 /** A read waiting for a heartbeat round to confirm leadership (ReadIndex, dissertation §6.4). */
@@ -71,6 +81,8 @@ export class Raft {
   readFailures: ReadFailure[] = [];
   /** Messages refused as protocol violations, for the node to log and count. */
   warnings: string[] = [];
+  /** Followers found holding fewer entries than they had acknowledged (leader only). */
+  regressions: FollowerRegression[] = [];
 
   /** Ticks since this node started: the leader's clock for its lease. */
   private now = 0;
@@ -668,6 +680,10 @@ export class Raft {
     if (m.reject) {
       let hint = m.hintIndex;
       if (m.hintTerm > 0) hint = this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
+      if (hint < pr.match && pr.state !== "snapshot") {
+        this.rejectBelowMatch(m, pr, hint);
+        return;
+      }
       if (pr.maybeDecrTo(m.index, hint)) {
         if (pr.state === "replicate") pr.becomeProbe();
         this.sendAppend(m.from, pr, true);
@@ -690,6 +706,29 @@ export class Raft {
       if (this.sendAppend(m.from, pr, commitLags)) while (pr.state === "replicate" && this.sendAppend(m.from, pr, false));
     }
     if (m.from === this.transferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  /**
+   * A follower that still holds what it acknowledged never hints below match: its log up to match
+   * equals ours, so the conflict search ends at or above match. Such a hint is either a reply from
+   * before the follower caught up (reordered, duplicated; replies of older terms never get here),
+   * or a follower that lost acknowledged entries (WAL deleted or damaged, a backup restored). Left
+   * alone the second sits silent forever: rejects at or below match look stale, and the leader has
+   * nothing new for it. So probe at match: a reject of that very probe, hinting below match again,
+   * is the follower's current log speaking, and its progress restarts from what it really holds.
+   */
+  private rejectBelowMatch(m: AppendRespMsg, pr: Progress, hint: number): void {
+    if (!pr.lossSuspected) {
+      pr.suspectLoss();
+      this.sendAppend(m.from, pr, true);
+      return;
+    }
+    if (m.index !== pr.match) return; // not the answer to the probe at match
+    const acknowledged = pr.match;
+    pr.lostEntries(hint);
+    assert(pr.match < acknowledged, "a regressed follower's match went down");
+    this.regressions.push({ id: m.from, term: this.term, acknowledged, holds: m.hintIndex });
+    this.sendAppend(m.from, pr, true);
   }
 
   private pruneOutgoingSnapshots(): void {
