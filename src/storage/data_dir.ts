@@ -2,7 +2,7 @@
 // the key-value state so one transaction (one fsync) can cover a whole Ready: the log writes and
 // the applying of its committed entries (see schema.ts). Opening never repairs, resets or
 // overwrites anything it does not recognise: it refuses with a typed error naming the file.
-import { Database } from "bun:sqlite";
+import { Database, constants as sqlite } from "bun:sqlite";
 import {
   accessSync,
   closeSync,
@@ -33,6 +33,7 @@ export const DB_FILE = "phalanx.db";
  */
 export const LOCK_FILE = "LOCK";
 const SQLITE_MAGIC = "SQLite format 3\0";
+const { SQLITE_OPEN_READONLY, SQLITE_OPEN_URI } = sqlite;
 /**
  * How often, at most, the state record follows commits and appends (term and vote changes are
  * recorded at once). A rollback younger than this is not seen locally; the leader sees a follower's
@@ -284,7 +285,11 @@ function rolledBack(dir: string, what: string): RolledBackError {
 function readDurable(file: string): { state: DurableState; recordId: string | null } {
   let db: Database;
   try {
-    db = new Database(file, { readonly: true, strict: true });
+    // Without a WAL even a read-only connection would create an empty one: open the file as
+    // immutable then (nothing else writes it, we hold the lock), so a refusal changes nothing.
+    db = existsSync(`${file}-wal`)
+      ? new Database(file, { readonly: true, strict: true })
+      : new Database(`file:${file.split("/").map(encodeURIComponent).join("/")}?immutable=1`, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
   } catch (err) {
     throw opened(err, file);
   }
@@ -339,14 +344,14 @@ function checkHeader(file: string): void {
   }
   const magic = header.toString("latin1", 0, 16);
   if (magic !== SQLITE_MAGIC) {
-    if (size === 0) throw new CorruptDataError(`${file} is empty (truncated): refusing to initialise over it`, file);
+    if (size === 0) throw new CorruptDataError(`${file} is empty (truncated): refusing to initialise over it. ${WAY_OUT}`, file);
     throw new FormatError(`${file} is not a SQLite database, so not a phalanx data file`, file);
   }
   checkFormat(file, header.readUInt32BE(68), header.readUInt32BE(60));
   const pageSize = header.readUInt16BE(16) === 1 ? 65536 : header.readUInt16BE(16);
   const pages = header.readUInt32BE(28);
   if (size < pageSize * pages) {
-    throw new CorruptDataError(`${file} is truncated: ${size} bytes, its header says ${pages} pages of ${pageSize}`, file);
+    throw new CorruptDataError(`${file} is truncated: ${size} bytes, its header says ${pages} pages of ${pageSize}. ${WAY_OUT}`, file);
   }
 }
 
