@@ -76,6 +76,7 @@ export class DataDir {
   private lastRecordMs = 0;
   private recordTimer: ReturnType<typeof setTimeout> | null = null;
   private closed = false;
+  private recordFailure: StorageError | null = null;
 
   /**
    * Inside a transaction, before it commits. A change that moves the last index (or commit) below
@@ -92,8 +93,10 @@ export class DataDir {
 
   /**
    * After each outermost commit. Only a synced commit makes state durable (and every unsynced one
-   * before it); the record then follows at once for a new term or vote, before any message of it
-   * leaves, and at most every RECORD_EVERY_MS for appends and commits.
+   * before it). A new term or vote is recorded at once, before any message of it leaves. Appends
+   * and commits are recorded from a timer, at most every RECORD_EVERY_MS: off the path of the
+   * Ready (a client's ack never waits for it), one small fdatasync per interval under load, and
+   * an idle node's record still catches up with its last writes.
    */
   private afterCommit(): void {
     if (!this.synced) return;
@@ -103,16 +106,17 @@ export class DataDir {
       this.writeRecord();
       return;
     }
-    if (sameState(this.durable, this.record.state) || this.recordTimer !== null) return;
-    const wait = this.lastRecordMs + RECORD_EVERY_MS - performance.now();
-    if (wait <= 0) {
-      this.writeRecord();
-      return;
-    }
-    // Catch up when the writes stop, so an idle node's record holds its last writes too.
+    if (this.recordTimer !== null || sameState(this.durable, this.record.state)) return;
+    const wait = Math.max(0, this.lastRecordMs + RECORD_EVERY_MS - performance.now());
     this.recordTimer = setTimeout(() => {
       this.recordTimer = null;
-      if (!this.closed) this.writeRecord();
+      if (this.closed) return;
+      try {
+        this.writeRecord();
+      } catch (err) {
+        // Not thrown from a timer (that would kill the process unexplained): the next transaction does.
+        this.recordFailure = new StorageError(`cannot write ${this.record.path}: ${(err as Error).message}`, this.record.path, { cause: err });
+      }
     }, wait);
     this.recordTimer.unref?.();
   }
@@ -132,6 +136,7 @@ export class DataDir {
    * rebuilt from the durable log, such as applying committed entries (etcd's MustSync rule).
    */
   transaction<T>(fn: () => T, opts: { sync: boolean } = { sync: true }): T {
+    if (this.recordFailure !== null) throw this.recordFailure;
     if (!this.tx.active && opts.sync !== this.synced) {
       this.db.run(opts.sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
       this.synced = opts.sync;
@@ -178,11 +183,11 @@ function openLocked(dir: string, file: string, options: DataDirOptions, held: He
   const recordPath = join(dir, STATE_FILE);
   let content = existsSync(recordPath) ? validRecord(recordPath) : null;
   if (!existsSync(file)) {
-    if (existsSync(`${file}-wal`)) {
-      throw new CorruptDataError(`${file} is missing but its write-ahead log ${file}-wal exists`, file);
-    }
     if (content !== null && !sameState(content, EMPTY_STATE)) {
       throw rolledBack(dir, `${file} is missing, but ${recordPath} records that this node had reached ${describe(content)}`);
+    }
+    if (existsSync(`${file}-wal`)) {
+      throw new CorruptDataError(`${file} is missing but its write-ahead log ${file}-wal exists`, file);
     }
     // Record first: a crash before the database exists leaves an empty record, which is no loss.
     if (content === null) StateRecord.create(recordPath, EMPTY_STATE).close();
