@@ -277,7 +277,7 @@ function validRecord(path: string): RecordContent {
 }
 
 const WAY_OUT =
-  "The way out: remove this node from the cluster (DELETE /v1/members/<id> on the leader), move the whole data directory away, and start the node again with an empty data directory so it rejoins as a new, empty member and copies the data from the others";
+  "The way out: move the whole data directory away (keep it for forensics) and start the node with an empty one, so it rejoins as a new, empty member and copies the data from the others; a single-node cluster has no other copy, restore it from a backup";
 
 function rolledBack(dir: string, what: string): RolledBackError {
   return new RolledBackError(
