@@ -61,6 +61,8 @@ interface IncomingSnapshot {
 }
 
 /** Ticks at which recent heartbeat rounds were sent; older rounds no longer matter for the lease. */
+/** Every this many heartbeat rounds, check that caught-up followers still hold their match. */
+const LOG_CHECK_ROUNDS = 10;
 const SEQ_RING = 1024;
 
 const EMPTY = new Uint8Array(0);
@@ -810,6 +812,9 @@ export class Raft {
       pr.ackedTick = this.tickOfSeq(m.seq);
     }
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr, true);
+    // Now and then an empty append at match to a follower believed caught up: heartbeats carry no
+    // log position, so without it an idle leader never notices a follower that lost entries.
+    else if (pr.state === "replicate" && m.seq % LOG_CHECK_ROUNDS === 0) this.sendAppend(m.from, pr, true);
     this.confirmReads();
   }
 

@@ -24,7 +24,7 @@ test("a follower back with an empty log (WAL deleted) is detected, reported once
   // The follower restarts from storage that lost everything: term 0, no vote, no entries.
   const back = c.add(f.id, new MemoryStorage(CONF));
   expect(back.raw.status().lastIndex).toBe(0);
-  c.tick(2); // heartbeats alone cannot show it: they carry no log position
+  c.tick(2);
   expect(c.propose("after").ok).toBe(true);
   c.tick(2);
   expect(l.followerRegressions).toEqual([{ id: f.id, term: l.raw.status().term, acknowledged, holds: 0 }]);
@@ -34,6 +34,16 @@ test("a follower back with an empty log (WAL deleted) is detected, reported once
   expect(pr.match).toBe(l.raw.status().lastIndex);
   expect(pr.regressedFrom).toBe(0); // caught up again
   expect(texts(back.applied)).toEqual([...Array.from({ length: 20 }, (_, i) => `v${i}`), "after"]);
+});
+
+test("an idle leader finds such a follower within a few heartbeat rounds and catches it up", () => {
+  const { c, l, f } = setup();
+  const back = c.add(f.id, new MemoryStorage(CONF));
+  const rounds = 10; // LOG_CHECK_ROUNDS in raft.ts
+  c.tick((rounds + 1) * l.raw.raft.cfg.heartbeatTicks);
+  expect(l.followerRegressions.map((r) => r.id)).toEqual([f.id]);
+  expect(back.raw.status().lastIndex).toBe(l.raw.status().lastIndex);
+  expect(back.raw.status().commit).toBe(l.raw.status().commit);
 });
 
 test("a follower back at an older prefix (WAL cut mid-way) restarts from what it holds", () => {
