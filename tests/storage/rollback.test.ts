@@ -45,6 +45,21 @@ async function recorded(dir: string, commit: number): Promise<void> {
   });
 }
 
+/**
+ * Frames of the WAL's current generation (SQLite's format: a 32-byte header with the salts, then
+ * frames of a 24-byte header carrying the same salts plus one page). Frames beyond them are left
+ * from before a checkpoint and already ignored, so the damage must land among these.
+ */
+function currentWalFrames(wal: Buffer): number {
+  const pageSize = wal.readUInt32BE(8);
+  const [salt1, salt2] = [wal.readUInt32BE(16), wal.readUInt32BE(20)];
+  let n = 0;
+  for (let off = 32; off + 24 + pageSize <= wal.length; off += 24 + pageSize, n++) {
+    if (wal.readUInt32BE(off + 8) !== salt1 || wal.readUInt32BE(off + 12) !== salt2) break;
+  }
+  return n;
+}
+
 async function ackedThenKilled(): Promise<{ c: TestCluster; dir: string }> {
   cluster = await TestCluster.create(1);
   const c = cluster;
@@ -79,9 +94,14 @@ describe("a rolled-back data dir is refused (real processes)", () => {
   test("64 bytes zeroed in the middle of the WAL after kill -9", async () => {
     const { c, dir } = await ackedThenKilled();
     const wal = join(dir, "phalanx.db-wal");
-    const size = statSync(wal).size;
+    const frames = currentWalFrames(readFileSync(wal));
+    expect(frames).toBeGreaterThan(4);
+    const pageSize = readFileSync(wal).readUInt32BE(8);
+    // The middle frame's header and the start of its page: bytes that are never all zero already.
+    const at = 32 + Math.floor(frames / 2) * (pageSize + 24);
+    expect(readFileSync(wal).subarray(at, at + 64).some((b) => b !== 0)).toBe(true);
     const fd = openSync(wal, "r+");
-    writeSync(fd, new Uint8Array(64), 0, 64, Math.floor(size / 2));
+    writeSync(fd, new Uint8Array(64), 0, 64, at);
     closeSync(fd);
     await expectRefusal(c, dir, ["went back in time", join(dir, "phalanx.db"), join(dir, STATE_FILE)]);
   }, 60_000);
