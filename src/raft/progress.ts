@@ -66,10 +66,13 @@ export class Progress {
   ackedSeq = 0;
   ackedTick = Number.NEGATIVE_INFINITY;
   /**
-   * A reject showed the follower holding less than `match`: a stale reply, or a follower that lost
-   * entries it had acknowledged. Set while a probe at `match` finds out which (raft.ts).
+   * The append (its prevIndex) whose reject showed the follower holding less than `match`: a
+   * stale reply, or a follower that lost entries it had acknowledged; a reject of another append
+   * saying the same confirms the loss (raft.ts). Null when nothing is suspected.
    */
-  lossSuspected = false;
+  suspectReject: number | null = null;
+  /** In probe state: a probe went out after the suspicion (its answer may confirm it). */
+  probedSinceSuspect = false;
   /** The match the follower had before it was found to have lost entries; 0 once caught up again. */
   regressedFrom = 0;
   /** How often this leader found the follower holding fewer entries than it had acknowledged. */
@@ -90,7 +93,7 @@ export class Progress {
   }
 
   becomeReplicate(): void {
-    this.lossSuspected = false;
+    this.suspectReject = null;
     this.state = "replicate";
     this.next = this.match + 1;
     this.probeSent = false;
@@ -98,7 +101,7 @@ export class Progress {
   }
 
   becomeSnapshot(index: number): void {
-    this.lossSuspected = false;
+    this.suspectReject = null;
     this.state = "snapshot";
     this.snapshotIndex = index;
     this.snapshotAcked = 0;
@@ -114,6 +117,7 @@ export class Progress {
       this.match = index;
       updated = true;
       this.probeSent = false;
+      this.suspectReject = null; // it holds more than match: whatever was suspected was stale
       if (this.regressedFrom > 0 && index >= this.regressedFrom) this.regressedFrom = 0;
     }
     if (index + 1 > this.next) this.next = index + 1;
@@ -129,6 +133,7 @@ export class Progress {
       }
     } else if (this.state === "probe") {
       this.probeSent = true;
+      if (this.suspectReject !== null) this.probedSinceSuspect = true;
     }
   }
 
@@ -148,14 +153,14 @@ export class Progress {
     return true;
   }
 
-  /** Probes at match to tell a stale reject below match from a follower that lost entries. */
-  suspectLoss(): void {
-    this.becomeProbe();
-    this.lossSuspected = true;
+  /** A reject of the append at prevIndex `rejected` suggested the follower lost entries (raft.ts). */
+  suspect(rejected: number): void {
+    this.suspectReject = rejected;
+    this.probedSinceSuspect = false;
   }
 
   /**
-   * The follower lost acknowledged entries (its own answer to a probe at match says so); where
+   * The follower lost acknowledged entries (two of its answers say so); where
    * its log still matches ours is unknown, `hint` is where to probe. The only place match goes
    * down, to 0 (nothing known): safe, since the commit index never moves back, and needed, or the
    * leader keeps believing the old match and never sends the follower what it lost.
@@ -168,7 +173,7 @@ export class Progress {
     this.state = "probe";
     this.next = Math.max(hint, 0) + 1;
     this.probeSent = false;
-    this.lossSuspected = false;
+    this.suspectReject = null;
     this.inflights.reset();
   }
 

@@ -61,8 +61,6 @@ interface IncomingSnapshot {
 }
 
 /** Ticks at which recent heartbeat rounds were sent; older rounds no longer matter for the lease. */
-/** Every this many heartbeat rounds, check that caught-up followers still hold their match. */
-const LOG_CHECK_ROUNDS = 10;
 const SEQ_RING = 1024;
 
 const EMPTY = new Uint8Array(0);
@@ -682,10 +680,9 @@ export class Raft {
     if (m.reject) {
       let hint = m.hintIndex;
       if (m.hintTerm > 0) hint = this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
-      if (hint < pr.match && pr.state !== "snapshot") {
-        this.rejectBelowMatch(m, pr, hint);
-        return;
-      }
+      // Only a reject of an append sent at or after match (prevIndex >= match) can speak of the
+      // follower's log now; one of an older append is stale and handled as before.
+      if (m.index >= pr.match && hint < pr.match && pr.state !== "snapshot" && this.followerLostEntries(m, pr, hint)) return;
       if (pr.maybeDecrTo(m.index, hint)) {
         if (pr.state === "replicate") pr.becomeProbe();
         this.sendAppend(m.from, pr, true);
@@ -712,25 +709,31 @@ export class Raft {
 
   /**
    * A follower that still holds what it acknowledged never hints below match: its log up to match
-   * equals ours, so the conflict search ends at or above match. Such a hint is either a reply from
-   * before the follower caught up (reordered, duplicated; replies of older terms never get here),
-   * or a follower that lost acknowledged entries (WAL deleted or damaged, a backup restored). Left
-   * alone the second sits silent forever: rejects at or below match look stale, and the leader has
-   * nothing new for it. So probe at match: a reject of that very probe, hinting below match again,
-   * is the follower's current log speaking, and its progress restarts from what it really holds.
+   * equals ours, so the conflict search ends at or above match. Such a reject is either a reply
+   * from before the follower caught up (reordered or duplicated; replies of older terms never get
+   * here), or a follower that lost acknowledged entries (WAL deleted or damaged, a backup
+   * restored). Left alone the second sits silent forever: rejects at or below match look stale,
+   * and the leader has nothing new for it. A second such reject, of a different append or of a
+   * probe sent after the first, is the follower's current log speaking: its progress restarts from what it really holds (true:
+   * handled). The first only marks the suspicion and is handled as any reject (false), so stale
+   * replies change nothing; the leader's next append (new entries, or the empty one a heartbeat
+   * answer triggers while the follower lags) brings the second.
    */
-  private rejectBelowMatch(m: AppendRespMsg, pr: Progress, hint: number): void {
-    if (!pr.lossSuspected) {
-      pr.suspectLoss();
-      this.sendAppend(m.from, pr, true);
-      return;
+  private followerLostEntries(m: AppendRespMsg, pr: Progress, hint: number): boolean {
+    if (pr.suspectReject === null) {
+      pr.suspect(m.index);
+      return false;
     }
-    if (m.index !== pr.match) return; // not the answer to the probe at match
+    // The same append rejected again counts only as the answer to a probe sent since (a probe
+    // at match is re-sent at the same index); otherwise it is a duplicate of the first reject.
+    const answersNewProbe = pr.state === "probe" && pr.probedSinceSuspect && m.index === pr.next - 1;
+    if (pr.suspectReject === m.index && !answersNewProbe) return false;
     const acknowledged = pr.match;
     pr.lostEntries(hint);
     assert(pr.match < acknowledged, "a regressed follower's match went down");
     this.regressions.push({ id: m.from, term: this.term, acknowledged, holds: m.hintIndex });
     this.sendAppend(m.from, pr, true);
+    return true;
   }
 
   private pruneOutgoingSnapshots(): void {
@@ -812,9 +815,6 @@ export class Raft {
       pr.ackedTick = this.tickOfSeq(m.seq);
     }
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, pr, true);
-    // Now and then an empty append at match to a follower believed caught up: heartbeats carry no
-    // log position, so without it an idle leader never notices a follower that lost entries.
-    else if (pr.state === "replicate" && m.seq % LOG_CHECK_ROUNDS === 0) this.sendAppend(m.from, pr, true);
     this.confirmReads();
   }
 
