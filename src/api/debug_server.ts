@@ -1,9 +1,10 @@
 // Operator endpoints on DEBUG_ADDR, plain HTTP/1.1 (Bun.serve) so curl, load balancers and
-// Prometheus need nothing special: /healthz (process alive), /readyz (a leader is known),
-// /metrics, /debug/raft (the core's status with peer transport stats), /ui (the live cluster view).
+// Prometheus need nothing special: /healthz (process alive), /readyz (a leader is known; on the
+// leader, also lists followers that lost acknowledged entries and are catching up), /metrics,
+// /debug/raft (the core's status with peer transport stats), /ui (the live cluster view).
 // On loopback it is open. Elsewhere it needs a client credential (bearer token): /readyz and
-// /metrics the metrics scope (or above), /debug/raft and the cluster view's data admin; /healthz (reveals nothing) and the
-// paths in DEBUG_PUBLIC (e.g. /metrics for a scraper that cannot send a token) need none.
+// /metrics the metrics scope (or above), /debug/raft and the cluster view's data admin; /healthz
+// (reveals nothing) and the paths in DEBUG_PUBLIC (e.g. /metrics for a scraper) need none.
 import type { PhalanxNode } from "../node/node.ts";
 import { parseHostPort } from "../transport/address.ts";
 import { statusOf } from "./cluster_routes.ts";
@@ -72,7 +73,10 @@ export function startDebugServer(node: PhalanxNode, addr: string, auth: ClientAu
           const leader = node.leader();
           if (node.diskFull()) return new NativeResponse("disk full\n", { status: 503 });
           if (node.isStopped || leader === null) return new NativeResponse("no leader\n", { status: 503 });
-          return new NativeResponse(`ok leader=${leader.id}\n`);
+          // Still ready (the leader serves), but say which followers lost acknowledged entries.
+          const regressed = Object.entries(node.status().progress).filter(([, p]) => p.regressedFrom > 0);
+          const warn = regressed.map(([id, p]) => `follower ${id} lost acknowledged entries (had ${p.regressedFrom}, now ${p.match}), catching up\n`);
+          return new NativeResponse(`ok leader=${leader.id}\n${warn.join("")}`);
         }
         case "/metrics":
           return new NativeResponse(metricsText(node), { headers: { "content-type": "text/plain; version=0.0.4" } });

@@ -100,6 +100,8 @@ export function metricsText(node: PhalanxNode): string {
   w.one("phalanx_disk_full_errors_total", "counter", "Writes refused because the disk was full.", m.diskFullErrors);
   w.one("phalanx_disk_full", "gauge", "1 while the node waits for disk space.", node.diskFull() ? 1 : 0);
   w.one("phalanx_protocol_violations_total", "counter", "Peer messages refused as protocol violations.", m.protocolViolations);
+  w.one("phalanx_follower_regressions_total", "counter", "Followers found (by this leader) holding fewer entries than they had acknowledged.", m.followerRegressions);
+  w.one("phalanx_followers_regressed", "gauge", "Followers that lost acknowledged entries and have not caught up again (leader only).", Object.values(s.progress).filter((p) => p.regressedFrom > 0).length);
   w.one("phalanx_snapshots_created_total", "counter", "Snapshots taken of the local state machine.", m.snapshotsCreated);
   w.one("phalanx_snapshots_installed_total", "counter", "Snapshots installed from the leader.", m.snapshotsInstalled);
   w.histogram("phalanx_proposal_commit_duration_seconds", "Proposal to applied, on the proposing node.", m.commitLatency);

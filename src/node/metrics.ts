@@ -74,6 +74,8 @@ export class NodeMetrics {
   readies = 0;
   /** Peer messages the core refused as protocol violations. */
   protocolViolations = 0;
+  /** Followers this node, as leader, found holding fewer entries than they had acknowledged. */
+  followerRegressions = 0;
   /** Writes refused because the disk was full. */
   diskFullErrors = 0;
   entriesApplied = 0;

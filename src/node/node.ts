@@ -403,6 +403,11 @@ export class PhalanxNode {
       this.metrics.protocolViolations++;
       this.violationLog.warn("refused a peer message", { why: w });
     }
+    for (const r of rd.followerRegressions) {
+      // A follower's data dir went back (WAL lost, backup restored): the core re-sends what it lost.
+      this.metrics.followerRegressions++;
+      this.violationLog.warn("follower holds fewer entries than it acknowledged: its data went back; catching it up again", { ...r });
+    }
     if (rd.snapshotRequest !== null) this.takeSnapshot(rd.snapshotRequest);
     this.raw.advance();
     if (membershipChanged) {

@@ -65,6 +65,18 @@ export class Progress {
   /** Highest heartbeat round the follower acknowledged, and the leader tick that round was sent at. */
   ackedSeq = 0;
   ackedTick = Number.NEGATIVE_INFINITY;
+  /**
+   * The append (its prevIndex) whose reject showed the follower holding less than `match`: a
+   * stale reply, or a follower that lost entries it had acknowledged; a reject of another append
+   * saying the same confirms the loss (raft.ts). Null when nothing is suspected.
+   */
+  suspectReject: number | null = null;
+  /** In probe state: a probe went out after the suspicion (its answer may confirm it). */
+  probedSinceSuspect = false;
+  /** The match the follower had before it was found to have lost entries; 0 once caught up again. */
+  regressedFrom = 0;
+  /** How often this leader found the follower holding fewer entries than it had acknowledged. */
+  regressions = 0;
 
   constructor(next: number, maxInflight: number) {
     this.next = next;
@@ -81,6 +93,7 @@ export class Progress {
   }
 
   becomeReplicate(): void {
+    this.suspectReject = null;
     this.state = "replicate";
     this.next = this.match + 1;
     this.probeSent = false;
@@ -88,6 +101,7 @@ export class Progress {
   }
 
   becomeSnapshot(index: number): void {
+    this.suspectReject = null;
     this.state = "snapshot";
     this.snapshotIndex = index;
     this.snapshotAcked = 0;
@@ -103,6 +117,8 @@ export class Progress {
       this.match = index;
       updated = true;
       this.probeSent = false;
+      this.suspectReject = null; // it holds more than match: whatever was suspected was stale
+      if (this.regressedFrom > 0 && index >= this.regressedFrom) this.regressedFrom = 0;
     }
     if (index + 1 > this.next) this.next = index + 1;
     return updated;
@@ -117,6 +133,7 @@ export class Progress {
       }
     } else if (this.state === "probe") {
       this.probeSent = true;
+      if (this.suspectReject !== null) this.probedSinceSuspect = true;
     }
   }
 
@@ -134,6 +151,30 @@ export class Progress {
     this.next = Math.max(Math.min(rejected, hint + 1), this.match + 1);
     this.probeSent = false;
     return true;
+  }
+
+  /** A reject of the append at prevIndex `rejected` suggested the follower lost entries (raft.ts). */
+  suspect(rejected: number): void {
+    this.suspectReject = rejected;
+    this.probedSinceSuspect = false;
+  }
+
+  /**
+   * The follower lost acknowledged entries (two of its answers say so); where
+   * its log still matches ours is unknown, `hint` is where to probe. The only place match goes
+   * down, to 0 (nothing known): safe, since the commit index never moves back, and needed, or the
+   * leader keeps believing the old match and never sends the follower what it lost.
+   */
+  lostEntries(hint: number): void {
+    assert(hint < this.match, "a loss must be below match");
+    this.regressedFrom = Math.max(this.regressedFrom, this.match);
+    this.regressions++;
+    this.match = 0;
+    this.state = "probe";
+    this.next = Math.max(hint, 0) + 1;
+    this.probeSent = false;
+    this.suspectReject = null;
+    this.inflights.reset();
   }
 
   /** Whether the leader should hold back appends (window full or probe outstanding). */

@@ -32,6 +32,16 @@ import type {
   VoteRespMsg,
 } from "./types.ts";
 
+/** A follower whose own answer showed fewer entries than it had acknowledged to this leader. */
+export interface FollowerRegression {
+  id: NodeId;
+  term: number;
+  /** The match it had acknowledged. */
+  acknowledged: number;
+  /** The last index it said it holds (its reject's hint). */
+  holds: number;
+}
+
 export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; reason: string; leader: NodeId | null };
 
 /** A read waiting for a heartbeat round to confirm leadership (ReadIndex, dissertation §6.4). */
@@ -71,6 +81,8 @@ export class Raft {
   readFailures: ReadFailure[] = [];
   /** Messages refused as protocol violations, for the node to log and count. */
   warnings: string[] = [];
+  /** Followers found holding fewer entries than they had acknowledged (leader only). */
+  regressions: FollowerRegression[] = [];
 
   /** Ticks since this node started: the leader's clock for its lease. */
   private now = 0;
@@ -681,6 +693,9 @@ export class Raft {
     if (m.reject) {
       let hint = m.hintIndex;
       if (m.hintTerm > 0) hint = this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
+      // Only a reject of an append sent at or after match (prevIndex >= match) can speak of the
+      // follower's log now; one of an older append is stale and handled as before.
+      if (m.index >= pr.match && hint < pr.match && pr.state !== "snapshot" && this.followerLostEntries(m, pr, hint)) return;
       if (pr.maybeDecrTo(m.index, hint)) {
         if (pr.state === "replicate") pr.becomeProbe();
         this.sendAppend(m.from, pr, true);
@@ -703,6 +718,35 @@ export class Raft {
       if (this.sendAppend(m.from, pr, commitLags)) while (pr.state === "replicate" && this.sendAppend(m.from, pr, false));
     }
     if (m.from === this.transferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  /**
+   * A follower that still holds what it acknowledged never hints below match: its log up to match
+   * equals ours, so the conflict search ends at or above match. Such a reject is either a reply
+   * from before the follower caught up (reordered or duplicated; replies of older terms never get
+   * here), or a follower that lost acknowledged entries (WAL deleted or damaged, a backup
+   * restored). Left alone the second sits silent forever: rejects at or below match look stale,
+   * and the leader has nothing new for it. A second such reject, of a different append or of a
+   * probe sent after the first, is the follower's current log speaking: its progress restarts from what it really holds (true:
+   * handled). The first only marks the suspicion and is handled as any reject (false), so stale
+   * replies change nothing; the leader's next append (new entries, or the empty one a heartbeat
+   * answer triggers while the follower lags) brings the second.
+   */
+  private followerLostEntries(m: AppendRespMsg, pr: Progress, hint: number): boolean {
+    if (pr.suspectReject === null) {
+      pr.suspect(m.index);
+      return false;
+    }
+    // The same append rejected again counts only as the answer to a probe sent since (a probe
+    // at match is re-sent at the same index); otherwise it is a duplicate of the first reject.
+    const answersNewProbe = pr.state === "probe" && pr.probedSinceSuspect && m.index === pr.next - 1;
+    if (pr.suspectReject === m.index && !answersNewProbe) return false;
+    const acknowledged = pr.match;
+    pr.lostEntries(hint);
+    assert(pr.match < acknowledged, "a regressed follower's match went down");
+    this.regressions.push({ id: m.from, term: this.term, acknowledged, holds: m.hintIndex });
+    this.sendAppend(m.from, pr, true);
+    return true;
   }
 
   private pruneOutgoingSnapshots(): void {

@@ -8,10 +8,10 @@
 //   6. call advance().
 import { assert } from "./assert.ts";
 import type { RaftConfig } from "./config.ts";
-import { Raft, type ProposeResult } from "./raft.ts";
+import { Raft, type FollowerRegression, type ProposeResult } from "./raft.ts";
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role, Snapshot } from "./types.ts";
 
-export type { ProposeResult } from "./raft.ts";
+export type { FollowerRegression, ProposeResult } from "./raft.ts";
 
 export interface Ready {
   /**
@@ -30,6 +30,8 @@ export interface Ready {
   snapshotRequest: { index: number; conf: ConfState } | null;
   /** Messages refused as protocol violations (a peer speaking nonsense): log and count them. */
   warnings: string[];
+  /** Followers that lost acknowledged entries, found by this leader: log and count them. */
+  followerRegressions: FollowerRegression[];
 }
 
 export interface ProgressStatus {
@@ -37,6 +39,10 @@ export interface ProgressStatus {
   next: number;
   state: string;
   recentActive: boolean;
+  /** Times this leader found the follower holding fewer entries than it had acknowledged. */
+  regressions: number;
+  /** The match it had before its last loss while it has not caught up again, else 0. */
+  regressedFrom: number;
 }
 
 export interface Status {
@@ -132,6 +138,7 @@ export class RawNode {
       r.readStates.length > 0 ||
       r.readFailures.length > 0 ||
       r.warnings.length > 0 ||
+      r.regressions.length > 0 ||
       !sameHardState(r.hardState(), this.persisted) ||
       r.needsFlush()
     );
@@ -157,11 +164,13 @@ export class RawNode {
       readFailures: r.readFailures,
       snapshotRequest: null,
       warnings: r.warnings,
+      followerRegressions: r.regressions,
     };
     r.msgs = [];
     r.readStates = [];
     r.readFailures = [];
     r.warnings = [];
+    r.regressions = [];
     const every = r.cfg.snapshotEvery;
     const afterApply = Math.max(appliedTo, rd.snapshot?.meta.index ?? 0);
     if (every > 0 && afterApply - this.lastSnapshotRequest >= every) {
@@ -189,7 +198,14 @@ export class RawNode {
   status(): Status {
     const r = this.raft;
     const progress: Record<NodeId, ProgressStatus> = {};
-    for (const [id, pr] of r.prs) progress[id] = { match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive };
+    for (const [id, pr] of r.prs) progress[id] = {
+      match: pr.match,
+      next: pr.next,
+      state: pr.state,
+      recentActive: pr.recentActive,
+      regressions: pr.regressions,
+      regressedFrom: pr.regressedFrom,
+    };
     return {
       id: r.id,
       role: r.role,

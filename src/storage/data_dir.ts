@@ -2,7 +2,7 @@
 // the key-value state so one transaction (one fsync) can cover a whole Ready: the log writes and
 // the applying of its committed entries (see schema.ts). Opening never repairs, resets or
 // overwrites anything it does not recognise: it refuses with a typed error naming the file.
-import { Database } from "bun:sqlite";
+import { Database, constants as sqlite } from "bun:sqlite";
 import {
   accessSync,
   closeSync,
@@ -16,21 +16,30 @@ import {
   renameSync,
   rmSync,
   statSync,
-  writeSync,
 } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { ConfState, NodeId } from "../raft/types.ts";
-import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, StorageError, translateSqliteError } from "./errors.ts";
+import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, RolledBackError, StorageError, translateSqliteError } from "./errors.ts";
+import { tryLockFile, type HeldLock } from "./file_lock.ts";
 import { SqliteLogStorage } from "./log_store.ts";
-import { APPLICATION_ID, FORMAT_VERSION, initSchema } from "./schema.ts";
+import { APPLICATION_ID, FORMAT_VERSION, initSchema, readStateRecordId, writeStateRecordId } from "./schema.ts";
+import { STATE_FILE, StateRecord, readStateRecord, wentBack, type DurableState, type RecordContent } from "./state_record.ts";
 import { Transactor } from "./tx.ts";
 
 export const DB_FILE = "phalanx.db";
-/** Holds the pid of the process that has the data dir open: two nodes on one log break Raft. */
+/**
+ * Locked (flock) by the process that has the data dir open, for its whole life: two nodes on one
+ * log break Raft. It holds that process's pid, for the error message only.
+ */
 export const LOCK_FILE = "LOCK";
-/** Data dirs this process holds open (resolved paths). */
-const openDirs = new Set<string>();
 const SQLITE_MAGIC = "SQLite format 3\0";
+const { SQLITE_OPEN_READONLY, SQLITE_OPEN_URI } = sqlite;
+/**
+ * How often, at most, the state record follows commits and appends (term and vote changes are
+ * recorded at once). A rollback younger than this is not seen locally; the leader sees a follower's
+ * (raft.ts, "follower regressed"). Measured cost: docs-notes/storage.md.
+ */
+export const RECORD_EVERY_MS = 100;
 
 export interface DataDirOptions {
   /** The configuration of a brand-new cluster; ignored when the data dir already exists. */
@@ -49,12 +58,75 @@ export class DataDir {
     readonly dir: string,
     readonly file: string,
     readonly db: Database,
+    private readonly lock: HeldLock,
+    private readonly record: StateRecord,
   ) {
     this.tx = new Transactor(db, file);
     this.log = new SqliteLogStorage(db, this.tx, file);
+    this.durable = this.log.durableState();
+    this.log.onChange = (next) => this.beforeCommit(next);
+    this.tx.afterCommit = () => this.afterCommit();
   }
 
   private synced = true;
+  /** The state as of the last synced commit: all the record may claim. */
+  private durable: DurableState;
+  /** Term or vote changed in the open transaction: record it as soon as it is durable. */
+  private recordNow = false;
+  private lastRecordMs = 0;
+  private recordTimer: ReturnType<typeof setTimeout> | null = null;
+  private closed = false;
+  private recordFailure: StorageError | null = null;
+
+  /**
+   * Inside a transaction, before it commits. A change that moves the last index (or commit) below
+   * the record (a conflicting suffix truncated, a snapshot installed over a longer log) lowers the
+   * record first: were it lowered after the commit, a crash in between would look like a rollback.
+   */
+  private beforeCommit(next: DurableState): void {
+    const rec = this.record.state;
+    if (next.last < rec.last || next.commit < rec.commit) {
+      this.record.write({ ...rec, commit: Math.min(rec.commit, next.commit), last: Math.min(rec.last, next.last) });
+    }
+    if (next.term !== rec.term || next.vote !== rec.vote) this.recordNow = true;
+  }
+
+  /**
+   * After each outermost commit. Only a synced commit makes state durable (and every unsynced one
+   * before it). A new term or vote is recorded at once, before any message of it leaves. Appends
+   * and commits are recorded from a timer, at most every RECORD_EVERY_MS: off the path of the
+   * Ready (a client's ack never waits for it), one small fdatasync per interval under load, and
+   * an idle node's record still catches up with its last writes.
+   */
+  private afterCommit(): void {
+    if (!this.synced) return;
+    this.durable = this.log.durableState();
+    if (this.recordNow) {
+      this.recordNow = false;
+      this.writeRecord();
+      return;
+    }
+    if (this.recordTimer !== null || sameState(this.durable, this.record.state)) return;
+    const wait = Math.max(0, this.lastRecordMs + RECORD_EVERY_MS - performance.now());
+    this.recordTimer = setTimeout(() => {
+      this.recordTimer = null;
+      if (this.closed) return;
+      try {
+        this.writeRecord();
+      } catch (err) {
+        // Not thrown from a timer (that would kill the process unexplained): the next transaction does.
+        this.recordFailure = new StorageError(`cannot write ${this.record.path}: ${(err as Error).message}`, this.record.path, { cause: err });
+      }
+    }, wait);
+    this.recordTimer.unref?.();
+  }
+
+  private writeRecord(): void {
+    if (this.recordTimer !== null) clearTimeout(this.recordTimer);
+    this.recordTimer = null;
+    if (!sameState(this.durable, this.record.state)) this.record.write(this.durable);
+    this.lastRecordMs = performance.now();
+  }
 
   /**
    * Runs `fn` in one transaction: e.g. log.save() of a Ready plus kv.apply() of its committed
@@ -64,6 +136,7 @@ export class DataDir {
    * rebuilt from the durable log, such as applying committed entries (etcd's MustSync rule).
    */
   transaction<T>(fn: () => T, opts: { sync: boolean } = { sync: true }): T {
+    if (this.recordFailure !== null) throw this.recordFailure;
     if (!this.tx.active && opts.sync !== this.synced) {
       this.db.run(opts.sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
       this.synced = opts.sync;
@@ -73,12 +146,18 @@ export class DataDir {
 
   /** Checkpoints the WAL into the file (a clean shutdown leaves one self-contained file), then closes. */
   close(): void {
+    this.closed = true;
     try {
       this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+      // Checkpointed with synchronous=FULL: everything committed is durable now.
+      this.durable = this.log.durableState();
+      this.writeRecord();
     } finally {
       // Even if the checkpoint fails (disk full), the WAL keeps every commit: closing is safe.
+      if (this.recordTimer !== null) clearTimeout(this.recordTimer);
       this.db.close();
-      unlock(this.dir);
+      this.record.close();
+      this.lock.release();
     }
   }
 }
@@ -91,21 +170,29 @@ export function openDataDir(dir: string, options: DataDirOptions): DataDir {
   } catch (err) {
     throw fsError(err, dir, "data directory");
   }
-  lock(dir);
+  const held = lock(dir);
   try {
-    return openLocked(dir, file, options);
+    return openLocked(dir, file, options, held);
   } catch (err) {
-    unlock(dir);
+    held.release();
     throw err;
   }
 }
 
-function openLocked(dir: string, file: string, options: DataDirOptions): DataDir {
+function openLocked(dir: string, file: string, options: DataDirOptions, held: HeldLock): DataDir {
+  const recordPath = join(dir, STATE_FILE);
+  let content = existsSync(recordPath) ? validRecord(recordPath) : null;
   if (!existsSync(file)) {
+    if (content !== null && !sameState(content, EMPTY_STATE)) {
+      throw rolledBack(dir, `${file} is missing, but ${recordPath} records that this node had reached ${describe(content)}`);
+    }
     if (existsSync(`${file}-wal`)) {
       throw new CorruptDataError(`${file} is missing but its write-ahead log ${file}-wal exists`, file);
     }
-    createFile(dir, file, options);
+    // Record first: a crash before the database exists leaves an empty record, which is no loss.
+    if (content === null) StateRecord.create(recordPath, EMPTY_STATE).close();
+    content = validRecord(recordPath);
+    createFile(dir, file, options, content.id);
   }
   try {
     accessSync(file, constants.R_OK | constants.W_OK);
@@ -113,12 +200,32 @@ function openLocked(dir: string, file: string, options: DataDirOptions): DataDir
     throw fsError(err, file, "data file");
   }
   checkHeader(file);
+  // Compare with the record on a read-only connection, which never checkpoints or truncates the
+  // WAL: a refused data dir keeps phalanx.db and phalanx.db-wal byte for byte, for forensics.
+  const found = readDurable(file);
+  if (content === null) {
+    if (found.recordId !== null) {
+      throw rolledBack(dir, `${recordPath} is missing (deleted?), so this node cannot tell whether ${file} lost writes it had acknowledged`);
+    }
+    // A data dir from before the state record: start the record from what the database holds.
+    StateRecord.create(recordPath, found.state).close();
+    content = validRecord(recordPath);
+  } else {
+    if (found.recordId !== null && found.recordId !== content.id) {
+      throw rolledBack(dir, `${recordPath} belongs to another database than ${file} (was the file replaced or restored from a backup?)`);
+    }
+    const back = wentBack(found.state, content);
+    if (back.length > 0) {
+      throw rolledBack(dir, `${file} went back in time: it holds ${describe(found.state)}, but ${recordPath} records ${describe(content)} as durable (${back.join(", ")})`);
+    }
+  }
   let db: Database;
   try {
     db = new Database(file, { readwrite: true, create: false, strict: true });
   } catch (err) {
     throw opened(err, file);
   }
+  let record: StateRecord | null = null;
   try {
     // The header was read from the file alone; the write-ahead log may hold a newer first page.
     checkFormat(file, db.query("PRAGMA application_id").values()[0]?.[0], db.query("PRAGMA user_version").values()[0]?.[0]);
@@ -132,55 +239,102 @@ function openLocked(dir: string, file: string, options: DataDirOptions): DataDir
     const mode = db.query("PRAGMA journal_mode = WAL").values()[0]?.[0];
     if (mode !== "wal") throw new StorageError(`${file}: cannot switch to WAL mode (got ${String(mode)})`, file);
     db.run("PRAGMA synchronous = FULL");
-    return new DataDir(dir, file, db);
+    if (found.recordId === null) {
+      // Into the main file at once, not only the WAL: losing the WAL must not lose the link.
+      writeStateRecordId(db, content.id);
+      db.run("PRAGMA wal_checkpoint(FULL)");
+    }
+    record = StateRecord.open(recordPath, content);
+    return new DataDir(dir, file, db, held, record);
   } catch (err) {
+    record?.close();
     db.close();
     throw opened(err, file);
   }
 }
 
-/** Takes the data dir's lock; a lock left by a process that no longer runs (kill -9) is taken over. */
-function lock(dir: string): void {
-  const path = join(dir, LOCK_FILE);
-  // Two attempts: the second follows the removal of a dead process's lock.
-  for (let attempt = 0; attempt < 2; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(path, "wx");
-    } catch (err) {
-      if ((err as { code?: string }).code !== "EEXIST") throw fsError(err, path, "lock file");
-      const pid = Number(readFileSync(path, "utf8").trim());
-      // Our own pid in a lock we do not hold is a previous incarnation's (containers reuse pids).
-      const held = pid === process.pid ? openDirs.has(resolve(dir)) : Number.isInteger(pid) && pid > 0 && isAlive(pid);
-      if (held) {
-        throw new DataDirInUseError(`data directory ${dir} is in use by process ${pid} (${path})`, path);
-      }
-      rmSync(path, { force: true });
-      continue;
-    }
-    try {
-      writeSync(fd, `${process.pid}\n`);
-    } finally {
-      closeSync(fd);
-    }
-    openDirs.add(resolve(dir));
-    return;
-  }
-  throw new DataDirInUseError(`data directory ${dir}: another process is taking ${path} at the same time`, path);
+const EMPTY_STATE: DurableState = { term: 0, vote: null, commit: 0, last: 0 };
+
+function sameState(a: DurableState, b: DurableState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit && a.last === b.last;
 }
 
-function unlock(dir: string): void {
-  rmSync(join(dir, LOCK_FILE), { force: true });
-  openDirs.delete(resolve(dir));
+function describe(s: DurableState): string {
+  return `term ${s.term}, vote ${s.vote ?? "none"}, commit index ${s.commit}, last log index ${s.last}`;
 }
 
-function isAlive(pid: number): boolean {
+function validRecord(path: string): RecordContent {
+  let read;
   try {
-    process.kill(pid, 0);
-    return true;
+    read = readStateRecord(path);
   } catch (err) {
-    return (err as { code?: string }).code === "EPERM";
+    throw fsError(err, path, "state record");
   }
+  if (read.kind === "damaged") {
+    throw new CorruptDataError(`${path} is damaged: ${read.detail}. ${WAY_OUT}`, path);
+  }
+  return read.record;
+}
+
+const WAY_OUT =
+  "The way out: move the whole data directory away (keep it for forensics) and start the node with an empty one, so it rejoins as a new, empty member and copies the data from the others; a single-node cluster has no other copy, restore it from a backup";
+
+function rolledBack(dir: string, what: string): RolledBackError {
+  return new RolledBackError(
+    `refusing to start from data directory ${dir}: ${what}. Its write-ahead log (phalanx.db-wal) was probably deleted or damaged after a crash; serving from it could lose acknowledged writes or vote twice in a term. Nothing was changed. ${WAY_OUT}`,
+    dir,
+  );
+}
+
+/** The database's durable Raft state and record id, read on a read-only connection. */
+function readDurable(file: string): { state: DurableState; recordId: string | null } {
+  let db: Database;
+  try {
+    // Without a WAL even a read-only connection would create an empty one: open the file as
+    // immutable then (nothing else writes it, we hold the lock), so a refusal changes nothing.
+    db = existsSync(`${file}-wal`)
+      ? new Database(file, { readonly: true, strict: true })
+      : new Database(`file:${file.split("/").map(encodeURIComponent).join("/")}?immutable=1`, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+  } catch (err) {
+    throw opened(err, file);
+  }
+  try {
+    checkFormat(file, db.query("PRAGMA application_id").values()[0]?.[0], db.query("PRAGMA user_version").values()[0]?.[0]);
+    const hs = db.query("SELECT term, vote, commit_index FROM raft_hard_state WHERE id = 1").values()[0] as [number, string | null, number] | undefined;
+    const base = db.query("SELECT idx FROM raft_log_base WHERE id = 1").values()[0] as [number] | undefined;
+    const max = db.query("SELECT max(idx) FROM raft_log").values()[0] as [number | null];
+    if (hs === undefined || base === undefined) throw new CorruptDataError(`${file}: a Raft state row is missing`, file);
+    return { state: { term: hs[0], vote: hs[1], commit: hs[2], last: max[0] ?? base[0] }, recordId: readStateRecordId(db) };
+  } catch (err) {
+    throw opened(err, file);
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Takes the data dir's kernel lock, held until close() or the death of this process. A LOCK file
+ * left by a dead process (kill -9, a zombie not yet reaped, a pid since reused by an unrelated
+ * process) holds no lock, so it never blocks; a live holder always does, in any PID namespace.
+ */
+function lock(dir: string): HeldLock {
+  const path = join(dir, LOCK_FILE);
+  let result;
+  try {
+    result = tryLockFile(path, String(process.pid));
+  } catch (err) {
+    const mapped = fsError(err, path, "lock file");
+    if (mapped !== err) throw mapped;
+    throw new StorageError(`cannot lock ${path}: ${(err as Error).message}`, path, { cause: err });
+  }
+  if (!result.ok) {
+    const who = /^\d+$/.test(result.holder) ? `process ${result.holder}` : "another process";
+    throw new DataDirInUseError(
+      `data directory ${dir} is in use by ${who} (${path} is locked; the pid is as the holder saw it, possibly in another container): two nodes must never share a data directory`,
+      path,
+    );
+  }
+  return result.lock;
 }
 
 /** The 100-byte SQLite header tells our file from a foreign or truncated one without writing to it. */
@@ -195,14 +349,14 @@ function checkHeader(file: string): void {
   }
   const magic = header.toString("latin1", 0, 16);
   if (magic !== SQLITE_MAGIC) {
-    if (size === 0) throw new CorruptDataError(`${file} is empty (truncated): refusing to initialise over it`, file);
+    if (size === 0) throw new CorruptDataError(`${file} is empty (truncated): refusing to initialise over it. ${WAY_OUT}`, file);
     throw new FormatError(`${file} is not a SQLite database, so not a phalanx data file`, file);
   }
   checkFormat(file, header.readUInt32BE(68), header.readUInt32BE(60));
   const pageSize = header.readUInt16BE(16) === 1 ? 65536 : header.readUInt16BE(16);
   const pages = header.readUInt32BE(28);
   if (size < pageSize * pages) {
-    throw new CorruptDataError(`${file} is truncated: ${size} bytes, its header says ${pages} pages of ${pageSize}`, file);
+    throw new CorruptDataError(`${file} is truncated: ${size} bytes, its header says ${pages} pages of ${pageSize}. ${WAY_OUT}`, file);
   }
 }
 
@@ -217,7 +371,7 @@ function checkFormat(file: string, appId: unknown, version: unknown): void {
 }
 
 /** Builds the file under a temporary name and renames it: phalanx.db exists only complete. */
-function createFile(dir: string, file: string, options: DataDirOptions): void {
+function createFile(dir: string, file: string, options: DataDirOptions, recordId: string): void {
   const tmp = `${file}.init`;
   // A leftover .init is an initialisation that crashed before its rename: it never held data.
   for (const suffix of ["", "-journal", "-wal", "-shm"]) rmSync(tmp + suffix, { force: true });
@@ -227,6 +381,7 @@ function createFile(dir: string, file: string, options: DataDirOptions): void {
       db.run("PRAGMA synchronous = FULL");
       // Rollback journal while the header is written, so application_id lands in the file itself.
       initSchema(db, options.bootstrap, options.addresses ?? {});
+      writeStateRecordId(db, recordId);
       db.query("PRAGMA journal_mode = WAL").values();
     } finally {
       db.close();

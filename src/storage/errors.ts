@@ -25,6 +25,12 @@ export class ReadOnlyError extends StorageError {}
 /** Another running process has the data directory open. */
 export class DataDirInUseError extends StorageError {}
 
+/**
+ * The database holds less than this node had made durable before (its write-ahead log was lost or
+ * damaged, or the file was replaced): serving from it could lose acknowledged writes or vote twice.
+ */
+export class RolledBackError extends StorageError {}
+
 /** The disk (or the configured size limit) is full: the write was rolled back, reads still work. */
 export class DiskFullError extends StorageError {}
 

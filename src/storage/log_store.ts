@@ -9,6 +9,7 @@ import { CompactedError, UnavailableError, entrySize, type WritableLogStorage } 
 import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta } from "../raft/types.ts";
 import { CorruptDataError } from "./errors.ts";
 import { ENTRY_TYPE_CODES } from "./schema.ts";
+import type { DurableState } from "./state_record.ts";
 import type { Transactor } from "./tx.ts";
 
 const ENTRY_TYPES: EntryType[] = ["normal", "noop", "conf"];
@@ -32,6 +33,8 @@ interface LogCache {
 type EntryRow = [number, number, number, Uint8Array];
 
 export class SqliteLogStorage implements WritableLogStorage {
+  /** Told of every change inside its transaction, before it commits (the state record, data_dir.ts). */
+  onChange: ((next: DurableState) => void) | null = null;
   private cache: LogCache;
   /** The data of the latest snapshot, loaded on first use. */
   private snapData: { index: number; data: Uint8Array } | null = null;
@@ -220,6 +223,13 @@ export class SqliteLogStorage implements WritableLogStorage {
       this.snapData = prevSnapData;
     });
     this.cache = next;
+    this.onChange?.(this.durableState());
+  }
+
+  /** Term, vote, commit and last index: what must never go back (state_record.ts). */
+  durableState(): DurableState {
+    const { hardState, last } = this.cache;
+    return { term: hardState.term, vote: hardState.vote, commit: hardState.commit, last };
   }
 
   private toEntry(row: EntryRow, expectedIndex: number): Entry {

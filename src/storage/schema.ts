@@ -60,3 +60,24 @@ export function initSchema(db: Database, conf: ConfState, addresses: Record<Node
     for (const id of conf.learners) member.run(id, addresses[id] ?? "", "learner");
   })();
 }
+
+/**
+ * The id of the node's state record (state_record.ts), kept inside the database so each knows the
+ * other: a record without its database, or a database without its record, is a lost log. Added
+ * without a format bump (older builds ignore the table); data dirs from before it get it on open.
+ */
+export const META_DDL = "CREATE TABLE IF NOT EXISTS phalanx_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT";
+export const STATE_RECORD_KEY = "state_record_id";
+
+export function writeStateRecordId(db: Database, id: string): void {
+  db.run(META_DDL);
+  db.run("INSERT OR REPLACE INTO phalanx_meta VALUES (?, ?)", [STATE_RECORD_KEY, id]);
+}
+
+/** The recorded id, or null in a database from before the state record. */
+export function readStateRecordId(db: Database): string | null {
+  const table = db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'phalanx_meta'").values();
+  if (table.length === 0) return null;
+  const row = db.query("SELECT value FROM phalanx_meta WHERE key = ?").values(STATE_RECORD_KEY)[0];
+  return typeof row?.[0] === "string" ? row[0] : null;
+}

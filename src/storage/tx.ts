@@ -11,6 +11,9 @@ export class Transactor {
   /** Prepared once: a transaction per Ready makes these the hottest statements. */
   private readonly statements = new Map<string, Statement>();
 
+  /** Runs right after each outermost COMMIT (the storage's own bookkeeping, see data_dir.ts). */
+  afterCommit: (() => void) | null = null;
+
   constructor(
     private readonly db: Database,
     private readonly file: string,
@@ -30,15 +33,15 @@ export class Transactor {
       throw translateSqliteError(err, this.file);
     }
     this.levels.push([]);
+    let result: T;
     try {
-      const result = fn();
+      result = fn();
       // SQLite rolls the whole transaction back by itself on some errors (SQLITE_FULL); if `fn`
       // caught such an error and went on, its later writes were autocommitted: refuse loudly.
       if (!this.db.inTransaction) throw new Error("transaction was rolled back by SQLite while still in use");
       this.exec(depth === 0 ? "COMMIT" : `RELEASE ${savepoint}`);
       const undo = this.levels.pop()!;
       if (depth > 0) this.levels[depth - 1]!.push(...undo);
-      return result;
     } catch (err) {
       const undo = this.levels.pop()!;
       for (let i = undo.length - 1; i >= 0; i--) undo[i]!();
@@ -48,6 +51,9 @@ export class Transactor {
       }
       throw translateSqliteError(err, this.file);
     }
+    // Outside the try: the transaction has committed, nothing of it may be undone any more.
+    if (depth === 0) this.afterCommit?.();
+    return result;
   }
 
   private exec(sql: string): void {

@@ -3,10 +3,11 @@
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
-import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError } from "../../src/storage/errors.ts";
+import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, RolledBackError } from "../../src/storage/errors.ts";
+import { STATE_FILE, readStateRecord } from "../../src/storage/state_record.ts";
 import type { Entry } from "../../src/raft/types.ts";
 import { TempDirs } from "./temp_dir.ts";
 
@@ -120,21 +121,25 @@ describe("openDataDir", () => {
     expect(existsSync(join(dir, "phalanx.db"))).toBe(false);
   });
 
-  test("a data dir open in a running process is refused; a dead process's lock is taken over", () => {
+  test("a data dir open (kernel-locked) is refused, also within one process; a LOCK file alone never blocks", () => {
     const dir = temp.make();
     const dd = openDataDir(dir, BOOT);
     expect(() => openDataDir(dir, BOOT)).toThrow(DataDirInUseError);
     expect(() => openDataDir(dir, BOOT)).toThrow(`in use by process ${process.pid}`);
+    expect(() => openDataDir(dir, BOOT)).toThrow(join(dir, "LOCK"));
     dd.close();
+    // The LOCK file stays (deleting it would let a late opener lock a new inode); it holds no lock.
+    expect(existsSync(join(dir, "LOCK"))).toBe(true);
     openDataDir(dir, BOOT).close();
+    // A dead process's pid, a live unrelated one (pid reuse), our own pid (a container restart).
     const gone = Bun.spawnSync(["true"]);
     expect(gone.exitCode).toBe(0);
-    writeFileSync(join(dir, "LOCK"), `${gone.pid}\n`);
-    openDataDir(dir, BOOT).close();
-    expect(existsSync(join(dir, "LOCK"))).toBe(false);
-    // After a container restart the node may get the pid its previous incarnation had.
-    writeFileSync(join(dir, "LOCK"), `${process.pid}\n`);
-    openDataDir(dir, BOOT).close();
+    for (const pid of [gone.pid, 1, process.pid]) {
+      writeFileSync(join(dir, "LOCK"), `${pid}\n`);
+      const again = openDataDir(dir, BOOT);
+      expect(readFileSync(join(dir, "LOCK"), "utf8")).toBe(`${process.pid}\n`);
+      again.close();
+    }
   });
 
   test("a read-only data dir is refused with a clear error", () => {
@@ -150,6 +155,92 @@ describe("openDataDir", () => {
       ro.release();
     }
     expect(hash(file)).toBe(before);
+  });
+});
+
+describe("the state record (phalanx.state)", () => {
+  const refusedWith = (dir: string, type: Function, message: RegExp) => {
+    const files = ["phalanx.db", STATE_FILE].map((f) => join(dir, f));
+    const before = files.map((f) => (existsSync(f) ? hash(f) : "absent"));
+    let err: unknown;
+    try {
+      openDataDir(dir, BOOT).close();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(type);
+    expect((err as Error).message).toMatch(message);
+    expect((err as Error).message).toContain("rejoins as a new, empty member");
+    expect(files.map((f) => (existsSync(f) ? hash(f) : "absent"))).toEqual(before);
+  };
+
+  test("a data dir from before the record gets one, and needs it from then on", () => {
+    const { dir, file } = populated();
+    rmSync(join(dir, STATE_FILE));
+    const db = new Database(file);
+    db.run("DROP TABLE phalanx_meta");
+    db.close();
+    openDataDir(dir, BOOT).close();
+    const r = readStateRecord(join(dir, STATE_FILE));
+    expect(r.kind === "valid" && { term: r.record.term, vote: r.record.vote, commit: r.record.commit, last: r.record.last }).toEqual({ term: 1, vote: "a", commit: 100, last: 200 });
+    rmSync(join(dir, STATE_FILE));
+    refusedWith(dir, RolledBackError, /phalanx\.state is missing/);
+  });
+
+  test("a database that lost its vote or entries is refused", () => {
+    const { dir, file } = populated();
+    const db = new Database(file);
+    db.run("UPDATE raft_hard_state SET vote = NULL");
+    db.run("DELETE FROM raft_log WHERE idx > 150");
+    db.close();
+    refusedWith(dir, RolledBackError, /went back in time.*vote none != a in term 1, last log index 150 < 200/);
+  });
+
+  test("a deleted database is refused while the record says it held data", () => {
+    const { dir, file } = populated();
+    rmSync(file);
+    refusedWith(dir, RolledBackError, /phalanx\.db is missing, but .*phalanx\.state records .*commit index 100/);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  test("a record of another database, or a damaged one, is refused", () => {
+    const a = populated();
+    const b = populated();
+    copyFileSync(join(b.dir, STATE_FILE), join(a.dir, STATE_FILE));
+    refusedWith(a.dir, RolledBackError, /belongs to another database/);
+    writeFileSync(join(b.dir, STATE_FILE), "x".repeat(512));
+    refusedWith(b.dir, CorruptDataError, /phalanx\.state is damaged/);
+  });
+
+  test("a crash between creating the record and the database is no loss", () => {
+    const dir = temp.make();
+    openDataDir(dir, BOOT).close();
+    for (const f of ["phalanx.db", "phalanx.db-wal", "phalanx.db-shm"]) rmSync(join(dir, f), { force: true });
+    openDataDir(dir, BOOT).close();
+  });
+
+  test("a truncation lowers the record before it commits; one that rolls back raises no false alarm", () => {
+    const { dir } = populated();
+    const dd = openDataDir(dir, BOOT);
+    const term2 = (from: number) => entries(from, 1, 10).map((e) => ({ ...e, term: 2 }));
+    // A new leader's entry replacing 151..200, in a transaction that then fails.
+    expect(() =>
+      dd.transaction(() => {
+        dd.log.save(null, term2(151), { term: 2, vote: "b", commit: 100 });
+        throw new Error("disk gone");
+      }),
+    ).toThrow("disk gone");
+    expect(dd.log.lastIndex()).toBe(200);
+    const r = readStateRecord(join(dir, STATE_FILE));
+    expect(r.kind === "valid" && r.record.last).toBe(151);
+    dd.log.save(null, term2(181), { term: 2, vote: "b", commit: 100 });
+    const after = readStateRecord(join(dir, STATE_FILE));
+    expect(after.kind === "valid" && [after.record.term, after.record.vote, after.record.last]).toEqual([2, "b", 181]);
+    dd.close();
+    const again = openDataDir(dir, BOOT);
+    expect(again.log.lastIndex()).toBe(181);
+    expect(again.log.hardState()).toEqual({ term: 2, vote: "b", commit: 100 });
+    again.close();
   });
 });
 
