@@ -12,6 +12,7 @@ import { KvStore, type Member } from "../kv/store.ts";
 import { decodeConfEntry } from "../raft/conf_change.ts";
 import type { ConfState, Entry, HardState, NodeId } from "../raft/types.ts";
 import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
+import { STATE_FILE } from "../storage/state_record.ts";
 import { readClusterId, writeClusterId } from "./membership/formation.ts";
 
 /** The operator asked for something that would lose or confuse data: refused, nothing changed. */
@@ -78,6 +79,15 @@ function commitDataFile(tmp: string, target: string): void {
   syncPath(join(tmp, DB_FILE));
   renameSync(join(tmp, DB_FILE), join(target, DB_FILE));
   syncPath(target);
+  // Then the durable-state record that describes the new file (storage/state_record.ts). In this
+  // order a crash between the two leaves the new file with the old record, which never claims
+  // more than the new file holds (recovery only raises the term and keeps every entry); the other
+  // order would leave a record ahead of the old file, which refuses to start as rolled back.
+  if (existsSync(join(tmp, STATE_FILE))) {
+    syncPath(join(tmp, STATE_FILE));
+    renameSync(join(tmp, STATE_FILE), join(target, STATE_FILE));
+    syncPath(target);
+  }
   rmSync(tmp, { recursive: true, force: true });
 }
 
@@ -202,6 +212,8 @@ export function forceNewCluster(dd: DataDir, kv: KvStore, self: NodeId): ForceNe
     mkdirSync(tmp, { recursive: true });
     // VACUUM INTO writes one consistent copy of the whole database (WAL included) elsewhere.
     dd.db.run(`VACUUM INTO '${join(tmp, DB_FILE).replace(/'/g, "''")}'`);
+    // The copy names the same durable-state record as the original: it goes along.
+    if (existsSync(join(target, STATE_FILE))) copyFileSync(join(target, STATE_FILE), join(tmp, STATE_FILE));
     const copy = openDataDir(tmp, { bootstrap: { voters: [self], learners: [] } });
     try {
       const ckv = new KvStore(copy);
@@ -225,6 +237,7 @@ export function forceNewCluster(dd: DataDir, kv: KvStore, self: NodeId): ForceNe
     mkdirSync(keptAt);
     linkSync(dd.file, join(keptAt, DB_FILE));
     if (existsSync(join(target, CLUSTER_FILE))) copyFileSync(join(target, CLUSTER_FILE), join(keptAt, CLUSTER_FILE));
+    if (existsSync(join(target, STATE_FILE))) copyFileSync(join(target, STATE_FILE), join(keptAt, STATE_FILE));
     syncPath(keptAt);
     // New cluster id, then the new file replaces the old in one rename (the commit point). We hold
     // the data dir's lock throughout, so no node starts in between.

@@ -86,7 +86,7 @@ test("restore builds a member of a new cluster; refuses a data dir with data in 
   const target = join(temp.make("phalanx-restore"), "a");
   const clusterId = restoredClusterId(header, peers);
   restoreDataDir({ header, data, dataDir: target, self: "a", peers, clusterId });
-  expect(readdirSync(target).sort()).toEqual(["CLUSTER_ID", "phalanx.db"]);
+  expect(readdirSync(target).sort()).toEqual(["CLUSTER_ID", "phalanx.db", "phalanx.state"]);
   expect(readFileSync(join(target, "CLUSTER_ID"), "utf8").trim()).toBe(clusterId);
   const { dd: r, kv: rkv } = openDir(target);
   expect(rkv.appliedIndex()).toBe(6);
