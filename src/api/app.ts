@@ -5,6 +5,7 @@ import type { PhalanxNode } from "../node/node.ts";
 import type { Logger } from "../node/log.ts";
 import { BodyTooLargeError } from "../transport/body.ts";
 import { raftRoutes } from "../transport/raft_routes.ts";
+import { placementReportRoutes } from "../node/placement_report.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
 import { kvRoutes } from "./kv_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
@@ -23,6 +24,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages, awaitReplies: (from) => node.awaitReplies(from) });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
+  app.route("/", placementReportRoutes({ self: node.id, auth: node.auth, report: () => node.placement?.report() ?? null }) as unknown as Hono);
   app.route("/", kvRoutes(node));
   app.route("/", clusterRoutes(node));
   app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));

@@ -15,6 +15,7 @@ import { findCluster, readClusterId, staticClusterId, writeClusterId } from "../
 import { MembershipManager } from "../node/membership/manager.ts";
 import { DB_FILE } from "../storage/data_dir.ts";
 import { PhalanxNode } from "../node/node.ts";
+import { PlacementRunner } from "../node/placement_runner.ts";
 import { StorageError } from "../storage/errors.ts";
 import { serveApp, type RunningServer, type ServeOptions } from "../transport/server.ts";
 import { EXIT, fail } from "./output.ts";
@@ -55,6 +56,9 @@ const FLAGS = {
   gossipRetransmitMult: "gossip-retransmit-mult",
   gossipIntervalMs: "gossip-interval-ms",
   gossipPushPullIntervalMs: "gossip-push-pull-interval-ms",
+  leaderPlacement: "leader-placement",
+  leaderPrefer: "leader-prefer",
+  leaderNever: "leader-never",
 } as const satisfies Record<keyof typeof ENV, string>;
 
 export const SERVE_HELP = `usage: phalanx serve [flags]
@@ -101,6 +105,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   if (typeof started === "number") return started;
   const { node, server, debug, gossip, membership } = started;
+  const placement = config.placement.enabled ? new PlacementRunner(node, config.placement, log) : null;
+  placement?.start();
   log.info("serving", { rpc: config.rpcAddr, advertise: config.advertiseAddr, debug: config.debugAddr ?? "off", tls: config.tls !== null, gossip: gossip?.gossipAddr ?? "off", pid: process.pid });
 
   return new Promise<number>((resolve) => {
@@ -111,6 +117,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       log.info("shutting down", { reason: why });
       // Still serving while handing over: peers need our routes for the transfer.
       if (code === EXIT.ok) await node.handOffLeadership(config.tickMs * config.electionTicks);
+      placement?.stop();
       membership?.stop();
       // No graceful gossip leave: a restart must not read as "gone for good" to the autopilot.
       await gossip?.stop();

@@ -55,6 +55,15 @@ export interface NodeConfig {
   catchupEntries: number;
   logLevel: Level;
   logFormat: LogFormat;
+  /** Latency-aware leader placement (src/node/placement.ts). */
+  placement: PlacementSettings;
+}
+
+/** LEADER_PLACEMENT (latency, the default, or off), LEADER_PREFER and LEADER_NEVER (region lists). */
+export interface PlacementSettings {
+  enabled: boolean;
+  prefer: string[];
+  never: string[];
 }
 
 /** The settings as strings, from env or flags (flags win). */
@@ -97,6 +106,9 @@ export const ENV = {
   gossipPushPullIntervalMs: "GOSSIP_PUSH_PULL_INTERVAL_MS",
   logLevel: "LOG_LEVEL",
   logFormat: "LOG_FORMAT",
+  leaderPlacement: "LEADER_PLACEMENT",
+  leaderPrefer: "LEADER_PREFER",
+  leaderNever: "LEADER_NEVER",
 } as const;
 
 export class ConfigError extends Error {
@@ -237,7 +249,24 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     catchupEntries: positiveInt("CATCHUP_ENTRIES", s.catchupEntries, 5_000),
     logLevel: level,
     logFormat,
+    placement: resolvePlacement(s),
   };
+}
+
+function resolvePlacement(s: RawSettings): PlacementSettings {
+  const mode = s.leaderPlacement ?? "latency";
+  if (mode !== "latency" && mode !== "off") throw new ConfigError(`LEADER_PLACEMENT must be latency or off, got "${mode}"`);
+  const regions = (name: string, text: string | undefined): string[] => {
+    const list = (text ?? "").split(",").map((r) => r.trim()).filter((r) => r !== "");
+    const bad = list.find((r) => !/^[a-z0-9][a-z0-9-]{0,31}$/.test(r));
+    if (bad !== undefined) throw new ConfigError(`${name}: "${bad}" is not a region name (lowercase, e.g. lhr,fra)`);
+    return list;
+  };
+  const prefer = regions("LEADER_PREFER", s.leaderPrefer);
+  const never = regions("LEADER_NEVER", s.leaderNever);
+  const both = prefer.filter((r) => never.includes(r));
+  if (both.length > 0) throw new ConfigError(`region ${both.join(",")} is in both LEADER_PREFER and LEADER_NEVER`);
+  return { enabled: mode === "latency", prefer, never };
 }
 
 /** Gossip is on when any way to find peers is given. */
