@@ -10,7 +10,17 @@ export type AgentCommand =
   | { id: number; op: "status"; addr: string }
   | { id: number; op: "transfer"; addr: string; to: string }
   | { id: number; op: "writes"; addr: string; count: number; prefix: string }
-  | { id: number; op: "untilWrite"; addr: string; prefix: string; endAt: number };
+  | { id: number; op: "untilWrite"; addr: string; prefix: string; endAt: number }
+  | { id: number; op: "samplePeers"; debugUrl: string; everyMs: number; endAt: number };
+
+/** Per peer: samples taken, and how many found its in-flight cap full or messages queued. */
+export interface PeerSamples {
+  samples: number;
+  atCap: number;
+  queued: number;
+  maxInflight: number;
+  rttMs: number | null;
+}
 
 /** A command without its id (the driver numbers them). */
 export type AgentRequest = AgentCommand extends infer C ? (C extends AgentCommand ? Omit<C, "id"> : never) : never;
@@ -86,6 +96,29 @@ async function run(cmd: AgentCommand): Promise<unknown> {
         if (!w.ok) await new Promise((r) => setTimeout(r, 20));
       }
       return { samples };
+    }
+    case "samplePeers": {
+      // The leader's transport, seen from outside while a write run goes on: how often each peer's
+      // in-flight requests are at the cap (4) and messages wait in its queue.
+      const out: Record<string, PeerSamples> = {};
+      for (let i = 0; Date.now() < cmd.endAt && i < 100_000; i++) {
+        try {
+          const res = await fetch(cmd.debugUrl);
+          const body = (await res.json()) as { peers: { id: string; inflight: number; queued: number; rttMs: number | null }[] };
+          for (const p of body.peers) {
+            const o = (out[p.id] ??= { samples: 0, atCap: 0, queued: 0, maxInflight: 0, rttMs: null });
+            o.samples++;
+            if (p.inflight >= 4) o.atCap++;
+            if (p.queued > 0) o.queued++;
+            o.maxInflight = Math.max(o.maxInflight, p.inflight);
+            o.rttMs = p.rttMs;
+          }
+        } catch {
+          // the node is busy or gone: skip this sample
+        }
+        await new Promise((r) => setTimeout(r, cmd.everyMs));
+      }
+      return out;
     }
   }
 }

@@ -12,7 +12,8 @@
 // leader moving to the best region from a bad start, and back after a leader loss.
 // Everything (processes, namespaces, data dirs) is torn down on exit, on error and on Ctrl-C.
 //
-// Options: --writes N (default 200), --steady-s S (default 30), --skip-placement, --keep-logs.
+// Options: --writes N (default 200), --steady-s S (default 30), --skip-placement, --only-placement,
+// --keep-logs.
 import { mkdtempSync, readFileSync, rmSync, openSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,7 +21,7 @@ import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
 import { waitFor } from "../integration/harness.ts";
-import type { AgentRequest, WriteSample } from "./agent.ts";
+import type { AgentRequest, PeerSamples, WriteSample } from "./agent.ts";
 import type { RelayRoute } from "./relay.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
@@ -44,6 +45,7 @@ const HUB = "pxgeo-hub";
 const ns = (r: Region) => `pxgeo-${r}`;
 const ip = (r: Region) => `fd00:6e0::${REGIONS.indexOf(r) + 1}`;
 const nodeAddr = (r: Region) => `[${ip(r)}]:${NODE_PORT}`;
+const debugUrl = (r: Region) => `http://[${ip(r)}]:9100/debug/raft`;
 const relayAddr = (peer: Region) => `[::1]:${RELAY_BASE_PORT + REGIONS.indexOf(peer)}`;
 
 /** Commit floor with `leader` leading 5 voters: its second-fastest follower's round trip. */
@@ -139,7 +141,7 @@ interface LabNode {
 
 const nodes = new Map<Region, LabNode>();
 let clusterKey = "";
-let placement: "on" | "off" = "off";
+let placement: "latency" | "off" = "off";
 
 function startNode(r: Region): void {
   const n = nodes.get(r)!;
@@ -158,6 +160,7 @@ function startNode(r: Region): void {
       TICK_MS: tickMs,
       ELECTION_TICKS: electionTicks,
       LEADER_PLACEMENT: placement,
+      DEBUG_ADDR: `[${ip(r)}]:9100`,
       LOG_LEVEL: "info",
     },
     n.log,
@@ -259,6 +262,7 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
 }
 
+const pct = (n: number, of: number) => `${of === 0 ? "-" : Math.round((100 * n) / of)}%`;
 const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(0) : "-");
 
 function table(rows: string[][]): string {
@@ -275,6 +279,9 @@ async function main(): Promise<void> {
       writes: { type: "string", default: "200" },
       "steady-s": { type: "string", default: "30" },
       "skip-placement": { type: "boolean", default: false },
+      "only-placement": { type: "boolean", default: false },
+      leaders: { type: "string", default: "lhr,fra,ord,jnb,sin" },
+      diagnose: { type: "boolean", default: false },
       "keep-logs": { type: "boolean", default: false },
     },
   });
@@ -295,6 +302,7 @@ async function main(): Promise<void> {
   }
   await Promise.all([...agents.values()].map((a) => a.ready));
 
+  if (values["only-placement"]) return placementPhase();
   // Phase 1: placement off, every region leads in turn.
   placement = "off";
   const t0 = performance.now();
@@ -304,9 +312,21 @@ async function main(): Promise<void> {
 
   const rows = [["leader", "floor ms", "p50 ms", "p99 ms", "p50/floor", "p99/floor", "failed", "term changes"]];
   let unplanned = 0;
-  for (const r of ["lhr", "fra", "ord", "jnb", "sin"] as Region[]) {
+  const diagnosis: string[] = [];
+  for (const r of values.leaders.split(",") as Region[]) {
+    if (!REGIONS.includes(r)) throw new Error(`--leaders: unknown region ${r}`);
     const before = await transferTo(r);
+    const sampling = values.diagnose
+      ? agents.get(r)!.call<Record<string, PeerSamples>>({ op: "samplePeers", debugUrl: debugUrl(r), everyMs: 20, endAt: Date.now() + (writes * floorMs(r) * 1.1) })
+      : null;
     const res = await agents.get(r)!.call<{ ms: number[]; failed: number }>({ op: "writes", addr: nodeAddr(r), count: writes, prefix: `w-${r}` });
+    if (sampling !== null) {
+      const peers = await sampling;
+      for (const [id, p] of Object.entries(peers).sort((a, b) => RTT_MS[r][a[0] as Region] - RTT_MS[r][b[0] as Region])) {
+        diagnosis.push(`  leader ${r} → ${id}: link ${RTT_MS[r][id as Region]} ms, request RTT ${p.rttMs?.toFixed(0) ?? "-"} ms, ` +
+          `in flight at the cap (4) in ${pct(p.atCap, p.samples)} of samples, messages queued in ${pct(p.queued, p.samples)}, max in flight ${p.maxInflight}`);
+      }
+    }
     const after = (await agreedLeader())?.term ?? NaN;
     const changes = after - before;
     unplanned += changes;
@@ -318,6 +338,7 @@ async function main(): Promise<void> {
     console.log(`  ${r}: p50 ${fmt(p50)} ms, p99 ${fmt(p99)} ms (floor ${f} ms), ${res.failed} failed, ${changes} term changes`);
   }
   console.log(`\n${writes} sequential writes from a client in the leader's region to the leader:\n${table(rows)}\n`);
+  if (diagnosis.length > 0) console.log(`the leader's peer transport during the writes (sampled every 20 ms):\n${diagnosis.join("\n")}\n`);
 
   // Phase 2: steady state.
   const steadyBefore = await waitFor("a leader", () => agreedLeader(), 10_000, 100);
@@ -348,11 +369,14 @@ async function main(): Promise<void> {
   await waitFor(`${killed} back`, async () => (await status(killed))?.leader != null, 30_000, 200);
 
   if (values["skip-placement"]) return;
-
-  // Phase 4: latency-aware placement on.
   console.log("restarting every node with latency-aware leader placement on (the default)");
   for (const r of REGIONS) await stopNode(r, "SIGTERM");
-  placement = "on";
+  await placementPhase();
+}
+
+/** Phase 4: latency-aware placement on, from a bad start, and back after losing the best leader. */
+async function placementPhase(): Promise<void> {
+  placement = "latency";
   for (const r of REGIONS) startNode(r);
   await waitFor("a leader", () => agreedLeader(), 60_000, 100);
   await transferTo("sin");
@@ -365,7 +389,10 @@ async function main(): Promise<void> {
   console.log(`  placement moved the leader sin → lhr after ${((performance.now() - moveStart) / 1000).toFixed(1)} s (term ${moved.term})`);
   await stopNode("lhr", "SIGKILL");
   const lossAt = performance.now();
-  const interim = await waitFor("a leader after losing lhr", () => agreedLeader(), 30_000, 100);
+  const interim = await waitFor("a leader after losing lhr", async () => {
+    const l = await agreedLeader();
+    return l !== undefined && l.leader !== "lhr" ? l : undefined;
+  }, 30_000, 100);
   console.log(`  lhr killed: ${interim.leader} elected after ${((performance.now() - lossAt) / 1000).toFixed(1)} s`);
   const second = await waitFor("placement to settle without lhr (fra is best)", async () => {
     const l = await agreedLeader();
@@ -379,9 +406,17 @@ async function main(): Promise<void> {
     return l?.leader === "lhr" ? l : undefined;
   }, 150_000, 500);
   console.log(`  lhr restarted: leader back in lhr after ${((performance.now() - back) / 1000).toFixed(1)} s`);
-  const st = await status("lhr");
-  console.log("\nplacement state at lhr:");
-  console.log(JSON.stringify(st?.placement ?? null, null, 2));
+  // Every node's decision log (each leader keeps its own), in time order.
+  await Bun.sleep(7000); // one report round, so the new leader's view is complete
+  const log: { at: string; node: string; decision: string; reason: string; outcome: string }[] = [];
+  for (const r of REGIONS) {
+    const st = await status(r);
+    for (const d of (st?.placement?.decisions ?? []) as { at: string; decision: string; reason: string; outcome: string }[]) log.push({ node: r, ...d });
+    if (r === "lhr") console.log(`\nplacement state at lhr (the leader):\n${JSON.stringify(st?.placement ?? null, null, 2)}`);
+  }
+  log.sort((a, b) => (a.at < b.at ? -1 : 1));
+  console.log("\nplacement decisions, all nodes:");
+  for (const d of log) console.log(`  ${d.at} ${d.node}: ${d.decision}: ${d.reason} (${d.outcome})`);
 }
 
 let cleanupDir: string | null = null;
