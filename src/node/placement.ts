@@ -9,7 +9,8 @@
 //
 // Why it cannot flap:
 // - A latency transfer needs the target to be faster than this leader by BOTH a fraction and an
-//   absolute margin, continuously for `sustainMs` (jitter and one slow probe cannot do it).
+//   absolute margin, at the start and at the end of `sustainMs` and by at least half of it in
+//   between (jitter and one slow probe cannot do it).
 // - Every latency transfer lowers the floor by that margin on the same matrix, so a chain of them
 //   strictly improves and ends: moving back would need the old leader to be faster by the margin,
 //   which contradicts the move that was just made. The new leader judges afresh (its own period).
@@ -100,27 +101,32 @@ export class LeaderPlacement {
 
   /** The decision for the leader `view.self` at `now` (ms, any monotonic clock). */
   decide(now: number, view: PlacementView): PlacementDecision {
-    const wanted = this.target(view);
+    // Hysteresis on the clock as well as on the move: the full margin starts the sustained period,
+    // half of it keeps it running. A gain near the margin (lhr vs fra: 14 ms, 12%, with a few ms of
+    // measurement noise) would otherwise restart the period at every dip and never finish it.
+    const wanted = this.target(view, this.warrantedSince === null ? "full" : "half");
     if (wanted === null) {
       this.warrantedSince = null;
       return { kind: "stay", reason: this.stayReason(view) };
     }
     this.warrantedSince ??= now;
     const held = now - this.warrantedSince;
-    if (held < this.cfg.sustainMs) {
-      return { kind: "wait", to: wanted.to, reason: `${wanted.why}; held ${Math.round(held / 1000)} s of ${Math.round(this.cfg.sustainMs / 1000)} s` };
-    }
+    const sustain = `held ${Math.round(held / 1000)} s of ${Math.round(this.cfg.sustainMs / 1000)} s`;
+    if (held < this.cfg.sustainMs) return { kind: "wait", to: wanted.to, reason: `${wanted.why}; ${sustain}` };
+    // The move itself needs the full margin, now: every transfer lowers the floor by at least it.
+    const firm = this.target(view, "full");
+    if (firm === null) return { kind: "wait", to: wanted.to, reason: `${wanted.why}; ${sustain}, waiting for the full margin` };
     if (this.lastTransferAt !== null && now - this.lastTransferAt < this.cfg.minIntervalMs) {
       const left = Math.round((this.cfg.minIntervalMs - (now - this.lastTransferAt)) / 1000);
-      return { kind: "wait", to: wanted.to, reason: `${wanted.why}; a transfer was started ${Math.round((now - this.lastTransferAt) / 1000)} s ago, next try in ${left} s` };
+      return { kind: "wait", to: firm.to, reason: `${firm.why}; a transfer was started ${Math.round((now - this.lastTransferAt) / 1000)} s ago, next try in ${left} s` };
     }
     this.lastTransferAt = now;
     this.warrantedSince = null;
-    return { kind: "transfer", to: wanted.to, reason: `${wanted.why}, for ${Math.round(held / 1000)} s` };
+    return { kind: "transfer", to: firm.to, reason: `${firm.why}, for ${Math.round(held / 1000)} s` };
   }
 
   /** The voter leadership should move to now, or null when this leader is where it should be. */
-  private target(view: PlacementView): { to: NodeId; why: string } | null {
+  private target(view: PlacementView, margin: "full" | "half"): { to: NodeId; why: string } | null {
     const region = (id: NodeId): string | undefined => view.regions[id];
     const self = view.self;
     const selfFloor = commitFloorMs(view, self);
@@ -156,7 +162,8 @@ export class LeaderPlacement {
     const pick = best(candidates);
     if (pick === undefined) return null;
     const gain = selfFloor - pick.floor;
-    if (gain < this.cfg.minGainMs || gain < this.cfg.minGainFraction * selfFloor) return null;
+    const scale = margin === "full" ? 1 : 0.5;
+    if (gain < scale * this.cfg.minGainMs || gain < scale * this.cfg.minGainFraction * selfFloor) return null;
     return {
       to: pick.id,
       why: `${at(pick.id)} would commit in ${ms(pick.floor)}, ${at(self)} in ${ms(selfFloor)} (${Math.round((100 * gain) / selfFloor)}% faster)`,

@@ -142,7 +142,9 @@ export class PlacementRunner {
           const fresh = prev !== undefined && performance.now() - prev.at <= FRESH_MS;
           this.own.set(m.id, { ms: fresh ? prev.ms + (ms - prev.ms) * SMOOTHING : ms, at: performance.now() });
         },
-        () => this.own.delete(m.id),
+        // A lost PING keeps the last measurement until it is stale (FRESH_MS): one slow answer on a
+        // busy machine must not make a voter unknown and restart the leader's sustained period.
+        () => undefined,
       ).finally(() => this.probing.delete(m.id));
     }
     const members = new Set(this.node.members().map((m) => m.id));

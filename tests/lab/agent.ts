@@ -13,10 +13,10 @@ export type AgentCommand =
   | { id: number; op: "untilWrite"; addr: string; prefix: string; endAt: number }
   | { id: number; op: "samplePeers"; debugUrl: string; everyMs: number; endAt: number };
 
-/** Per peer: samples taken, and how many found its in-flight cap full or messages queued. */
+/** Per peer: samples taken, how many found 4 or more requests in flight (the old cap) or messages queued. */
 export interface PeerSamples {
   samples: number;
-  atCap: number;
+  fourOrMore: number;
   queued: number;
   maxInflight: number;
   rttMs: number | null;
@@ -98,17 +98,17 @@ async function run(cmd: AgentCommand): Promise<unknown> {
       return { samples };
     }
     case "samplePeers": {
-      // The leader's transport, seen from outside while a write run goes on: how often each peer's
-      // in-flight requests are at the cap (4) and messages wait in its queue.
+      // The leader's transport, seen from outside while a write run goes on: how often each peer
+      // has 4 or more requests in flight (the cap before the lab measured this) and messages queued.
       const out: Record<string, PeerSamples> = {};
       for (let i = 0; Date.now() < cmd.endAt && i < 100_000; i++) {
         try {
           const res = await fetch(cmd.debugUrl);
           const body = (await res.json()) as { peers: { id: string; inflight: number; queued: number; rttMs: number | null }[] };
           for (const p of body.peers) {
-            const o = (out[p.id] ??= { samples: 0, atCap: 0, queued: 0, maxInflight: 0, rttMs: null });
+            const o = (out[p.id] ??= { samples: 0, fourOrMore: 0, queued: 0, maxInflight: 0, rttMs: null });
             o.samples++;
-            if (p.inflight >= 4) o.atCap++;
+            if (p.inflight >= 4) o.fourOrMore++;
             if (p.queued > 0) o.queued++;
             o.maxInflight = Math.max(o.maxInflight, p.inflight);
             o.rttMs = p.rttMs;

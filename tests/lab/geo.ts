@@ -324,7 +324,7 @@ async function main(): Promise<void> {
       const peers = await sampling;
       for (const [id, p] of Object.entries(peers).sort((a, b) => RTT_MS[r][a[0] as Region] - RTT_MS[r][b[0] as Region])) {
         diagnosis.push(`  leader ${r} → ${id}: link ${RTT_MS[r][id as Region]} ms, request RTT ${p.rttMs?.toFixed(0) ?? "-"} ms, ` +
-          `in flight at the cap (4) in ${pct(p.atCap, p.samples)} of samples, messages queued in ${pct(p.queued, p.samples)}, max in flight ${p.maxInflight}`);
+          `≥ 4 requests in flight in ${pct(p.fourOrMore, p.samples)} of samples, messages queued in ${pct(p.queued, p.samples)}, max in flight ${p.maxInflight}`);
       }
     }
     const after = (await agreedLeader())?.term ?? NaN;

@@ -79,6 +79,19 @@ describe("leader placement", () => {
     expect(r).toEqual({ at: 55_000, to: "lhr", reason: expect.stringContaining("lhr (lhr) would commit in 101 ms") });
   });
 
+  test("half the margin keeps the sustained period running; below it, the period restarts", () => {
+    // fra's floor wobbles 112-118 ms against lhr's 101: gains of 11-17 ms, 10-14%, some below the
+    // full 10% margin but all above half of it.
+    const wobble = (t: number) => view("fra", { rtt: { ...REF, fra: { ...REF.fra, ord: t % 3000 === 0 ? 118 : 110.5 } } });
+    const r = runUntilTransfer(placement(), wobble, 120_000);
+    expect(r?.to).toBe("lhr");
+    expect(r!.at).toBeGreaterThanOrEqual(30_000);
+    expect(r!.at).toBeLessThanOrEqual(33_000);
+    // A dip below half the margin (fra's floor at 104: 3 ms, 3%) at 20 s restarts the period.
+    const dip = (t: number) => view("fra", { rtt: { ...REF, fra: { ...REF.fra, ord: t === 20_000 ? 104 : 118 } } });
+    expect(runUntilTransfer(placement(), dip, 120_000)?.at).toBe(51_000);
+  });
+
   test("after a transfer that did not happen, waits the minimum interval before the next", () => {
     const p = placement({ minIntervalMs: 120_000 });
     const first = runUntilTransfer(p, () => view("sin"), 60_000);
