@@ -59,13 +59,6 @@ export interface NodeConfig {
   placement: PlacementSettings;
 }
 
-/** LEADER_PLACEMENT (latency, the default, or off), LEADER_PREFER and LEADER_NEVER (region lists). */
-export interface PlacementSettings {
-  enabled: boolean;
-  prefer: string[];
-  never: string[];
-}
-
 /** The settings as strings, from env or flags (flags win). */
 export type RawSettings = Partial<Record<keyof typeof ENV, string>>;
 
@@ -253,22 +246,6 @@ export function resolveConfig(s: RawSettings): NodeConfig {
   };
 }
 
-function resolvePlacement(s: RawSettings): PlacementSettings {
-  const mode = s.leaderPlacement ?? "latency";
-  if (mode !== "latency" && mode !== "off") throw new ConfigError(`LEADER_PLACEMENT must be latency or off, got "${mode}"`);
-  const regions = (name: string, text: string | undefined): string[] => {
-    const list = (text ?? "").split(",").map((r) => r.trim()).filter((r) => r !== "");
-    const bad = list.find((r) => !/^[a-z0-9][a-z0-9-]{0,31}$/.test(r));
-    if (bad !== undefined) throw new ConfigError(`${name}: "${bad}" is not a region name (lowercase, e.g. lhr,fra)`);
-    return list;
-  };
-  const prefer = regions("LEADER_PREFER", s.leaderPrefer);
-  const never = regions("LEADER_NEVER", s.leaderNever);
-  const both = prefer.filter((r) => never.includes(r));
-  if (both.length > 0) throw new ConfigError(`region ${both.join(",")} is in both LEADER_PREFER and LEADER_NEVER`);
-  return { enabled: mode === "latency", prefer, never };
-}
-
 /** Gossip is on when any way to find peers is given. */
 function resolveDiscovery(s: RawSettings): DiscoveryConfig | null {
   if (s.gossipAddr === undefined && s.join === undefined && s.discoveryDns === undefined && s.bootstrapExpect === undefined) return null;
@@ -305,4 +282,27 @@ export async function resolveBindAddress(name: string, addr: string): Promise<st
   } catch (err) {
     throw new ConfigError(`${name}: cannot resolve ${host}: ${(err as Error).message}`);
   }
+}
+
+/** LEADER_PLACEMENT (latency, the default, or off), LEADER_PREFER and LEADER_NEVER (region lists). */
+export interface PlacementSettings {
+  enabled: boolean;
+  prefer: string[];
+  never: string[];
+}
+
+function resolvePlacement(s: RawSettings): PlacementSettings {
+  const mode = s.leaderPlacement ?? "latency";
+  if (mode !== "latency" && mode !== "off") throw new ConfigError(`LEADER_PLACEMENT must be latency or off, got "${mode}"`);
+  const regions = (name: string, text: string | undefined): string[] => {
+    const list = (text ?? "").split(",").map((r) => r.trim()).filter((r) => r !== "");
+    const bad = list.find((r) => !/^[a-z0-9][a-z0-9-]{0,31}$/.test(r));
+    if (bad !== undefined) throw new ConfigError(`${name}: "${bad}" is not a region name (lowercase, e.g. lhr,fra)`);
+    return list;
+  };
+  const prefer = regions("LEADER_PREFER", s.leaderPrefer);
+  const never = regions("LEADER_NEVER", s.leaderNever);
+  const both = prefer.filter((r) => never.includes(r));
+  if (both.length > 0) throw new ConfigError(`region ${both.join(",")} is in both LEADER_PREFER and LEADER_NEVER`);
+  return { enabled: mode === "latency", prefer, never };
 }

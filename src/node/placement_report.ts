@@ -2,7 +2,7 @@
 // to the other members. The leader measures only its own links; whether a follower would commit
 // faster depends on the follower's links, which only the follower can measure.
 //
-// A peer route (/raft/v1/placement): the request is authenticated like Raft traffic (cluster key
+// A peer route (/peer/v1/placement): the request is authenticated like Raft traffic (cluster key
 // or mutual TLS) and so is the answer (signed as a reply, checked by the leader), so neither a
 // stranger nor a man in the middle on an h2c link can steer leadership with made-up latencies.
 // The answer is small and bounded (at most MAX_ENTRIES links), and the leader refuses anything that
@@ -14,7 +14,7 @@ import { type PeerAuth, type PeerEnv, peerAuth, peerReplyHeaders, peerRequestHea
 import { nodeIdSchema } from "../transport/codec.ts";
 import type { H2Client } from "../transport/h2_client.ts";
 
-export const PLACEMENT_REPORT_PATH = "/raft/v1/placement";
+export const PLACEMENT_REPORT_PATH = "/peer/v1/placement";
 const MAX_ENTRIES = 64;
 const MAX_REPLY_BYTES = 16 * 1024;
 
