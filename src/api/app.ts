@@ -5,6 +5,7 @@ import type { PhalanxNode } from "../node/node.ts";
 import type { Logger } from "../node/log.ts";
 import { BodyTooLargeError } from "../transport/body.ts";
 import { raftRoutes } from "../transport/raft_routes.ts";
+import { placementReportRoutes } from "../node/placement_report.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
 import { httpMetrics } from "./http_metrics.ts";
 import { kvRoutes } from "./kv_routes.ts";
@@ -37,6 +38,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages, awaitReplies: (from) => node.awaitReplies(from) });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
+  app.route("/", placementReportRoutes({ self: node.id, auth: node.auth, report: () => node.placement?.report() ?? null }) as unknown as Hono);
   // Every client route authenticates first; peer routes above carry their own (peer) proof.
   app.use("/v1/*", clientAuth({ cfg: node.config.clientAuth, isMember: (id) => node.members().some((m) => m.id === id) }));
   // One share per connection and per client across every route that proposes: a client cannot

@@ -29,6 +29,7 @@ export function statusOf(node: PhalanxNode) {
       rttMs: peers.get(m.id)?.rttMs ?? null,
       peerState: peers.get(m.id)?.state ?? null,
     })),
+    placement: node.placement?.info() ?? null,
   };
 }
 

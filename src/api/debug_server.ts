@@ -15,10 +15,8 @@ import { isLoopback } from "../node/config.ts";
 
 const DEBUG_SCOPES: Record<string, Scope> = { "/healthz": "metrics", "/readyz": "metrics", "/metrics": "metrics", "/debug/raft": "admin" };
 import { uiHandler } from "./ui/ui_http.ts";
+import { NativeResponse } from "./native_response.ts";
 
-// @hono/node-server's serve() replaces the global Response with a lightweight one that Bun.serve
-// rejects; this module is evaluated before any serve() call, so it keeps the native class.
-const NativeResponse = globalThis.Response;
 
 export interface DebugServer {
   port: number;

@@ -32,6 +32,8 @@ export function statusCommand(argv: string[]): Promise<number> {
       rows.push([m.id, m.address, m.role, m.progress === null ? "-" : String(m.progress.match), m.progress?.state ?? "-", m.rttMs === null ? "-" : `${m.rttMs.toFixed(1)}ms`]);
     }
     process.stdout.write(table(rows));
+    const placement = s.placement as { decision: { kind: string; reason: string } | null } | null;
+    if (placement?.decision != null) process.stdout.write(`leader placement: ${placement.decision.kind}: ${placement.decision.reason}\n`);
     return EXIT.ok;
   });
 }

@@ -18,6 +18,7 @@ import type { PeerAuth } from "../transport/auth.ts";
 import type { ClientTls } from "../transport/h2_client.ts";
 import { identityRoute, verifyIdentity } from "../transport/identity_route.ts";
 import { PhalanxNode } from "../node/node.ts";
+import { PlacementRunner } from "../node/placement_runner.ts";
 import { StorageError } from "../storage/errors.ts";
 import { serveApp, type RunningServer, type ServeOptions } from "../transport/server.ts";
 import { EXIT, fail } from "./output.ts";
@@ -64,6 +65,9 @@ const FLAGS = {
   clientCertScopes: "client-cert-scopes",
   insecureClients: "insecure-clients",
   debugPublic: "debug-public",
+  leaderPlacement: "leader-placement",
+  leaderPrefer: "leader-prefer",
+  leaderNever: "leader-never",
 } as const satisfies Record<keyof typeof ENV, string>;
 
 export const SERVE_HELP = `usage: phalanx serve [flags]
@@ -121,6 +125,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   if (typeof started === "number") return started;
   const { node, server, debug, gossip, membership } = started;
+  const placement = config.placement.enabled ? new PlacementRunner(node, config.placement, log) : null;
+  placement?.start();
   log.info("serving", { rpc: config.rpcAddr, advertise: config.advertiseAddr, debug: config.debugAddr ?? "off", tls: config.tls !== null, gossip: gossip?.gossipAddr ?? "off", pid: process.pid });
 
   return new Promise<number>((resolve) => {
@@ -131,6 +137,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       log.info("shutting down", { reason: why });
       // Still serving while handing over: peers need our routes for the transfer.
       if (code === EXIT.ok) await node.handOffLeadership(config.tickMs * config.electionTicks);
+      placement?.stop();
       membership?.stop();
       // No graceful gossip leave: a restart must not read as "gone for good" to the autopilot.
       await gossip?.stop();

@@ -59,6 +59,8 @@ export interface NodeConfig {
   logFormat: LogFormat;
   /** Client credentials and exposure rules; see src/api/client_auth.ts. */
   clientAuth: ClientAuthConfig;
+  /** Latency-aware leader placement (src/node/placement.ts). */
+  placement: PlacementSettings;
 }
 
 /** The settings as strings, from env or flags (flags win). */
@@ -113,6 +115,9 @@ export const ENV = {
   clientCertScopes: "CLIENT_CERT_SCOPES",
   insecureClients: "INSECURE_CLIENTS",
   debugPublic: "DEBUG_PUBLIC",
+  leaderPlacement: "LEADER_PLACEMENT",
+  leaderPrefer: "LEADER_PREFER",
+  leaderNever: "LEADER_NEVER",
 } as const;
 
 export class ConfigError extends Error {
@@ -310,6 +315,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     logLevel: level,
     logFormat,
     clientAuth: resolveClientAuth(s, rpcAddr, tls?.ca ?? null),
+    placement: resolvePlacement(s),
   };
 }
 
@@ -371,4 +377,27 @@ export async function resolveBindAddress(name: string, addr: string): Promise<st
   } catch (err) {
     throw new ConfigError(`${name}: cannot resolve ${host}: ${(err as Error).message}`);
   }
+}
+
+/** LEADER_PLACEMENT (latency, the default, or off), LEADER_PREFER and LEADER_NEVER (region lists). */
+export interface PlacementSettings {
+  enabled: boolean;
+  prefer: string[];
+  never: string[];
+}
+
+function resolvePlacement(s: RawSettings): PlacementSettings {
+  const mode = s.leaderPlacement ?? "latency";
+  if (mode !== "latency" && mode !== "off") throw new ConfigError(`LEADER_PLACEMENT must be latency or off, got "${mode}"`);
+  const regions = (name: string, text: string | undefined): string[] => {
+    const list = (text ?? "").split(",").map((r) => r.trim()).filter((r) => r !== "");
+    const bad = list.find((r) => !/^[a-z0-9][a-z0-9-]{0,31}$/.test(r));
+    if (bad !== undefined) throw new ConfigError(`${name}: "${bad}" is not a region name (lowercase, e.g. lhr,fra)`);
+    return list;
+  };
+  const prefer = regions("LEADER_PREFER", s.leaderPrefer);
+  const never = regions("LEADER_NEVER", s.leaderNever);
+  const both = prefer.filter((r) => never.includes(r));
+  if (both.length > 0) throw new ConfigError(`region ${both.join(",")} is in both LEADER_PREFER and LEADER_NEVER`);
+  return { enabled: mode === "latency", prefer, never };
 }

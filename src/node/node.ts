@@ -16,6 +16,7 @@ import type { PeerAuth } from "../transport/auth.ts";
 import { H2Client } from "../transport/h2_client.ts";
 import { PeerTransport, type PeerStats } from "../transport/peers.ts";
 import type { NodeConfig } from "./config.ts";
+import type { PlacementHooks } from "./placement_report.ts";
 import { rateLimited, type Logger } from "./log.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { Ticker } from "./ticker.ts";
@@ -440,6 +441,8 @@ export class PhalanxNode {
   membershipInfo: (() => unknown) | null = null;
   /** The gossip agent's counters for /metrics, when gossip is on. */
   gossipCounters: (() => GossipCounters) | null = null;
+  /** Leader placement's state for /v1/status and this node's round trips for the leader, when it runs. */
+  placement: PlacementHooks | null = null;
 
   private updatePeers(): void {
     const peers = new Map(this.hints);

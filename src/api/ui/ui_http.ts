@@ -11,6 +11,7 @@ import { clusterView } from "./node_view.ts";
 
 type ClusterView = Awaited<ReturnType<typeof clusterView>>;
 import pageModule from "./page.html" with { type: "text" };
+import { NativeResponse } from "../native_response.ts";
 
 // The import attribute makes Bun (and `bun build --compile`) inline the file as a string; the
 // type declarations describe .html imports as HTML bundles, hence the cast.
@@ -18,7 +19,6 @@ const PAGE_HTML = pageModule as unknown as string;
 if (typeof PAGE_HTML !== "string" || !PAGE_HTML.includes("<title>")) throw new Error("ui: the page was not embedded as text");
 
 // Same reason as in debug_server.ts: keep the native Response class for Bun.serve.
-const NativeResponse = globalThis.Response;
 
 /**
  * Views younger than this are shared: however many pages poll, a node asks its members at most
