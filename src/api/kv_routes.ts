@@ -8,7 +8,7 @@ import { DEFAULT_LIMITS, isError, validateCommand, type Command, type Expect, ty
 import type { PhalanxNode } from "../node/node.ts";
 import { BodyTooLargeError, incomingOf, readCappedBody } from "../transport/body.ts";
 import { Deadline } from "./deadline.ts";
-import { forward, forwardTarget, leaderHeaders, noLeader, RETRY_AFTER_S } from "./forward.ts";
+import { forward, forwardTarget, leaderHeaders, noLeader, notAppliedReply, outcomeUnknownReply, RETRY_AFTER_S } from "./forward.ts";
 import { BadRequest, bodyKind, decodeBody, errorReply, reply } from "./wire.ts";
 
 export const SESSION_HEADER = "x-phalanx-session";
@@ -136,19 +136,20 @@ export function kvRoutes(node: PhalanxNode): Hono {
       case "rejected": {
         const moved = forwardTarget(c, node);
         if (moved !== null) return forward(c, node, moved, body, deadline);
-        return noLeader(c, node, `write refused: ${o.reason}`);
+        return notAppliedReply(c, "unavailable", `write refused: ${o.reason}; it was not applied`, { "retry-after": RETRY_AFTER_S, ...lh });
       }
-      case "lost":
-        return errorReply(c, 503, "retry", "leadership changed before the write committed; it was not applied, retry", {
+      case "not_applied":
+        // Definite (outcome.ts): safe to retry, with or without a session.
+        return notAppliedReply(c, o.reason === "not_started" ? "unavailable" : "not_applied", `${o.message}; retry`, {
           "retry-after": RETRY_AFTER_S,
           ...lh,
         });
-      case "timeout":
-        return errorReply(c, 504, "timeout", "deadline passed before the write was applied; its outcome is unknown (use a session to retry safely)", lh);
-      case "unknown":
-        return errorReply(c, 507, "insufficient_storage", `${o.reason}; retry with a session to apply it exactly once`, lh);
-      case "closed":
-        return noLeader(c, node, "node is shutting down");
+      case "unknown": {
+        // Never a 503: a client that retries every 503 must not apply a write twice (outcome.ts).
+        const [status, code] =
+          o.reason === "disk_full" ? ([507, "insufficient_storage"] as const) : o.reason === "timeout" ? ([504, "timeout"] as const) : ([504, "outcome_unknown"] as const);
+        return outcomeUnknownReply(c, status, code, `${o.message}; its outcome is unknown: retry with a session to apply it exactly once`, lh);
+      }
     }
   };
 
