@@ -307,6 +307,14 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     return this.raw.raft.role === "leader";
   }
 
+  /** Whether this node may serve lease reads now, judged on elapsed time (missed ticks replayed first). */
+  holdsLease(): boolean {
+    this.finishDeferredReady();
+    if (this.stopped || !this.isLeader()) return false;
+    if (this.ticker.catchUp() > 0) this.schedule();
+    return this.raw.raft.leaseValid();
+  }
+
   status(): Status {
     return this.raw.status();
   }
@@ -467,6 +475,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
    * before the messages go out only saves an fsync. Returns the results of `rd.committed`.
    */
   private persist(rd: Ready): (ReturnType<KvStore["apply"]>)[] {
+    // Most Readies of a busy cluster only carry messages (heartbeats, acks): nothing to write.
+    if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null && rd.committed.length === 0) return [];
     const t0 = this.clock.now();
     const results = this.dd.transaction(
       () => {
