@@ -72,11 +72,25 @@ export function optionsForSeed(seed: number): SimOptions {
     maxInflight: r.pick([1, 8]),
     leaseReads: r.chance(0.8),
     earlySend: r.chance(0.5),
-    clientTimeout: r.pick([40, 150]) * TICK,
+    clientTimeout: r.pick([40, 150, 150]) * TICK,
     stalls: r.chance(0.5),
     verbose: false,
   };
 }
+
+/**
+ * Issue 8's fault: a leader stalls (SIGSTOP) with writes pending; the others elect a new leader,
+ * commit those writes and compact past them; the old leader resumes behind the compacted log and
+ * installs a snapshot while its clients still wait (they wait longer than the stall).
+ */
+export const STALLED_LEADER_PROFILE: Partial<SimOptions> = {
+  stalls: true,
+  snapshotEvery: 4,
+  snapshotChunkBytes: 1 << 16,
+  clients: 8,
+  clientTimeout: 150 * TICK,
+  faultEvery: 20 * TICK,
+};
 
 export interface SimReport {
   seed: number;
@@ -624,7 +638,7 @@ export class Simulation implements ClockHost, Observer {
   }
 
   private startOp(c: Client): void {
-    if (c.op !== null || this.time > this.opts.duration + 600 * TICK) return;
+    if (c.op !== null || this.time > this.opts.duration + 300 * TICK) return;
     const key = `k${this.work.int(this.opts.keys)}`;
     let input: KvInput | { op: "register" };
     if (c.session === null) input = { op: "register" };
@@ -675,7 +689,9 @@ export class Simulation implements ClockHost, Observer {
       const side = new Set(ids.filter(() => f.chance(0.5)));
       this.partition(side);
     } else if (roll < 0.52 && leader !== null) {
-      if (this.opts.stalls && f.chance(0.5)) this.stall(leader, f.range(15, 60) * TICK);
+      // A stalled leader is how issue 8's false "not applied" happened: it resumes behind the
+      // compacted log with writes pending, and installs a snapshot that may hold them.
+      if (this.opts.stalls && f.chance(0.8)) this.stall(leader, f.range(20, 100) * TICK);
       else this.partition(new Set([leader.id]));
     } else if (roll < 0.6) {
       // One-way: the leader (or anyone) stops reaching one node, which still reaches everyone.
@@ -756,7 +772,7 @@ export class Simulation implements ClockHost, Observer {
       for (const c of this.clients) this.q.push(this.work.range(0, 5) * TICK, () => this.startOp(c));
       this.scheduleFaults();
       this.q.push(this.opts.duration, () => this.heal());
-      const end = this.opts.duration + 800 * TICK;
+      const end = this.opts.duration + 400 * TICK;
       let opsAtHeal = -1;
       for (;;) {
         const ev = this.q.pop();

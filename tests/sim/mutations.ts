@@ -4,7 +4,7 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { SimOptions } from "./cluster.ts";
+import { STALLED_LEADER_PROFILE, type SimOptions } from "./cluster.ts";
 
 export interface Mutation {
   name: string;
@@ -18,13 +18,6 @@ export interface Mutation {
 const TICK = 10;
 /** Lease bugs live where clocks drift apart the most and elections are fast. */
 const leaseProfile: Partial<SimOptions> = { drift: 0.1, maxDelay: 3, leaseReads: true, faultEvery: 10 * TICK };
-
-/**
- * A leader stalls (SIGSTOP) with writes pending; the others elect a new leader, commit those
- * writes and compact past them; the old leader resumes, behind the compacted prefix, and installs
- * a snapshot while its clients still wait (they wait longer than the stall).
- */
-const snapshotCoverProfile: Partial<SimOptions> = { stalls: true, snapshotEvery: 8, clientTimeout: 150 * TICK, faultEvery: 20 * TICK };
 
 export const MUTATIONS: Mutation[] = [
   {
@@ -84,7 +77,7 @@ export const MUTATIONS: Mutation[] = [
     file: "src/node/waiters.ts",
     find: 'w.settle(unknownOutcome("snapshot", why))',
     replace: 'w.settle(notApplied("overwritten", why))',
-    profile: snapshotCoverProfile,
+    profile: STALLED_LEADER_PROFILE,
   },
   {
     // The deadline says nothing about the entry: it is in the log and may commit a moment later.
