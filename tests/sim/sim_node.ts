@@ -4,6 +4,7 @@
 // database in memory; a crash (dropping the node object) keeps exactly what was written, which
 // is what kill -9 keeps (crashes fall between events, never inside a Ready's transaction).
 import { constants, Database } from "bun:sqlite";
+import { randomUUID } from "node:crypto";
 import { decode } from "@msgpack/msgpack";
 import type { Proposal } from "../../src/kv/command.ts";
 import { KvStore } from "../../src/kv/store.ts";
@@ -33,7 +34,6 @@ export interface Observer {
   executed(node: NodeId, entry: Entry, client: number, seq: number): void;
 }
 
-let nextDbId = 0;
 
 /** A node's durable state: one in-memory SQLite database that outlives the node's incarnations. */
 export class SimDisk {
@@ -49,7 +49,9 @@ export class SimDisk {
     this.log = new MemoryStorage(bootstrap);
     // A named shared-cache memory database: the state machine's snapshot reads it on a second
     // connection, as it reads the data file in production.
-    this.file = `file:phalanx-sim-${process.pid}-${++nextDbId}?mode=memory&cache=shared`;
+    // Unique per process and module copy (each mutant imports its own): SQLite frees a closed
+    // database only once its statements are finalized, so an old name may still be taken.
+    this.file = `file:phalanx-sim-${randomUUID()}?mode=memory&cache=shared`;
     this.db = new Database(this.file, constants.SQLITE_OPEN_READWRITE | constants.SQLITE_OPEN_CREATE | constants.SQLITE_OPEN_URI);
     initSchema(this.db, bootstrap, {});
   }
