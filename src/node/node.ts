@@ -128,8 +128,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     this.core = parts.core ?? {};
     this.proposals = new ProposalWaiters(this.clock);
     this.reads = new ReadWaiters(this.clock);
-    this.violationLog = rateLimited(this.log, 1000);
-    this.diskFullLog = rateLimited(this.log, 5000);
+    this.violationLog = rateLimited(this.log, 1000, () => this.clock.now());
+    this.diskFullLog = rateLimited(this.log, 5000, () => this.clock.now());
     this.auth = config.clusterKey !== null ? { mode: "hmac", key: config.clusterKey } : { mode: "mtls" };
     const tls = config.tls;
     this.client = new H2Client(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca }) } });
