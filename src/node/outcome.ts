@@ -4,8 +4,10 @@
 //
 // A write is told one of three things:
 //
-//   applied      It committed and was applied; `result` is what the state machine returned
-//                (a failed compare, an unknown session: those are results of an applied entry).
+//   applied      It committed and was applied; `result` is what the state machine returned.
+//                A failed compare (409 compare_failed) is definite: the key did not match. A
+//                session error (410 session_expired, 409 stale_sequence) says this attempt did
+//                nothing; an earlier attempt with the same sequence may have applied.
 //   not_applied  It never took effect and never will: retrying it cannot apply it twice.
 //   unknown      It may have taken effect, may still take effect later, or may never: only a
 //                retry with the same session (client id + sequence) is safe, since the state
