@@ -44,6 +44,8 @@ export interface SimOptions {
    * Off: the fsync after an early send is immediate and never interrupted.
    */
   earlySend: boolean;
+  /** With earlySend: the chance that a node dies in the window after an early send, before its fsync. */
+  fsyncCrash: number;
   /** How long a client waits for an answer before it retries (the node gets a little less). */
   clientTimeout: number;
   /** Stalls (SIGSTOP-like pauses) among the faults: a paused node handles nothing until it resumes. */
@@ -72,6 +74,7 @@ export function optionsForSeed(seed: number): SimOptions {
     maxInflight: r.pick([1, 8]),
     leaseReads: r.chance(0.8),
     earlySend: r.chance(0.5),
+    fsyncCrash: 0.01,
     clientTimeout: r.pick([40, 150, 150]) * TICK,
     stalls: r.chance(0.5),
     verbose: false,
@@ -135,6 +138,8 @@ interface SimNode {
   wasLeader: boolean;
   /** Lease reads counted by earlier incarnations. */
   leaseReads: number;
+  /** The last append this node acknowledged. */
+  lastAck: { term: number; index: number } | null;
 }
 
 type Request = { kind: "write"; cmd: Command; session: { client: number; seq: number } | null } | { kind: "read"; key: string };
@@ -282,6 +287,7 @@ export class Simulation implements ClockHost, Observer {
         pausedUntil: 0,
         wasLeader: false,
         leaseReads: 0,
+        lastAck: null,
       };
       this.nodes.push(node);
       this.byId.set(id, node);
@@ -332,7 +338,7 @@ export class Simulation implements ClockHost, Observer {
     const fsync = this.net.range(0.05, 2);
     this.at(clock, this.time + fsync, fn);
     // Now and then the leader dies in exactly that window, after sending, before persisting.
-    if (!this.healed && this.faults.chance(0.01)) {
+    if (!this.healed && this.faults.chance(this.opts.fsyncCrash)) {
       this.at(clock, this.time + fsync / 2, () => {
         const n = this.byClock.get(clock)!;
         this.trace(`${n.id} dies after an early send, before its fsync`);
@@ -379,6 +385,13 @@ export class Simulation implements ClockHost, Observer {
 
   private crash(n: SimNode): void {
     if (n.node === null) return;
+    // Raft's persistence rule: an acknowledgement promises the entries are on disk. Within the
+    // acknowledged term the log only grows, so a crash must keep what the last ack counted.
+    const ack = n.lastAck;
+    const disk = n.disk.durable();
+    if (ack !== null && disk.term === ack.term && disk.lastIndex < ack.index) {
+      this.fail(`persistence: ${n.id} acknowledged entries up to ${ack.index} in term ${ack.term}, but a crash keeps only ${disk.lastIndex}`);
+    }
     n.leaseReads += n.node.metrics.readsLease;
     n.clock!.dead = true;
     this.byClock.delete(n.clock!);
@@ -475,6 +488,7 @@ export class Simulation implements ClockHost, Observer {
 
   private sendMessage(m: Message): void {
     this.stats.messages++;
+    if (m.type === "appendResp" && !m.reject) this.byId.get(m.from)!.lastAck = { term: m.term, index: m.index };
     if (m.type === "snapshot" && m.offset === 0) this.stats.snapshotsSent++;
     if (this.opts.verbose) this.trace(`send ${describe(m)}`);
     if (this.cut.has(`${m.from}>${m.to}`)) return;

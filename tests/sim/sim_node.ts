@@ -68,6 +68,11 @@ export class SimDisk {
     return { storage, kv: new WatchedKv(id, dd, observer) };
   }
 
+  /** The term and last index on disk now: what a crash keeps. */
+  durable(): { term: number; lastIndex: number } {
+    return { term: this.log.hardState().term, lastIndex: this.log.lastIndex() };
+  }
+
   destroy(): void {
     this.db.close();
   }
