@@ -309,9 +309,10 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
 
   /** Whether this node may serve lease reads now, judged on elapsed time (missed ticks replayed first). */
   holdsLease(): boolean {
-    this.finishDeferredReady();
     if (this.stopped || !this.isLeader()) return false;
-    if (this.ticker.catchUp() > 0) this.schedule();
+    // Replaying ticks calls into the core, which must not happen while a Ready is deferred; and
+    // asking must not cut the deferred Ready's fsync short (the simulator asks at every instant).
+    if (this.deferred === null && this.ticker.catchUp() > 0) this.schedule();
     return this.raw.raft.leaseValid();
   }
 

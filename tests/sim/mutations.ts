@@ -63,11 +63,14 @@ export const MUTATIONS: Mutation[] = [
     replace: "    if (false) {\n      // Until an entry of this term commits",
     profile: {},
   },
-  // Not here yet: "acknowledge entries before persisting them (early send on followers)",
-  // pointed at src/node/node.ts (drop `this.raw.raft.role === "leader" &&` from handleReady's
-  // `early`). On the real loop it is not caught within 3,000 seeds, even with the persistence
-  // check at every crash (cluster.ts crash()) and fsyncCrash 0.5: followers' early sends that a
-  // crash interrupts are rare there. Open work, see the honest branch's report.
+  {
+    // The node's early send (Raft thesis §10.2.1) is only safe for a leader's own appends.
+    name: "acknowledge entries before persisting them (early send on followers)",
+    file: "src/node/node.ts",
+    find: '      this.raw.raft.role === "leader" &&\n      (hs === null',
+    replace: "      (hs === null",
+    profile: { earlySend: true },
+  },
   {
     // Issue 8 §1: the snapshot may hold the write (a new leader committed it while this one stalled).
     name: "a proposal covered by an installed snapshot reported as not applied",
