@@ -9,16 +9,16 @@
 import { Hono } from "hono";
 import type { PhalanxNode } from "../node/node.ts";
 import { Deadline } from "./deadline.ts";
-import { proposeAndReply } from "./propose_reply.ts";
+import { answerResult, proposeAndReply } from "./propose_reply.ts";
 
 export function clientRoutes(node: PhalanxNode): Hono {
   const app = new Hono();
   app.post("/v1/clients", async (c) => {
     const deadline = Deadline.of(c, node.config.requestTimeoutMs);
-    return proposeAndReply(c, node, { body: undefined, cmd: { op: "register" }, session: null, deadline }, (r) => {
+    return proposeAndReply(c, node, { body: undefined, cmd: { op: "register" }, session: null, deadline }, answerResult((r) => {
       if (r.op !== "register") throw new Error(`a client registration returned a ${r.op} result`);
       return { status: 200, payload: { client: r.client } };
-    });
+    }));
   });
   return app;
 }

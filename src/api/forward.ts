@@ -7,7 +7,7 @@ import { H2Error } from "../transport/h2_client.ts";
 import { TIMEOUT_HEADER, type Deadline } from "./deadline.ts";
 import { rawPathAndQuery } from "./raw_path.ts";
 import { forwardedIdentityHeaders } from "./client_auth.ts";
-import { errorReply } from "./wire.ts";
+import { errorReply, reply } from "./wire.ts";
 
 export const FORWARDED_HEADER = "x-phalanx-forwarded-by";
 export const LEADER_HEADER = "x-phalanx-leader";
@@ -29,6 +29,16 @@ export function isForwarded(c: Context): boolean {
 
 export function noLeader(c: Context, node: PhalanxNode, why: string): Response {
   return errorReply(c, 503, "unavailable", why, { "retry-after": RETRY_AFTER_S, ...leaderHeaders(node.leader()) });
+}
+
+/** A write that provably never took effect (src/node/outcome.ts): 503, `outcome: "not_applied"`. */
+export function notAppliedReply(c: Context, error: string, message: string, headers: Record<string, string>): Response {
+  return reply(c, 503, { error, message, outcome: "not_applied" }, headers);
+}
+
+/** A write that may or may not have taken effect (src/node/outcome.ts): never 503, `outcome: "unknown"`. */
+export function outcomeUnknownReply(c: Context, status: 502 | 504 | 507, error: string, message: string, headers: Record<string, string>): Response {
+  return reply(c, status, { error, message, outcome: "unknown" }, headers);
 }
 
 /** The leader to forward to, or null when this request must be answered here. */
@@ -67,9 +77,14 @@ export async function forward(c: Context, node: PhalanxNode, leader: LeaderInfo,
     return new Response(res.body, { status: res.status, headers: out });
   } catch (err) {
     const why = err instanceof H2Error ? err.message : String(err);
-    return errorReply(c, 503, "unavailable", `leader ${leader.id} at ${leader.address} is unreachable: ${why}`, {
-      "retry-after": RETRY_AFTER_S,
-      ...leaderHeaders(leader),
-    });
+    // Only a failed connect proves the leader never saw the request; after that it may have
+    // applied it (outcome.ts: unreachable vs lost_leader).
+    if (err instanceof H2Error && err.kind === "connect") {
+      return notAppliedReply(c, "unavailable", `leader ${leader.id} at ${leader.address} is unreachable: ${why}; the request was not applied`, {
+        "retry-after": RETRY_AFTER_S,
+        ...leaderHeaders(leader),
+      });
+    }
+    return outcomeUnknownReply(c, 502, "outcome_unknown", `the request to leader ${leader.id} at ${leader.address} failed after it was sent: ${why}; its outcome is unknown (retry with a session to apply a write exactly once)`, leaderHeaders(leader));
   }
 }

@@ -9,9 +9,10 @@ import type { PhalanxNode } from "../node/node.ts";
 import { BodyTooLargeError, incomingOf, readCappedBody } from "../transport/body.ts";
 import { Deadline } from "./deadline.ts";
 import { keyFromRawPath } from "./raw_path.ts";
-import { forward, forwardTarget, leaderHeaders, noLeader, RETRY_AFTER_S } from "./forward.ts";
+import { forward, forwardTarget, leaderHeaders, noLeader, notAppliedReply, outcomeUnknownReply, RETRY_AFTER_S } from "./forward.ts";
 import { BadRequest, bodyKind, decodeBody, errorReply, reply, valueEncodingOf } from "./wire.ts";
 import { ByteBudget } from "./byte_budget.ts";
+import { errorStatus, proposeAndReply } from "./propose_reply.ts";
 import { chargeBody } from "./fairness.ts";
 import { DEFAULT_RANGE_BYTES } from "../kv/store.ts";
 
@@ -134,23 +135,13 @@ function answerShape(c: Context): AnswerShape {
   return { prev: c.req.query("prev") !== undefined };
 }
 
-/** The HTTP status of a state machine's refusal; anything not listed is a 400. */
-const ERROR_STATUS: Partial<Record<ErrorCode, number>> = {
-  value_too_large: 413,
-  session_expired: 410,
-  stale_sequence: 409,
-  too_many_sessions: 429,
-  lease_not_found: 404,
-};
-
 function resultStatus(r: Result, shape: AnswerShape): { status: number; payload: unknown } {
   if (!isError(r) && (r.op === "put" || r.op === "del") && !shape.prev) {
     const { prev: _, ...rest } = r;
     return resultStatus(rest as Result, { prev: true });
   }
   if (isError(r)) {
-    const status = ERROR_STATUS[r.error] ?? 400;
-    return { status, payload: r };
+    return { status: errorStatus(r), payload: r };
   }
   switch (r.op) {
     case "del":
@@ -171,37 +162,8 @@ export function kvRoutes(node: PhalanxNode): Hono {
   const rangeBudget = new ByteBudget(RANGE_BYTES_IN_FLIGHT);
 
   /** Proposes on the leader (forwarding when this node is not it) and maps the outcome to HTTP. */
-  const write = async (c: Context, body: Uint8Array | undefined, cmd: Command, session: Proposal["session"], deadline: Deadline) => {
-    const invalid = validateCommand(cmd, DEFAULT_LIMITS);
-    if (invalid !== null) return reply(c, invalid.error === "value_too_large" ? 413 : 400, invalid);
-    const target = forwardTarget(c, node);
-    if (target !== null && !node.isLeader()) return forward(c, node, target, body, deadline);
-    const o = await node.propose(cmd, session, deadline.remaining());
-    const lh = leaderHeaders(node.leader());
-    switch (o.kind) {
-      case "applied": {
-        const { status, payload } = resultStatus(o.result, answerShape(c));
-        const rev: Record<string, string> = "revision" in o.result ? { [REVISION_HEADER]: String(o.result.revision) } : {};
-        return reply(c, status, payload, { ...lh, ...rev });
-      }
-      case "rejected": {
-        const moved = forwardTarget(c, node);
-        if (moved !== null) return forward(c, node, moved, body, deadline);
-        return noLeader(c, node, `write refused: ${o.reason}`);
-      }
-      case "lost":
-        return errorReply(c, 503, "retry", "leadership changed before the write committed; it was not applied, retry", {
-          "retry-after": RETRY_AFTER_S,
-          ...lh,
-        });
-      case "timeout":
-        return errorReply(c, 504, "timeout", "deadline passed before the write was applied; its outcome is unknown (use a session to retry safely)", lh);
-      case "unknown":
-        return errorReply(c, 507, "insufficient_storage", `${o.reason}; retry with a session to apply it exactly once`, lh);
-      case "closed":
-        return noLeader(c, node, "node is shutting down");
-    }
-  };
+  const write = (c: Context, body: Uint8Array | undefined, cmd: Command, session: Proposal["session"], deadline: Deadline) =>
+    proposeAndReply(c, node, { body, cmd, session, deadline }, (r) => resultStatus(r, answerShape(c)));
 
   /** Resolves once a linearizable read may be served here; a Response when it may not. */
   const barrier = async (c: Context, deadline: Deadline): Promise<Response | null> => {

@@ -14,7 +14,7 @@ import type { LeaseTimer } from "../node/lease_timer.ts";
 import type { PhalanxNode } from "../node/node.ts";
 import { Deadline } from "./deadline.ts";
 import { forward, forwardTarget, leaderHeaders, noLeader } from "./forward.ts";
-import { proposeAndReply, readBody, writeSessionOf, writeSessionSchema } from "./propose_reply.ts";
+import { answerResult, proposeAndReply, readBody, writeSessionOf, writeSessionSchema } from "./propose_reply.ts";
 import { BadRequest, bodyKind, decodeBody, errorReply, reply } from "./wire.ts";
 
 const MAX_KEYS_LISTED = 1000;
@@ -60,10 +60,10 @@ export function leaseRoutes(node: PhalanxNode, timer: LeaseTimer): Hono {
       throw new BadRequest(`ttl must be whole seconds in [${LEASE_TTL_MS.min / 1000}, ${LEASE_TTL_MS.max / 1000}]`);
     }
     const cmd = { op: "leaseGrant" as const, ttlMs: parsed.ttl * 1000 };
-    return proposeAndReply(c, node, { body, cmd, session: writeSessionOf(c, parsed.session), deadline }, (r) => {
+    return proposeAndReply(c, node, { body, cmd, session: writeSessionOf(c, parsed.session), deadline }, answerResult((r) => {
       if (r.op !== "leaseGrant") throw new Error(`a lease grant returned a ${r.op} result`);
       return { status: 200, payload: { id: r.id, ttl: r.ttlMs / 1000, revision: r.revision } };
-    });
+    }));
   });
 
   app.post("/v1/lease/:id/keepalive", async (c) => {
@@ -98,11 +98,11 @@ export function leaseRoutes(node: PhalanxNode, timer: LeaseTimer): Hono {
   app.delete("/v1/lease/:id", async (c) => {
     const deadline = Deadline.of(c, timeout);
     const id = idOf(c);
-    return proposeAndReply(c, node, { body: undefined, cmd: { op: "leaseRevoke", id }, session: writeSessionOf(c, undefined), deadline }, (r) => {
+    return proposeAndReply(c, node, { body: undefined, cmd: { op: "leaseRevoke", id }, session: writeSessionOf(c, undefined), deadline }, answerResult((r) => {
       if (r.op !== "leaseRevoke") throw new Error(`a lease revoke returned a ${r.op} result`);
       if (!r.found) return { status: 404, payload: { error: "lease_not_found", message: `lease ${id} does not exist (expired or revoked)`, revision: r.revision } };
       return { status: 200, payload: { id, deleted: r.deleted, revision: r.revision } };
-    });
+    }));
   });
 
   return app;

@@ -1,15 +1,14 @@
-// Proposing one command from a route of the txn / lease API and turning the outcome into an honest
-// HTTP answer: applied (the state machine's result), not applied (lost: retry), or unknown
-// (timeout, disk full). The same mapping as kv_routes.ts's write(); see the merge note in
-// docs-notes/kvfeatures.md (the two should become one helper once kv_routes settles).
+// Proposing one command from any write route (kv, txn, leases, client ids) and turning the outcome
+// into an honest HTTP answer: applied (the state machine's result), not applied (definite: retry),
+// or outcome unknown (retry with a client id). See src/node/outcome.ts for which is which.
 import type { Context } from "hono";
 import { z } from "zod";
-import { DEFAULT_LIMITS, isError, validateCommand, type Command, type ErrorResult, type Proposal, type Result } from "../kv/command.ts";
+import { DEFAULT_LIMITS, isError, validateCommand, type Command, type ErrorCode, type ErrorResult, type Proposal, type Result } from "../kv/command.ts";
 import type { PhalanxNode } from "../node/node.ts";
 import { BodyTooLargeError, incomingOf, readCappedBody } from "../transport/body.ts";
 import type { Deadline } from "./deadline.ts";
-import { forward, forwardTarget, leaderHeaders, noLeader, RETRY_AFTER_S } from "./forward.ts";
-import { BadRequest, errorReply, reply } from "./wire.ts";
+import { forward, forwardTarget, leaderHeaders, notAppliedReply, outcomeUnknownReply, RETRY_AFTER_S } from "./forward.ts";
+import { BadRequest, reply } from "./wire.ts";
 
 export const WRITE_SESSION_HEADER = "x-phalanx-session";
 export const REVISION_HEADER = "x-phalanx-revision";
@@ -38,30 +37,37 @@ export async function readBody(c: Context, maxBytes: number): Promise<Uint8Array
   }
 }
 
+/** The HTTP status of a state machine's refusal; anything not listed is a 400. */
+const ERROR_STATUS: Partial<Record<ErrorCode, number>> = {
+  value_too_large: 413,
+  session_expired: 410,
+  stale_sequence: 409,
+  too_many_sessions: 429,
+  lease_not_found: 404,
+};
+
 export function errorStatus(r: ErrorResult): number {
-  switch (r.error) {
-    case "value_too_large":
-      return 413;
-    case "session_expired":
-      return 410;
-    case "stale_sequence":
-      return 409;
-    case "lease_not_found":
-      return 404;
-    default:
-      return 400;
-  }
+  return ERROR_STATUS[r.error] ?? 400;
+}
+
+/** An HTTP answer for an applied result: refusals by errorStatus, successes by `onApplied`. */
+export function answerResult(onApplied: (r: Exclude<Result, ErrorResult>) => { status: number; payload: unknown }): (r: Result) => { status: number; payload: unknown } {
+  return (r) => (isError(r) ? { status: errorStatus(r), payload: r } : onApplied(r));
 }
 
 /**
  * Proposes `cmd` on the leader (forwarding the original `body` from a follower) and answers with
- * `onApplied(result)` for a successful result, or the typed error.
+ * `answer(result)` once applied, or with the outcome the node reported. The one place a write's
+ * outcome becomes HTTP; which outcomes are definite is decided in src/node/outcome.ts:
+ * - not applied (definite): 503 `outcome: "not_applied"`, safe to retry with or without a client id;
+ * - unknown: never a 503 (a client that retries every 503 must not apply a write twice): 504
+ *   timeout / outcome_unknown, 507 for a full disk; retry with a client id to apply it once.
  */
 export async function proposeAndReply(
   c: Context,
   node: PhalanxNode,
   req: { body: Uint8Array | undefined; cmd: Command; session: Proposal["session"]; deadline: Deadline },
-  onApplied: (r: Exclude<Result, ErrorResult>) => { status: number; payload: unknown },
+  answer: (r: Result) => { status: number; payload: unknown },
 ): Promise<Response> {
   const { body, cmd, session, deadline } = req;
   const invalid = validateCommand(cmd, DEFAULT_LIMITS);
@@ -72,27 +78,24 @@ export async function proposeAndReply(
   const lh = leaderHeaders(node.leader());
   switch (o.kind) {
     case "applied": {
-      const r = o.result;
-      if (isError(r)) return reply(c, errorStatus(r), r, lh);
-      const { status, payload } = onApplied(r);
-      const rev: Record<string, string> = "revision" in r ? { [REVISION_HEADER]: String(r.revision) } : {};
+      const { status, payload } = answer(o.result);
+      const rev: Record<string, string> = "revision" in o.result ? { [REVISION_HEADER]: String(o.result.revision) } : {};
       return reply(c, status, payload, { ...lh, ...rev });
     }
     case "rejected": {
       const moved = forwardTarget(c, node);
       if (moved !== null) return forward(c, node, moved, body, deadline);
-      return noLeader(c, node, `write refused: ${o.reason}`);
+      return notAppliedReply(c, "unavailable", `write refused: ${o.reason}; it was not applied`, { "retry-after": RETRY_AFTER_S, ...lh });
     }
-    case "lost":
-      return errorReply(c, 503, "retry", "leadership changed before the write committed; it was not applied, retry", {
+    case "not_applied":
+      return notAppliedReply(c, o.reason === "not_started" ? "unavailable" : "not_applied", `${o.message}; retry`, {
         "retry-after": RETRY_AFTER_S,
         ...lh,
       });
-    case "timeout":
-      return errorReply(c, 504, "timeout", "deadline passed before the write was applied; its outcome is unknown (retry with a client id, POST /v1/clients, to apply it exactly once)", lh);
-    case "unknown":
-      return errorReply(c, 507, "insufficient_storage", `${o.reason}; retry with a client id (POST /v1/clients) to apply it exactly once`, lh);
-    case "closed":
-      return noLeader(c, node, "node is shutting down");
+    case "unknown": {
+      const [status, code] =
+        o.reason === "disk_full" ? ([507, "insufficient_storage"] as const) : o.reason === "timeout" ? ([504, "timeout"] as const) : ([504, "outcome_unknown"] as const);
+      return outcomeUnknownReply(c, status, code, `${o.message}; its outcome is unknown: retry with a client id (POST /v1/clients) to apply it exactly once`, lh);
+    }
   }
 }

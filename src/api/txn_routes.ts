@@ -14,7 +14,7 @@ import { z } from "zod";
 import { type Command, type TxnCompare, type TxnOp, type TxnOpResult } from "../kv/command.ts";
 import type { PhalanxNode } from "../node/node.ts";
 import { Deadline } from "./deadline.ts";
-import { proposeAndReply, readBody, writeSessionOf, writeSessionSchema } from "./propose_reply.ts";
+import { answerResult, proposeAndReply, readBody, writeSessionOf, writeSessionSchema } from "./propose_reply.ts";
 import { BadRequest, bodyKind, decodeBody } from "./wire.ts";
 
 /** 128 puts of the largest value, in base64, plus framing. */
@@ -131,10 +131,10 @@ export function txnRoutes(node: PhalanxNode): Hono {
     const kind = bodyKind(c.req.header("content-type"));
     if (kind === "raw") throw new BadRequest("a transaction is JSON (content-type: application/json) or msgpack");
     const { cmd, session } = parseTxn(decodeBody(kind, body));
-    return proposeAndReply(c, node, { body, cmd, session: writeSessionOf(c, session), deadline }, (r) => {
+    return proposeAndReply(c, node, { body, cmd, session: writeSessionOf(c, session), deadline }, answerResult((r) => {
       if (r.op !== "txn") throw new Error(`a txn proposal returned a ${r.op} result`);
       return { status: 200, payload: { succeeded: r.succeeded, revision: r.revision, responses: r.responses.map(opResponse) } };
-    });
+    }));
   });
   return app;
 }

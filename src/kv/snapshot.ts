@@ -4,7 +4,7 @@
 // about 1.5 s; restoring copies rows in pages, bounded in memory, inside one transaction.
 // The copy runs on a second connection inside one read transaction, so it sees exactly the last
 // committed state (a consistent cut at one applied index) and never blocks on the writer.
-import { Database, SQLiteError } from "bun:sqlite";
+import { constants, Database, SQLiteError } from "bun:sqlite";
 import type { ConfState } from "../raft/types.ts";
 import { CorruptDataError } from "../storage/errors.ts";
 import { APPLICATION_ID, FORMAT_VERSION } from "../storage/schema.ts";
@@ -46,7 +46,7 @@ const ORDER: Record<keyof typeof TABLES, string> = {
 const OPTIONAL_TABLES = ["kv_events", "kv_history", "kv_leases", "kv_lease_keys"] as const;
 
 export function takeImage(file: string): KvSnapshot {
-  const db = new Database(file, { readwrite: true, create: false, strict: true });
+  const db = openSecondConnection(file);
   try {
     db.run("ATTACH ':memory:' AS image");
     db.run("BEGIN");
@@ -69,6 +69,15 @@ export function takeImage(file: string): KvSnapshot {
   } finally {
     db.close();
   }
+}
+
+/**
+ * A data file by its path; or a shared in-memory database by its "file:…?mode=memory" URI (the
+ * simulator's disk), which SQLite opens only with URI names on.
+ */
+function openSecondConnection(file: string): Database {
+  if (file.startsWith("file:") && file.includes("?mode=memory")) return new Database(file, constants.SQLITE_OPEN_READWRITE | constants.SQLITE_OPEN_URI);
+  return new Database(file, { readwrite: true, create: false, strict: true });
 }
 
 /**

@@ -1,14 +1,21 @@
-// The event loop of one node: it owns the core (RawNode), the data dir (log + KV in one SQLite
-// file) and the peer transport, and is the only code that calls into the core. Everything is
-// synchronous between ready() and advance(), so no message, tick or proposal can slip into the
-// middle of a Ready. Work is driven from one setImmediate per turn: proposals and messages that
-// arrive in the same turn share one Ready, one transaction, one fsync (group commit).
+// The event loop of one node: it owns the core (RawNode), its storage (log + KV), its transport
+// and its clock, and is the only code that calls into the core. Everything is synchronous between
+// ready() and advance(), so no message, tick or proposal can slip into the middle of a Ready.
+// Work is driven from one turn at a time: proposals and messages that arrive in the same turn
+// share one Ready, one transaction, one fsync (group commit).
+//
+// Storage, transport, scheduler and state machine are parameters (TigerBeetle's
+// ReplicaType(StateMachine, MessageBus, Storage)): open() wires SQLite, the HTTP/2 peer transport
+// and the process's timers; the simulator (tests/sim/cluster.ts) builds this same loop on an
+// in-memory database, its simulated network and its virtual clock.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
 import type { GossipCounters } from "../gossip/agent.ts";
 import { KvStore, type Member } from "../kv/store.ts";
+import type { RaftConfig } from "../raft/config.ts";
 import { RawNode, type ProposeResult, type Ready, type Status } from "../raft/raw_node.ts";
+import type { WritableLogStorage } from "../raft/storage.ts";
 import type { ConfChange, Message, NodeId } from "../raft/types.ts";
 import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
 import { DiskFullError } from "../storage/errors.ts";
@@ -19,8 +26,10 @@ import type { NodeConfig } from "./config.ts";
 import type { PlacementHooks } from "./placement_report.ts";
 import { rateLimited, type Logger } from "./log.ts";
 import { NodeMetrics } from "./metrics.ts";
+import { notApplied, unknownOutcome, type ProposeOutcome } from "./outcome.ts";
+import { realScheduler, type Scheduler } from "./scheduler.ts";
 import { Ticker } from "./ticker.ts";
-import { ProposalWaiters, ReadWaiters, type ProposalOutcome, type ReadOutcome } from "./waiters.ts";
+import { ProposalWaiters, ReadWaiters, type ReadOutcome } from "./waiters.ts";
 
 /** Readies handled per turn before yielding to I/O, so a long catch-up cannot starve the server. */
 const MAX_READIES_PER_TURN = 64;
@@ -28,7 +37,50 @@ const MAX_READIES_PER_TURN = 64;
 const DISK_FULL_MIN_BACKOFF_MS = 500;
 const DISK_FULL_MAX_BACKOFF_MS = 10_000;
 
-export type ProposeOutcome = ProposalOutcome | { kind: "rejected"; reason: string; leader: NodeId | null };
+export type { ProposeOutcome } from "./outcome.ts";
+
+/** The node's disk: the Raft log, and one transaction that makes a whole Ready durable at once. */
+export interface NodeStorage {
+  readonly log: WritableLogStorage;
+  /** Runs `fn` atomically; durably (fsync) unless `sync` is false. Throws DiskFullError when full. */
+  transaction<T>(fn: () => T, opts: { sync: boolean }): T;
+  close(): void;
+}
+
+/** How the node reaches its peers (PeerTransport in production). */
+export interface NodeTransport {
+  send(msg: Message): void;
+  /** Puts what send() queued on the wire now instead of at the end of the turn. */
+  flushNow(): void;
+  holdReplies(from: NodeId): Promise<Message[]>;
+  releaseReplies(): void;
+  /** Returns the ids whose addresses cannot be used. */
+  setPeers(peers: ReadonlyMap<NodeId, string>): NodeId[];
+  stats(): PeerStats[];
+  close(): Promise<void>;
+}
+
+/** What a transport tells the node. */
+export interface TransportEvents {
+  deliver: (msgs: Message[]) => void;
+  reportUnreachable: (id: NodeId) => void;
+  /** A request to `id` was answered after `seconds` (for the peer RTT histogram). */
+  onRoundTrip: (id: NodeId, seconds: number) => void;
+}
+
+/** Core settings NodeConfig does not carry; production keeps the core's defaults, the simulator varies them. */
+export type CoreTuning = Pick<RaftConfig, "maxClockDriftTicks" | "leaseReads" | "maxInflight" | "maxMsgBytes" | "snapshotChunkBytes">;
+
+/** Everything the loop runs on. */
+export interface NodeParts<S extends NodeStorage> {
+  storage: S;
+  /** The state machine, on `storage` (it joins the Ready's transaction). */
+  kv: KvStore;
+  transport: (peers: { client: H2Client; auth: PeerAuth; events: TransportEvents; random: () => number }) => NodeTransport;
+  scheduler: Scheduler;
+  log: Logger;
+  core?: CoreTuning;
+}
 
 export interface LeaderInfo {
   id: NodeId;
@@ -36,17 +88,22 @@ export interface LeaderInfo {
   address: string;
 }
 
-export class PhalanxNode {
+export class PhalanxNode<S extends NodeStorage = DataDir> {
   readonly id: NodeId;
   readonly metrics = new NodeMetrics();
   /** Shared by peer traffic and request forwarding: one HTTP/2 session per server. */
   readonly client: H2Client;
   readonly auth: PeerAuth;
+  readonly dd: S;
+  readonly kv: KvStore;
+  private readonly log: Logger;
+  private readonly clock: Scheduler;
+  private readonly core: CoreTuning;
   private raw: RawNode;
-  private readonly transport: PeerTransport;
+  private readonly transport: NodeTransport;
   private readonly ticker: Ticker;
-  private readonly proposals = new ProposalWaiters();
-  private readonly reads = new ReadWaiters();
+  private readonly proposals: ProposalWaiters;
+  private readonly reads: ReadWaiters;
   private memberList: Member[];
   private scheduled = false;
   private stopped = false;
@@ -62,44 +119,55 @@ export class PhalanxNode {
   /** Called once when the node cannot go on safely (disk full, corrupt data); the runner exits. */
   onFatal: (err: unknown) => void = () => undefined;
 
-  private constructor(
+  constructor(
     readonly config: NodeConfig,
-    readonly dd: DataDir,
-    readonly kv: KvStore,
-    private readonly log: Logger,
+    parts: NodeParts<S>,
   ) {
     this.id = config.id;
-    this.violationLog = rateLimited(log, 1000);
-    this.diskFullLog = rateLimited(log, 5000);
+    this.dd = parts.storage;
+    this.kv = parts.kv;
+    this.log = parts.log;
+    this.clock = parts.scheduler;
+    this.core = parts.core ?? {};
+    this.proposals = new ProposalWaiters(this.clock);
+    this.reads = new ReadWaiters(this.clock);
+    this.violationLog = rateLimited(this.log, 1000, () => this.clock.now());
+    this.diskFullLog = rateLimited(this.log, 5000, () => this.clock.now());
     this.auth = config.clusterKey !== null ? { mode: "hmac", key: config.clusterKey } : { mode: "mtls" };
     const tls = config.tls;
     this.client = new H2Client(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca }) } });
     this.raw = this.newCore();
     this.lastRole = this.raw.raft.role;
-    this.transport = new PeerTransport({
-      self: config.id,
+    this.transport = parts.transport({
       client: this.client,
       auth: this.auth,
-      reportUnreachable: (id) => {
-        this.settle();
-        if (!this.stopped) this.raw.reportUnreachable(id);
+      random: () => this.clock.random(),
+      events: {
+        reportUnreachable: (id) => {
+          this.finishDeferredReady();
+          if (!this.stopped) this.raw.reportUnreachable(id);
+        },
+        deliver: (msgs) => {
+          if (!this.stopped) this.receive(msgs);
+        },
+        onRoundTrip: (id, seconds) => this.metrics.observePeerRtt(id, seconds),
       },
-      deliver: (msgs) => {
-        if (!this.stopped) this.receive(msgs);
-      },
-      onRoundTrip: (id, seconds) => this.metrics.observePeerRtt(id, seconds),
     });
-    this.memberList = kv.members();
+    this.memberList = this.kv.members();
     this.updatePeers();
-    this.ticker = new Ticker(config.tickMs, () => {
-      this.settle();
-      // While the disk is full the core stays still: an election would only fail to persist.
-      if (!this.diskFull()) this.raw.tick();
-    });
+    this.ticker = new Ticker(
+      config.tickMs,
+      () => {
+        this.finishDeferredReady();
+        // While the disk is full the core stays still: an election would only fail to persist.
+        if (!this.diskFull()) this.raw.tick();
+      },
+      this.clock,
+    );
     this.durable = { term: this.raw.raft.term, vote: this.raw.raft.vote };
   }
 
-  /** Opens (or bootstraps, on a brand-new data dir) without starting: see run(). */
+  /** Opens (or bootstraps, on a brand-new data dir) without starting: see run(). SQLite, HTTP/2 peers, real time. */
   static open(config: NodeConfig, log: Logger): PhalanxNode {
     const fresh = !existsSync(join(config.dataDir, DB_FILE));
     const dd = openDataDir(config.dataDir, {
@@ -109,7 +177,13 @@ export class PhalanxNode {
     let node: PhalanxNode;
     try {
       const kv = new KvStore(dd);
-      node = new PhalanxNode(config, dd, kv, log);
+      node = new PhalanxNode(config, {
+        storage: dd,
+        kv,
+        log,
+        scheduler: realScheduler,
+        transport: ({ client, auth, events }) => new PeerTransport({ self: config.id, client, auth, ...events }),
+      });
     } catch (err) {
       dd.close();
       throw err;
@@ -140,7 +214,7 @@ export class PhalanxNode {
 
   /** A validated batch from a peer (raft routes). Throws only when shutting down (the peer gets a 500). */
   receive(msgs: Message[]): void {
-    this.settle();
+    this.finishDeferredReady();
     if (this.stopped) throw new Error("node is shutting down");
     if (this.diskFull()) throw new Error("disk full: not taking peer messages until there is room again");
     this.ticker.catchUp();
@@ -156,47 +230,69 @@ export class PhalanxNode {
     return this.transport.holdReplies(from);
   }
 
-  /** Proposes one command; resolves when applied, lost, refused or past its deadline. */
-  async propose(cmd: Command, session: Proposal["session"], timeoutMs: number): Promise<ProposeOutcome> {
-    this.settle();
-    if (this.stopped) return { kind: "closed" };
-    const data = encodeProposal({ time: Date.now(), session, cmd });
+  /** Proposes one command; resolves when applied, definitely not applied, refused or unknown (outcome.ts). */
+  propose(cmd: Command, session: Proposal["session"], timeoutMs: number): Promise<ProposeOutcome> {
+    return new Promise((resolve) => this.submit(cmd, session, timeoutMs, resolve));
+  }
+
+  /** propose() with a callback: `done` is called exactly once, synchronously with the event that settles it. */
+  submit(cmd: Command, session: Proposal["session"], timeoutMs: number, done: (o: ProposeOutcome) => void): void {
+    this.finishDeferredReady();
+    if (this.stopped) {
+      done(notApplied("not_started", "the node is shutting down; the write was not applied"));
+      return;
+    }
+    const data = encodeProposal({ time: this.clock.wallClock(), session, cmd });
     this.metrics.proposals++;
     const r = this.raw.propose(data);
     if (!r.ok) {
       this.metrics.proposalsFailed++;
-      return { kind: "rejected", reason: r.reason, leader: r.leader };
+      done({ kind: "rejected", reason: r.reason, leader: r.leader });
+      return;
     }
-    const started = performance.now();
-    const outcome = this.proposals.wait(r.index, r.term, timeoutMs);
+    const started = this.clock.now();
+    this.proposals.wait(r.index, r.term, timeoutMs, (o) => {
+      if (o.kind === "applied") this.metrics.commitLatency.observe((this.clock.now() - started) / 1000);
+      else this.metrics.proposalsFailed++;
+      done(o);
+    });
     this.schedule();
-    const o = await outcome;
-    if (o.kind === "applied") this.metrics.commitLatency.observe((performance.now() - started) / 1000);
-    else this.metrics.proposalsFailed++;
-    return o;
   }
 
   /**
    * Waits until a linearizable read may be served from the local state machine: the core confirms
    * leadership (lease or heartbeat round) and the state machine has applied the read index.
    */
-  async readBarrier(timeoutMs: number): Promise<ReadOutcome> {
-    this.settle();
-    if (this.stopped) return { kind: "closed" };
+  readBarrier(timeoutMs: number): Promise<ReadOutcome> {
+    return new Promise((resolve) => this.awaitReadBarrier(timeoutMs, resolve));
+  }
+
+  /** readBarrier() with a callback, called exactly once. */
+  awaitReadBarrier(timeoutMs: number, done: (o: ReadOutcome) => void): void {
+    this.finishDeferredReady();
+    if (this.stopped) {
+      done({ kind: "closed" });
+      return;
+    }
     // Replay ticks missed by a stalled loop first: the lease must be judged on real elapsed time.
     this.ticker.catchUp();
-    const o = await this.reads.wait(timeoutMs, (ctx) => {
-      this.raw.readIndex(ctx);
-      this.schedule();
-    });
-    if (o.kind === "ready") this.metrics.readsLinearizable++;
-    else this.metrics.readsFailed++;
-    return o;
+    this.reads.wait(
+      timeoutMs,
+      (ctx) => {
+        this.raw.readIndex(ctx);
+        this.schedule();
+      },
+      (o) => {
+        if (o.kind === "ready") this.metrics.readsLinearizable++;
+        else this.metrics.readsFailed++;
+        done(o);
+      },
+    );
   }
 
   /** A single-server membership change (the core refuses while another is in progress). */
   proposeConfChange(cc: ConfChange): ProposeResult {
-    this.settle();
+    this.finishDeferredReady();
     if (this.stopped) return { ok: false, reason: "node is shutting down", leader: null };
     const r = this.raw.proposeConfChange(cc);
     this.schedule();
@@ -204,7 +300,7 @@ export class PhalanxNode {
   }
 
   transferLeadership(to: NodeId): { ok: true } | { ok: false; reason: string } {
-    this.settle();
+    this.finishDeferredReady();
     if (this.stopped) return { ok: false, reason: "node is shutting down" };
     const r = this.raw.transferLeadership(to);
     this.schedule();
@@ -213,6 +309,15 @@ export class PhalanxNode {
 
   isLeader(): boolean {
     return this.raw.raft.role === "leader";
+  }
+
+  /** Whether this node may serve lease reads now, judged on elapsed time (missed ticks replayed first). */
+  holdsLease(): boolean {
+    if (this.stopped || !this.isLeader()) return false;
+    // Replaying ticks calls into the core, which must not happen while a Ready is deferred; and
+    // asking must not cut the deferred Ready's fsync short (the simulator asks at every instant).
+    if (this.deferred === null && this.ticker.catchUp() > 0) this.schedule();
+    return this.raw.raft.leaseValid();
   }
 
   status(): Status {
@@ -256,11 +361,11 @@ export class PhalanxNode {
     const to = candidates[0];
     if (to === undefined || !this.transferLeadership(to).ok) return null;
     this.log.info("handing leadership over before stopping", { to });
-    const deadline = performance.now() + timeoutMs;
+    const deadline = this.clock.now() + timeoutMs;
     // Bounded wait: a few polls per tick until the deadline.
-    while (performance.now() < deadline && !this.stopped) {
+    while (this.clock.now() < deadline && !this.stopped) {
       if (!this.isLeader() && this.raw.raft.lead === to) return to;
-      await new Promise((r) => setTimeout(r, Math.max(5, this.config.tickMs / 4)));
+      await new Promise<void>((r) => this.clock.after(Math.max(5, this.config.tickMs / 4), r));
     }
     return null;
   }
@@ -270,10 +375,10 @@ export class PhalanxNode {
     if (this.stopped) return;
     // The last batch: whatever reached the core is persisted and applied before closing.
     this.drive();
-    this.settle();
+    this.finishDeferredReady();
     this.stopped = true;
     this.ticker.stop();
-    this.proposals.closeAll();
+    this.proposals.closeAll(unknownOutcome("shutdown", "the node stopped before the write committed; it may still commit"));
     this.reads.closeAll();
     await this.transport.close();
     await this.client.close();
@@ -284,14 +389,14 @@ export class PhalanxNode {
   private schedule(): void {
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.clock.nextTurn(() => {
       this.scheduled = false;
       this.drive();
     });
   }
 
   private drive(): void {
-    this.settle();
+    this.finishDeferredReady();
     if (this.stopped) return;
     try {
       for (let i = 0; i < MAX_READIES_PER_TURN && this.raw.hasReady(); i++) {
@@ -320,7 +425,7 @@ export class PhalanxNode {
    * core never sees a step between ready() and advance(), and no follower's answer is counted
    * before the leader's own entries are durable.
    */
-  private settle(): void {
+  private finishDeferredReady(): void {
     const finish = this.deferred;
     if (finish === null) return;
     this.deferred = null;
@@ -333,12 +438,12 @@ export class PhalanxNode {
   }
 
   /**
-   * One Ready. A leader whose term and vote are already durable sends first and persists on the
-   * next tick, once the requests are on the wire, so followers write in parallel with its own
-   * fsync (Raft thesis §10.2.1; etcd does the same). Safe because a commit only advances when
-   * the core steps a follower's answer, and every entry into the core settles first: the
-   * leader's own entries are on disk before any commit counts them. (tests/sim models this,
-   * including crashes between the send and the fsync.) Returns true when the Ready was deferred.
+   * One Ready. A leader whose term and vote are already durable sends first and persists right
+   * after, once the requests are on the wire, so followers write in parallel with its own fsync
+   * (Raft thesis §10.2.1; etcd does the same). Safe because a commit only advances when the core
+   * steps a follower's answer, and every entry into the core finishes the deferred Ready first:
+   * the leader's own entries are on disk before any commit counts them. (tests/sim runs this
+   * code, with crashes between the send and the fsync.) Returns true when the Ready was deferred.
    */
   private handleReady(): boolean {
     const rd = this.raw.ready();
@@ -351,21 +456,33 @@ export class PhalanxNode {
       this.raw.raft.role === "leader" &&
       (hs === null || (hs.term === this.durable.term && hs.vote === this.durable.vote));
     if (!early) {
-      this.finishReady(rd, true);
+      this.finishReady(rd, { messages: "send_after_persisting" });
       return false;
     }
-    for (const m of rd.messages) this.transport.send(m);
+    this.send(rd);
     this.transport.flushNow();
-    this.deferred = () => this.finishReady(rd, false);
-    process.nextTick(() => this.settle());
+    this.deferred = () => this.finishReady(rd, { messages: "already_sent" });
+    this.clock.afterSend(() => this.finishDeferredReady());
     return true;
   }
 
-  /** The Ready in the order raw_node.ts prescribes (messages already sent when `send` is false). */
-  private finishReady(rd: Ready, send: boolean): void {
-    const t0 = performance.now();
-    // Persisting and applying share one transaction: committed entries are already durable on a
-    // majority, so applying them before the messages go out only saves an fsync.
+  /** The Ready in the order raw_node.ts prescribes. */
+  private finishReady(rd: Ready, opts: { messages: "send_after_persisting" | "already_sent" }): void {
+    const results = this.persist(rd);
+    if (opts.messages === "send_after_persisting") this.send(rd);
+    this.resolveWaiters(rd, results);
+    this.housekeeping(rd);
+  }
+
+  /**
+   * Step 1 (and 3): the log writes, the snapshot install and the applying of committed entries,
+   * in one transaction. Committed entries are already durable on a majority, so applying them
+   * before the messages go out only saves an fsync. Returns the results of `rd.committed`.
+   */
+  private persist(rd: Ready): (ReturnType<KvStore["apply"]>)[] {
+    // Most Readies of a busy cluster only carry messages (heartbeats, acks): nothing to write.
+    if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null && rd.committed.length === 0) return [];
+    const t0 = this.clock.now();
     const results = this.dd.transaction(
       () => {
         this.dd.log.save(rd.snapshot, rd.entries, rd.hardState);
@@ -375,23 +492,22 @@ export class PhalanxNode {
       { sync: rd.mustSync },
     );
     if (rd.mustSync) {
-      this.metrics.persistLatency.observe((performance.now() - t0) / 1000);
-      this.persisted();
+      this.metrics.persistLatency.observe((this.clock.now() - t0) / 1000);
+      this.diskHasRoomAgain();
     }
     if (rd.hardState !== null) this.durable = { term: rd.hardState.term, vote: rd.hardState.vote };
-    if (send) for (const m of rd.messages) this.transport.send(m);
-    let membershipChanged = false;
-    if (rd.snapshot !== null) {
-      this.metrics.snapshotsInstalled++;
-      this.proposals.coveredBySnapshot(rd.snapshot.meta.index);
-      membershipChanged = true;
-      this.log.info("installed a snapshot from the leader", { index: rd.snapshot.meta.index });
-    }
-    rd.committed.forEach((entry, i) => {
-      this.proposals.applied(entry.index, entry.term, results[i] ?? null);
-      if (entry.type === "conf") membershipChanged = true;
-    });
-    this.metrics.entriesApplied += rd.committed.length;
+    return results;
+  }
+
+  /** Step 2: the messages (they may depend on what was just persisted). */
+  private send(rd: Ready): void {
+    for (const m of rd.messages) this.transport.send(m);
+  }
+
+  /** Step 4: answer the writes and reads this Ready decided. */
+  private resolveWaiters(rd: Ready, results: (ReturnType<KvStore["apply"]>)[]): void {
+    if (rd.snapshot !== null) this.proposals.coveredBySnapshot(rd.snapshot.meta.index);
+    rd.committed.forEach((entry, i) => this.proposals.applied(entry.index, entry.term, results[i] ?? null));
     const applied = this.kv.appliedIndex();
     for (const rs of rd.readStates) {
       if (rs.lease) this.metrics.readsLease++;
@@ -399,6 +515,18 @@ export class PhalanxNode {
     }
     this.reads.served(applied);
     for (const rf of rd.readFailures) this.reads.failed(rf.ctx, rf.reason);
+  }
+
+  /** Steps 5 and 6, with the counters, logs and membership that follow from the Ready. */
+  private housekeeping(rd: Ready): void {
+    let membershipChanged = false;
+    if (rd.snapshot !== null) {
+      this.metrics.snapshotsInstalled++;
+      membershipChanged = true;
+      this.log.info("installed a snapshot from the leader", { index: rd.snapshot.meta.index });
+    }
+    if (rd.committed.some((entry) => entry.type === "conf")) membershipChanged = true;
+    this.metrics.entriesApplied += rd.committed.length;
     for (const w of rd.warnings) {
       // Counted always, logged at most once a second: a confused peer must not flood the log.
       this.metrics.protocolViolations++;
@@ -473,20 +601,21 @@ export class PhalanxNode {
     return new RawNode({
       id: this.config.id,
       storage: this.dd.log,
-      random: Math.random,
+      random: () => this.clock.random(),
       applied: this.kv.appliedIndex(),
       electionTicks: this.config.electionTicks,
       heartbeatTicks: this.config.heartbeatTicks,
       snapshotEvery: this.config.snapshotEvery,
+      ...this.core,
     });
   }
 
-  /** Until this time (performance.now()) the disk was full and the node waits before trying again. */
+  /** Until this time (scheduler time) the disk was full and the node waits before trying again. */
   private diskFullUntil = 0;
   private diskFullBackoffMs = 0;
 
   diskFull(): boolean {
-    return performance.now() < this.diskFullUntil;
+    return this.clock.now() < this.diskFullUntil;
   }
 
   /**
@@ -498,19 +627,19 @@ export class PhalanxNode {
    */
   private onDiskFull(err: Error): void {
     this.diskFullBackoffMs = Math.min(Math.max(this.diskFullBackoffMs * 2, DISK_FULL_MIN_BACKOFF_MS), DISK_FULL_MAX_BACKOFF_MS);
-    this.diskFullUntil = performance.now() + this.diskFullBackoffMs;
+    this.diskFullUntil = this.clock.now() + this.diskFullBackoffMs;
     this.metrics.diskFullErrors++;
     this.diskFullLog.error("disk full: writes refused, stale reads still served; retrying", { error: err.message, retryInMs: this.diskFullBackoffMs });
     this.deferred = null;
     const why = "the disk is full: the write was not persisted here, and may or may not commit elsewhere";
-    this.proposals.closeAll({ kind: "unknown", reason: why });
+    this.proposals.closeAll(unknownOutcome("disk_full", why));
     this.reads.closeAll();
     this.raw = this.newCore();
     this.durable = { term: this.raw.raft.term, vote: this.raw.raft.vote };
   }
 
   /** A write persisted: if the disk had been full, it has room again. */
-  private persisted(): void {
+  private diskHasRoomAgain(): void {
     if (this.diskFullBackoffMs === 0) return;
     this.diskFullBackoffMs = 0;
     this.log.info("disk has room again: writes resume");
@@ -526,7 +655,7 @@ export class PhalanxNode {
     this.stopped = true;
     this.deferred = null;
     this.ticker.stop();
-    this.proposals.closeAll();
+    this.proposals.closeAll(unknownOutcome("shutdown", "the node stopped on a storage failure; the write may still commit elsewhere"));
     this.reads.closeAll();
     void this.transport.close();
     try {

@@ -2,30 +2,35 @@
 // callbacks: when the event loop stalls (GC, SIGSTOP, a slow disk) the missed ticks are replayed
 // on the next catchUp(), so the core never believes less time has passed than really has. This
 // matters most for the leader lease: a leader that under-counts time would serve stale reads.
+import { realScheduler, type Scheduler } from "./scheduler.ts";
 
 export class Ticker {
   private readonly start: number;
   private done = 0;
-  private timer: ReturnType<typeof setInterval> | undefined;
+  private cancel: (() => void) | null = null;
 
   constructor(
     private readonly tickMs: number,
     private readonly onTick: () => void,
-    private readonly now: () => number = () => performance.now(),
+    private readonly clock: Pick<Scheduler, "now" | "after"> = realScheduler,
   ) {
-    this.start = now();
+    this.start = clock.now();
   }
 
   /** Checks twice per tick so a tick is late by at most half a period. */
   run(afterCatchUp: () => void): void {
-    this.timer ??= setInterval(() => {
+    if (this.cancel !== null) return;
+    const period = Math.max(1, Math.floor(this.tickMs / 2));
+    const check = () => {
+      this.cancel = this.clock.after(period, check);
       if (this.catchUp() > 0) afterCatchUp();
-    }, Math.max(1, Math.floor(this.tickMs / 2)));
+    };
+    this.cancel = this.clock.after(period, check);
   }
 
   /** Fires every tick due by now; returns how many fired. */
   catchUp(): number {
-    const due = Math.floor((this.now() - this.start) / this.tickMs);
+    const due = Math.floor((this.clock.now() - this.start) / this.tickMs);
     const missed = due - this.done;
     while (this.done < due) {
       this.done++;
@@ -35,7 +40,7 @@ export class Ticker {
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
+    this.cancel?.();
+    this.cancel = null;
   }
 }

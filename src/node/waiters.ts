@@ -1,19 +1,19 @@
 // Clients waiting on the core. A proposal waits for its index to be applied: with the term it
-// was proposed in it succeeded, with another term it was overwritten by a new leader (lost).
-// A read waits for its ReadIndex answer, then for the state machine to reach that index.
-// Every wait has a deadline, so no client hangs on a node that lost its way.
+// was proposed in it succeeded, with another term another entry took its place (see outcome.ts
+// for why each answer is true). A read waits for its ReadIndex answer, then for the state
+// machine to reach that index. Every wait has a deadline, so no client hangs on a node that lost
+// its way. Waiters answer through callbacks, synchronously, so the simulator sees every answer
+// at the exact point of its run where the node gives it.
 import type { Result } from "../kv/command.ts";
+import { assert } from "../raft/assert.ts";
+import { notApplied, unknownOutcome, type ProposalOutcome } from "./outcome.ts";
+import type { Scheduler } from "./scheduler.ts";
 
-export type ProposalOutcome =
-  | { kind: "applied"; result: Result }
-  /** Another entry took the index (leader change), or a snapshot covered it: safe to retry with a session. */
-  | { kind: "lost" }
-  | { kind: "timeout" }
-  | { kind: "closed" }
-  /** The node could not persist (disk full): the write may or may not commit later. */
-  | { kind: "unknown"; reason: string };
+export type { ProposalOutcome } from "./outcome.ts";
 
 export type ReadOutcome = { kind: "ready"; index: number } | { kind: "failed"; reason: string } | { kind: "timeout" } | { kind: "closed" };
+
+type Timers = Pick<Scheduler, "after">;
 
 interface ProposalWaiter {
   term: number;
@@ -26,31 +26,35 @@ interface ReadWaiter {
   settle: (o: ReadOutcome) => void;
 }
 
-function withDeadline<T>(timeoutMs: number, onTimeout: T, register: (settle: (o: T) => void) => () => void): Promise<T> {
-  return new Promise<T>((resolve) => {
-    let done = false;
-    const settle = (o: T) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      unregister();
-      resolve(o);
-    };
-    const unregister = register(settle);
-    const timer = setTimeout(() => settle(onTimeout), Math.max(0, timeoutMs));
-  });
+/** Calls `done` exactly once: with the first settle(), or with `onTimeout` after `timeoutMs`. */
+function withDeadline<T>(timers: Timers, timeoutMs: number, onTimeout: T, done: (o: T) => void, register: (settle: (o: T) => void) => () => void): void {
+  let finished = false;
+  let cancel: () => void = () => undefined;
+  const settle = (o: T) => {
+    if (finished) return;
+    finished = true;
+    cancel();
+    unregister();
+    done(o);
+  };
+  const unregister = register(settle);
+  if (!finished) cancel = timers.after(timeoutMs, () => settle(onTimeout));
 }
 
 export class ProposalWaiters {
   private readonly byIndex = new Map<number, ProposalWaiter>();
 
+  constructor(private readonly timers: Timers) {}
+
   get size(): number {
     return this.byIndex.size;
   }
 
-  wait(index: number, term: number, timeoutMs: number): Promise<ProposalOutcome> {
-    return withDeadline<ProposalOutcome>(timeoutMs, { kind: "timeout" }, (settle) => {
-      this.byIndex.get(index)?.settle({ kind: "lost" });
+  wait(index: number, term: number, timeoutMs: number, done: (o: ProposalOutcome) => void): void {
+    const timeout = unknownOutcome("timeout", "the deadline passed before the write was applied; it may still be");
+    withDeadline<ProposalOutcome>(this.timers, timeoutMs, timeout, done, (settle) => {
+      // Our log lost the old entry, but a follower holding it may still commit it (outcome.ts).
+      this.byIndex.get(index)?.settle(unknownOutcome("displaced", "leadership changed and this node's log lost the write; another node may still commit it"));
       const w = { term, settle };
       this.byIndex.set(index, w);
       return () => {
@@ -62,15 +66,22 @@ export class ProposalWaiters {
   applied(index: number, term: number, result: Result | null): void {
     const w = this.byIndex.get(index);
     if (w === undefined) return;
-    w.settle(w.term === term && result !== null ? { kind: "applied", result } : { kind: "lost" });
+    if (w.term !== term) {
+      w.settle(notApplied("overwritten", "leadership changed and another entry committed in its place"));
+      return;
+    }
+    // (index, term) names one entry, and this one is the client's proposal: it has a result.
+    assert(result !== null, `entry ${index}/${term} is a client's proposal but applying it gave no result`);
+    w.settle({ kind: "applied", result });
   }
 
-  /** A snapshot replaced the state up to `index`: results of waiters there are unknown. */
+  /** A snapshot replaced the state up to `index`: whether waiters there were applied is unknown. */
   coveredBySnapshot(index: number): void {
-    for (const [i, w] of this.byIndex) if (i <= index) w.settle({ kind: "lost" });
+    const why = "this node caught up from a snapshot that covers the write: it may have committed under a new leader, or not";
+    for (const [i, w] of [...this.byIndex]) if (i <= index) w.settle(unknownOutcome("snapshot", why));
   }
 
-  closeAll(outcome: ProposalOutcome = { kind: "closed" }): void {
+  closeAll(outcome: ProposalOutcome): void {
     for (const w of [...this.byIndex.values()]) w.settle(outcome);
   }
 }
@@ -79,19 +90,20 @@ export class ReadWaiters {
   private readonly byCtx = new Map<string, ReadWaiter>();
   private seq = 0;
 
+  constructor(private readonly timers: Timers) {}
+
   get size(): number {
     return this.byCtx.size;
   }
 
   /** Registers a read; `start(ctx)` asks the core for its index. */
-  wait(timeoutMs: number, start: (ctx: string) => void): Promise<ReadOutcome> {
+  wait(timeoutMs: number, start: (ctx: string) => void, done: (o: ReadOutcome) => void): void {
     const ctx = `r${++this.seq}`;
-    const p = withDeadline<ReadOutcome>(timeoutMs, { kind: "timeout" }, (settle) => {
+    withDeadline<ReadOutcome>(this.timers, timeoutMs, { kind: "timeout" }, done, (settle) => {
       this.byCtx.set(ctx, { index: null, settle });
       return () => this.byCtx.delete(ctx);
     });
     start(ctx);
-    return p;
   }
 
   /** The core answered `ctx` with `index`; served now or by a later served(). */

@@ -50,16 +50,48 @@ export interface DataDirOptions {
   integrityCheck?: boolean;
 }
 
+/** What a DataDir needs of its durable-state record (state_record.ts). */
+export interface DurableRecord {
+  readonly path: string;
+  readonly state: DurableState;
+  write(state: DurableState): void;
+  close(): void;
+}
+
+/**
+ * The record of a database with no file of its own (an in-memory one, as the simulator's): it can
+ * outlive nothing the database does not, so it lives in memory beside it.
+ */
+class MemoryRecord implements DurableRecord {
+  constructor(
+    readonly path: string,
+    public state: DurableState,
+  ) {}
+  write(state: DurableState): void {
+    this.state = state;
+  }
+  close(): void {}
+}
+
 export class DataDir {
   readonly log: SqliteLogStorage;
   readonly tx: Transactor;
+
+  /**
+   * A data dir on an in-memory database (`file` names it for messages and for the snapshot's second
+   * connection): nothing to lock, and its durable-state record lives in memory like the data.
+   */
+  static inMemory(name: string, file: string, db: Database): DataDir {
+    const state = new SqliteLogStorage(db, new Transactor(db, file), file).durableState();
+    return new DataDir(name, file, db, { release: () => undefined }, new MemoryRecord(`${name} (in memory)`, state));
+  }
 
   constructor(
     readonly dir: string,
     readonly file: string,
     readonly db: Database,
-    private readonly lock: HeldLock,
-    private readonly record: StateRecord,
+    private readonly lock: Pick<HeldLock, "release">,
+    private readonly record: DurableRecord,
   ) {
     this.tx = new Transactor(db, file);
     this.log = new SqliteLogStorage(db, this.tx, file);

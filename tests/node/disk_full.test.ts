@@ -57,8 +57,11 @@ test("a full disk refuses writes, keeps stale reads, loses nothing, and recovers
   }
   expect(refused).not.toBeNull();
   expect([503, 507]).toContain(refused!.status);
-  const body = (await refused!.json()) as { message: string };
+  const body = (await refused!.json()) as { message: string; outcome: string };
   expect(body.message).toMatch(/disk is full|write refused|no leader/);
+  // A write this node could not persist may still commit elsewhere: unknown, never "not applied"
+  // (src/node/outcome.ts); a write refused before it reached the log is definitely not applied.
+  expect(body.outcome).toBe(refused!.status === 507 ? "unknown" : "not_applied");
   expect(node.diskFull() || node.metrics.diskFullErrors > 0).toBe(true);
 
   // Stale reads still answer from the state machine.

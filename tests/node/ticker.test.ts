@@ -4,7 +4,7 @@ import { Ticker } from "../../src/node/ticker.ts";
 test("a stalled loop replays every missed tick on the next catch-up", () => {
   let now = 1000;
   let ticks = 0;
-  const t = new Ticker(100, () => ticks++, () => now);
+  const t = new Ticker(100, () => ticks++, { now: () => now, after: () => () => undefined });
   now += 99;
   expect(t.catchUp()).toBe(0);
   now += 1;

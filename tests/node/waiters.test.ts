@@ -1,34 +1,52 @@
 import { expect, test } from "bun:test";
-import { ProposalWaiters, ReadWaiters } from "../../src/node/waiters.ts";
+import type { ProposalOutcome } from "../../src/node/outcome.ts";
+import { realScheduler } from "../../src/node/scheduler.ts";
+import { ProposalWaiters, ReadWaiters, type ReadOutcome } from "../../src/node/waiters.ts";
 
 const put = { op: "put" as const, revision: 5, prev: null };
 
-test("a proposal succeeds only if its index is applied with its term", async () => {
-  const w = new ProposalWaiters();
-  const same = w.wait(5, 2, 1000);
-  const other = w.wait(6, 2, 1000);
+const waitFor = (w: ProposalWaiters, index: number, term: number, timeoutMs: number) =>
+  new Promise<ProposalOutcome>((resolve) => w.wait(index, term, timeoutMs, resolve));
+const readFor = (r: ReadWaiters, timeoutMs: number, start: (ctx: string) => void) =>
+  new Promise<ReadOutcome>((resolve) => r.wait(timeoutMs, start, resolve));
+
+test("a proposal succeeds only if its index is applied with its term; another term there is definite", async () => {
+  const w = new ProposalWaiters(realScheduler);
+  const same = waitFor(w, 5, 2, 1000);
+  const other = waitFor(w, 6, 2, 1000);
   w.applied(5, 2, put);
   w.applied(6, 3, put);
   expect(await same).toEqual({ kind: "applied", result: put });
-  expect(await other).toEqual({ kind: "lost" });
+  // Index 6 committed another entry: ours can never commit there (outcome.ts).
+  expect(await other).toMatchObject({ kind: "not_applied", reason: "overwritten" });
   expect(w.size).toBe(0);
 });
 
-test("proposals covered by an installed snapshot are reported lost; deadlines fire", async () => {
-  const w = new ProposalWaiters();
-  const covered = w.wait(3, 1, 1000);
-  const later = w.wait(9, 1, 10);
+test("proposals covered by an installed snapshot have an unknown outcome, never 'not applied'; deadlines fire", async () => {
+  const w = new ProposalWaiters(realScheduler);
+  const covered = waitFor(w, 3, 1, 1000);
+  const later = waitFor(w, 9, 1, 10);
   w.coveredBySnapshot(5);
-  expect(await covered).toEqual({ kind: "lost" });
-  expect(await later).toEqual({ kind: "timeout" });
+  // The snapshot may contain the entry (a new leader committed it): nobody here can tell.
+  expect(await covered).toMatchObject({ kind: "unknown", reason: "snapshot" });
+  expect(await later).toMatchObject({ kind: "unknown", reason: "timeout" });
   expect(w.size).toBe(0);
+});
+
+test("a proposal displaced by a newer one at its index is unknown: a follower may still commit it", async () => {
+  const w = new ProposalWaiters(realScheduler);
+  const old = waitFor(w, 7, 2, 1000);
+  const fresh = waitFor(w, 7, 4, 1000);
+  expect(await old).toMatchObject({ kind: "unknown", reason: "displaced" });
+  w.applied(7, 4, put);
+  expect(await fresh).toEqual({ kind: "applied", result: put });
 });
 
 test("a read is served only once the state machine reached its index", async () => {
-  const r = new ReadWaiters();
+  const r = new ReadWaiters(realScheduler);
   let ctx = "";
   let served = false;
-  const p = r.wait(1000, (c) => (ctx = c)).then((o) => {
+  const p = readFor(r, 1000, (c) => (ctx = c)).then((o) => {
     served = true;
     return o;
   });
@@ -39,10 +57,10 @@ test("a read is served only once the state machine reached its index", async () 
   r.served(10);
   expect(await p).toEqual({ kind: "ready", index: 10 });
   let ctx2 = "";
-  const failed = r.wait(1000, (c) => (ctx2 = c));
+  const failed = readFor(r, 1000, (c) => (ctx2 = c));
   r.failed(ctx2, "no leader");
   expect(await failed).toEqual({ kind: "failed", reason: "no leader" });
-  const closed = r.wait(1000, () => undefined);
+  const closed = readFor(r, 1000, () => undefined);
   r.closeAll();
   expect(await closed).toEqual({ kind: "closed" });
   expect(r.size).toBe(0);

@@ -1,16 +1,22 @@
-// Deterministic cluster simulator: real cores (RawNode + MemoryStorage as the disk) on a simulated
-// network and clock, with faults, membership changes, transfers and retrying clients. Every
-// event is drawn from one seeded PRNG, so a seed replays exactly. After every event it checks
-// Raft's safety properties; at the end, linearizability of what the clients saw.
-import { MemoryStorage } from "../../src/raft/memory_storage.ts";
-import { RawNode, type Ready } from "../../src/raft/raw_node.ts";
-import type { ConfChange, Entry, Message } from "../../src/raft/types.ts";
+// Deterministic cluster simulator: the real node loop (PhalanxNode from src/node/node.ts, with its
+// Ready pipeline, waiters, early send, snapshot install) and the real state machine (KvStore) on
+// an in-memory SQLite disk, a simulated network and a simulated clock (sim_node.ts), with faults,
+// stalls, membership changes, transfers and retrying clients. Every event is drawn from one seeded
+// PRNG, so a seed replays exactly. After every event it checks Raft's safety properties; at the
+// end, linearizability of what the clients were told.
+//
+// Clients see what an HTTP client sees: the node's ProposeOutcome (src/node/outcome.ts). An
+// "applied" answer completes the operation with its result; a definite "not applied" means the
+// operation never took effect, so it leaves the history (a false one then shows as a read of a
+// value nobody wrote); an unknown outcome keeps the operation open, to be retried with the same
+// session sequence, and it may take effect at any time after its call.
+import type { Command, Expect, Result } from "../../src/kv/command.ts";
+import type { ProposeOutcome } from "../../src/node/outcome.ts";
+import { PhalanxNode, type NodeStorage } from "../../src/node/node.ts";
+import type { ConfChange, Entry, Message, NodeId } from "../../src/raft/types.ts";
 import { checkLinearizable, kvModel, type KvInput, type KvOutput, type Operation } from "./linearizability.ts";
-import { encodeCommand, ModelKv, type SimCommand, type SimResult } from "./model_kv.ts";
 import { Prng } from "./prng.ts";
-
-/** One tick is TICK time units; message delays and drift are in time units. */
-const TICK = 10;
+import { SimClock, SimDisk, simConfig, simLogger, simTransport, TICK, type ClockHost, type Observer } from "./sim_node.ts";
 
 export interface SimOptions {
   nodes: number;
@@ -24,7 +30,7 @@ export interface SimOptions {
   maxDelay: number;
   /** Each node's tick period is TICK * (1 ± drift). */
   drift: number;
-  /** Mean time between fault actions (crash, restart, partition, heal, conf change, transfer). */
+  /** Mean time between fault actions (crash, restart, stall, partition, heal, conf change, transfer). */
   faultEvery: number;
   snapshotEvery: number;
   snapshotChunkBytes: number;
@@ -33,11 +39,19 @@ export interface SimOptions {
   maxInflight: number;
   leaseReads: boolean;
   /**
-   * Model the node's optimization (Raft thesis §10.2.1): a leader whose term and vote are durable
-   * sends its appends first and persists later; anything that calls into the core settles first,
-   * and a crash in between loses what was not yet persisted.
+   * Lets a leader's early send (Raft thesis §10.2.1) happen: its fsync then takes a while, so
+   * followers may persist first, and now and then the leader dies after sending, before its fsync.
+   * Off: the fsync after an early send is immediate and never interrupted.
    */
   earlySend: boolean;
+  /** With earlySend: the chance that a node dies in the window after an early send, before its fsync. */
+  fsyncCrash: number;
+  /** How long a client waits for an answer before it retries (the node gets a little less). */
+  clientTimeout: number;
+  /** Stalls (SIGSTOP-like pauses) among the faults: a paused node handles nothing until it resumes. */
+  stalls: boolean;
+  /** A stall lasts between these many ticks. */
+  stallTicks: [number, number];
   /** Record every message in the trace (for replaying one seed). */
   verbose: boolean;
 }
@@ -56,14 +70,36 @@ export function optionsForSeed(seed: number): SimOptions {
     drift: r.pick([0, 0.05, 0.1, 0.1]),
     faultEvery: r.pick([5, 20, 60]) * TICK,
     snapshotEvery: r.pick([0, 8, 25, 200]),
-    snapshotChunkBytes: r.pick([64, 512, 1 << 16]),
+    // A state machine image is about 20 KB: 1 KB chunks still make a transfer of many chunks.
+    snapshotChunkBytes: r.pick([1024, 4096, 1 << 16]),
     maxMsgBytes: r.pick([1, 4096]),
     maxInflight: r.pick([1, 8]),
     leaseReads: r.chance(0.8),
     earlySend: r.chance(0.5),
+    fsyncCrash: 0.01,
+    clientTimeout: r.pick([40, 150, 150]) * TICK,
+    stalls: r.chance(0.5),
+    stallTicks: [20, 100],
     verbose: false,
   };
 }
+
+/**
+ * Issue 8's fault: a leader stalls (SIGSTOP) with writes pending; the others elect a new leader,
+ * commit those writes and compact past them; the old leader resumes behind the compacted log and
+ * installs a snapshot while its clients still wait (they wait longer than the stall).
+ */
+export const STALLED_LEADER_PROFILE: Partial<SimOptions> = {
+  stalls: true,
+  // Long enough for the others to elect, commit and compact past the stalled leader's pending
+  // writes; shorter than the clients' and the node's deadline, so those writes still wait.
+  stallTicks: [60, 140],
+  snapshotEvery: 4,
+  snapshotChunkBytes: 1 << 16,
+  clients: 8,
+  clientTimeout: 250 * TICK,
+  faultEvery: 20 * TICK,
+};
 
 export interface SimReport {
   seed: number;
@@ -78,9 +114,14 @@ export interface SimReport {
     committed: number;
     opsOk: number;
     opsUnknown: number;
+    /** Operations told "not applied" (they left the history). */
+    opsNotApplied: number;
+    /** Writes whose outcome became unknown because a snapshot covered them on their node. */
+    snapshotCovered: number;
     leaseReads: number;
     snapshotsSent: number;
     crashes: number;
+    stalls: number;
     confChanges: number;
     transfers: number;
   };
@@ -88,43 +129,38 @@ export interface SimReport {
 
 class Violation extends Error {}
 
-interface PendingWrite {
-  term: number;
-  opId: number;
-  client: number;
-}
+/** Far above any healthy run (about 40,000 events on average). */
+const MAX_EVENTS = 2_000_000;
 
 interface SimNode {
-  id: string;
-  storage: MemoryStorage;
-  raw: RawNode | null;
-  sm: ModelKv;
+  id: NodeId;
+  disk: SimDisk;
+  /** The running incarnation; null while crashed. */
+  node: PhalanxNode<NodeStorage> | null;
+  clock: SimClock | null;
   period: number;
-  /** Bumped on crash so the dead incarnation's timers and replies are ignored. */
-  epoch: number;
-  pendingWrites: Map<number, PendingWrite>;
-  pendingReads: Map<string, { opId: number; client: number; key: string; lease: boolean }>;
-  waitingReads: { index: number; ctx: string }[];
-  readSeq: number;
+  /** Until this time the node is stalled (SIGSTOP): its events wait. */
+  pausedUntil: number;
   wasLeader: boolean;
-  /** A leader's Ready whose messages went out before it was persisted (earlySend). */
-  deferred: Ready | null;
-  /** Term and vote as persisted, to know when sending early is allowed. */
-  durable: { term: number; vote: string | null };
+  /** Lease reads counted by earlier incarnations. */
+  leaseReads: number;
+  /** The last append this node acknowledged. */
+  lastAck: { term: number; index: number } | null;
 }
 
-type Request =
-  | { kind: "write"; cmd: SimCommand; opId: number }
-  | { kind: "read"; key: string; opId: number };
+type Request = { kind: "write"; cmd: Command; session: { client: number; seq: number } | null } | { kind: "read"; key: string };
 
-type Reply = { kind: "done"; opId: number; result: SimResult | { value: number | null } } | { kind: "retry"; opId: number; leader: string | null };
+type Reply = { kind: "write"; outcome: ProposeOutcome } | { kind: "read"; value: number | null } | { kind: "readFailed"; leader: NodeId | null };
 
 interface ClientOp {
   id: number;
   input: KvInput | { op: "register" };
   call: number;
   seq: number;
-  deadline: number;
+  /** Bumped per attempt; answers to older attempts are ignored. */
+  attempt: number;
+  /** An attempt's outcome was unknown: the op may have taken effect, so it can never be dropped. */
+  maybeApplied: boolean;
 }
 
 interface Client {
@@ -132,9 +168,22 @@ interface Client {
   session: number | null;
   seq: number;
   op: ClientOp | null;
-  leaderGuess: string | null;
+  leaderGuess: NodeId | null;
   opsDone: number;
 }
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a === b) return true;
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+const valueBytes = (v: number): Uint8Array => utf8.encode(String(v));
+const valueOf = (b: Uint8Array): number => Number(fromUtf8.decode(b));
 
 class EventQueue {
   private heap: { time: number; seq: number; fn: () => void }[] = [];
@@ -179,22 +228,17 @@ class EventQueue {
   }
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a === b) return true;
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
-export class Simulation {
+export class Simulation implements ClockHost, Observer {
   private readonly rng: Prng;
   private readonly net: Prng;
   private readonly faults: Prng;
   private readonly work: Prng;
   private readonly q = new EventQueue();
-  private now = 0;
+  private time = 0;
   private readonly nodes: SimNode[] = [];
-  private readonly byId = new Map<string, SimNode>();
+  private readonly byId = new Map<NodeId, SimNode>();
+  private readonly byClock = new Map<SimClock, SimNode>();
   private readonly clients: Client[] = [];
   /** Directed links that drop everything: "a>b". */
   private readonly cut = new Set<string>();
@@ -206,9 +250,11 @@ export class Simulation {
   private readonly openOps = new Map<number, { client: number; input: KvInput; call: number }>();
 
   // Global knowledge for the checks.
-  private readonly leaders = new Map<number, string>();
+  private readonly leaders = new Map<number, NodeId>();
   private readonly logEntries = new Map<number, Map<number, { entry: Entry; prevTerm: number }>>();
   private readonly applied: Entry[] = [];
+  /** "client:seq" -> the index at which that write executed (anywhere). */
+  private readonly executedAt = new Map<string, number>();
   private stats: SimReport["stats"] = {
     time: 0,
     events: 0,
@@ -217,9 +263,12 @@ export class Simulation {
     committed: 0,
     opsOk: 0,
     opsUnknown: 0,
+    opsNotApplied: 0,
+    snapshotCovered: 0,
     leaseReads: 0,
     snapshotsSent: 0,
     crashes: 0,
+    stalls: 0,
     confChanges: 0,
     transfers: 0,
   };
@@ -236,19 +285,15 @@ export class Simulation {
     for (const id of ids) {
       const node: SimNode = {
         id,
-        storage: new MemoryStorage({ voters: ids, learners: [] }),
-        raw: null,
-        sm: new ModelKv(),
+        disk: new SimDisk({ voters: ids, learners: [] }),
+        node: null,
+        clock: null,
         // Near the bound's extremes, fast and slow: where lease bugs show.
         period: TICK * (1 + (this.rng.chance(0.5) ? 1 : -1) * opts.drift * this.rng.range(0.7, 1)),
-        epoch: 0,
-        pendingWrites: new Map(),
-        pendingReads: new Map(),
-        waitingReads: [],
-        readSeq: 0,
+        pausedUntil: 0,
         wasLeader: false,
-        deferred: null,
-        durable: { term: 0, vote: null },
+        leaseReads: 0,
+        lastAck: null,
       };
       this.nodes.push(node);
       this.byId.set(id, node);
@@ -259,7 +304,7 @@ export class Simulation {
   }
 
   private trace(line: string): void {
-    this.traceRing.push(`${this.now.toFixed(1).padStart(8)} ${line}`);
+    this.traceRing.push(`${this.time.toFixed(1).padStart(8)} ${line}`);
     if (this.traceRing.length > (this.opts.verbose ? 1_000_000 : 400)) this.traceRing.shift();
   }
 
@@ -267,233 +312,179 @@ export class Simulation {
     throw new Violation(why);
   }
 
-  // ------------------------------------------------------------------ nodes
+  // ------------------------------------------------------------------ the nodes' clocks (ClockHost)
 
-  private start(node: SimNode): void {
-    const snap = node.storage.snapshot();
-    const hs = node.storage.hardState();
-    node.durable = { term: hs.term, vote: hs.vote };
-    node.sm = ModelKv.restore(snap.data);
-    const random = this.rng.fork();
-    node.raw = new RawNode({
-      id: node.id,
-      storage: node.storage,
-      random: () => random.next(),
-      applied: node.sm.applied,
-      electionTicks: 10,
-      heartbeatTicks: 1,
-      maxClockDriftTicks: 3,
-      leaseReads: this.opts.leaseReads,
-      maxInflight: this.opts.maxInflight,
-      maxMsgBytes: this.opts.maxMsgBytes,
-      snapshotEvery: this.opts.snapshotEvery,
-      snapshotChunkBytes: this.opts.snapshotChunkBytes,
-    });
-    node.wasLeader = false;
-    const epoch = node.epoch;
-    const tick = (): void => {
-      if (node.epoch !== epoch || node.raw === null) return;
-      this.settle(node);
-      node.raw.tick();
-      this.drive(node);
-      this.q.push(this.now + node.period, tick);
-    };
-    this.q.push(this.now + this.rng.range(0, node.period), tick);
+  now(): number {
+    return this.time;
   }
 
-  private crash(node: SimNode): void {
-    if (node.deferred !== null) this.trace(`${node.id} loses ${node.deferred.entries.length} entries it sent but never persisted`);
-    node.deferred = null;
-    node.raw = null;
-    node.epoch++;
-    node.pendingWrites.clear();
-    node.pendingReads.clear();
-    node.waitingReads = [];
-    this.stats.crashes++;
-    this.trace(`CRASH ${node.id}`);
+  at(clock: SimClock, time: number, fn: () => void): void {
+    this.q.push(time, () => this.runOn(clock, fn));
   }
 
-  /** Handles every Ready the node has, in the order RawNode documents. */
-  private drive(node: SimNode): void {
-    const raw = node.raw;
-    if (raw === null) return;
-    this.settle(node);
-    for (let guard = 0; raw.hasReady(); guard++) {
-      if (guard > 1000) this.fail(`${node.id}: hasReady() never settles`);
-      const rd = raw.ready();
-      const hs = rd.hardState;
-      const early =
-        this.opts.earlySend &&
-        rd.mustSync &&
-        rd.messages.length > 0 &&
-        rd.snapshot === null &&
-        raw.raft.role === "leader" &&
-        (hs === null || (hs.term === node.durable.term && hs.vote === node.durable.vote));
-      if (early) {
-        for (const m of rd.messages) this.sendMessage(m);
-        node.deferred = rd;
-        const epoch = node.epoch;
-        // The fsync takes a while: followers may persist these entries before the leader does.
-        const fsync = this.net.range(0.05, 2);
-        this.q.push(this.now + fsync, () => {
-          if (node.epoch === epoch) this.drive(node);
-        });
-        // Now and then the leader dies in exactly that window, after sending, before persisting.
-        if (!this.healed && this.faults.chance(0.01)) {
-          this.q.push(this.now + fsync / 2, () => {
-            if (node.epoch === epoch && node.deferred !== null) this.crash(node);
-          });
-        }
-        break;
-      }
-      this.finish(node, rd, true);
-    }
-    this.checkRoles(node);
-  }
-
-  /** Completes a deferred Ready: nothing may call into the core before this. */
-  private settle(node: SimNode): void {
-    const rd = node.deferred;
-    if (rd === null) return;
-    node.deferred = null;
-    this.finish(node, rd, false);
-  }
-
-  private finish(node: SimNode, rd: Ready, send: boolean): void {
-    const raw = node.raw!;
-    this.persist(node, rd);
-    if (rd.hardState !== null) node.durable = { term: rd.hardState.term, vote: rd.hardState.vote };
-    if (send) for (const m of rd.messages) this.sendMessage(m);
-    if (rd.snapshot !== null) {
-      node.sm = ModelKv.restore(rd.snapshot.data);
-      if (node.sm.applied !== rd.snapshot.meta.index) this.fail(`${node.id}: snapshot data does not match its index`);
-      this.trace(`${node.id} installed snapshot at ${rd.snapshot.meta.index}`);
-    }
-    for (const e of rd.committed) this.apply(node, e);
-    for (const rs of rd.readStates) {
-      const p = node.pendingReads.get(rs.ctx);
-      if (p !== undefined) p.lease = rs.lease;
-      node.waitingReads.push({ index: rs.index, ctx: rs.ctx });
-    }
-    for (const rf of rd.readFailures) this.answerRead(node, rf.ctx, null);
-    this.serveReads(node);
-    if (rd.snapshotRequest !== null) {
-      const { index, conf } = rd.snapshotRequest;
-      if (node.sm.applied !== index) this.fail(`${node.id}: snapshot requested at ${index} but applied ${node.sm.applied}`);
-      node.storage.createSnapshot({ meta: { index, term: node.storage.term(index), conf }, data: node.sm.serialize() }, index - 3);
-    }
-    raw.advance();
-  }
-
-  private persist(node: SimNode, rd: Ready): void {
-    if (rd.entries.length > 0) {
-      const first = rd.entries[0]!.index;
-      let prevTerm: number;
-      if (rd.snapshot !== null && first === rd.snapshot.meta.index + 1) prevTerm = rd.snapshot.meta.term;
-      else prevTerm = first - 1 === 0 ? 0 : this.termOf(node, first - 1);
-      for (const e of rd.entries) {
-        this.checkLogMatching(node, e, prevTerm);
-        prevTerm = e.term;
-      }
-    }
-    node.storage.save(rd.snapshot, rd.entries, rd.hardState);
-  }
-
-  private termOf(node: SimNode, index: number): number {
-    try {
-      return node.storage.term(index);
-    } catch {
-      return -1; // compacted: the entry was checked when it was first persisted
-    }
-  }
-
-  /** Log matching: one (index, term) names one entry, and its predecessor has one term. */
-  private checkLogMatching(node: SimNode, e: Entry, prevTerm: number): void {
-    let byTerm = this.logEntries.get(e.index);
-    if (byTerm === undefined) {
-      byTerm = new Map();
-      this.logEntries.set(e.index, byTerm);
-    }
-    const seen = byTerm.get(e.term);
-    if (seen === undefined) {
-      byTerm.set(e.term, { entry: e, prevTerm });
+  /** Runs `fn` on the incarnation that owns `clock`, unless it died; waits while it is stalled. */
+  private runOn(clock: SimClock, fn: () => void): void {
+    if (clock.dead) return;
+    const n = this.byClock.get(clock)!;
+    // A stalled process handles nothing; what arrived meanwhile waits, in order, until it resumes.
+    if (this.time < n.pausedUntil) {
+      this.q.push(n.pausedUntil, () => this.runOn(clock, fn));
       return;
     }
-    if (seen.entry.type !== e.type || !sameBytes(seen.entry.data, e.data)) {
-      this.fail(`log matching: ${node.id} holds a different entry at index ${e.index} term ${e.term}`);
+    fn();
+    this.checkRoles(n);
+  }
+
+  fsyncWindow(clock: SimClock, fn: () => void): void {
+    if (!this.opts.earlySend) {
+      this.at(clock, this.time, fn);
+      return;
     }
-    if (prevTerm !== -1 && seen.prevTerm !== -1 && seen.prevTerm !== prevTerm) {
-      this.fail(`log matching: entry ${e.index}/${e.term} follows term ${prevTerm} on ${node.id} but ${seen.prevTerm} elsewhere`);
+    // The fsync takes a while: followers may persist these entries before the leader does.
+    const fsync = this.net.range(0.05, 2);
+    this.at(clock, this.time + fsync, fn);
+    // Now and then the leader dies in exactly that window, after sending, before persisting.
+    if (!this.healed && this.faults.chance(this.opts.fsyncCrash)) {
+      this.at(clock, this.time + fsync / 2, () => {
+        const n = this.byClock.get(clock)!;
+        this.trace(`${n.id} dies after an early send, before its fsync`);
+        this.crash(n);
+      });
     }
   }
 
-  private apply(node: SimNode, e: Entry): void {
+  // ------------------------------------------------------------------ nodes
+
+  private start(n: SimNode): void {
+    const clock = new SimClock(this, TICK / n.period, this.rng.fork());
+    const { storage, kv } = n.disk.open(n.id, this);
+    const config = simConfig(n.id, this.nodes.map((x) => x.id), {
+      snapshotEvery: this.opts.snapshotEvery,
+      requestTimeoutMs: this.opts.clientTimeout,
+    });
+    n.clock = clock;
+    n.pausedUntil = 0;
+    this.byClock.set(clock, n);
+    const log = simLogger(this.opts.verbose ? (line) => this.trace(`${n.id}: ${line}`) : null);
+    n.node = new PhalanxNode(config, {
+      storage,
+      kv,
+      log,
+      scheduler: clock,
+      transport: () => simTransport((m) => this.sendMessage(m)),
+      core: {
+        maxClockDriftTicks: 3,
+        leaseReads: this.opts.leaseReads,
+        maxInflight: this.opts.maxInflight,
+        maxMsgBytes: this.opts.maxMsgBytes,
+        snapshotChunkBytes: this.opts.snapshotChunkBytes,
+      },
+    });
+    n.node.onFatal = (err) => {
+      // A check that failed inside the node's loop (an Observer callback) stops the node: report the check.
+      if (err instanceof Violation) throw err;
+      this.fail(`${n.id} stopped on a fatal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    };
+    n.wasLeader = false;
+    n.node.run();
+  }
+
+  private crash(n: SimNode): void {
+    if (n.node === null) return;
+    // Raft's persistence rule: an acknowledgement promises the entries are on disk. Within the
+    // acknowledged term the log only grows, so a crash must keep what the last ack counted.
+    const ack = n.lastAck;
+    const disk = n.disk.durable();
+    if (ack !== null && disk.term === ack.term && disk.lastIndex < ack.index) {
+      this.fail(`persistence: ${n.id} acknowledged entries up to ${ack.index} in term ${ack.term}, but a crash keeps only ${disk.lastIndex}`);
+    }
+    n.leaseReads += n.node.metrics.readsLease;
+    n.clock!.dead = true;
+    this.byClock.delete(n.clock!);
+    n.node = null;
+    n.clock = null;
+    n.pausedUntil = 0;
+    this.stats.crashes++;
+    this.trace(`CRASH ${n.id}`);
+  }
+
+  // ------------------------------------------------------------------ checks (Observer)
+
+  /** Log matching: one (index, term) names one entry, and its predecessor has one term. */
+  persisting(node: NodeId, entries: Entry[], prevTerm: number): void {
+    for (const e of entries) {
+      let byTerm = this.logEntries.get(e.index);
+      if (byTerm === undefined) {
+        byTerm = new Map();
+        this.logEntries.set(e.index, byTerm);
+      }
+      const seen = byTerm.get(e.term);
+      if (seen === undefined) byTerm.set(e.term, { entry: e, prevTerm });
+      else {
+        if (seen.entry.type !== e.type || !sameBytes(seen.entry.data, e.data)) {
+          this.fail(`log matching: ${node} holds a different entry at index ${e.index} term ${e.term}`);
+        }
+        if (prevTerm !== -1 && seen.prevTerm !== -1 && seen.prevTerm !== prevTerm) {
+          this.fail(`log matching: entry ${e.index}/${e.term} follows term ${prevTerm} on ${node} but ${seen.prevTerm} elsewhere`);
+        }
+      }
+      prevTerm = e.term;
+    }
+  }
+
+  /** State machine safety: every node applies the same entry at each index. */
+  applying(node: NodeId, e: Entry): void {
     const known = this.applied[e.index];
     if (known === undefined) {
       this.applied[e.index] = e;
       this.stats.committed = Math.max(this.stats.committed, e.index);
     } else if (known.term !== e.term || !sameBytes(known.data, e.data)) {
-      this.fail(`state machine safety: ${node.id} applied ${e.index}/${e.term}, another node applied ${e.index}/${known.term}`);
+      this.fail(`state machine safety: ${node} applied ${e.index}/${e.term}, another node applied ${e.index}/${known.term}`);
     }
-    const { result, duplicateApply } = node.sm.apply(e);
-    if (duplicateApply !== null) this.fail(`exactly-once: ${node.id} applied client write ${duplicateApply} twice`);
-    const pending = node.pendingWrites.get(e.index);
-    if (pending === undefined) return;
-    node.pendingWrites.delete(e.index);
-    if (pending.term === e.term && result !== null) this.reply(pending.client, { kind: "done", opId: pending.opId, result });
-    else this.reply(pending.client, { kind: "retry", opId: pending.opId, leader: null });
   }
 
-  private serveReads(node: SimNode): void {
-    if (node.waitingReads.length === 0) return;
-    const still: { index: number; ctx: string }[] = [];
-    for (const w of node.waitingReads) {
-      if (node.sm.applied >= w.index) this.answerRead(node, w.ctx, w.index);
-      else still.push(w);
-    }
-    node.waitingReads = still;
+  /** Exactly once: a client's write executes at one index only, however often it is retried. */
+  executed(node: NodeId, e: Entry, client: number, seq: number): void {
+    const id = `${client}:${seq}`;
+    const at = this.executedAt.get(id);
+    if (at === undefined) this.executedAt.set(id, e.index);
+    else if (at !== e.index) this.fail(`exactly-once: ${node} executed client write ${id} at ${e.index}, it already executed at ${at}`);
   }
 
-  private answerRead(node: SimNode, ctx: string, index: number | null): void {
-    const p = node.pendingReads.get(ctx);
-    if (p === undefined) return;
-    node.pendingReads.delete(ctx);
-    if (index === null) {
-      this.reply(p.client, { kind: "retry", opId: p.opId, leader: node.raw?.status().leader ?? null });
-      return;
-    }
-    if (p.lease) this.stats.leaseReads++;
-    this.reply(p.client, { kind: "done", opId: p.opId, result: { value: node.sm.get(p.key) } });
-  }
-
-  private checkRoles(node: SimNode): void {
-    const raft = node.raw!.raft;
-    const isLeader = raft.role === "leader";
-    if (isLeader && !node.wasLeader) {
+  private checkRoles(n: SimNode): void {
+    const node = n.node;
+    if (node === null) return;
+    const isLeader = node.isLeader();
+    if (isLeader && !n.wasLeader) {
+      const st = node.status();
       this.stats.elections++;
-      this.trace(`LEADER ${node.id} term ${raft.term}`);
-      const other = this.leaders.get(raft.term);
-      if (other !== undefined && other !== node.id) this.fail(`election safety: ${other} and ${node.id} both lead term ${raft.term}`);
-      this.leaders.set(raft.term, node.id);
+      this.trace(`LEADER ${n.id} term ${st.term}`);
+      const other = this.leaders.get(st.term);
+      if (other !== undefined && other !== n.id) this.fail(`election safety: ${other} and ${n.id} both lead term ${st.term}`);
+      this.leaders.set(st.term, n.id);
       // Leader completeness: every entry applied anywhere is in the new leader's log.
-      const first = raft.log.firstIndex();
-      for (let i = Math.max(first, 1); i < this.applied.length; i++) {
+      const log = node.dd.log;
+      const last = Math.min(this.applied.length - 1, log.lastIndex());
+      if (this.applied.length - 1 > st.lastIndex) {
+        this.fail(`leader completeness: leader ${n.id} of term ${st.term} has ${st.lastIndex} entries, ${this.applied.length - 1} are committed`);
+      }
+      for (let i = Math.max(log.firstIndex(), 1); i <= last; i++) {
         const e = this.applied[i];
-        if (e !== undefined && raft.log.term(i) !== e.term) {
-          this.fail(`leader completeness: leader ${node.id} of term ${raft.term} lacks committed entry ${i}/${e.term}`);
+        if (e !== undefined && log.term(i) !== e.term) {
+          this.fail(`leader completeness: leader ${n.id} of term ${st.term} lacks committed entry ${i}/${e.term}`);
         }
       }
     }
-    node.wasLeader = isLeader;
+    n.wasLeader = isLeader;
   }
 
-  /** No two nodes may believe they hold a lease at the same instant (global time). */
+  /** No two nodes may hold a lease at the same instant (global time). */
   private checkLeases(): void {
     let holder: SimNode | null = null;
     for (const n of this.nodes) {
-      if (n.raw === null || !n.raw.raft.leaseValid()) continue;
+      if (n.node === null || this.time < n.pausedUntil || !n.node.holdsLease()) continue;
       if (holder !== null) {
-        this.fail(`lease overlap: ${holder.id} (term ${holder.raw!.raft.term}) and ${n.id} (term ${n.raw.raft.term}) both hold a lease`);
+        this.fail(`lease overlap: ${holder.id} (term ${holder.node!.status().term}) and ${n.id} (term ${n.node.status().term}) both hold a lease`);
       }
       holder = n;
     }
@@ -503,6 +494,7 @@ export class Simulation {
 
   private sendMessage(m: Message): void {
     this.stats.messages++;
+    if (m.type === "appendResp" && !m.reject) this.byId.get(m.from)!.lastAck = { term: m.term, index: m.index };
     if (m.type === "snapshot" && m.offset === 0) this.stats.snapshotsSent++;
     if (this.opts.verbose) this.trace(`send ${describe(m)}`);
     if (this.cut.has(`${m.from}>${m.to}`)) return;
@@ -510,119 +502,167 @@ export class Simulation {
     const copies = !this.healed && this.net.chance(this.opts.duplicate) ? 2 : 1;
     for (let c = 0; c < copies; c++) {
       const delay = this.net.range(this.opts.minDelay, this.opts.maxDelay);
-      this.q.push(this.now + delay, () => {
-        const to = this.byId.get(m.to);
-        if (to === undefined || to.raw === null || this.cut.has(`${m.from}>${m.to}`)) return;
+      this.deliverAt(this.time + delay, m.to, (node) => {
+        if (this.cut.has(`${m.from}>${m.to}`)) return;
         if (this.opts.verbose) this.trace(`recv ${describe(m)}`);
-        this.settle(to);
-        to.raw.step(m);
-        this.drive(to);
+        try {
+          node.receive([m]);
+        } catch {
+          // Refused while shutting down or with a full disk: the peer sees a failed request.
+        }
       });
     }
+  }
+
+  /** Runs `fn` on the incarnation of `to` that is up when the packet arrives (none: dropped). */
+  private deliverAt(time: number, to: NodeId, fn: (node: PhalanxNode<NodeStorage>) => void): void {
+    this.q.push(time, () => {
+      const n = this.byId.get(to);
+      if (n === undefined || n.clock === null) return;
+      // As the incarnation's own input, so a stall holds it like any other.
+      this.runOn(n.clock, () => fn(n.node!));
+    });
   }
 
   // ------------------------------------------------------------------ clients
 
-  private reply(clientId: number, r: Reply): void {
+  private reply(c: Client, op: ClientOp, attempt: number, r: Reply): void {
     const delay = this.net.range(this.opts.minDelay, this.opts.maxDelay);
-    this.q.push(this.now + delay, () => this.onReply(this.clients[clientId]!, r));
+    this.q.push(this.time + delay, () => this.onReply(c, op, attempt, r));
   }
 
   private clientSend(c: Client, op: ClientOp): void {
-    const alive = this.nodes.filter((n) => n.raw !== null);
+    const alive = this.nodes.filter((n) => n.node !== null);
     const pool = alive.length > 0 ? alive : this.nodes;
     let target = this.work.pick(pool);
     if (c.leaderGuess !== null && this.work.chance(0.8)) target = this.byId.get(c.leaderGuess) ?? target;
-    const req: Request =
-      op.input.op === "get"
-        ? { kind: "read", key: op.input.key, opId: op.id }
-        : { kind: "write", cmd: this.commandFor(c, op), opId: op.id };
-    const delay = this.net.range(this.opts.minDelay, this.opts.maxDelay);
-    this.q.push(this.now + delay, () => this.onRequest(target, c.id, req));
-    const deadline = this.now + 40 * TICK;
-    op.deadline = deadline;
-    this.q.push(deadline, () => {
-      if (c.op === op && op.deadline === deadline) {
-        c.leaderGuess = null;
-        this.clientSend(c, op);
+    const attempt = ++op.attempt;
+    const req = this.requestFor(c, op);
+    const sent = this.time;
+    // The node answers within its share of the deadline (the Deadline header's role): time for the reply is left.
+    const nodeTimeout = this.opts.clientTimeout - 2 * this.opts.maxDelay;
+    this.deliverAt(this.time + this.net.range(this.opts.minDelay, this.opts.maxDelay), target.id, (node) => {
+      const remaining = nodeTimeout - (this.time - sent);
+      if (req.kind === "write") {
+        node.submit(req.cmd, req.session, remaining, (outcome) => this.reply(c, op, attempt, { kind: "write", outcome }));
+        return;
       }
+      node.awaitReadBarrier(remaining, (o) => {
+        if (o.kind !== "ready") return this.reply(c, op, attempt, { kind: "readFailed", leader: node.leader()?.id ?? null });
+        const { kv } = node.kv.get(req.key);
+        this.reply(c, op, attempt, { kind: "read", value: kv === null ? null : valueOf(kv.value) });
+      });
+    });
+    this.q.push(this.time + this.opts.clientTimeout, () => {
+      if (c.op !== op || op.attempt !== attempt) return;
+      // No answer (the node crashed or stalled, or a packet was lost): this attempt may have applied.
+      op.maybeApplied = true;
+      c.leaderGuess = null;
+      this.clientSend(c, op);
     });
   }
 
-  private commandFor(c: Client, op: ClientOp): SimCommand {
+  private requestFor(c: Client, op: ClientOp): Request {
     const input = op.input;
-    if (input.op === "register") return { op: "register", time: this.now };
-    if (input.op === "put") return { op: "put", client: c.session!, seq: op.seq, time: this.now, key: input.key, value: input.value };
-    if (input.op === "cas") {
-      return { op: "cas", client: c.session!, seq: op.seq, time: this.now, key: input.key, expect: input.expect, value: input.value };
-    }
-    throw new Error("reads are not commands");
+    if (input.op === "get") return { kind: "read", key: input.key };
+    if (input.op === "register") return { kind: "write", cmd: { op: "register" }, session: null };
+    const session = { client: c.session!, seq: op.seq };
+    if (input.op === "put") return { kind: "write", cmd: { op: "put", key: input.key, value: valueBytes(input.value) }, session };
+    const expect: Expect = { value: input.expect === null ? null : valueBytes(input.expect) };
+    return { kind: "write", cmd: { op: "cas", key: input.key, expect, value: valueBytes(input.value) }, session };
   }
 
-  private onRequest(node: SimNode, client: number, req: Request): void {
-    const raw = node.raw;
-    if (raw === null) return; // lost with the node; the client times out
-    this.settle(node);
-    if (req.kind === "write") {
-      const res = raw.propose(encodeCommand(req.cmd));
-      if (!res.ok) this.reply(client, { kind: "retry", opId: req.opId, leader: res.leader });
-      else node.pendingWrites.set(res.index, { term: res.term, opId: req.opId, client });
-    } else {
-      const ctx = `${node.id}/${node.epoch}/${++node.readSeq}`;
-      node.pendingReads.set(ctx, { opId: req.opId, client, key: req.key, lease: false });
-      raw.readIndex(ctx);
+  private onReply(c: Client, op: ClientOp, attempt: number, r: Reply): void {
+    if (c.op !== op || op.attempt !== attempt) return; // an answer to an attempt already given up on
+    if (r.kind === "read") return this.complete(c, op, { value: r.value });
+    if (r.kind === "readFailed") return this.retry(c, op, r.leader);
+    const o = r.outcome;
+    switch (o.kind) {
+      case "applied":
+        return this.onApplied(c, op, o.result);
+      case "rejected":
+      case "not_applied":
+        if (o.kind === "not_applied") this.trace(`client ${c.id} op ${op.id} not applied (${o.reason})`);
+        return this.notApplied(c, op, o.kind === "rejected" ? o.leader : null);
+      case "unknown":
+        if (o.reason === "snapshot") this.stats.snapshotCovered++;
+        this.trace(`client ${c.id} op ${op.id} outcome unknown (${o.reason})`);
+        op.maybeApplied = true;
+        return this.retry(c, op, null);
     }
-    this.drive(node);
   }
 
-  private onReply(c: Client, r: Reply): void {
-    const op = c.op;
-    if (op === null || op.id !== r.opId) return; // an answer to an op already finished
-    if (r.kind === "retry") {
-      c.leaderGuess = r.leader;
-      const backoff = this.work.range(1, 3) * TICK;
-      op.deadline = -1; // cancels the pending timeout; a new one is set on resend
-      this.q.push(this.now + backoff, () => {
-        if (c.op === op) this.clientSend(c, op);
-      });
-      return;
-    }
-    const result = r.result;
-    if (op.input.op === "register") {
-      if ("ok" in result && result.ok && result.clientId !== undefined) c.session = result.clientId;
-      this.finishOp(c);
-      return;
-    }
-    let output: KvOutput;
-    if ("value" in result) output = { value: result.value };
-    else if (!result.ok) {
-      if (result.error !== "session_expired") this.fail(`client ${c.id}: unexpected session error ${result.error}`);
+  private onApplied(c: Client, op: ClientOp, result: Result): void {
+    if ("error" in result) {
+      if (result.error !== "session_expired") this.fail(`client ${c.id}: unexpected error ${result.error}: ${result.message}`);
       // The session was evicted: whether an earlier attempt applied is unknown. Start a new session.
       this.trace(`client ${c.id} session expired during op ${op.id}`);
       c.session = null;
-      this.openOps.delete(op.id);
-      this.history.push({ client: c.id, input: op.input, call: op.call, ret: Infinity, output: null });
-      this.stats.opsUnknown++;
+      this.giveUp(c, op);
+      return;
+    }
+    if (result.op === "register") {
+      c.session = result.client;
       this.finishOp(c);
       return;
-    } else if (op.input.op === "cas") output = { succeeded: result.succeeded === true };
-    else output = {};
+    }
+    if (result.op === "cas") return this.complete(c, op, { succeeded: result.succeeded });
+    this.complete(c, op, {});
+  }
+
+  private complete(c: Client, op: ClientOp, output: KvOutput): void {
+    if (op.input.op === "register") return this.finishOp(c);
     this.openOps.delete(op.id);
-    this.history.push({ client: c.id, input: op.input, call: op.call, ret: this.now, output });
+    this.history.push({ client: c.id, input: op.input, call: op.call, ret: this.time, output });
     this.stats.opsOk++;
     this.trace(`client ${c.id} op ${op.id} ${JSON.stringify(op.input)} -> ${JSON.stringify(output)}`);
     this.finishOp(c);
+  }
+
+  /** The outcome stays unknown for good: the op may take effect at any time after its call. */
+  private giveUp(c: Client, op: ClientOp): void {
+    if (op.input.op !== "register" && op.input.op !== "get") {
+      this.openOps.delete(op.id);
+      this.history.push({ client: c.id, input: op.input, call: op.call, ret: Infinity, output: null });
+      this.stats.opsUnknown++;
+    }
+    this.finishOp(c);
+  }
+
+  /**
+   * A definite failure. If no earlier attempt can have applied, the op never took effect: it leaves
+   * the history, and the client issues a new op in its place (a fresh value, the same session
+   * sequence, which never applied). Should the answer be false, reads show a value nobody wrote.
+   */
+  private notApplied(c: Client, op: ClientOp, leader: NodeId | null): void {
+    if (op.maybeApplied || op.input.op === "get" || op.input.op === "register") return this.retry(c, op, leader);
+    this.stats.opsNotApplied++;
+    this.openOps.delete(op.id);
+    const input: KvInput = { ...op.input, value: this.nextValue++ };
+    const fresh: ClientOp = { id: this.nextOpId++, input, call: this.time, seq: op.seq, attempt: 0, maybeApplied: false };
+    this.openOps.set(fresh.id, { client: c.id, input, call: this.time });
+    c.op = fresh;
+    this.retry(c, fresh, leader);
+  }
+
+  private retry(c: Client, op: ClientOp, leader: NodeId | null): void {
+    c.leaderGuess = leader;
+    const backoff = this.work.range(1, 3) * TICK;
+    op.attempt++; // no answer to the attempt just answered is expected any more
+    this.q.push(this.time + backoff, () => {
+      if (c.op === op) this.clientSend(c, op);
+    });
   }
 
   private finishOp(c: Client): void {
     if (c.op !== null && c.op.input.op !== "get" && c.op.input.op !== "register") c.seq = c.op.seq;
     c.op = null;
     c.opsDone++;
-    this.q.push(this.now + this.work.range(0, 2) * TICK, () => this.startOp(c));
+    this.q.push(this.time + this.work.range(0, 2) * TICK, () => this.startOp(c));
   }
 
   private startOp(c: Client): void {
-    if (c.op !== null || this.now > this.opts.duration + 600 * TICK) return;
+    if (c.op !== null || this.time > this.opts.duration + 300 * TICK) return;
     const key = `k${this.work.int(this.opts.keys)}`;
     let input: KvInput | { op: "register" };
     if (c.session === null) input = { op: "register" };
@@ -635,9 +675,9 @@ export class Simulation {
         input = { op: "cas", key, expect, value: this.nextValue++ };
       }
     }
-    const op: ClientOp = { id: this.nextOpId++, input, call: this.now, seq: c.seq + 1, deadline: 0 };
+    const op: ClientOp = { id: this.nextOpId++, input, call: this.time, seq: c.seq + 1, attempt: 0, maybeApplied: false };
     c.op = op;
-    if (input.op !== "register") this.openOps.set(op.id, { client: c.id, input, call: this.now });
+    if (input.op !== "register") this.openOps.set(op.id, { client: c.id, input, call: this.time });
     this.clientSend(c, op);
   }
 
@@ -645,8 +685,11 @@ export class Simulation {
 
   private leader(): SimNode | null {
     let best: SimNode | null = null;
+    let bestTerm = -1;
     for (const n of this.nodes) {
-      if (n.raw !== null && n.raw.raft.role === "leader" && (best === null || n.raw.raft.term > best.raw!.raft.term)) best = n;
+      if (n.node === null || !n.node.isLeader()) continue;
+      const term = n.node.status().term;
+      if (term > bestTerm) [best, bestTerm] = [n, term];
     }
     return best;
   }
@@ -654,8 +697,8 @@ export class Simulation {
   private fault(): void {
     const f = this.faults;
     const roll = f.next();
-    const alive = this.nodes.filter((n) => n.raw !== null);
-    const dead = this.nodes.filter((n) => n.raw === null);
+    const alive = this.nodes.filter((n) => n.node !== null);
+    const dead = this.nodes.filter((n) => n.node === null);
     const leader = this.leader();
     const ids = this.nodes.map((n) => n.id);
     if (roll < 0.1 && alive.length > 0) {
@@ -682,14 +725,23 @@ export class Simulation {
       this.trace("HEAL network");
     } else if (roll < 0.86) {
       this.changeMembership();
+    } else if (leader !== null && this.opts.stalls && f.chance(0.6)) {
+      // A stalled leader is how issue 8's false "not applied" happened: it resumes behind the
+      // compacted log with writes pending, and installs a snapshot that may hold them.
+      this.stall(leader, f.range(this.opts.stallTicks[0], this.opts.stallTicks[1]) * TICK);
     } else if (leader !== null) {
-      this.settle(leader);
-      const target = f.pick(leader.raw!.raft.conf().voters);
-      const res = leader.raw!.transferLeadership(target);
+      const target = f.pick(leader.node!.status().conf.voters);
+      const res = leader.node!.transferLeadership(target);
       this.trace(`TRANSFER ${leader.id} -> ${target}: ${res.ok ? "started" : res.reason}`);
       if (res.ok) this.stats.transfers++;
-      this.drive(leader);
     }
+  }
+
+  /** SIGSTOP for `ms`: the process handles nothing, then catches up on its ticks and inputs. */
+  private stall(n: SimNode, ms: number): void {
+    n.pausedUntil = this.time + ms;
+    this.stats.stalls++;
+    this.trace(`STALL ${n.id} for ${ms.toFixed(0)}`);
   }
 
   private partition(side: Set<string>): void {
@@ -701,8 +753,7 @@ export class Simulation {
   private changeMembership(): void {
     const l = this.leader();
     if (l === null) return;
-    this.settle(l);
-    const conf = l.raw!.raft.conf();
+    const conf = l.node!.status().conf;
     const f = this.faults;
     const members = new Set([...conf.voters, ...conf.learners]);
     const outsiders = this.nodes.map((n) => n.id).filter((id) => !members.has(id));
@@ -712,14 +763,13 @@ export class Simulation {
     else if (outsiders.length > 0 && f.chance(0.6)) cc = { op: "addLearner", node: f.pick(outsiders), context: "" };
     else if (conf.voters.length > minVoters) cc = { op: "remove", node: f.pick(conf.voters), context: "" };
     if (cc === null) return;
-    const res = l.raw!.proposeConfChange(cc);
+    const res = l.node!.proposeConfChange(cc);
     this.trace(`CONF ${l.id}: ${cc.op} ${cc.node}: ${res.ok ? `index ${res.index}` : res.reason}`);
     if (res.ok) this.stats.confChanges++;
-    this.drive(l);
   }
 
   private scheduleFaults(): void {
-    const next = this.now + this.faults.range(0.2, 1.8) * this.opts.faultEvery;
+    const next = this.time + this.faults.range(0.2, 1.8) * this.opts.faultEvery;
     if (next >= this.opts.duration) return;
     this.q.push(next, () => {
       this.fault();
@@ -731,8 +781,11 @@ export class Simulation {
   private heal(): void {
     this.healed = true;
     this.cut.clear();
-    for (const n of this.nodes) if (n.raw === null) this.start(n);
-    this.trace("HEAL ALL: network healed, every node restarted");
+    for (const n of this.nodes) {
+      n.pausedUntil = Math.min(n.pausedUntil, this.time);
+      if (n.node === null) this.start(n);
+    }
+    this.trace("HEAL ALL: network healed, stalls ended, every node restarted");
   }
 
   // ------------------------------------------------------------------ run
@@ -744,18 +797,20 @@ export class Simulation {
       for (const c of this.clients) this.q.push(this.work.range(0, 5) * TICK, () => this.startOp(c));
       this.scheduleFaults();
       this.q.push(this.opts.duration, () => this.heal());
-      const end = this.opts.duration + 800 * TICK;
+      const end = this.opts.duration + 400 * TICK;
       let opsAtHeal = -1;
       for (;;) {
         const ev = this.q.pop();
         if (ev === undefined || ev.time > end) break;
-        this.now = ev.time;
+        // Leases are checked once per instant, after its last event: they overlap or not in time.
+        if (ev.time > this.time) this.checkLeases();
+        this.time = ev.time;
         ev.fn();
-        this.stats.events++;
-        this.checkLeases();
+        // A node that schedules without end (a busy loop in the event loop) is a bug, not a long run.
+        if (++this.stats.events > MAX_EVENTS) this.fail(`runaway: more than ${MAX_EVENTS} events`);
         if (this.healed && opsAtHeal < 0) opsAtHeal = this.stats.opsOk;
       }
-      this.stats.time = this.now;
+      this.stats.time = this.time;
       if (this.stats.opsOk <= opsAtHeal) this.fail("liveness: no client operation completed after every fault healed");
       for (const [, op] of this.openOps) {
         this.history.push({ client: op.client, input: op.input, call: op.call, ret: Infinity, output: null });
@@ -766,8 +821,15 @@ export class Simulation {
       if (lin.ok === "unknown") this.fail(`linearizability check gave up: ${lin.reason}`);
     } catch (e) {
       if (e instanceof Violation) violation = e.message;
-      else violation = `core threw: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`;
+      else violation = `the node threw: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`;
       this.trace(`VIOLATION ${violation}`);
+    } finally {
+      for (const n of this.nodes) {
+        if (n.node !== null) n.leaseReads += n.node.metrics.readsLease;
+        this.stats.leaseReads += n.leaseReads;
+        if (n.clock !== null) n.clock.dead = true;
+        n.disk.destroy();
+      }
     }
     return { seed: this.seed, ok: violation === null, violation, trace: this.traceRing.slice(), stats: this.stats };
   }

@@ -1,10 +1,10 @@
 // Classic Raft bugs, applied to a temporary copy of the source so production code carries no
 // bug switches. Each must be caught by the simulator; `find` failing to match means the code
 // moved and the mutation needs updating (the test then fails rather than passing vacuously).
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { SimOptions } from "./cluster.ts";
+import { STALLED_LEADER_PROFILE, type SimOptions } from "./cluster.ts";
 
 export interface Mutation {
   name: string;
@@ -66,10 +66,26 @@ export const MUTATIONS: Mutation[] = [
   {
     // The node's early send (Raft thesis §10.2.1) is only safe for a leader's own appends.
     name: "acknowledge entries before persisting them (early send on followers)",
-    file: "tests/sim/cluster.ts",
-    find: '        raw.raft.role === "leader" &&\n        (hs === null',
-    replace: "        (hs === null",
+    file: "src/node/node.ts",
+    find: '      this.raw.raft.role === "leader" &&\n      (hs === null',
+    replace: "      (hs === null",
     profile: { earlySend: true },
+  },
+  {
+    // Issue 8 §1: the snapshot may hold the write (a new leader committed it while this one stalled).
+    name: "a proposal covered by an installed snapshot reported as not applied",
+    file: "src/node/waiters.ts",
+    find: 'w.settle(unknownOutcome("snapshot", why))',
+    replace: 'w.settle(notApplied("overwritten", why))',
+    profile: STALLED_LEADER_PROFILE,
+  },
+  {
+    // The deadline says nothing about the entry: it is in the log and may commit a moment later.
+    name: "a write past its deadline reported as not applied",
+    file: "src/node/waiters.ts",
+    find: 'const timeout = unknownOutcome("timeout", ',
+    replace: 'const timeout = notApplied("overwritten", ',
+    profile: {},
   },
 ];
 
@@ -78,14 +94,22 @@ export function buildMutant(repo: string, m: Mutation): string {
   const root = mkdtempSync(join(tmpdir(), "phalanx-mutant-"));
   cpSync(join(repo, "src"), join(root, "src"), { recursive: true });
   cpSync(join(repo, "tests", "sim"), join(root, "tests", "sim"), { recursive: true });
+  // The node loop imports its runtime dependencies (zod, msgpack) by name.
+  symlinkSync(join(repo, "node_modules"), join(root, "node_modules"));
   const path = join(root, m.file);
   const text = readFileSync(path, "utf8");
   if (!text.includes(m.find)) {
-    rmSync(root, { recursive: true, force: true });
+    removeMutant(root);
     throw new Error(`mutation "${m.name}": text not found in ${m.file}; update tests/sim/mutations.ts`);
   }
   writeFileSync(path, text.replace(m.find, m.replace));
   return root;
+}
+
+/** Unlinks the node_modules link first, so removing the copy can never reach the real one. */
+function removeMutant(root: string): void {
+  unlinkSync(join(root, "node_modules"));
+  rmSync(root, { recursive: true, force: true });
 }
 
 export interface MutantResult {
@@ -106,6 +130,6 @@ export async function hunt(repo: string, m: Mutation, maxSeeds: number): Promise
     }
     return { name: m.name, caughtAtSeed: null, seedsRun: maxSeeds, violation: null };
   } finally {
-    rmSync(root, { recursive: true, force: true });
+    removeMutant(root);
   }
 }
