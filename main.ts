@@ -7,6 +7,8 @@ import { recoverCommand } from "./src/cli/recover.ts";
 import { EXIT, fail } from "./src/cli/output.ts";
 import { serveCommand } from "./src/cli/serve.ts";
 import { snapshotCommand } from "./src/cli/snapshot.ts";
+import { didYouMean } from "./src/cli/suggest.ts";
+import { versionCommand } from "./src/cli/version.ts";
 
 const USAGE = `usage: phalanx <command> [args] (--help on any command)
 
@@ -19,6 +21,7 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
   recover --force-new-cluster    one survivor of a lost majority becomes a one-voter cluster
   dev --nodes 3            a local cluster for trying things out
   bench                    load generator
+  version                  this binary's version (also --version)
 `;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -31,6 +34,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   recover: recoverCommand,
   dev: devCommand,
   bench: benchCommand,
+  version: versionCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -39,8 +43,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return cmd === undefined ? EXIT.usage : EXIT.ok;
   }
+  if (cmd === "--version" || cmd === "-v") return versionCommand(rest);
   const run = COMMANDS[cmd];
-  if (run === undefined) return fail(EXIT.usage, `unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+  if (run === undefined) return fail(EXIT.usage, `unknown command ${JSON.stringify(cmd)}${didYouMean(cmd, Object.keys(COMMANDS))} (phalanx --help lists them)`);
   try {
     return await run(rest);
   } catch (err) {

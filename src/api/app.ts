@@ -14,6 +14,7 @@ import { clientAuth } from "./client_auth.ts";
 import { busy, OverShareError } from "./fairness.ts";
 import { uiRoutes } from "./ui/ui_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
+import { allowedMethods } from "./method_not_allowed.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const app = new Hono();
@@ -37,7 +38,12 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.route("/", clusterRoutes(node));
   app.route("/", snapshotRoutes(node)); // admin scope: it returns every key
   app.route("/", uiRoutes(node));
-  app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
+  app.notFound((c) => {
+    const path = new URL(c.req.url).pathname;
+    const allow = allowedMethods(app, path);
+    if (allow.length > 0) return errorReply(c, 405, "method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow.join(", ")}`, { allow: allow.join(", ") });
+    return errorReply(c, 404, "no_route", `no route ${c.req.method} ${path}`);
+  });
   app.onError((err, c) => {
     if (err instanceof BadRequest) return errorReply(c, 400, "bad_request", err.message);
     if (err instanceof BodyTooLargeError) return errorReply(c, 413, "too_large", err.message);

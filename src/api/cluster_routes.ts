@@ -1,6 +1,7 @@
 // Cluster introspection and control: GET /v1/status, GET /v1/members, POST /v1/leader/transfer.
 import { Hono } from "hono";
 import type { PhalanxNode } from "../node/node.ts";
+import { VERSION } from "../node/version.ts";
 import { Deadline } from "./deadline.ts";
 import { forward, forwardTarget, leaderHeaders, noLeader } from "./forward.ts";
 import { BadRequest, errorReply, reply } from "./wire.ts";
@@ -14,6 +15,7 @@ export function statusOf(node: PhalanxNode) {
   const peers = new Map(node.peerStats().map((p) => [p.id, p]));
   return {
     id: s.id,
+    version: VERSION,
     role: s.role,
     term: s.term,
     leader: leader?.id ?? null,

@@ -3,13 +3,11 @@
 // units, _seconds / _bytes / _total); `promtool check metrics` passes on the output
 // (tests/integration/metrics.test.ts runs it, and a strict format check of its own).
 import { statSync } from "node:fs";
-import pkg from "../../package.json" with { type: "json" };
 import type { Histogram } from "../node/metrics.ts";
 import type { PhalanxNode } from "../node/node.ts";
 import { eventLoopLag, sampleProcess } from "../node/process_metrics.ts";
+import { VERSION } from "../node/version.ts";
 
-/** Embedded at build time: `bun build --compile` inlines the JSON import into the binary. */
-export const VERSION: string = pkg.version;
 
 type Labels = Record<string, string>;
 

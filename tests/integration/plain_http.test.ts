@@ -64,3 +64,29 @@ test.skipIf(!havePython)("Python's urllib reads and writes", () => {
   const r = run(["python3", "-c", script]);
   expect(r).toEqual({ code: 0, out: "from-python", err: "" });
 });
+
+test("a wrong method on a known route is 405 with Allow; an unknown route stays 404", async () => {
+  const status = await fetch(`${base}/v1/status`, { method: "POST" });
+  expect(status.status).toBe(405);
+  expect(status.headers.get("allow")).toBe("GET, HEAD");
+  expect(((await status.json()) as { error: string }).error).toBe("method_not_allowed");
+  const kv = await fetch(`${base}/v1/kv/x`, { method: "PATCH" });
+  expect(kv.status).toBe(405);
+  expect(kv.headers.get("allow")).toBe("GET, HEAD, PUT, DELETE");
+  // POST has fairness middleware on /v1/kv/* but no endpoint: not allowed.
+  expect((await fetch(`${base}/v1/kv/x`, { method: "POST" })).headers.get("allow")).toBe("GET, HEAD, PUT, DELETE");
+  expect((await fetch(`${base}/v1/transfer`, { method: "POST" })).status).toBe(404);
+});
+
+test("validation messages are plain text: no decoration glyphs, one line, with the field path", async () => {
+  const res = await fetch(`${base}/v1/kv/x`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: 3 }) });
+  expect(res.status).toBe(400);
+  const { message } = (await res.json()) as { message: string };
+  expect(message).not.toMatch(/[✖→\n]/);
+  expect(message).toContain("value");
+});
+
+test("/v1/status names the version the node runs, the same as phalanx_build_info's", async () => {
+  const status = (await (await fetch(`${base}/v1/status`)).json()) as { version: string };
+  expect(status.version).toBe((await import("../../package.json")).default.version);
+});

@@ -1,0 +1,33 @@
+// Pure helpers of the CLI and the API: typo suggestions and plain validation messages.
+import { expect, test } from "bun:test";
+import { z } from "zod";
+import { closest, editDistance } from "../../src/cli/suggest.ts";
+import { plainZodMessage } from "../../src/transport/zod_message.ts";
+
+test("edit distance counts inserts, deletes, substitutions and neighbour swaps as one edit each", () => {
+  expect(editDistance("", "")).toBe(0);
+  expect(editDistance("status", "status")).toBe(0);
+  expect(editDistance("staus", "status")).toBe(1);
+  expect(editDistance("stauts", "status")).toBe(1);
+  expect(editDistance("kv", "bench")).toBe(5);
+});
+
+test("a typo suggests the closest command; unrelated words suggest nothing", () => {
+  const commands = ["serve", "kv", "status", "members", "leader", "bench", "endpoint", "member", "version"];
+  expect(closest("stauts", commands)).toBe("status");
+  expect(closest("memebrs", commands)).toBe("members");
+  expect(closest("serv", commands)).toBe("serve");
+  expect(closest("endpoitn", commands)).toBe("endpoint");
+  expect(closest("frobnicate", commands)).toBeUndefined();
+  expect(closest("x", commands)).toBeUndefined();
+  expect(closest("--jsno", ["--json", "--addr", "--timeout"])).toBe("--json");
+});
+
+test("validation messages are one plain line with the path of each issue", () => {
+  const schema = z.object({ value: z.string(), expect: z.object({ modRevision: z.number() }).optional() }).strict();
+  const r = schema.safeParse({ value: 3, expect: { modRevision: "x" }, extra: 1 });
+  expect(r.success).toBe(false);
+  const msg = plainZodMessage(r.error!);
+  expect(msg).toBe('value: expected string, received number; expect.modRevision: expected number, received string; Unrecognized key: "extra"');
+  expect(msg).not.toMatch(/[✖→\n]/);
+});
