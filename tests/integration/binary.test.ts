@@ -58,7 +58,7 @@ test("a cluster of compiled binaries, used through the binary's CLI", async () =
     expect(run(["kv", "put", "bin/a", "one", "--addr", follower.addr]).out).toContain("OK revision=");
     const got = run(["kv", "get", "bin/a", "--addr", addrs]);
     expect(got.code).toBe(0);
-    expect(got.out).toBe("one\n");
+    expect(got.out).toBe("one"); // stdout is a pipe: the value's bytes exactly
     const json = JSON.parse(run(["kv", "get", "bin/a", "--json", "--addr", follower.addr]).out);
     expect(json.kv.modRevision).toBeGreaterThan(0);
     expect(run(["kv", "cas", "bin/a", "two", "--prev-value", "nope", "--addr", addrs]).code).toBe(1);
@@ -70,7 +70,7 @@ test("a cluster of compiled binaries, used through the binary's CLI", async () =
     expect(run(["leader", "transfer", target, "--addr", follower.addr]).out).toContain(`leader is now ${target}`);
     // An unreachable first endpoint fails over to the next.
     const closed = await freePort();
-    expect(run(["kv", "get", "bin/a", "--addr", `127.0.0.1:${closed},${addrs}`]).out).toBe("two\n");
+    expect(run(["kv", "get", "bin/a", "--addr", `127.0.0.1:${closed},${addrs}`]).out).toBe("two");
     const bench = JSON.parse(run(["bench", "--duration", "1", "--concurrency", "4", "--json", "--addr", addrs]).out);
     expect(bench.ops).toBeGreaterThan(0);
     console.log(`binary bench (1 s, 4 workers, 50% reads): ${bench.opsPerSec} ops/s, p50 ${bench.latencyMs.p50} ms, p99 ${bench.latencyMs.p99} ms`);
@@ -84,6 +84,63 @@ test("a cluster of compiled binaries, used through the binary's CLI", async () =
     throw err;
   }
 }, 60_000);
+
+function runWith(args: string[], stdin: Uint8Array | string): { code: number; out: Buffer; err: string } {
+  const r = Bun.spawnSync([bin, ...args], { cwd: dir, stdin: Buffer.from(stdin), stdout: "pipe", stderr: "pipe", env: { ...process.env, PHALANX_ADDR: "" } });
+  return { code: r.exitCode ?? -1, out: r.stdout, err: r.stderr.toString() };
+}
+
+test("CLI habits: version, typos, fast failure, http:// endpoints, stdin values, exact bytes, list cells, idempotent del", async () => {
+  expect(run(["version"]).out).toBe(`phalanx ${pkg.version} (bun ${Bun.version})\n`);
+  expect(run(["--version"]).out).toBe(run(["version"]).out);
+  const typo = run(["stauts"]);
+  expect(typo.code).toBe(2);
+  expect(typo.err).toBe('phalanx: unknown command "stauts"; did you mean "status"? (phalanx --help lists them)\n');
+  const flag = run(["kv", "get", "x", "--jsno"]);
+  expect(flag.code).toBe(2);
+  expect(flag.err.split("\n")[0]).toBe('phalanx: unknown option --jsno; did you mean "--json"?');
+  expect(flag.err.trim().split("\n").length).toBe(2); // the message and the usage line, not the whole help
+  // A refused connection or an unknown name fails at once, not after the 10 s default timeout.
+  const closed = await freePort();
+  const t0 = performance.now();
+  const refused = run(["kv", "get", "x", "--addr", `http://127.0.0.1:${closed}`]);
+  expect(performance.now() - t0).toBeLessThan(3000);
+  expect(refused.code).toBe(3);
+  expect(refused.err).toBe(`phalanx: cannot reach any server: 127.0.0.1:${closed}: connection refused (is phalanx running there?)\n`);
+  const t1 = performance.now();
+  const both = run(["kv", "get", "x", "--addr", `127.0.0.1:${closed},no-such-host.invalid:9000`]);
+  expect(performance.now() - t1).toBeLessThan(5000);
+  expect(both.code).toBe(3);
+  expect(both.err).toContain("no-such-host.invalid:9000: unknown host name (DNS lookup failed)");
+
+  const one = await TestCluster.create(1, { command: [bin] });
+  one.startAll();
+  try {
+    await one.waitForLeader(["n1"]);
+    const addr = `http://${one.node("n1").addr}`;
+    const bytes = new Uint8Array([0x61, 0x0a, 0x00, 0xff, 0x62]);
+    expect(runWith(["kv", "put", "blob", "--addr", addr], bytes).code).toBe(0);
+    expect(new Uint8Array(runWith(["kv", "get", "blob", "--addr", addr], "").out)).toEqual(bytes);
+    expect(runWith(["kv", "put", "dash", "-", "--addr", addr], "from stdin\n").code).toBe(0);
+    expect(runWith(["kv", "get", "dash", "--raw", "--addr", addr], "").out.toString()).toBe("from stdin\n");
+    expect(run(["kv", "put", "forged", `x\nfake-row 99 evil ${"y".repeat(200)}`, "--addr", addr]).code).toBe(0);
+    const list = run(["kv", "list", "--addr", addr]).out.split("\n").filter((l) => l !== "");
+    expect(list.length).toBe(4); // header + three keys: no row forged by a newline
+    const forged = list.find((l) => l.startsWith("forged"))!;
+    expect(forged).toContain("x\\nfake-row 99 evil");
+    expect(forged.endsWith("…")).toBe(true);
+    expect(run(["kv", "del", "absent", "--addr", addr]).code).toBe(1);
+    expect(run(["kv", "del", "absent", "--ignore-missing", "--addr", addr]).code).toBe(0);
+    // Plain HTTP/1.1 on the binary's port.
+    const plain = Bun.spawnSync(["curl", "-sS", "--http1.1", `${addr}/v1/kv/dash?raw`], { stdout: "pipe", stderr: "pipe" });
+    expect(plain.stdout.toString()).toBe("from stdin\n");
+  } catch (err) {
+    console.log(one.dumpLogs());
+    throw err;
+  } finally {
+    await one.stopAll();
+  }
+}, 40_000);
 
 async function freeBase(): Promise<number> {
   for (let i = 0; i < 50; i++) {
