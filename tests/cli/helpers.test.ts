@@ -31,3 +31,20 @@ test("validation messages are one plain line with the path of each issue", () =>
   expect(msg).toBe('value: expected string, received number; expect.modRevision: expected number, received string; Unrecognized key: "extra"');
   expect(msg).not.toMatch(/[✖→\n]/);
 });
+
+test("serve --help describes every setting with its flag, variable and default, from the one table", async () => {
+  const { SERVE_HELP } = await import("../../src/cli/serve.ts");
+  const { SETTINGS, resolveConfig } = await import("../../src/node/config.ts");
+  for (const d of Object.values(SETTINGS) as { env: string; flag: string; default?: string; help: string }[]) {
+    const at = SERVE_HELP.indexOf(`--${d.flag} `);
+    expect(at).toBeGreaterThan(0);
+    const entry = SERVE_HELP.slice(at, SERVE_HELP.indexOf("\n  --", at + 1) >>> 0);
+    expect(entry).toContain(d.env);
+    if (d.default !== undefined) expect(entry.replace(/\s+/g, " ")).toContain(`(default ${d.default})`);
+  }
+  // The defaults shown are the ones a node uses.
+  const c = resolveConfig({});
+  expect([c.id, c.dataDir, c.rpcAddr, String(c.tickMs), String(c.electionTicks), c.region]).toEqual([
+    SETTINGS.id.default, SETTINGS.dataDir.default, SETTINGS.rpcAddr.default, SETTINGS.tickMs.default, SETTINGS.electionTicks.default, SETTINGS.region.default,
+  ]);
+});

@@ -41,6 +41,10 @@ test("help, usage errors and an unreachable server give one line and an exit cod
     expect(r.out).toContain("usage: phalanx");
   }
   expect(run(["frobnicate"]).code).toBe(2);
+  const serveHelp = run(["serve", "--help"]).out;
+  expect(serveHelp).toContain("--rpc-addr <v>");
+  expect(serveHelp.replace(/\s+/g, " ")).toContain("RPC_ADDR listen address for peers and clients");
+  expect(serveHelp).toContain("(default 127.0.0.1:9000)");
   const closed = await freePort();
   const r = run(["kv", "get", "x", "--addr", `127.0.0.1:${closed}`, "--timeout", "800"]);
   expect(r.code).toBe(3);
