@@ -9,6 +9,7 @@ import { serveCommand } from "./src/cli/serve.ts";
 import { snapshotCommand } from "./src/cli/snapshot.ts";
 import { didYouMean } from "./src/cli/suggest.ts";
 import { versionCommand } from "./src/cli/version.ts";
+import { endpointCommand } from "./src/cli/endpoint.ts";
 
 const USAGE = `usage: phalanx <command> [args] (--help on any command)
 
@@ -21,6 +22,7 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
   recover --force-new-cluster    one survivor of a lost majority becomes a one-voter cluster
   dev --nodes 3            a local cluster for trying things out
   bench                    load generator
+  endpoint status|health   every endpoint's state, or whether it serves (--cluster: all members)
   version                  this binary's version (also --version)
 `;
 
@@ -34,6 +36,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   recover: recoverCommand,
   dev: devCommand,
   bench: benchCommand,
+  endpoint: endpointCommand,
   version: versionCommand,
 };
 

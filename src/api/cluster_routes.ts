@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import type { PhalanxNode } from "../node/node.ts";
 import { VERSION } from "../node/version.ts";
+import { dbSize } from "./metrics_text.ts";
 import { Deadline } from "./deadline.ts";
 import { forward, forwardTarget, leaderHeaders, noLeader } from "./forward.ts";
 import { BadRequest, errorReply, reply } from "./wire.ts";
@@ -25,6 +26,7 @@ export function statusOf(node: PhalanxNode) {
     lastIndex: s.lastIndex,
     firstIndex: s.firstIndex,
     leaseValid: s.leaseValid,
+    dbSizeBytes: node.isStopped ? null : dbSize(node).bytes,
     members: node.members().map((m) => ({
       ...m,
       progress: s.progress[m.id] ?? null,

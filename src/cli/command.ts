@@ -11,6 +11,10 @@ export class UsageError extends Error {
 
 export interface ClientContext {
   client: ApiClient;
+  /** The endpoints given (--addr or $PHALANX_ADDR), in order. */
+  addrs: string[];
+  /** A client for one endpoint only, with the same credentials (closed with the command). */
+  clientFor(addr: string, timeoutMs: number): ApiClient;
   json: boolean;
   positionals: string[];
   values: Record<string, string | boolean | string[] | undefined>;
@@ -39,28 +43,30 @@ export async function runClientCommand(
   const timeout = Number(values.timeout ?? 10_000);
   if (!Number.isFinite(timeout) || timeout <= 0) return fail(EXIT.usage, "--timeout must be a positive number of milliseconds");
   let client: ApiClient;
+  let base: Pick<ClientOptions, "addrs" | "tls" | "token">;
   try {
     const endpoints = endpointsFrom(values.addr as string[] | undefined);
     const tls = tlsFrom(values as Record<string, string>) ?? (endpoints.tls ? {} : undefined);
     const token = tokenFrom(values as Record<string, string>);
-    client = new ApiClient({
-      ...clientOptions,
-      addrs: endpoints.addrs,
-      timeoutMs: timeout,
-      ...(tls === undefined ? {} : { tls }),
-      ...(token === undefined ? {} : { token }),
-    });
+    base = { addrs: endpoints.addrs, ...(tls === undefined ? {} : { tls }), ...(token === undefined ? {} : { token }) };
+    client = new ApiClient({ ...clientOptions, ...base, timeoutMs: timeout });
   } catch (err) {
     return fail(EXIT.usage, (err as Error).message);
   }
+  const extraClients: ApiClient[] = [];
+  const clientFor = (addr: string, timeoutMs: number): ApiClient => {
+    const c = new ApiClient({ ...clientOptions, ...base, addrs: [addr], timeoutMs });
+    extraClients.push(c);
+    return c;
+  };
   try {
-    return await body({ client, json: values.json === true, positionals: parsed.positionals, values });
+    return await body({ client, addrs: base.addrs, clientFor, json: values.json === true, positionals: parsed.positionals, values });
   } catch (err) {
     if (err instanceof UsageError) return fail(EXIT.usage, `${err.message}\n${usageLine(help)}`);
     if (err instanceof UnreachableError) return fail(EXIT.unavailable, err.message);
     return fail(EXIT.error, err instanceof Error ? err.message : String(err));
   } finally {
-    await client.close();
+    await Promise.all([client, ...extraClients].map((c) => c.close()));
   }
 }
 

@@ -78,11 +78,23 @@ test("a cluster of compiled binaries, used through the binary's CLI", async () =
     const bench = JSON.parse(run(["bench", "--duration", "1", "--concurrency", "4", "--json", "--addr", addrs]).out);
     expect(bench.ops).toBeGreaterThan(0);
     console.log(`binary bench (1 s, 4 workers, 50% reads): ${bench.opsPerSec} ops/s, p50 ${bench.latencyMs.p50} ms, p99 ${bench.latencyMs.p99} ms`);
+    // endpoint status --cluster: every member asked on its own, one row each.
+    const rows = JSON.parse(run(["endpoint", "status", "--cluster", "--json", "--addr", follower.addr]).out) as { id: string; version: string; role: string; leader: string; dbSizeBytes: number; error: null }[];
+    expect(rows.map((r) => r.id).sort()).toEqual(["n1", "n2", "n3"]);
+    expect(rows.every((r) => r.version === pkg.version && r.error === null && r.dbSizeBytes > 0 && r.leader === target)).toBe(true);
+    expect(rows.filter((r) => r.role === "leader").map((r) => r.id)).toEqual([target]);
+    const healthy = run(["endpoint", "health", "--cluster", "--addr", follower.addr]);
+    expect(healthy.code).toBe(0);
+    expect(healthy.out.trim().split("\n").filter((l) => l.includes("is healthy")).length).toBe(3);
     // Graceful stop: SIGTERM exits 0 and logs a clean shutdown.
     const proc = cluster.procs.get("n1")!;
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(0);
     await waitFor("the shutdown log line", () => cluster!.logs.get("n1")!.includes("stopped applied="));
+    // One member down: its row says why, and the exit code says not every endpoint answered.
+    const down = run(["endpoint", "status", "--cluster", "--addr", cluster.nodes.filter((n) => n.id !== "n1").map((n) => n.addr).join(",")]);
+    expect(down.code).toBe(3);
+    expect(down.out).toMatch(/n1.*connection refused|127\.0\.0\.1:\d+ +- +- .*connection refused/);
   } catch (err) {
     console.log(cluster.dumpLogs());
     throw err;
