@@ -48,3 +48,50 @@ test("serve --help describes every setting with its flag, variable and default, 
     SETTINGS.id.default, SETTINGS.dataDir.default, SETTINGS.rpcAddr.default, SETTINGS.tickMs.default, SETTINGS.electionTicks.default, SETTINGS.region.default,
   ]);
 });
+
+test("the latency histogram keeps percentiles within 1% in fixed memory", async () => {
+  const { LatencyHistogram } = await import("../../src/cli/latency_histogram.ts");
+  const h = new LatencyHistogram();
+  for (let i = 1; i <= 100_000; i++) h.observe(i / 100); // 0.01 .. 1000 ms, uniform
+  for (const [p, exact] of [[50, 500], [95, 950], [99, 990]] as const) {
+    expect(h.percentile(p)).toBeGreaterThanOrEqual(exact);
+    expect(h.percentile(p)).toBeLessThanOrEqual(exact * 1.01);
+  }
+  expect(h.max).toBe(1000);
+  expect(h.count).toBe(100_000);
+  expect(LatencyHistogram.buckets).toBeLessThan(2000);
+  expect(new LatencyHistogram().percentile(99)).toBe(0);
+});
+
+test("runLoad prefills every key once, then counts reads and writes apart", async () => {
+  const { runLoad } = await import("../../src/cli/load.ts");
+  const store = new Map<string, number>();
+  let readsOfMissing = 0;
+  const r = await runLoad({
+    concurrency: 4,
+    durationS: 0.2,
+    keys: 50,
+    reads: 0.7,
+    prefill: true,
+    op: async ({ key, read }) => {
+      await Promise.resolve();
+      if (read) {
+        if (!store.has(key)) readsOfMissing++;
+        return key === "bench/7" ? { ok: false, error: "boom" } : { ok: true };
+      }
+      store.set(key, (store.get(key) ?? 0) + 1);
+      return { ok: true };
+    },
+  });
+  expect(r.prefilled).toBe(50);
+  expect(store.size).toBe(50);
+  expect(readsOfMissing).toBe(0);
+  expect(r.read.ops).toBe(r.reads);
+  expect(r.write.ops).toBe(r.writes);
+  expect(r.reads).toBeGreaterThan(r.writes); // 70% reads
+  expect(r.read.errors).toBeGreaterThan(0);
+  expect(r.write.errors).toBe(0);
+  expect(r.errors).toBe(r.read.errors);
+  // Writes in the timed run only: the prefill's 50 are not in the counts.
+  expect([...store.values()].reduce((a, b) => a + b, 0)).toBe(50 + r.writes);
+});
