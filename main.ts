@@ -10,6 +10,7 @@ import { snapshotCommand } from "./src/cli/snapshot.ts";
 import { didYouMean } from "./src/cli/suggest.ts";
 import { versionCommand } from "./src/cli/version.ts";
 import { endpointCommand } from "./src/cli/endpoint.ts";
+import { memberCommand } from "./src/cli/member.ts";
 
 const USAGE = `usage: phalanx <command> [args] (--help on any command)
 
@@ -23,6 +24,7 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
   dev --nodes 3            a local cluster for trying things out
   bench                    load generator
   endpoint status|health   every endpoint's state, or whether it serves (--cluster: all members)
+  member add|promote|remove    change a static cluster's membership (learner first)
   version                  this binary's version (also --version)
 `;
 
@@ -37,6 +39,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   dev: devCommand,
   bench: benchCommand,
   endpoint: endpointCommand,
+  member: memberCommand,
   version: versionCommand,
 };
 

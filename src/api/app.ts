@@ -6,6 +6,7 @@ import type { Logger } from "../node/log.ts";
 import { BodyTooLargeError } from "../transport/body.ts";
 import { raftRoutes } from "../transport/raft_routes.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
+import { memberRoutes } from "./member_routes.ts";
 import { httpMetrics } from "./http_metrics.ts";
 import { kvRoutes } from "./kv_routes.ts";
 import { snapshotRoutes } from "./snapshot_route.ts";
@@ -36,6 +37,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.use("/v1/*", clientAuth({ cfg: node.config.clientAuth, isMember: (id) => node.members().some((m) => m.id === id) }));
   app.route("/", kvRoutes(node));
   app.route("/", clusterRoutes(node));
+  app.route("/", memberRoutes(node)); // admin scope, static clusters only
   app.route("/", snapshotRoutes(node)); // admin scope: it returns every key
   app.route("/", uiRoutes(node));
   app.notFound((c) => {

@@ -160,6 +160,8 @@ function serveOptions(config: NodeConfig): ServeOptions {
 /** Static membership: PEERS (or a single node) bootstraps a new data dir. */
 async function startStatic(config: NodeConfig, log: Logger): Promise<Started> {
   const node = PhalanxNode.open(config, log);
+  // Joining a running cluster: where its members are, until the log says so itself.
+  if (config.joinAddresses.size > 0) node.setAddressHints(config.joinAddresses);
   try {
     const server = await serveApp(nodeApp(node, log), serveOptions(config));
     const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);

@@ -39,6 +39,8 @@ export interface NodeConfig {
   region: string;
   /** PEERS was given: a fresh data dir bootstraps from it rather than from gossip. */
   staticPeers: boolean;
+  /** INITIAL_CLUSTER_STATE=existing: the running members' addresses (PEERS); empty otherwise. */
+  joinAddresses: Map<NodeId, string>;
   discovery: DiscoveryConfig | null;
   /** Plain HTTP/1.1 health, metrics and debug endpoints; null: off. */
   debugAddr: string | null;
@@ -90,6 +92,7 @@ export const SETTINGS = {
   dataDir: { env: "DATA_DIR", flag: "data-dir", default: "./data", help: "where the SQLite file lives" },
   rpcAddr: { env: "RPC_ADDR", flag: "rpc-addr", default: DEFAULT_RPC_ADDR, help: "listen address for peers and clients: HTTP/2 and HTTP/1.1 on one port (IPv4, [::1]:9000, a host name; a wildcard needs ADVERTISE_ADDR)" },
   debugAddr: { env: "DEBUG_ADDR", flag: "debug-addr", help: "health, metrics and debug server (HTTP/1.1); off when unset" },
+  initialClusterState: { env: "INITIAL_CLUSTER_STATE", flag: "initial-cluster-state", default: "new", help: "new, or existing: a brand-new data dir joins a running static cluster; it starts with no membership, finds the members at the PEERS addresses and waits for `phalanx member add` (etcd's --initial-cluster-state)" },
   peers: { env: "PEERS", flag: "peers", help: "static bootstrap voters id=host:port,... including this node (used only on a new data dir); default: this node alone" },
   clusterKey: { env: "CLUSTER_KEY", flag: "cluster-key", help: "shared secret peers prove with HMAC (required for more than one node, unless TLS_CA); prefer CLUSTER_KEY_FILE" },
   tlsCert: { env: "TLS_CERT", flag: "tls-cert", help: "certificate file: TLS on the port (h2 and HTTP/1.1 by ALPN)" },
@@ -278,8 +281,17 @@ export function resolveConfig(s: RawSettings): NodeConfig {
   }
   const advertiseAddr = s.advertiseAddr ?? rpcAddr;
   if (isWildcard(advertiseAddr)) throw new ConfigError(`RPC_ADDR ${rpcAddr} is a wildcard: set ADVERTISE_ADDR to the address peers can reach`);
-  const peers = s.peers === undefined ? new Map([[id, advertiseAddr]]) : parsePeers(s.peers);
-  if (!peers.has(id)) throw new ConfigError(`PEERS must include this node (${id})`);
+  const state = s.initialClusterState ?? SETTINGS.initialClusterState.default;
+  if (state !== "new" && state !== "existing") throw new ConfigError(`INITIAL_CLUSTER_STATE must be new or existing, got "${state}"`);
+  // Joining: no bootstrap voters at all, so this node can never elect itself into a cluster of
+  // its own; it learns the membership from the leader once an admin adds it as a learner.
+  // PEERS then names where the running members are (so this node can answer the leader before
+  // the log has told it their addresses), not who founds a cluster.
+  if (state === "existing" && s.peers === undefined) throw new ConfigError("INITIAL_CLUSTER_STATE=existing needs PEERS: the running members' id=host:port,...");
+  const joinAddresses = state === "existing" ? parsePeers(s.peers!) : new Map<NodeId, string>();
+  joinAddresses.delete(id);
+  const peers = state === "existing" ? new Map<NodeId, string>() : s.peers === undefined ? new Map([[id, advertiseAddr]]) : parsePeers(s.peers);
+  if (state === "new" && !peers.has(id)) throw new ConfigError(`PEERS must include this node (${id})`);
   const discovery = resolveDiscovery(s);
   let tls: TlsFiles | null = null;
   if (s.tlsCert !== undefined || s.tlsKey !== undefined) {
@@ -295,7 +307,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
   let clusterKey = secret("CLUSTER_KEY", s.clusterKey, s.clusterKeyFile) ?? null;
   if (clusterKey === null && tls?.ca == null) {
     // Peers must prove membership. A lone node has no peers, so a random key costs nothing.
-    if (peers.size > 1 || discovery !== null) throw new ConfigError("a multi-node cluster needs CLUSTER_KEY (or TLS_CA for mutual TLS)");
+    if (peers.size > 1 || discovery !== null || state === "existing") throw new ConfigError("a multi-node cluster needs CLUSTER_KEY (or TLS_CA for mutual TLS)");
     clusterKey = randomBytes(32).toString("hex");
   }
   if (discovery !== null) checkGossipKey(s);
@@ -314,6 +326,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     advertiseAddr,
     region: s.region ?? SETTINGS.region.default,
     staticPeers: s.peers !== undefined,
+    joinAddresses,
     discovery,
     debugAddr: s.debugAddr ?? null,
     peers,
