@@ -9,6 +9,10 @@ import { leaseCommand } from "./src/cli/lease.ts";
 import { EXIT, fail } from "./src/cli/output.ts";
 import { serveCommand } from "./src/cli/serve.ts";
 import { snapshotCommand } from "./src/cli/snapshot.ts";
+import { didYouMean } from "./src/cli/suggest.ts";
+import { versionCommand } from "./src/cli/version.ts";
+import { endpointCommand } from "./src/cli/endpoint.ts";
+import { memberCommand } from "./src/cli/member.ts";
 
 const USAGE = `usage: phalanx <command> [args] (--help on any command)
 
@@ -26,6 +30,9 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
   recover --force-new-cluster    one survivor of a lost majority becomes a one-voter cluster
   dev --nodes 3            a local cluster for trying things out
   bench                    load generator
+  endpoint status|health   every endpoint's state, or whether it serves (--cluster: all members)
+  member add|promote|remove    change a static cluster's membership (learner first)
+  version                  this binary's version (also --version)
 `;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -41,6 +48,9 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   recover: recoverCommand,
   dev: devCommand,
   bench: benchCommand,
+  endpoint: endpointCommand,
+  member: memberCommand,
+  version: versionCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -49,8 +59,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return cmd === undefined ? EXIT.usage : EXIT.ok;
   }
+  if (cmd === "--version" || cmd === "-v") return versionCommand(rest);
   const run = COMMANDS[cmd];
-  if (run === undefined) return fail(EXIT.usage, `unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+  if (run === undefined) return fail(EXIT.usage, `unknown command ${JSON.stringify(cmd)}${didYouMean(cmd, Object.keys(COMMANDS))} (phalanx --help lists them)`);
   try {
     return await run(rest);
   } catch (err) {

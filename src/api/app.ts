@@ -7,6 +7,7 @@ import { BodyTooLargeError } from "../transport/body.ts";
 import { raftRoutes } from "../transport/raft_routes.ts";
 import { placementReportRoutes } from "../node/placement_report.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
+import { memberRoutes } from "./member_routes.ts";
 import { httpMetrics } from "./http_metrics.ts";
 import { kvRoutes } from "./kv_routes.ts";
 import { snapshotRoutes } from "./snapshot_route.ts";
@@ -21,6 +22,7 @@ import { LeaseTimer } from "../node/lease_timer.ts";
 import { leaseRoutes } from "./lease_routes.ts";
 import { clientRoutes } from "./client_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
+import { allowedMethods } from "./method_not_allowed.ts";
 
 export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const app = new Hono();
@@ -56,9 +58,15 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.route("/", leaseRoutes(node, new LeaseTimer(node)));
   app.route("/", clientRoutes(node));
   app.route("/", clusterRoutes(node));
+  app.route("/", memberRoutes(node)); // admin scope, static clusters only
   app.route("/", snapshotRoutes(node)); // admin scope: it returns every key
   app.route("/", uiRoutes(node));
-  app.notFound((c) => errorReply(c, 404, "no_route", `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
+  app.notFound((c) => {
+    const path = new URL(c.req.url).pathname;
+    const allow = allowedMethods(app, path);
+    if (allow.length > 0) return errorReply(c, 405, "method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow.join(", ")}`, { allow: allow.join(", ") });
+    return errorReply(c, 404, "no_route", `no route ${c.req.method} ${path}`);
+  });
   app.onError((err, c) => {
     if (err instanceof BadRequest) return errorReply(c, 400, "bad_request", err.message);
     if (err instanceof BodyTooLargeError) return errorReply(c, 413, "too_large", err.message);

@@ -1,6 +1,8 @@
 // Cluster introspection and control: GET /v1/status, GET /v1/members, POST /v1/leader/transfer.
 import { Hono } from "hono";
 import type { PhalanxNode } from "../node/node.ts";
+import { VERSION } from "../node/version.ts";
+import { dbSize } from "./metrics_text.ts";
 import { Deadline } from "./deadline.ts";
 import { forward, forwardTarget, leaderHeaders, noLeader } from "./forward.ts";
 import { BadRequest, errorReply, reply } from "./wire.ts";
@@ -14,6 +16,7 @@ export function statusOf(node: PhalanxNode) {
   const peers = new Map(node.peerStats().map((p) => [p.id, p]));
   return {
     id: s.id,
+    version: VERSION,
     role: s.role,
     term: s.term,
     leader: leader?.id ?? null,
@@ -23,6 +26,7 @@ export function statusOf(node: PhalanxNode) {
     lastIndex: s.lastIndex,
     firstIndex: s.firstIndex,
     leaseValid: s.leaseValid,
+    dbSizeBytes: node.isStopped ? null : dbSize(node).bytes,
     members: node.members().map((m) => ({
       ...m,
       progress: s.progress[m.id] ?? null,

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { DEFAULT_LIMITS, isError, validateCommand, type Command, type ErrorCode, type Expect, type Proposal, type Result } from "../kv/command.ts";
 import type { PhalanxNode } from "../node/node.ts";
 import { BodyTooLargeError, incomingOf, readCappedBody } from "../transport/body.ts";
+import { plainZodMessage } from "../transport/zod_message.ts";
 import { Deadline } from "./deadline.ts";
 import { keyFromRawPath } from "./raw_path.ts";
 import { forward, forwardTarget, leaderHeaders, noLeader, notAppliedReply, outcomeUnknownReply, RETRY_AFTER_S } from "./forward.ts";
@@ -121,7 +122,7 @@ function structured(c: Context, body: Uint8Array): { parsed: WriteBody; raw: boo
   const kind = bodyKind(c.req.header("content-type"));
   if (kind === "raw" || body.byteLength === 0) return { parsed: {}, raw: kind === "raw" };
   const r = writeSchema.safeParse(decodeBody(kind, body));
-  if (!r.success) throw new BadRequest(z.prettifyError(r.error));
+  if (!r.success) throw new BadRequest(plainZodMessage(r.error));
   return { parsed: r.data, raw: false };
 }
 

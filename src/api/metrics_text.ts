@@ -3,13 +3,11 @@
 // units, _seconds / _bytes / _total); `promtool check metrics` passes on the output
 // (tests/integration/metrics.test.ts runs it, and a strict format check of its own).
 import { statSync } from "node:fs";
-import pkg from "../../package.json" with { type: "json" };
 import type { Histogram } from "../node/metrics.ts";
 import type { PhalanxNode } from "../node/node.ts";
 import { eventLoopLag, sampleProcess } from "../node/process_metrics.ts";
+import { VERSION } from "../node/version.ts";
 
-/** Embedded at build time: `bun build --compile` inlines the JSON import into the binary. */
-export const VERSION: string = pkg.version;
 
 type Labels = Record<string, string>;
 
@@ -143,15 +141,21 @@ export function metricsText(node: PhalanxNode): string {
   return w.text();
 }
 
-function dbMetrics(w: Writer, node: PhalanxNode): void {
-  if (node.isStopped) return;
+/** The database's size (pages times page size, WAL excluded) and the part in use; for /metrics and /v1/status. */
+export function dbSize(node: PhalanxNode): { bytes: number; inUseBytes: number } {
   const db = node.dd.db;
   const pragma = (name: string) => Number((db.query(`PRAGMA ${name}`).values()[0] as [number] | undefined)?.[0] ?? 0);
   const pageSize = pragma("page_size");
   const pages = pragma("page_count");
   const free = pragma("freelist_count");
-  w.one("phalanx_db_size_bytes", "gauge", "Size of the data file's database (pages times page size), WAL excluded.", pages * pageSize);
-  w.one("phalanx_db_size_in_use_bytes", "gauge", "Part of the database in use (free pages excluded).", (pages - free) * pageSize);
+  return { bytes: pages * pageSize, inUseBytes: (pages - free) * pageSize };
+}
+
+function dbMetrics(w: Writer, node: PhalanxNode): void {
+  if (node.isStopped) return;
+  const size = dbSize(node);
+  w.one("phalanx_db_size_bytes", "gauge", "Size of the data file's database (pages times page size), WAL excluded.", size.bytes);
+  w.one("phalanx_db_size_in_use_bytes", "gauge", "Part of the database in use (free pages excluded).", size.inUseBytes);
   w.one("phalanx_db_wal_size_bytes", "gauge", "Size of the write-ahead log file.", fileSize(`${node.dd.file}-wal`));
   w.one("phalanx_kv_keys", "gauge", "Keys in the key-value store.", node.kv.count("").count);
 }

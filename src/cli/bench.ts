@@ -1,13 +1,15 @@
 // `phalanx bench`: the closed-loop load of load.ts against the phalanx API (PUT, or GET with the
-// chosen consistency). Progress each second on stderr; at the end ops/s and latency percentiles
-// (successful ops only).
+// chosen consistency), after writing every key once (--skip-prefill to not). Progress each second
+// on stderr; at the end ops/s and latency percentiles for reads and writes apart (successful ops).
 import { CLIENT_HELP } from "./client.ts";
 import { runClientCommand, UsageError } from "./command.ts";
 import { runLoad } from "./load.ts";
 import { EXIT, printJson } from "./output.ts";
 
 const HELP = `usage: phalanx bench [--concurrency 16] [--duration 10] [--keys 1000] [--value-size 128]
-                     [--reads 0.5] [--consistency linearizable|stale]
+                     [--reads 0.5] [--consistency linearizable|stale] [--skip-prefill]
+  writes every key once before the timed run (so reads find values), unless --skip-prefill;
+  reports reads and writes apart; memory stays bounded (latency histograms, not samples)
 options:
 ${CLIENT_HELP}`;
 
@@ -18,6 +20,7 @@ const EXTRA = {
   "value-size": { type: "string" },
   reads: { type: "string" },
   consistency: { type: "string" },
+  "skip-prefill": { type: "boolean" },
 } as const;
 
 function num(v: unknown, fallback: number, name: string, min: number, max: number): number {
@@ -42,6 +45,8 @@ export function benchCommand(argv: string[]): Promise<number> {
       durationS,
       keys,
       reads,
+      prefill: v["skip-prefill"] !== true,
+      onPrefilled: (p) => process.stderr.write(`prefilled ${p.keys} keys in ${p.seconds.toFixed(1)}s${p.errors > 0 ? ` (${p.errors} failed)` : ""}\n`),
       op: async ({ key, read }) => {
         const path = `/v1/kv/${encodeURIComponent(key)}`;
         const res = read
@@ -61,15 +66,21 @@ export function benchCommand(argv: string[]): Promise<number> {
       seconds: r.seconds,
       opsPerSec: r.opsPerSec,
       latencyMs: r.latencyMs,
+      read: r.read,
+      write: r.write,
+      prefilled: r.prefilled,
       config: { concurrency, durationS, keys, valueSize, reads, consistency },
       ...(r.lastError === "" ? {} : { lastError: r.lastError }),
     };
     if (ctx.json) printJson(summary);
     else {
-      const l = summary.latencyMs;
+      const line = (name: string, k: typeof r.read) =>
+        `${name.padEnd(7)} ${String(k.ops).padStart(8)} ops  ${String(k.opsPerSec).padStart(7)} ops/s  ${String(k.errors).padStart(5)} errors  ` +
+        `latency ms p50 ${k.latencyMs.p50}  p95 ${k.latencyMs.p95}  p99 ${k.latencyMs.p99}  max ${k.latencyMs.max}\n`;
       process.stdout.write(
-        `${summary.ops} ops in ${summary.seconds}s: ${summary.opsPerSec} ops/s (${r.reads} reads, ${r.writes} writes, ${r.errors} errors)\n` +
-          `latency ms: p50 ${l.p50}  p95 ${l.p95}  p99 ${l.p99}  max ${l.max}\n` +
+        `${summary.ops} ops in ${summary.seconds}s: ${summary.opsPerSec} ops/s (${concurrency} workers, ${keys} keys, ${consistency} reads)\n` +
+          line("reads", r.read) +
+          line("writes", r.write) +
           (r.lastError === "" ? "" : `last error: ${r.lastError}\n`),
       );
     }

@@ -55,6 +55,9 @@ export class ApiClient {
     let lastProblem = "no attempt made";
     let last503: ApiResponse | null = null;
     let wait = RETRY_MIN_MS;
+    // Endpoints that said no for certain (refused, unknown name): waiting will not change that, so
+    // once every endpoint has, the command ends at once instead of retrying for the whole timeout.
+    const refused = new Map<string, string>();
     // Bounded: each pass tries every endpoint once, and passes stop at the deadline.
     for (let attempt = 0; attempt < 10_000; attempt++) {
       const remaining = deadline - performance.now();
@@ -83,6 +86,14 @@ export class ApiClient {
         if (!(err instanceof H2Error)) throw err;
         lastProblem = err.message;
         this.preferred++;
+        const definite = err.kind === "connect" ? definiteConnectFailure(err.message) : null;
+        if (definite !== null) {
+          refused.set(addr, definite);
+          if (addrs.every((a) => refused.has(a))) {
+            throw new UnreachableError(`cannot reach any server: ${addrs.map((a) => `${a}: ${refused.get(a)}`).join("; ")}`);
+          }
+          continue;
+        }
         if (err.kind === "timeout") continue;
       }
       await new Promise((r) => setTimeout(r, Math.min(wait, Math.max(0, deadline - performance.now()))));
@@ -95,6 +106,17 @@ export class ApiClient {
   async close(): Promise<void> {
     await this.h2.close();
   }
+}
+
+/**
+ * A connection failure that retrying within a few seconds will not fix, in words; null for the
+ * others (a connect timeout may be a slow network, a closed session a restart).
+ */
+export function definiteConnectFailure(message: string): string | null {
+  if (message.includes("ECONNREFUSED")) return "connection refused (is phalanx running there?)";
+  if (message.includes("ENOTFOUND") || message.includes("EAI_NONAME")) return "unknown host name (DNS lookup failed)";
+  if (message.includes("EHOSTUNREACH") || message.includes("ENETUNREACH")) return "no route to host";
+  return null;
 }
 
 function toResponse(res: { status: number; headers: Record<string, unknown>; body: Uint8Array }, addr: string): ApiResponse {
@@ -110,10 +132,27 @@ function toResponse(res: { status: number; headers: Record<string, unknown>; bod
   return { status: res.status, headers: res.headers as ApiResponse["headers"], json, body: res.body, addr };
 }
 
-/** "--addr a,b --addr c" and $PHALANX_ADDR → endpoint list (default 127.0.0.1:9000). */
-export function addrsFrom(values: string[] | undefined): string[] {
-  const raw = values !== undefined && values.length > 0 ? values : [process.env.PHALANX_ADDR ?? "127.0.0.1:9000"];
-  return raw.flatMap((v) => v.split(",")).map((s) => s.trim()).filter((s) => s !== "");
+/**
+ * "--addr a,b --addr c" and $PHALANX_ADDR → endpoint list (default 127.0.0.1:9000). The endpoints as etcdctl and consul take them too: `host:port`, `http://host:port` or
+ * `https://host:port` (a trailing slash is fine). https:// means TLS even without --tls-ca (the
+ * system's CAs then verify the server); schemes cannot be mixed.
+ */
+export function endpointsFrom(values: string[] | undefined, env: Record<string, string | undefined> = process.env): { addrs: string[]; tls: boolean } {
+  const raw = values !== undefined && values.length > 0 ? values : [env.PHALANX_ADDR || "127.0.0.1:9000"];
+  const items = raw.flatMap((v) => v.split(",")).map((s) => s.trim()).filter((s) => s !== "");
+  const schemes = new Set<string>();
+  const addrs = items.map((item) => {
+    const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/(.*)$/.exec(item);
+    if (m === null) return item;
+    const scheme = m[1]!.toLowerCase();
+    if (scheme !== "http" && scheme !== "https") throw new Error(`--addr ${item}: the scheme must be http:// or https://`);
+    schemes.add(scheme);
+    const rest = m[2]!.replace(/\/+$/, "");
+    if (rest.includes("/")) throw new Error(`--addr ${item}: give host:port, without a path`);
+    return rest;
+  });
+  if (schemes.size > 1) throw new Error("--addr: do not mix http:// and https:// endpoints");
+  return { addrs, tls: schemes.has("https") };
 }
 
 export function tlsFrom(values: { "tls-ca"?: string; "tls-cert"?: string; "tls-key"?: string }): ClientTls | undefined {

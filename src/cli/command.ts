@@ -1,8 +1,9 @@
 // Shared plumbing of the client commands: argument parsing with the common options, the client's
 // lifetime, and turning failures into one line and an exit code.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ApiClient, addrsFrom, CLIENT_OPTIONS, tlsFrom, tokenFrom, UnreachableError, type ApiResponse, type ClientOptions } from "./client.ts";
+import { ApiClient, endpointsFrom, CLIENT_OPTIONS, tlsFrom, tokenFrom, UnreachableError, type ApiResponse, type ClientOptions } from "./client.ts";
 import { EXIT, fail } from "./output.ts";
+import { didYouMean } from "./suggest.ts";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -10,6 +11,10 @@ export class UsageError extends Error {
 
 export interface ClientContext {
   client: ApiClient;
+  /** The endpoints given (--addr or $PHALANX_ADDR), in order. */
+  addrs: string[];
+  /** A client for one endpoint only, with the same credentials (closed with the command). */
+  clientFor(addr: string, timeoutMs: number): ApiClient;
   json: boolean;
   positionals: string[];
   values: Record<string, string | boolean | string[] | undefined>;
@@ -28,7 +33,7 @@ export async function runClientCommand(
   try {
     parsed = parseArgs({ args: argv, options: { ...CLIENT_OPTIONS, ...extra }, allowPositionals: true, strict: true });
   } catch (err) {
-    return fail(EXIT.usage, `${(err as Error).message}\n${help}`);
+    return fail(EXIT.usage, `${argsProblem(err, { ...CLIENT_OPTIONS, ...extra })}\n${usageLine(help)}`);
   }
   const values = parsed.values as ClientContext["values"];
   if (values.help === true) {
@@ -38,27 +43,30 @@ export async function runClientCommand(
   const timeout = Number(values.timeout ?? 10_000);
   if (!Number.isFinite(timeout) || timeout <= 0) return fail(EXIT.usage, "--timeout must be a positive number of milliseconds");
   let client: ApiClient;
+  let base: Pick<ClientOptions, "addrs" | "tls" | "token">;
   try {
-    const tls = tlsFrom(values as Record<string, string>);
+    const endpoints = endpointsFrom(values.addr as string[] | undefined);
+    const tls = tlsFrom(values as Record<string, string>) ?? (endpoints.tls ? {} : undefined);
     const token = tokenFrom(values as Record<string, string>);
-    client = new ApiClient({
-      ...clientOptions,
-      addrs: addrsFrom(values.addr as string[] | undefined),
-      timeoutMs: timeout,
-      ...(tls === undefined ? {} : { tls }),
-      ...(token === undefined ? {} : { token }),
-    });
+    base = { addrs: endpoints.addrs, ...(tls === undefined ? {} : { tls }), ...(token === undefined ? {} : { token }) };
+    client = new ApiClient({ ...clientOptions, ...base, timeoutMs: timeout });
   } catch (err) {
     return fail(EXIT.usage, (err as Error).message);
   }
+  const extraClients: ApiClient[] = [];
+  const clientFor = (addr: string, timeoutMs: number): ApiClient => {
+    const c = new ApiClient({ ...clientOptions, ...base, addrs: [addr], timeoutMs });
+    extraClients.push(c);
+    return c;
+  };
   try {
-    return await body({ client, json: values.json === true, positionals: parsed.positionals, values });
+    return await body({ client, addrs: base.addrs, clientFor, json: values.json === true, positionals: parsed.positionals, values });
   } catch (err) {
-    if (err instanceof UsageError) return fail(EXIT.usage, `${err.message}\n${help}`);
+    if (err instanceof UsageError) return fail(EXIT.usage, `${err.message}\n${usageLine(help)}`);
     if (err instanceof UnreachableError) return fail(EXIT.unavailable, err.message);
     return fail(EXIT.error, err instanceof Error ? err.message : String(err));
   } finally {
-    await client.close();
+    await Promise.all([client, ...extraClients].map((c) => c.close()));
   }
 }
 
@@ -70,4 +78,24 @@ export function failure(res: ApiResponse): number {
   if (res.status === 400 || res.status === 413) return fail(EXIT.usage, msg);
   if (res.status === 401 || res.status === 403) return fail(EXIT.error, `${res.addr}: ${msg}`);
   return fail(EXIT.error, `${res.addr}: HTTP ${res.status}: ${msg}`);
+}
+
+/** A usage error shows the command's usage line, not the whole help (that is what --help is for). */
+export function usageLine(help: string): string {
+  return `${help.split("\n")[0]!} (--help for more)`;
+}
+
+/**
+ * parseArgs' complaint in one short sentence, with a suggestion for a mistyped flag. Its own text
+ * for an unknown option is two sentences about positional arguments after "--".
+ */
+export function argsProblem(err: unknown, options: Options): string {
+  const e = err as { code?: string; message?: string };
+  const unknown = /Unknown option '([^']+)'/.exec(e.message ?? "");
+  if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && unknown !== null) {
+    const flag = unknown[1]!;
+    const known = Object.keys(options).map((o) => `--${o}`);
+    return `unknown option ${flag}${didYouMean(flag, known)}`;
+  }
+  return (e.message ?? String(err)).split(". To specify")[0]!;
 }

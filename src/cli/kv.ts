@@ -2,17 +2,22 @@
 import { readFileSync } from "node:fs";
 import { CLIENT_HELP } from "./client.ts";
 import { failure, runClientCommand, UsageError, type ClientContext } from "./command.ts";
-import { EXIT, printJson, table } from "./output.ts";
+import { EXIT, fail, printJson, table } from "./output.ts";
+import { didYouMean } from "./suggest.ts";
 import { txn, TXN_HELP } from "./txn.ts";
 import { watch, WATCH_HELP } from "./watch.ts";
 
 const HELP: Record<string, string> = {
-  put: `usage: phalanx kv put <key> <value> | phalanx kv put <key> --file <path|-> [--lease ID]`,
-  get: `usage: phalanx kv get <key> [--consistency linearizable|stale]`,
-  del: `usage: phalanx kv del <key> [--prev-revision N]`,
+  put: `usage: phalanx kv put <key> <value>  |  phalanx kv put <key> - (or < file)  |  phalanx kv put <key> --file <path|-> [--lease ID]
+  "-", or no value with stdin not a terminal, reads the value's bytes from stdin`,
+  get: `usage: phalanx kv get <key> [--consistency linearizable|stale] [--raw]
+  --raw (the default when stdout is not a terminal) writes the value's bytes exactly, no newline`,
+  del: `usage: phalanx kv del <key> [--prev-revision N] [--ignore-missing]
+  --ignore-missing: a key that does not exist is success (exit 0), for idempotent scripts`,
   cas: `usage: phalanx kv cas <key> <new-value> (--prev-revision N | --prev-value V | --absent)
   sets the key only if it currently matches; --prev-revision 0 or --absent: only if it does not exist`,
-  list: `usage: phalanx kv list [prefix] [--limit N] [--after key] [--consistency linearizable|stale]`,
+  list: `usage: phalanx kv list [prefix] [--limit N] [--after key] [--consistency linearizable|stale]
+  the table escapes control characters and cuts values at 60 characters; --json has them whole`,
   txn: TXN_HELP,
   watch: WATCH_HELP,
 };
@@ -33,6 +38,8 @@ const EXTRA = {
   prefix: { type: "string" },
   rev: { type: "string" },
   lease: { type: "string" },
+  raw: { type: "boolean" },
+  "ignore-missing": { type: "boolean" },
 } as const;
 
 const keyPath = (key: string) => `/v1/kv/${encodeURIComponent(key)}`;
@@ -48,7 +55,10 @@ function valueBody(ctx: ClientContext, given: string | undefined): Record<string
     if (given !== undefined) throw new UsageError("give a value or --file, not both");
     return { valueBase64: readFileSync(file === "-" ? 0 : file).toString("base64") };
   }
-  if (given === undefined) throw new UsageError("missing value (or --file)");
+  // etcdctl and consul habits: "-" is stdin, and so is a missing value when stdin is a file or a
+  // pipe. A terminal on stdin with no value is a mistake, not a request to type the value.
+  if (given === "-" || (given === undefined && process.stdin.isTTY !== true)) return { valueBase64: readFileSync(0).toString("base64") };
+  if (given === undefined) throw new UsageError("missing value (give one, \"-\" for stdin, or --file)");
   return { value: given };
 }
 
@@ -77,8 +87,12 @@ async function get(ctx: ClientContext): Promise<number> {
   else {
     // One of value (UTF-8 text) or valueBase64 (other bytes).
     const kv = res.json?.kv as { value?: string; valueBase64?: string };
-    if (kv.value !== undefined) process.stdout.write(`${kv.value}\n`);
-    else process.stdout.write(Buffer.from(kv.valueBase64 ?? "", "base64"));
+    const bytes = kv.value !== undefined ? Buffer.from(kv.value, "utf8") : Buffer.from(kv.valueBase64 ?? "", "base64");
+    // Into a file or a pipe the bytes go exactly (`kv get k > f` restores what `kv put k < f`
+    // stored); on a terminal a text value ends with a newline so the prompt starts on its own line.
+    const exact = ctx.values.raw === true || process.stdout.isTTY !== true;
+    process.stdout.write(bytes);
+    if (!exact && kv.value !== undefined) process.stdout.write("\n");
   }
   return EXIT.ok;
 }
@@ -87,6 +101,11 @@ async function del(ctx: ClientContext): Promise<number> {
   const [key] = args(ctx, 1);
   const prev = ctx.values["prev-revision"] as string | undefined;
   const res = await ctx.client.request("DELETE", `${keyPath(key!)}${prev === undefined ? "" : `?prevRevision=${encodeURIComponent(prev)}`}`);
+  if (res.status === 404 && ctx.values["ignore-missing"] === true && res.json?.error === "not_found") {
+    if (ctx.json) printJson(res.json);
+    else process.stdout.write("not found (nothing to delete)\n");
+    return EXIT.ok;
+  }
   if (res.status !== 200) return failure(res);
   if (ctx.json) printJson(res.json);
   else process.stdout.write(`deleted revision=${String(res.json?.revision)}\n`);
@@ -131,11 +150,23 @@ async function list(ctx: ClientContext): Promise<number> {
     return EXIT.ok;
   }
   const kvs = res.json?.kvs as Array<{ key: string; value?: string; valueBase64?: string; modRevision: number }>;
-  const rows = [["KEY", "MOD_REVISION", "VALUE"], ...kvs.map((kv) => [kv.key, String(kv.modRevision), kv.value ?? `base64:${kv.valueBase64 ?? ""}`])];
+  const rows = [["KEY", "MOD_REVISION", "VALUE"], ...kvs.map((kv) => [cell(kv.key, LIST_KEY_WIDTH), String(kv.modRevision), cell(kv.value ?? `base64:${kv.valueBase64 ?? ""}`, LIST_VALUE_WIDTH)])];
   process.stdout.write(table(rows));
   // A page ends at the count limit or at the server's byte budget; `next` is where to resume.
   if (res.json?.more === true) process.stdout.write(`(more: --after ${JSON.stringify(res.json.next ?? kvs[kvs.length - 1]?.key)})\n`);
   return EXIT.ok;
+}
+
+const LIST_KEY_WIDTH = 80;
+const LIST_VALUE_WIDTH = 60;
+
+/**
+ * One table cell on one line: control characters escaped (a value with a newline must not forge
+ * a row), at most `width` characters, the cut marked with "…".
+ */
+export function cell(text: string, width: number): string {
+  const escaped = JSON.stringify(text).slice(1, -1);
+  return escaped.length <= width ? escaped : `${escaped.slice(0, width - 1)}…`;
 }
 
 const COMMANDS: Record<string, (ctx: ClientContext) => Promise<number>> = { put, get, del, cas, list, txn, watch };
@@ -145,7 +176,8 @@ export async function kvCommand(argv: string[]): Promise<number> {
   const run = sub === undefined ? undefined : COMMANDS[sub];
   if (run === undefined) {
     const help = sub === undefined || sub === "--help" || sub === "-h";
-    process[help ? "stdout" : "stderr"].write(`${help ? "" : `phalanx: unknown kv command ${JSON.stringify(sub)}\n`}${KV_HELP}\n`);
+    if (!help) return fail(EXIT.usage, `unknown kv command ${JSON.stringify(sub)}${didYouMean(sub!, Object.keys(COMMANDS))} (phalanx kv --help lists them)`);
+    process.stdout.write(`${KV_HELP}\n`);
     return help ? EXIT.ok : EXIT.usage;
   }
   return runClientCommand(rest, `${HELP[sub!]}\noptions:\n${CLIENT_HELP}`, EXTRA, run);

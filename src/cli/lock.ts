@@ -10,7 +10,7 @@
 // If the keep-alive fails for longer than the TTL (or the lease is gone), the lock is lost: the
 // command is sent SIGTERM and lock exits with an error instead of pretending to hold it.
 import type { ApiClient } from "./client.ts";
-import { addrsFrom, CLIENT_HELP, tlsFrom } from "./client.ts";
+import { CLIENT_HELP, endpointsFrom, tlsFrom, tokenFrom } from "./client.ts";
 import { runClientCommand, UsageError, type ClientContext } from "./command.ts";
 import { EXIT, fail } from "./output.ts";
 import { resumingWatch } from "./watch.ts";
@@ -143,8 +143,9 @@ async function campaign(ctx: ClientContext, name: string, value: string, lease: 
     });
     await Promise.race([
       resumingWatch({
-        addrs: addrsFrom(ctx.values.addr as string[] | undefined),
+        addrs: endpointsFrom(ctx.values.addr as string[] | undefined).addrs,
         tls: tlsFrom(ctx.values as Record<string, string>),
+        token: tokenFrom(ctx.values as Record<string, string>),
         range: { key: next.key },
         rev: revision + 1,
         unreachableMs: Number(ctx.values.timeout ?? 10_000),
@@ -261,8 +262,9 @@ async function observe(ctx: ClientContext, name: string): Promise<number> {
   void signals.promise.then(() => abort.abort());
   try {
     await resumingWatch({
-      addrs: addrsFrom(ctx.values.addr as string[] | undefined),
+      addrs: endpointsFrom(ctx.values.addr as string[] | undefined).addrs,
       tls: tlsFrom(ctx.values as Record<string, string>),
+      token: tokenFrom(ctx.values as Record<string, string>),
       range: { prefix },
       rev: revision + 1,
       unreachableMs: Number(ctx.values.timeout ?? 10_000),

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Hono } from "hono";
 import { GossipAgent, gossipOptionsFromEnv } from "../gossip/agent.ts";
 import { pushPullRoute } from "../gossip/push_pull_route.ts";
-import { ConfigError, ENV, resolveBindAddress, resolveConfig, settingsFromEnv, type DiscoveryConfig, type NodeConfig, type RawSettings } from "../node/config.ts";
+import { ConfigError, resolveBindAddress, SETTINGS, type SettingDoc, resolveConfig, settingsFromEnv, type DiscoveryConfig, type NodeConfig, type RawSettings } from "../node/config.ts";
 import { createLogger, type Logger } from "../node/log.ts";
 import { findCluster, readClusterId, staticClusterId, writeClusterId } from "../node/membership/formation.ts";
 import { MembershipManager } from "../node/membership/manager.ts";
@@ -22,63 +22,42 @@ import { PlacementRunner } from "../node/placement_runner.ts";
 import { StorageError } from "../storage/errors.ts";
 import { serveApp, type RunningServer, type ServeOptions } from "../transport/server.ts";
 import { EXIT, fail } from "./output.ts";
+import { argsProblem, usageLine } from "./command.ts";
 
-const FLAGS = {
-  id: "id",
-  dataDir: "data-dir",
-  rpcAddr: "rpc-addr",
-  debugAddr: "debug-addr",
-  peers: "peers",
-  clusterKey: "cluster-key",
-  tlsCert: "tls-cert",
-  tlsKey: "tls-key",
-  tlsCa: "tls-ca",
-  tickMs: "tick-ms",
-  electionTicks: "election-ticks",
-  requestTimeoutMs: "request-timeout-ms",
-  snapshotEvery: "snapshot-every",
-  catchupEntries: "catchup-entries",
-  logLevel: "log-level",
-  logFormat: "log-format",
-  advertiseAddr: "advertise-addr",
-  region: "region",
-  gossipAddr: "gossip-addr",
-  gossipAdvertise: "gossip-advertise",
-  gossipKey: "gossip-key",
-  gossipPreset: "gossip-preset",
-  join: "join",
-  discoveryDns: "discovery-dns",
-  bootstrapExpect: "bootstrap-expect",
-  targetVoters: "target-voters",
-  stabilizationMs: "stabilization-ms",
-  cleanupDeadMs: "cleanup-dead-ms",
-  gossipProbeIntervalMs: "gossip-probe-interval-ms",
-  gossipProbeTimeoutMs: "gossip-probe-timeout-ms",
-  gossipIndirectChecks: "gossip-indirect-checks",
-  gossipSuspicionMult: "gossip-suspicion-mult",
-  gossipRetransmitMult: "gossip-retransmit-mult",
-  gossipIntervalMs: "gossip-interval-ms",
-  gossipPushPullIntervalMs: "gossip-push-pull-interval-ms",
-  clusterKeyFile: "cluster-key-file",
-  gossipKeyFile: "gossip-key-file",
-  clientTokensFile: "client-tokens-file",
-  clientCertScopes: "client-cert-scopes",
-  insecureClients: "insecure-clients",
-  debugPublic: "debug-public",
-  leaderPlacement: "leader-placement",
-  leaderPrefer: "leader-prefer",
-  leaderNever: "leader-never",
-} as const satisfies Record<keyof typeof ENV, string>;
+/** Setting → flag name, from the one settings table. */
+const FLAGS = Object.fromEntries(Object.entries(SETTINGS).map(([k, v]) => [k, v.flag])) as { readonly [K in keyof typeof SETTINGS]: string };
+
+/** `  --rpc-addr <v>   RPC_ADDR   listen address ... (default 127.0.0.1:9000)`, wrapped to 100 columns. */
+function flagLines(): string {
+  const rows = Object.values(SETTINGS).map((d: SettingDoc) => {
+    const flag = d.flag === SETTINGS.insecureClients.flag ? `--${d.flag}` : `--${d.flag} <v>`;
+    const text = d.default === undefined ? d.help : `${d.help} (default ${d.default})`;
+    return { head: `  ${flag.padEnd(32)} ${d.env}`, text };
+  });
+  return rows.map((r) => `${r.head}\n${wrap(r.text, 96).map((l) => `      ${l}`).join("\n")}`).join("\n");
+}
+
+function wrap(text: string, width: number): string[] {
+  const out: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      out.push(line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  if (line !== "") out.push(line);
+  return out;
+}
 
 export const SERVE_HELP = `usage: phalanx serve [flags]
 
-Runs one node: peer RPC and the client API on one HTTP/2 port (h2c, or TLS with a cert).
+Runs one node: peer RPC and the client API on one port, HTTP/2 (h2c, or h2 over TLS with a cert)
+and HTTP/1.1 for plain HTTP clients.
 Every flag has an environment variable; flags win. With no settings: a single node in ./data
 on 127.0.0.1:9000.
 
-${Object.entries(FLAGS)
-  .map(([k, f]) => `  --${f.padEnd(20)} ${ENV[k as keyof typeof ENV]}`)
-  .join("\n")}
+${flagLines()}
 
 PEERS is the static bootstrap list "id=host:port,..." including this node; it is used only when
 the data dir is new (a restart uses the membership stored in the data dir). A multi-node cluster
@@ -97,7 +76,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const options: Record<string, { type: "string" | "boolean" }> = Object.fromEntries(Object.values(FLAGS).map((f) => [f, { type: "string" as const }]));
   // A switch, not a value: `--insecure-clients` alone opts in.
   options[FLAGS.insecureClients] = { type: "boolean" };
-  const { values } = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true });
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true }));
+  } catch (err) {
+    return fail(EXIT.usage, `${argsProblem(err, options)}\n${usageLine(SERVE_HELP)}`);
+  }
   if (values.help === true) {
     process.stdout.write(SERVE_HELP);
     return EXIT.ok;
@@ -180,6 +164,8 @@ function serveOptions(config: NodeConfig): ServeOptions {
 /** Static membership: PEERS (or a single node) bootstraps a new data dir. */
 async function startStatic(config: NodeConfig, log: Logger): Promise<Started> {
   const node = PhalanxNode.open(config, log);
+  // Joining a running cluster: where its members are, until the log says so itself.
+  if (config.joinAddresses.size > 0) node.setAddressHints(config.joinAddresses);
   try {
     const server = await serveApp(nodeApp(node, log), serveOptions(config));
     const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);

@@ -22,7 +22,12 @@ const MAX_LINE = 8 * 1024 * 1024;
 export class LineStream {
   private readonly h2: H2Client;
 
-  constructor(tls: ClientTls | undefined, connectTimeoutMs: number) {
+  constructor(
+    tls: ClientTls | undefined,
+    connectTimeoutMs: number,
+    /** Bearer token sent with every stream (client auth), none when undefined. */
+    private readonly token?: string,
+  ) {
     this.h2 = new H2Client({ ...(tls === undefined ? {} : { tls }), connectTimeoutMs });
   }
 
@@ -39,7 +44,8 @@ export class LineStream {
       throw new StreamError((err as Error).message, null, null);
     }
     await new Promise<void>((resolve, reject) => {
-      const stream = session.request({ ":method": "GET", ":path": path, accept: "application/x-ndjson, application/json" });
+      const auth = this.token === undefined ? {} : { authorization: `Bearer ${this.token}` };
+      const stream = session.request({ ":method": "GET", ":path": path, accept: "application/x-ndjson, application/json", ...auth });
       let status = 0;
       let buf = "";
       const dec = new TextDecoder();

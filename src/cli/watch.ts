@@ -1,7 +1,7 @@
 // `phalanx kv watch <key> | --prefix <p> [--rev N] [--json]`: prints every change as it comes.
 // When the stream breaks (node killed, leader change, network), it reconnects to the next
 // --addr endpoint and resumes at the last revision seen + 1: no event is lost or printed twice.
-import { addrsFrom, tlsFrom } from "./client.ts";
+import { endpointsFrom, tlsFrom, tokenFrom } from "./client.ts";
 import { UsageError, type ClientContext } from "./command.ts";
 import { EXIT, fail } from "./output.ts";
 import { LineStream, StreamError } from "./stream_client.ts";
@@ -19,6 +19,8 @@ export interface WatchEvent {
 export interface ResumingWatch {
   addrs: string[];
   tls: ReturnType<typeof tlsFrom>;
+  /** Bearer token (client auth), none when undefined. */
+  token: string | undefined;
   range: { key: string } | { prefix: string };
   /** First revision to deliver; undefined: from now on. */
   rev: number | undefined;
@@ -50,7 +52,7 @@ const BACKOFF_MAX_MS = 2000;
  * WatchCanceled) or no endpoint answered for `unreachableMs` (rejects with StreamError).
  */
 export async function resumingWatch(w: ResumingWatch): Promise<void> {
-  const lines = new LineStream(w.tls, 2000);
+  const lines = new LineStream(w.tls, 2000, w.token);
   let next = w.rev;
   let endpoint = 0;
   let backoff = BACKOFF_MIN_MS;
@@ -129,8 +131,9 @@ export async function watch(ctx: ClientContext): Promise<number> {
   process.once("SIGTERM", stop);
   try {
     await resumingWatch({
-      addrs: addrsFrom(ctx.values.addr as string[] | undefined),
+      addrs: endpointsFrom(ctx.values.addr as string[] | undefined).addrs,
       tls: tlsFrom(ctx.values as Record<string, string>),
+      token: tokenFrom(ctx.values as Record<string, string>),
       range: prefix !== undefined ? { prefix } : { key: ctx.positionals[0]! },
       rev,
       unreachableMs: Number(ctx.values.timeout ?? 10_000),

@@ -13,6 +13,7 @@
 // of it is used.
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { plainZodMessage } from "../transport/zod_message.ts";
 import type { ConfState } from "../raft/types.ts";
 
 export const BACKUP_FORMAT = 1;
@@ -106,7 +107,7 @@ export function decodeBackup(file: Uint8Array): { header: BackupHeader; data: Ui
     if (typeof format === "number" && format !== BACKUP_FORMAT) {
       throw new BadBackupError(`snapshot format ${format}; this build reads format ${BACKUP_FORMAT}`);
     }
-    throw new BadBackupError(`the header is malformed (damaged file): ${z.prettifyError(r.error)}`);
+    throw new BadBackupError(`the header is malformed (damaged file): ${plainZodMessage(r.error)}`);
   }
   const header = r.data;
   const dataStart = eol + 1;

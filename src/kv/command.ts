@@ -4,6 +4,7 @@
 // entry in our own log that does not parse was damaged, so it is reported, never skipped.
 import { decode, encode } from "@msgpack/msgpack";
 import { z } from "zod";
+import { plainZodMessage } from "../transport/zod_message.ts";
 
 export interface Limits {
   /** UTF-8 bytes. */
@@ -241,6 +242,6 @@ function parse<T>(schema: z.ZodType<T>, data: Uint8Array, what: string): T {
     throw new MalformedError(`malformed ${what}: not msgpack (${(err as Error).message})`);
   }
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new MalformedError(`malformed ${what}: ${z.prettifyError(parsed.error)}`);
+  if (!parsed.success) throw new MalformedError(`malformed ${what}: ${plainZodMessage(parsed.error)}`);
   return parsed.data;
 }

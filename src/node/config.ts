@@ -39,6 +39,8 @@ export interface NodeConfig {
   region: string;
   /** PEERS was given: a fresh data dir bootstraps from it rather than from gossip. */
   staticPeers: boolean;
+  /** INITIAL_CLUSTER_STATE=existing: the running members' addresses (PEERS); empty otherwise. */
+  joinAddresses: Map<NodeId, string>;
   discovery: DiscoveryConfig | null;
   /** Plain HTTP/1.1 health, metrics and debug endpoints; null: off. */
   debugAddr: string | null;
@@ -72,53 +74,73 @@ export type RawSettings = Partial<Record<keyof typeof ENV | keyof typeof ENV_ONL
  */
 export const ENV_ONLY = { clientTokens: "CLIENT_TOKENS" } as const;
 
+const DEFAULT_RPC_ADDR = "127.0.0.1:9000";
+
+/** One row per setting: its variable, its flag, the default used when unset, what it means. */
+export interface SettingDoc {
+  env: string;
+  flag: string;
+  /** The value used when the setting is not given; absent when the setting is off or derived. */
+  default?: string;
+  help: string;
+}
+
+/**
+ * The one table of `phalanx serve` settings: ENV, the flags and `serve --help` come from it, and
+ * resolveConfig takes its plain defaults from here, so the help cannot drift from the code.
+ */
+export const SETTINGS = {
+  id: { env: "NODE_ID", flag: "id", default: "n1", help: "this node's id (FLY_MACHINE_ID on Fly.io)" },
+  dataDir: { env: "DATA_DIR", flag: "data-dir", default: "./data", help: "where the SQLite file lives" },
+  rpcAddr: { env: "RPC_ADDR", flag: "rpc-addr", default: DEFAULT_RPC_ADDR, help: "listen address for peers and clients: HTTP/2 and HTTP/1.1 on one port (IPv4, [::1]:9000, a host name; a wildcard needs ADVERTISE_ADDR)" },
+  debugAddr: { env: "DEBUG_ADDR", flag: "debug-addr", help: "health, metrics and debug server (HTTP/1.1); off when unset" },
+  initialClusterState: { env: "INITIAL_CLUSTER_STATE", flag: "initial-cluster-state", default: "new", help: "new, or existing: a brand-new data dir joins a running static cluster; it starts with no membership, finds the members at the PEERS addresses and waits for `phalanx member add` (etcd's --initial-cluster-state)" },
+  peers: { env: "PEERS", flag: "peers", help: "static bootstrap voters id=host:port,... including this node (used only on a new data dir); default: this node alone" },
+  clusterKey: { env: "CLUSTER_KEY", flag: "cluster-key", help: "shared secret peers prove with HMAC (required for more than one node, unless TLS_CA); prefer CLUSTER_KEY_FILE" },
+  tlsCert: { env: "TLS_CERT", flag: "tls-cert", help: "certificate file: TLS on the port (h2 and HTTP/1.1 by ALPN)" },
+  tlsKey: { env: "TLS_KEY", flag: "tls-key", help: "private key file for TLS_CERT" },
+  tlsCa: { env: "TLS_CA", flag: "tls-ca", help: "CA file: mutual TLS between peers (and client certificates)" },
+  tickMs: { env: "TICK_MS", flag: "tick-ms", default: "100", help: "clock tick; a leader heartbeats every tick" },
+  electionTicks: { env: "ELECTION_TICKS", flag: "election-ticks", default: "10", help: "election timeout in ticks (randomised between this and twice this)" },
+  requestTimeoutMs: { env: "REQUEST_TIMEOUT_MS", flag: "request-timeout-ms", default: "5000", help: "how long a client request may wait for the cluster" },
+  snapshotEvery: { env: "SNAPSHOT_EVERY", flag: "snapshot-every", default: "10000", help: "snapshot and compact the log every N applied entries" },
+  catchupEntries: { env: "CATCHUP_ENTRIES", flag: "catchup-entries", default: "5000", help: "log entries kept after a snapshot for slow followers" },
+  advertiseAddr: { env: "ADVERTISE_ADDR", flag: "advertise-addr", help: "the address others use to reach this node; default: RPC_ADDR (<machine>.vm.<app>.internal:port on Fly.io)" },
+  region: { env: "REGION", flag: "region", default: "local", help: "shown in membership, used to spread voters (FLY_REGION on Fly.io)" },
+  gossipAddr: { env: "GOSSIP_ADDR", flag: "gossip-addr", help: "UDP address for SWIM gossip (turns discovery on; [::]:7946 when on)" },
+  gossipAdvertise: { env: "GOSSIP_ADVERTISE", flag: "gossip-advertise", help: "the gossip address others use; default: GOSSIP_ADDR" },
+  gossipKey: { env: "GOSSIP_KEY", flag: "gossip-key", help: "AES-256-GCM keyring, base64 keys separated by commas (first encrypts); default: derived from CLUSTER_KEY" },
+  gossipPreset: { env: "GOSSIP_PRESET", flag: "gossip-preset", default: "lan", help: "lan, wan or local gossip timing (hashicorp/memberlist's defaults)" },
+  join: { env: "JOIN", flag: "join", help: "gossip seeds host:port,..." },
+  discoveryDns: { env: "DISCOVERY_DNS", flag: "discovery-dns", help: "a DNS name whose A/AAAA records are gossip seeds" },
+  bootstrapExpect: { env: "BOOTSTRAP_EXPECT", flag: "bootstrap-expect", help: "form a new cluster once exactly this many servers see each other; off when unset" },
+  targetVoters: { env: "TARGET_VOTERS", flag: "target-voters", default: String(DEFAULT_AUTOPILOT.targetVoters), help: "autopilot: voters to keep" },
+  stabilizationMs: { env: "STABILIZATION_MS", flag: "stabilization-ms", default: String(DEFAULT_AUTOPILOT.stabilizationMs), help: "autopilot: how long a learner must be healthy before promotion" },
+  cleanupDeadMs: { env: "CLEANUP_DEAD_MS", flag: "cleanup-dead-ms", default: String(DEFAULT_AUTOPILOT.cleanupDeadMs), help: "autopilot: how long a dead server stays a member" },
+  gossipProbeIntervalMs: { env: "GOSSIP_PROBE_INTERVAL_MS", flag: "gossip-probe-interval-ms", help: "override the preset's probe interval" },
+  gossipProbeTimeoutMs: { env: "GOSSIP_PROBE_TIMEOUT_MS", flag: "gossip-probe-timeout-ms", help: "override the preset's probe timeout" },
+  gossipIndirectChecks: { env: "GOSSIP_INDIRECT_CHECKS", flag: "gossip-indirect-checks", help: "override the preset's indirect probes" },
+  gossipSuspicionMult: { env: "GOSSIP_SUSPICION_MULT", flag: "gossip-suspicion-mult", help: "override the preset's suspicion multiplier" },
+  gossipRetransmitMult: { env: "GOSSIP_RETRANSMIT_MULT", flag: "gossip-retransmit-mult", help: "override the preset's retransmit multiplier" },
+  gossipIntervalMs: { env: "GOSSIP_INTERVAL_MS", flag: "gossip-interval-ms", help: "override the preset's gossip interval" },
+  gossipPushPullIntervalMs: { env: "GOSSIP_PUSH_PULL_INTERVAL_MS", flag: "gossip-push-pull-interval-ms", help: "override the preset's push-pull interval" },
+  logLevel: { env: "LOG_LEVEL", flag: "log-level", default: "info", help: "debug, info, warn or error" },
+  logFormat: { env: "LOG_FORMAT", flag: "log-format", default: "text", help: "text (logfmt) or json" },
+  clusterKeyFile: { env: "CLUSTER_KEY_FILE", flag: "cluster-key-file", help: "file holding CLUSTER_KEY (kept out of ps and the environment)" },
+  gossipKeyFile: { env: "GOSSIP_KEY_FILE", flag: "gossip-key-file", help: "file holding GOSSIP_KEY" },
+  clientTokensFile: { env: "CLIENT_TOKENS_FILE", flag: "client-tokens-file", help: "client bearer tokens, '<name> <read|write|admin|metrics> <token>' per line" },
+  clientCertScopes: { env: "CLIENT_CERT_SCOPES", flag: "client-cert-scopes", help: "client certificate CNs and their scopes, 'cn=scope,...'" },
+  insecureClients: { env: "INSECURE_CLIENTS", flag: "insecure-clients", help: "a switch: serve clients without credentials beyond loopback (off)" },
+  debugPublic: { env: "DEBUG_PUBLIC", flag: "debug-public", default: "/healthz", help: "debug paths served without a token off loopback: /healthz, /readyz, /metrics (never /debug/raft)" },
+  leaderPlacement: { env: "LEADER_PLACEMENT", flag: "leader-placement", default: "latency", help: "latency: hand leadership to the voter that commits fastest (by a clear margin, sustained); off: leave it where the election put it" },
+  leaderPrefer: { env: "LEADER_PREFER", flag: "leader-prefer", help: "regions whose voters lead while one is healthy, e.g. lhr,fra" },
+  leaderNever: { env: "LEADER_NEVER", flag: "leader-never", help: "regions that never lead, e.g. jnb,sin" },
+} as const satisfies Record<string, SettingDoc>;
+
 /** Setting → environment variable. */
-export const ENV = {
-  id: "NODE_ID",
-  dataDir: "DATA_DIR",
-  rpcAddr: "RPC_ADDR",
-  debugAddr: "DEBUG_ADDR",
-  peers: "PEERS",
-  clusterKey: "CLUSTER_KEY",
-  tlsCert: "TLS_CERT",
-  tlsKey: "TLS_KEY",
-  tlsCa: "TLS_CA",
-  tickMs: "TICK_MS",
-  electionTicks: "ELECTION_TICKS",
-  requestTimeoutMs: "REQUEST_TIMEOUT_MS",
-  snapshotEvery: "SNAPSHOT_EVERY",
-  catchupEntries: "CATCHUP_ENTRIES",
-  advertiseAddr: "ADVERTISE_ADDR",
-  region: "REGION",
-  gossipAddr: "GOSSIP_ADDR",
-  gossipAdvertise: "GOSSIP_ADVERTISE",
-  gossipKey: "GOSSIP_KEY",
-  gossipPreset: "GOSSIP_PRESET",
-  join: "JOIN",
-  discoveryDns: "DISCOVERY_DNS",
-  bootstrapExpect: "BOOTSTRAP_EXPECT",
-  targetVoters: "TARGET_VOTERS",
-  stabilizationMs: "STABILIZATION_MS",
-  cleanupDeadMs: "CLEANUP_DEAD_MS",
-  gossipProbeIntervalMs: "GOSSIP_PROBE_INTERVAL_MS",
-  gossipProbeTimeoutMs: "GOSSIP_PROBE_TIMEOUT_MS",
-  gossipIndirectChecks: "GOSSIP_INDIRECT_CHECKS",
-  gossipSuspicionMult: "GOSSIP_SUSPICION_MULT",
-  gossipRetransmitMult: "GOSSIP_RETRANSMIT_MULT",
-  gossipIntervalMs: "GOSSIP_INTERVAL_MS",
-  gossipPushPullIntervalMs: "GOSSIP_PUSH_PULL_INTERVAL_MS",
-  logLevel: "LOG_LEVEL",
-  logFormat: "LOG_FORMAT",
-  clusterKeyFile: "CLUSTER_KEY_FILE",
-  gossipKeyFile: "GOSSIP_KEY_FILE",
-  clientTokensFile: "CLIENT_TOKENS_FILE",
-  clientCertScopes: "CLIENT_CERT_SCOPES",
-  insecureClients: "INSECURE_CLIENTS",
-  debugPublic: "DEBUG_PUBLIC",
-  leaderPlacement: "LEADER_PLACEMENT",
-  leaderPrefer: "LEADER_PREFER",
-  leaderNever: "LEADER_NEVER",
-} as const;
+export const ENV = Object.fromEntries(Object.entries(SETTINGS).map(([k, v]) => [k, v.env])) as {
+  readonly [K in keyof typeof SETTINGS]: (typeof SETTINGS)[K]["env"];
+};
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -147,7 +169,6 @@ export function settingsFromEnv(env: Record<string, string | undefined>): RawSet
   return out;
 }
 
-const DEFAULT_RPC_ADDR = "127.0.0.1:9000";
 
 function portOf(addr: string): number {
   try {
@@ -252,9 +273,9 @@ function resolveClientAuth(s: RawSettings, rpcAddr: string, tlsCa: string | null
 }
 
 export function resolveConfig(s: RawSettings): NodeConfig {
-  const id = s.id ?? "n1";
+  const id = s.id ?? SETTINGS.id.default;
   if (!nodeIdSchema.safeParse(id).success) throw new ConfigError(`NODE_ID "${id}" must be visible ASCII`);
-  const rpcAddr = s.rpcAddr ?? DEFAULT_RPC_ADDR;
+  const rpcAddr = s.rpcAddr ?? SETTINGS.rpcAddr.default;
   for (const [name, addr] of [["RPC_ADDR", rpcAddr], ["DEBUG_ADDR", s.debugAddr], ["ADVERTISE_ADDR", s.advertiseAddr]] as const) {
     if (addr === undefined) continue;
     try {
@@ -265,8 +286,17 @@ export function resolveConfig(s: RawSettings): NodeConfig {
   }
   const advertiseAddr = s.advertiseAddr ?? rpcAddr;
   if (isWildcard(advertiseAddr)) throw new ConfigError(`RPC_ADDR ${rpcAddr} is a wildcard: set ADVERTISE_ADDR to the address peers can reach`);
-  const peers = s.peers === undefined ? new Map([[id, advertiseAddr]]) : parsePeers(s.peers);
-  if (!peers.has(id)) throw new ConfigError(`PEERS must include this node (${id})`);
+  const state = s.initialClusterState ?? SETTINGS.initialClusterState.default;
+  if (state !== "new" && state !== "existing") throw new ConfigError(`INITIAL_CLUSTER_STATE must be new or existing, got "${state}"`);
+  // Joining: no bootstrap voters at all, so this node can never elect itself into a cluster of
+  // its own; it learns the membership from the leader once an admin adds it as a learner.
+  // PEERS then names where the running members are (so this node can answer the leader before
+  // the log has told it their addresses), not who founds a cluster.
+  if (state === "existing" && s.peers === undefined) throw new ConfigError("INITIAL_CLUSTER_STATE=existing needs PEERS: the running members' id=host:port,...");
+  const joinAddresses = state === "existing" ? parsePeers(s.peers!) : new Map<NodeId, string>();
+  joinAddresses.delete(id);
+  const peers = state === "existing" ? new Map<NodeId, string>() : s.peers === undefined ? new Map([[id, advertiseAddr]]) : parsePeers(s.peers);
+  if (state === "new" && !peers.has(id)) throw new ConfigError(`PEERS must include this node (${id})`);
   const discovery = resolveDiscovery(s);
   let tls: TlsFiles | null = null;
   if (s.tlsCert !== undefined || s.tlsKey !== undefined) {
@@ -282,36 +312,37 @@ export function resolveConfig(s: RawSettings): NodeConfig {
   let clusterKey = secret("CLUSTER_KEY", s.clusterKey, s.clusterKeyFile) ?? null;
   if (clusterKey === null && tls?.ca == null) {
     // Peers must prove membership. A lone node has no peers, so a random key costs nothing.
-    if (peers.size > 1 || discovery !== null) throw new ConfigError("a multi-node cluster needs CLUSTER_KEY (or TLS_CA for mutual TLS)");
+    if (peers.size > 1 || discovery !== null || state === "existing") throw new ConfigError("a multi-node cluster needs CLUSTER_KEY (or TLS_CA for mutual TLS)");
     clusterKey = randomBytes(32).toString("hex");
   }
   if (discovery !== null) checkGossipKey(s);
-  const electionTicks = positiveInt("ELECTION_TICKS", s.electionTicks, 10);
+  const electionTicks = positiveInt("ELECTION_TICKS", s.electionTicks, Number(SETTINGS.electionTicks.default));
   if (electionTicks < 4) throw new ConfigError("ELECTION_TICKS must be at least 4");
-  const level = s.logLevel ?? "info";
+  const level = s.logLevel ?? SETTINGS.logLevel.default;
   if (level !== "debug" && level !== "info" && level !== "warn" && level !== "error") {
     throw new ConfigError(`LOG_LEVEL must be debug, info, warn or error, got "${level}"`);
   }
-  const logFormat = s.logFormat ?? "text";
+  const logFormat = s.logFormat ?? SETTINGS.logFormat.default;
   if (logFormat !== "text" && logFormat !== "json") throw new ConfigError(`LOG_FORMAT must be text (logfmt) or json, got "${logFormat}"`);
   return {
     id,
-    dataDir: s.dataDir ?? "./data",
+    dataDir: s.dataDir ?? SETTINGS.dataDir.default,
     rpcAddr,
     advertiseAddr,
-    region: s.region ?? "local",
+    region: s.region ?? SETTINGS.region.default,
     staticPeers: s.peers !== undefined,
+    joinAddresses,
     discovery,
     debugAddr: s.debugAddr ?? null,
     peers,
     clusterKey,
     tls,
-    tickMs: positiveInt("TICK_MS", s.tickMs, 100),
+    tickMs: positiveInt("TICK_MS", s.tickMs, Number(SETTINGS.tickMs.default)),
     electionTicks,
     heartbeatTicks: 1,
-    requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", s.requestTimeoutMs, 5000),
-    snapshotEvery: positiveInt("SNAPSHOT_EVERY", s.snapshotEvery, 10_000),
-    catchupEntries: positiveInt("CATCHUP_ENTRIES", s.catchupEntries, 5_000),
+    requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", s.requestTimeoutMs, Number(SETTINGS.requestTimeoutMs.default)),
+    snapshotEvery: positiveInt("SNAPSHOT_EVERY", s.snapshotEvery, Number(SETTINGS.snapshotEvery.default)),
+    catchupEntries: positiveInt("CATCHUP_ENTRIES", s.catchupEntries, Number(SETTINGS.catchupEntries.default)),
     logLevel: level,
     logFormat,
     clientAuth: resolveClientAuth(s, rpcAddr, tls?.ca ?? null),

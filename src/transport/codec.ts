@@ -4,6 +4,7 @@
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
 import type { Message, MessageType } from "../raft/types.ts";
+import { plainZodMessage } from "./zod_message.ts";
 
 /** Raised for any batch that is not well-formed msgpack or does not match the schemas. */
 export class CodecError extends Error {
@@ -134,7 +135,7 @@ export function decodeMessages(bytes: Uint8Array): Message[] {
     throw new CodecError(`malformed msgpack: ${err instanceof Error ? err.message : String(err)}`);
   }
   const parsed = batchSchema.safeParse(raw);
-  if (!parsed.success) throw new CodecError(clip(z.prettifyError(parsed.error)));
+  if (!parsed.success) throw new CodecError(clip(plainZodMessage(parsed.error)));
   return parsed.data;
 }
 

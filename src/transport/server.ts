@@ -1,5 +1,8 @@
-// Serves one Hono app over HTTP/2: h2c by default, TLS (h2 by ALPN, HTTP/1.1 allowed) with a
-// cert and key, mutual TLS when a CA is given as well.
+// Serves one Hono app on one port: HTTP/2 for peers and clients, HTTP/1.1 for plain HTTP clients
+// (curl, wget, Python's urllib, Node's fetch). In cleartext the first bytes of a connection choose:
+// the HTTP/2 preface means h2c with prior knowledge, anything else HTTP/1.1. With a cert and key,
+// TLS chooses by ALPN (h2, else HTTP/1.1); mutual TLS when a CA is given as well. Peer routes
+// answer over HTTP/1.1 too, behind the same peer proof; peers themselves always use h2.
 //
 // Bun 1.4.5 notes, checked by hand and in tests/transport:
 // - h2c, TLS, mTLS, IPv4 and IPv6 (including [::], which also accepts IPv4) all work.
@@ -9,7 +12,11 @@
 //   at ≈ 64 KiB per round trip on long links.
 // - A TCP connection that never sends the HTTP/2 preface is not closed by session timeouts, and
 //   socket.destroy() on it leaves the peer's side open: we reset idle sockets with resetAndDestroy().
-// - An h2c server does not speak HTTP/1.1: curl needs --http2-prior-knowledge.
+// - An h2c server does not speak HTTP/1.1, so a net.Server sniffs and emits 'connection' on an
+//   http2 or an http server that never listens; both accept emitted sockets (TLS ones too, with
+//   authorized/getPeerCertificate intact for mTLS). The sniff costs one look at the first packet
+//   of a connection; peers keep theirs open, so requests pay nothing.
+// - node:http's headersTimeout and requestTimeout do nothing: HTTP/1.1 limits are enforced here.
 // - The SETTINGS given to createServer are advertised and enforced (maxConcurrentStreams,
 //   maxHeaderListSize); @hono/node-server passes serverOptions to http2.createServer unchanged.
 //   The 'stream' event fires for every request next to the compat 'request' handler.
@@ -21,9 +28,11 @@
 // idleNoStreamMs, a request whose body has not ended bodyTimeoutMs after its headers is reset,
 // and sessions carry at most maxConcurrentStreams streams and maxSessionMemory MB.
 
+import http from "node:http";
 import http2 from "node:http2";
-import type { Socket } from "node:net";
-import { serve } from "@hono/node-server";
+import net, { type Socket } from "node:net";
+import nodeTls from "node:tls";
+import { getRequestListener } from "@hono/node-server";
 import type { Hono } from "hono";
 import { parseHostPort } from "./address.ts";
 
@@ -106,25 +115,27 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
   };
   const limits = { settings, maxSessionMemory: opts.maxSessionMemoryMb ?? DEFAULT_MAX_SESSION_MEMORY_MB };
   const tls = opts.tls;
-  const server = serve({
-    fetch: app.fetch,
-    hostname: host,
-    port,
-    ...(tls === undefined
-      ? { createServer: http2.createServer, serverOptions: limits }
-      : {
-          createServer: http2.createSecureServer,
-          serverOptions: {
-            ...limits,
-            cert: tls.cert,
-            key: tls.key,
-            allowHTTP1: true,
+  // One request listener, two protocol servers that never listen themselves: the listening server
+  // below hands each connection to one of them (by its first bytes, or by ALPN under TLS).
+  const listener = getRequestListener(app.fetch, { hostname: host });
+  const h2 = http2.createServer(limits, listener as never);
+  const h1 = http.createServer({ maxHeaderSize: settings.maxHeaderListSize }, listener as never);
+  const server: net.Server =
+    tls === undefined
+      ? net.createServer()
+      : nodeTls.createServer(
+          {
+            cert: asPem(tls.cert),
+            key: asPem(tls.key),
+            ALPNProtocols: ["h2", "http/1.1"],
             ...(tls.ca === undefined
               ? {}
-              : { ca: tls.ca, requestCert: true, rejectUnauthorized: tls.requireClientCert ?? true }),
+              : { ca: asPem(tls.ca), requestCert: true, rejectUnauthorized: tls.requireClientCert ?? true }),
           },
-        }),
-  });
+          // No ALPN at all is an HTTP/1.1 client (HTTP/2 over TLS requires "h2", RFC 9113 §3.2).
+          (socket) => (socket.alpnProtocol === "h2" ? h2 : h1).emit("connection", socket),
+        );
+  server.listen(port, host);
 
   const sockets = new Set<Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -166,6 +177,8 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
       else socket.resetAndDestroy();
     };
     socket.setTimeout(idleMs, onQuiet);
+    // Under TLS the tls server hands the socket on by ALPN once the handshake is done.
+    if (tls === undefined) sniffProtocol(socket, { h2, h1 });
   });
   /**
    * Per session: streams open on it, and the timer that closes it when there are none. Keyed by
@@ -185,7 +198,7 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     }, idleNoStreamMs);
     state.timer.unref?.();
   }
-  server.on("session", (session: http2.ServerHttp2Session) => {
+  h2.on("session", (session: http2.ServerHttp2Session) => {
     sessions.add(session);
     idle.set(session, { open: 0, timer: undefined });
     armIdle(session);
@@ -196,7 +209,7 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     // A broken session must not surface as an unhandled 'error' event.
     session.on("error", () => undefined);
   });
-  server.on("stream", (stream: http2.ServerHttp2Stream) => {
+  h2.on("stream", (stream: http2.ServerHttp2Stream) => {
     const session = stream.session;
     const peer = `${session?.socket?.remoteAddress}:${session?.socket?.remotePort}`;
     openStreams.set(peer, (openStreams.get(peer) ?? 0) + 1);
@@ -227,8 +240,69 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     stream.once("close", () => clearTimeout(timer));
   });
   // Bad preface, bad frames, failed handshakes: the session is dropped; nothing to do for us.
-  server.on("sessionError", () => undefined);
+  h2.on("sessionError", () => undefined);
   server.on("tlsClientError", () => undefined);
+
+  // HTTP/1.1 gets the same protections as HTTP/2, by hand: Bun 1.4.5's node:http ignores
+  // headersTimeout and requestTimeout (a client trickling a header line was never closed).
+  // - headers: a connection's first request must have its headers within bodyTimeoutMs of the
+  //   connection; later ones within idleNoStreamMs of the previous answer (the idle close below);
+  // - body: a request whose body has not ended bodyTimeoutMs after its headers loses its socket
+  //   (HTTP/1.1 has no stream to reset);
+  // - idle: a connection with no request in flight for idleNoStreamMs is closed;
+  // - header size: maxHeaderSize answers 431 past maxHeaderListSize (checked by hand).
+  const h1InFlight = new Map<Socket, number>();
+  const h1Idle = new Map<Socket, ReturnType<typeof setTimeout>>();
+  function armH1Idle(socket: Socket, ms: number): void {
+    clearTimeout(h1Idle.get(socket));
+    const timer = setTimeout(() => {
+      if ((h1InFlight.get(socket) ?? 0) > 0 || socket.destroyed) return;
+      counters.idleClosed++;
+      socket.resetAndDestroy();
+    }, ms);
+    timer.unref?.();
+    h1Idle.set(socket, timer);
+  }
+  h1.on("connection", (socket: Socket) => {
+    h1InFlight.set(socket, 0);
+    armH1Idle(socket, Math.min(bodyTimeoutMs, idleNoStreamMs));
+    socket.once("close", () => {
+      clearTimeout(h1Idle.get(socket));
+      h1Idle.delete(socket);
+      h1InFlight.delete(socket);
+    });
+  });
+  h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    // A reset mid-body (ours, or the client's) must not surface as an unhandled 'error' event.
+    req.on("error", () => undefined);
+    h1InFlight.set(socket, (h1InFlight.get(socket) ?? 0) + 1);
+    clearTimeout(h1Idle.get(socket));
+    let bodyTimer: ReturnType<typeof setTimeout> | undefined;
+    if (!req.complete) {
+      bodyTimer = setTimeout(() => {
+        if (req.complete || socket.destroyed) return;
+        counters.slowBodies++;
+        socket.resetAndDestroy();
+      }, bodyTimeoutMs);
+      bodyTimer.unref?.();
+      req.once("end", () => clearTimeout(bodyTimer));
+    }
+    res.once("close", () => {
+      clearTimeout(bodyTimer);
+      const left = (h1InFlight.get(socket) ?? 1) - 1;
+      h1InFlight.set(socket, left);
+      if (left === 0 && !socket.destroyed) armH1Idle(socket, idleNoStreamMs);
+    });
+  });
+  // Malformed or oversized requests get a one-line answer and lose the connection (what Node does
+  // without a listener; with one the answer is ours to send).
+  h1.on("clientError", (err: Error & { code?: string }, socket: net.Socket) => {
+    if (socket.destroyed) return;
+    const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    setTimeout(() => socket.destroyed || socket.resetAndDestroy(), 1000).unref?.();
+  });
 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(new Error(`cannot listen on ${opts.listen}: ${err.message}`));
@@ -246,7 +320,13 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of sessions) s.close();
     const grace = opts.closeGraceMs ?? 1000;
-    const drained = Promise.all([...sessions].map((s) => new Promise<void>((r) => (s.closed ? r() : s.once("close", () => r())))));
+    // HTTP/1.1 connections with nothing in flight close now; the others after their answer.
+    for (const [socket, open] of h1InFlight) if (open === 0) socket.resetAndDestroy();
+    const h1Drained = [...h1InFlight.keys()].map((s) => new Promise<void>((r) => (s.destroyed ? r() : s.once("close", () => r()))));
+    const drained = Promise.all([
+      ...[...sessions].map((s) => new Promise<void>((r) => (s.closed ? r() : s.once("close", () => r())))),
+      ...h1Drained,
+    ]);
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, grace)))]);
     clearTimeout(timer);
@@ -262,4 +342,33 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
 function remoteKey(socket: Socket): string {
   const a = socket.remoteAddress ?? "unknown";
   return a.startsWith("::ffff:") ? a.slice(7) : a;
+}
+
+/** The HTTP/2 connection preface (RFC 9113 §3.4); an HTTP/1.1 request line never starts with it. */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * Reads just enough of a cleartext connection to tell h2c with prior knowledge from HTTP/1.1, then
+ * gives the socket, bytes put back, to the matching server. Decided at the first byte that leaves
+ * the preface (one byte for any HTTP/1.1 method but "PRI"), or at the 24th byte. A client that sends
+ * nothing is left to the socket's idle timeout, like one that never finished a preface before.
+ */
+export function sniffProtocol(socket: Socket, to: { h2: net.Server | http2.Http2Server; h1: net.Server | http.Server }): void {
+  let seen: Buffer = Buffer.alloc(0);
+  const onData = (chunk: Buffer): void => {
+    seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+    const n = Math.min(seen.length, H2_PREFACE.length);
+    const h2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+    if (h2 && seen.length < H2_PREFACE.length) return;
+    socket.off("data", onData);
+    socket.pause();
+    socket.unshift(seen);
+    (h2 ? to.h2 : to.h1).emit("connection", socket);
+    socket.resume();
+  };
+  socket.on("data", onData);
+}
+
+function asPem(v: string | Uint8Array): string | Buffer {
+  return typeof v === "string" ? v : Buffer.from(v);
 }

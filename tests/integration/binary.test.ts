@@ -41,6 +41,10 @@ test("help, usage errors and an unreachable server give one line and an exit cod
     expect(r.out).toContain("usage: phalanx");
   }
   expect(run(["frobnicate"]).code).toBe(2);
+  const serveHelp = run(["serve", "--help"]).out;
+  expect(serveHelp).toContain("--rpc-addr <v>");
+  expect(serveHelp.replace(/\s+/g, " ")).toContain("RPC_ADDR listen address for peers and clients");
+  expect(serveHelp).toContain("(default 127.0.0.1:9000)");
   const closed = await freePort();
   const r = run(["kv", "get", "x", "--addr", `127.0.0.1:${closed}`, "--timeout", "800"]);
   expect(r.code).toBe(3);
@@ -58,7 +62,7 @@ test("a cluster of compiled binaries, used through the binary's CLI", async () =
     expect(run(["kv", "put", "bin/a", "one", "--addr", follower.addr]).out).toContain("OK revision=");
     const got = run(["kv", "get", "bin/a", "--addr", addrs]);
     expect(got.code).toBe(0);
-    expect(got.out).toBe("one\n");
+    expect(got.out).toBe("one"); // stdout is a pipe: the value's bytes exactly
     const json = JSON.parse(run(["kv", "get", "bin/a", "--json", "--addr", follower.addr]).out);
     expect(json.kv.modRevision).toBeGreaterThan(0);
     expect(run(["kv", "cas", "bin/a", "two", "--prev-value", "nope", "--addr", addrs]).code).toBe(1);
@@ -70,7 +74,7 @@ test("a cluster of compiled binaries, used through the binary's CLI", async () =
     expect(run(["leader", "transfer", target, "--addr", follower.addr]).out).toContain(`leader is now ${target}`);
     // An unreachable first endpoint fails over to the next.
     const closed = await freePort();
-    expect(run(["kv", "get", "bin/a", "--addr", `127.0.0.1:${closed},${addrs}`]).out).toBe("two\n");
+    expect(run(["kv", "get", "bin/a", "--addr", `127.0.0.1:${closed},${addrs}`]).out).toBe("two");
     const bench = JSON.parse(run(["bench", "--duration", "1", "--concurrency", "4", "--json", "--addr", addrs]).out);
     expect(bench.ops).toBeGreaterThan(0);
     console.log(`binary bench (1 s, 4 workers, 50% reads): ${bench.opsPerSec} ops/s, p50 ${bench.latencyMs.p50} ms, p99 ${bench.latencyMs.p99} ms`);
@@ -93,16 +97,85 @@ test("a cluster of compiled binaries, used through the binary's CLI", async () =
     expect(seen).toContain('"delete"');
     watched.kill("SIGTERM");
     expect(await watched.exited).toBe(0);
+    // endpoint status --cluster: every member asked on its own, one row each.
+    const rows = JSON.parse(run(["endpoint", "status", "--cluster", "--json", "--addr", follower.addr]).out) as { id: string; version: string; role: string; leader: string; dbSizeBytes: number; error: null }[];
+    expect(rows.map((r) => r.id).sort()).toEqual(["n1", "n2", "n3"]);
+    expect(rows.every((r) => r.version === pkg.version && r.error === null && r.dbSizeBytes > 0 && r.leader === target)).toBe(true);
+    expect(rows.filter((r) => r.role === "leader").map((r) => r.id)).toEqual([target]);
+    const healthy = run(["endpoint", "health", "--cluster", "--addr", follower.addr]);
+    expect(healthy.code).toBe(0);
+    expect(healthy.out.trim().split("\n").filter((l) => l.includes("is healthy")).length).toBe(3);
     // Graceful stop: SIGTERM exits 0 and logs a clean shutdown.
     const proc = cluster.procs.get("n1")!;
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(0);
     await waitFor("the shutdown log line", () => cluster!.logs.get("n1")!.includes("stopped applied="));
+    // One member down: its row says why, and the exit code says not every endpoint answered.
+    const down = run(["endpoint", "status", "--cluster", "--addr", cluster.nodes.filter((n) => n.id !== "n1").map((n) => n.addr).join(",")]);
+    expect(down.code).toBe(3);
+    expect(down.out).toMatch(/n1.*connection refused|127\.0\.0\.1:\d+ +- +- .*connection refused/);
   } catch (err) {
     console.log(cluster.dumpLogs());
     throw err;
   }
 }, 60_000);
+
+function runWith(args: string[], stdin: Uint8Array | string): { code: number; out: Buffer; err: string } {
+  const r = Bun.spawnSync([bin, ...args], { cwd: dir, stdin: Buffer.from(stdin), stdout: "pipe", stderr: "pipe", env: { ...process.env, PHALANX_ADDR: "" } });
+  return { code: r.exitCode ?? -1, out: r.stdout, err: r.stderr.toString() };
+}
+
+test("CLI habits: version, typos, fast failure, http:// endpoints, stdin values, exact bytes, list cells, idempotent del", async () => {
+  expect(run(["version"]).out).toBe(`phalanx ${pkg.version} (bun ${Bun.version})\n`);
+  expect(run(["--version"]).out).toBe(run(["version"]).out);
+  const typo = run(["stauts"]);
+  expect(typo.code).toBe(2);
+  expect(typo.err).toBe('phalanx: unknown command "stauts"; did you mean "status"? (phalanx --help lists them)\n');
+  const flag = run(["kv", "get", "x", "--jsno"]);
+  expect(flag.code).toBe(2);
+  expect(flag.err.split("\n")[0]).toBe('phalanx: unknown option --jsno; did you mean "--json"?');
+  expect(flag.err.trim().split("\n").length).toBe(2); // the message and the usage line, not the whole help
+  // A refused connection or an unknown name fails at once, not after the 10 s default timeout.
+  const closed = await freePort();
+  const t0 = performance.now();
+  const refused = run(["kv", "get", "x", "--addr", `http://127.0.0.1:${closed}`]);
+  expect(performance.now() - t0).toBeLessThan(3000);
+  expect(refused.code).toBe(3);
+  expect(refused.err).toBe(`phalanx: cannot reach any server: 127.0.0.1:${closed}: connection refused (is phalanx running there?)\n`);
+  const t1 = performance.now();
+  const both = run(["kv", "get", "x", "--addr", `127.0.0.1:${closed},no-such-host.invalid:9000`]);
+  expect(performance.now() - t1).toBeLessThan(5000);
+  expect(both.code).toBe(3);
+  expect(both.err).toContain("no-such-host.invalid:9000: unknown host name (DNS lookup failed)");
+
+  const one = await TestCluster.create(1, { command: [bin] });
+  one.startAll();
+  try {
+    await one.waitForLeader(["n1"]);
+    const addr = `http://${one.node("n1").addr}`;
+    const bytes = new Uint8Array([0x61, 0x0a, 0x00, 0xff, 0x62]);
+    expect(runWith(["kv", "put", "blob", "--addr", addr], bytes).code).toBe(0);
+    expect(new Uint8Array(runWith(["kv", "get", "blob", "--addr", addr], "").out)).toEqual(bytes);
+    expect(runWith(["kv", "put", "dash", "-", "--addr", addr], "from stdin\n").code).toBe(0);
+    expect(runWith(["kv", "get", "dash", "--raw", "--addr", addr], "").out.toString()).toBe("from stdin\n");
+    expect(run(["kv", "put", "forged", `x\nfake-row 99 evil ${"y".repeat(200)}`, "--addr", addr]).code).toBe(0);
+    const list = run(["kv", "list", "--addr", addr]).out.split("\n").filter((l) => l !== "");
+    expect(list.length).toBe(4); // header + three keys: no row forged by a newline
+    const forged = list.find((l) => l.startsWith("forged"))!;
+    expect(forged).toContain("x\\nfake-row 99 evil");
+    expect(forged.endsWith("…")).toBe(true);
+    expect(run(["kv", "del", "absent", "--addr", addr]).code).toBe(1);
+    expect(run(["kv", "del", "absent", "--ignore-missing", "--addr", addr]).code).toBe(0);
+    // Plain HTTP/1.1 on the binary's port.
+    const plain = Bun.spawnSync(["curl", "-sS", "--http1.1", `${addr}/v1/kv/dash?raw`], { stdout: "pipe", stderr: "pipe" });
+    expect(plain.stdout.toString()).toBe("from stdin\n");
+  } catch (err) {
+    console.log(one.dumpLogs());
+    throw err;
+  } finally {
+    await one.stopAll();
+  }
+}, 40_000);
 
 async function freeBase(): Promise<number> {
   for (let i = 0; i < 50; i++) {

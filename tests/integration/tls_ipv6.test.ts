@@ -53,7 +53,7 @@ test("mutual TLS over [::1]: elects, replicates, serves the CLI", async () => {
     expect(peer.status).toBe(401);
     const cli = Bun.spawnSync([BUN, MAIN, "kv", "get", "secure", "--tls-ca", caFile, "--addr", follower.addr], { stdout: "pipe", stderr: "pipe" });
     expect(cli.stderr.toString()).toBe("");
-    expect(cli.stdout.toString()).toBe("yes\n");
+    expect(cli.stdout.toString()).toBe("yes"); // into a pipe: the bytes exactly
   } catch (err) {
     console.log(cluster.dumpLogs());
     throw err;

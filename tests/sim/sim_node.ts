@@ -237,6 +237,7 @@ export function simConfig(id: NodeId, ids: NodeId[], opts: { snapshotEvery: numb
     discovery: null,
     debugAddr: null,
     peers: new Map(ids.map((i) => [i, ""])),
+    joinAddresses: new Map(),
     clusterKey: "sim",
     tls: null,
     tickMs: TICK,

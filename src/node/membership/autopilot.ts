@@ -9,6 +9,7 @@
 // hears from is never removed; an addition is only a proposal that the manager (manager.ts)
 // carries out after the server proved its identity over a signed peer call. Servers whose proof
 // failed recently are passed in as `unverified` and skipped, so a fake one cannot block the rest.
+import { MAX_TRAILING_LOGS, notCaughtUp, quorumLostByRemoving } from "./safety.ts";
 import type { ConfChange, ConfState } from "../../raft/types.ts";
 
 export interface AutopilotConfig {
@@ -24,7 +25,7 @@ export interface AutopilotConfig {
 export const DEFAULT_AUTOPILOT: AutopilotConfig = {
   targetVoters: 5,
   stabilizationMs: 10_000,
-  maxTrailingLogs: 250,
+  maxTrailingLogs: MAX_TRAILING_LOGS,
   cleanupDeadMs: 5 * 60_000,
 };
 
@@ -69,11 +70,7 @@ export class Autopilot {
     for (const id of [...this.healthySince.keys()]) if (!leader.conf.learners.includes(id)) this.healthySince.delete(id);
     for (const id of leader.conf.learners) {
       const pr = leader.progress[id];
-      const healthy =
-        byId.get(id)?.state === "alive" &&
-        pr !== undefined &&
-        pr.recentActive &&
-        pr.match >= leader.lastIndex - this.cfg.maxTrailingLogs;
+      const healthy = byId.get(id)?.state === "alive" && pr !== undefined && notCaughtUp(leader, id, this.cfg.maxTrailingLogs) === null;
       if (!healthy) this.healthySince.delete(id);
       else if (!this.healthySince.has(id)) this.healthySince.set(id, now);
     }
@@ -90,12 +87,13 @@ export class Autopilot {
       if ((s.state === "dead" || s.state === "left") && now - s.since >= this.cfg.cleanupDeadMs) return s;
       return null;
     };
-    const healthyVoters = voters.filter((id) => id === leader.selfId || byId.get(id)?.state === "alive").length;
+    const isAlive = (id: string) => id === leader.selfId || byId.get(id)?.state === "alive";
+    const healthyVoters = voters.filter(isAlive).length;
     for (const id of [...voters].sort()) {
       const s = gone(id);
       if (s === null) continue;
       const remaining = voters.length - 1;
-      if (healthyVoters < Math.floor(remaining / 2) + 1) {
+      if (quorumLostByRemoving(voters, id, isAlive) !== null) {
         continue; // removing it would leave a configuration whose quorum the live voters cannot reach
       }
       return { change: { op: "remove", node: id, context: "" }, reason: `voter ${id} is ${this.describe(now, s)}; ${healthyVoters} of ${remaining} remaining voters are alive` };
