@@ -28,6 +28,20 @@ export class UnreachableError extends Error {
   override name = "UnreachableError";
 }
 
+/**
+ * A write went out and no answer came back (a timeout, a reset stream): it may have been applied.
+ * Sending it again to another endpoint could apply it twice (and a retried compare-and-swap could
+ * report compare_failed after the first attempt swapped), so the command stops and says so.
+ */
+export class OutcomeUnknownError extends Error {
+  override name = "OutcomeUnknownError";
+}
+
+/** Reads can be sent again after any failure; a write only when it provably never arrived. */
+function isWrite(method: string): boolean {
+  return method !== "GET" && method !== "HEAD";
+}
+
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 1000;
 
@@ -93,6 +107,12 @@ export class ApiClient {
             throw new UnreachableError(`cannot reach any server: ${addrs.map((a) => `${a}: ${refused.get(a)}`).join("; ")}`);
           }
           continue;
+        }
+        // "connect" and "closed" fail before the request is sent; anything later may have arrived.
+        if (isWrite(method) && (err.kind === "timeout" || err.kind === "stream")) {
+          throw new OutcomeUnknownError(
+            `${method} ${path} was sent to ${addr} but no answer came back (${err.message}); its outcome is unknown: check with a read, or retry with a client id (POST /v1/clients) to apply it exactly once`,
+          );
         }
         if (err.kind === "timeout") continue;
       }

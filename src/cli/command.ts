@@ -1,7 +1,7 @@
 // Shared plumbing of the client commands: argument parsing with the common options, the client's
 // lifetime, and turning failures into one line and an exit code.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ApiClient, endpointsFrom, CLIENT_OPTIONS, tlsFrom, tokenFrom, UnreachableError, type ApiResponse, type ClientOptions } from "./client.ts";
+import { ApiClient, endpointsFrom, CLIENT_OPTIONS, tlsFrom, tokenFrom, OutcomeUnknownError, UnreachableError, type ApiResponse, type ClientOptions } from "./client.ts";
 import { EXIT, fail } from "./output.ts";
 import { didYouMean } from "./suggest.ts";
 
@@ -64,6 +64,7 @@ export async function runClientCommand(
   } catch (err) {
     if (err instanceof UsageError) return fail(EXIT.usage, `${err.message}\n${usageLine(help)}`);
     if (err instanceof UnreachableError) return fail(EXIT.unavailable, err.message);
+    if (err instanceof OutcomeUnknownError) return fail(EXIT.error, err.message);
     return fail(EXIT.error, err instanceof Error ? err.message : String(err));
   } finally {
     await Promise.all([client, ...extraClients].map((c) => c.close()));
