@@ -1,18 +1,21 @@
 // The simulator must catch classic Raft bugs: each mutant (a broken temp copy of the source)
 // has to produce a violation within a bounded number of seeds.
 import { expect, test } from "bun:test";
-import { join } from "node:path";
-import { hunt, MUTATIONS } from "./mutations.ts";
+import { MUTATIONS, type MutantResult } from "./mutations.ts";
+import { runWorker } from "./parallel.ts";
 
-const repo = join(import.meta.dir, "..", "..");
 const MAX_SEEDS = 3000;
 
-for (const m of MUTATIONS) {
+// Every hunt starts now, one worker process per core: each test below waits for its own.
+const hunts = MUTATIONS.map((_, i) => runWorker<MutantResult>(["hunt", String(i), String(MAX_SEEDS)]));
+for (const h of hunts) h.catch(() => undefined); // reported by its test
+
+const started = performance.now();
+for (const [i, m] of MUTATIONS.entries()) {
   test(`the simulator catches: ${m.name}`, async () => {
-    const started = performance.now();
-    const r = await hunt(repo, m, MAX_SEEDS);
+    const r = await hunts[i]!;
     const secs = ((performance.now() - started) / 1000).toFixed(1);
-    console.log(`mutant "${m.name}": caught at seed ${r.caughtAtSeed} (${secs} s): ${(r.violation ?? "").split("\n")[0]!.slice(0, 160)}`);
+    console.log(`mutant "${m.name}": caught at seed ${r.caughtAtSeed} (hunts done ${secs} s after they started): ${(r.violation ?? "").split("\n")[0]!.slice(0, 160)}`);
     expect(r.caughtAtSeed).not.toBeNull();
   }, 600_000);
 }

@@ -2,63 +2,55 @@
 // run on the real node loop and state machine (cluster.ts).
 // `bun run sim --seeds 100000` is the long soak; `bun run sim --seed N` replays one with a trace.
 import { expect, test } from "bun:test";
-import { runSim, STALLED_LEADER_PROFILE } from "./cluster.ts";
+import { runSim } from "./cluster.ts";
+import { runWorker } from "./parallel.ts";
+import type { RangeResult } from "./worker.ts";
 
 const SEEDS = 1000;
 const STALLED_SEEDS = 60;
 
-test(`${SEEDS} simulated runs keep every safety property and stay linearizable`, () => {
+/** Seeds from..from+count-1 in worker processes, `parts` at a time (one per core). */
+async function seeds(from: number, count: number, profile: "default" | "stalled", parts: number): Promise<RangeResult> {
+  const size = Math.ceil(count / parts);
+  const jobs = Array.from({ length: parts }, (_, i) => {
+    const start = from + i * size;
+    const n = Math.min(size, from + count - start);
+    return runWorker<RangeResult>(["range", String(start), String(n), ...(profile === "stalled" ? ["stalled"] : [])]);
+  });
+  const results = await Promise.all(jobs);
+  const stats = {} as RangeResult["stats"];
+  for (const r of results) for (const [k, v] of Object.entries(r.stats)) stats[k as keyof RangeResult["stats"]] = (stats[k as keyof RangeResult["stats"]] ?? 0) + v;
+  return { failures: results.flatMap((r) => r.failures), stats };
+}
+
+test(`${SEEDS} simulated runs keep every safety property and stay linearizable`, async () => {
   const started = performance.now();
-  const failures: string[] = [];
-  let ops = 0;
-  let elections = 0;
-  let snapshots = 0;
-  let leaseReads = 0;
-  let notApplied = 0;
-  let snapshotCovered = 0;
-  let stalls = 0;
-  for (let seed = 1; seed <= SEEDS; seed++) {
-    const r = runSim(seed);
-    ops += r.stats.opsOk;
-    elections += r.stats.elections;
-    snapshots += r.stats.snapshotsSent;
-    leaseReads += r.stats.leaseReads;
-    notApplied += r.stats.opsNotApplied;
-    snapshotCovered += r.stats.snapshotCovered;
-    stalls += r.stats.stalls;
-    if (!r.ok) failures.push(`seed ${seed}: ${r.violation?.split("\n")[0]} (replay: bun run sim --seed ${seed})`);
-  }
+  const { failures, stats } = await seeds(1, SEEDS, "default", 4);
   const secs = ((performance.now() - started) / 1000).toFixed(1);
   console.log(
-    `sim: ${SEEDS} seeds in ${secs} s, ${ops} client ops, ${notApplied} told "not applied", ${elections} elections, ${snapshots} snapshots sent, ` +
-      `${snapshotCovered} writes covered by a snapshot while pending, ${stalls} stalls, ${leaseReads} lease reads`,
+    `sim: ${SEEDS} seeds in ${secs} s, ${stats.opsOk} client ops, ${stats.opsNotApplied} told "not applied", ${stats.elections} elections, ${stats.snapshotsSent} snapshots sent, ` +
+      `${stats.snapshotCovered} writes covered by a snapshot while pending, ${stats.stalls} stalls, ${stats.leaseReads} lease reads`,
   );
   expect(failures).toEqual([]);
   // The runs must actually exercise the interesting paths.
-  expect(elections).toBeGreaterThan(SEEDS);
-  expect(snapshots).toBeGreaterThan(100);
-  expect(leaseReads).toBeGreaterThan(1000);
+  expect(stats.elections).toBeGreaterThan(SEEDS);
+  expect(stats.snapshotsSent).toBeGreaterThan(100);
+  expect(stats.leaseReads).toBeGreaterThan(1000);
   // Definite failures are checked as "never took effect", so there must be some to check.
-  expect(notApplied).toBeGreaterThan(1000);
-  expect(stalls).toBeGreaterThan(100);
+  expect(stats.opsNotApplied).toBeGreaterThan(1000);
+  expect(stats.stalls).toBeGreaterThan(100);
   // The path of issue 8 §1: a leader resumes behind the compacted log with writes pending.
-  expect(snapshotCovered).toBeGreaterThan(0);
+  expect(stats.snapshotCovered).toBeGreaterThan(0);
 }, 300_000);
 
-test("a stalled leader resumes behind the compacted log: its pending writes are never reported not applied", () => {
+test("a stalled leader resumes behind the compacted log: its pending writes are never reported not applied", async () => {
   // Issue 8 §1: the snapshot it installs may hold those writes, so their outcome is unknown.
-  const failures: string[] = [];
-  let covered = 0;
   // Rare even here (4 of the first 60 seeds cover a pending write): enough seeds that a change in
   // the trajectories still leaves some.
-  for (let seed = 1; seed <= STALLED_SEEDS; seed++) {
-    const r = runSim(seed, STALLED_LEADER_PROFILE);
-    covered += r.stats.snapshotCovered;
-    if (!r.ok) failures.push(`seed ${seed}: ${r.violation?.split("\n")[0]}`);
-  }
-  console.log(`stalled-leader profile: ${STALLED_SEEDS} seeds, ${covered} pending writes covered by a snapshot`);
+  const { failures, stats } = await seeds(1, STALLED_SEEDS, "stalled", 2);
+  console.log(`stalled-leader profile: ${STALLED_SEEDS} seeds, ${stats.snapshotCovered} pending writes covered by a snapshot`);
   expect(failures).toEqual([]);
-  expect(covered).toBeGreaterThan(0);
+  expect(stats.snapshotCovered).toBeGreaterThan(0);
 }, 300_000);
 
 test("a seed replays identically", () => {
