@@ -891,13 +891,19 @@ export class Raft {
   private handleReadRequest(ctx: string, from: NodeId): void {
     if (!this.committedInTerm) {
       // Until an entry of this term commits, our commit index may lag what earlier leaders committed.
+      this.trace?.("read waits for an entry of this term to commit", { ctx, from, term: this.term });
       this.readsBeforeCommit.push({ ctx, from });
       return;
     }
     if (this.leaseValid()) {
+      this.trace?.("read served from the lease", { ctx, from, index: this.log.committed });
       this.answerRead(ctx, from, this.log.committed, true);
       return;
     }
+    this.trace?.("read needs a heartbeat round (ReadIndex)", {
+      ctx, from, index: this.log.committed,
+      why: !this.cfg.leaseReads ? "lease reads off" : this.transferee !== null || this.leaseDisabled ? "leadership transfer in this term" : "lease expired",
+    });
     this.pendingReads.push({ ctx, from, index: this.log.committed, seq: this.hbSeq + 1 });
     this.needReadRound = true;
   }

@@ -65,6 +65,15 @@ test("the trace hook sees votes granted and refused with the reason, and appends
   expect(events[0]!.fields).toMatchObject({ leader: l.id, prevIndex: last + 5, why: "we do not hold prevIndex" });
   f.raw.ready();
   f.raw.advance();
+  // Reads on the leader: served from its lease after a heartbeat round, else a ReadIndex round, saying why.
+  c.tick(2);
+  events.length = 0;
+  l.raw.readIndex("r1");
+  expect(events.map((e) => e.event)).toEqual(["read served from the lease"]);
+  l.raw.transferLeadership(f.id);
+  events.length = 0;
+  l.raw.readIndex("r2");
+  expect(events).toEqual([{ event: "read needs a heartbeat round (ReadIndex)", fields: { ctx: "r2", from: l.id, index: l.raw.raft.log.committed, why: "leadership transfer in this term" } }]);
 });
 
 test("a trace hook changes nothing the core decides", () => {
