@@ -128,6 +128,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private lastCampaign: RoleChange | null = null;
   /** The snapshot installed by the Ready being handled: its size and how long the restore took. */
   private installed: { bytes: number; ms: number } | null = null;
+  /** When the first chunk of the snapshot being received arrived (scheduler ms), for its transfer time. */
+  private snapshotArriving: { index: number; since: number } | null = null;
   /** Called once when the node cannot go on safely (disk full, corrupt data); the runner exits. */
   onFatal: (err: unknown) => void = () => undefined;
 
@@ -234,7 +236,10 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     if (this.stopped) throw new Error("node is shutting down");
     if (this.diskFull()) throw new Error("disk full: not taking peer messages until there is room again");
     this.ticker.catchUp();
-    for (const m of msgs) this.raw.step(m);
+    for (const m of msgs) {
+      if (m.type === "snapshot" && m.offset === 0) this.snapshotArriving = { index: m.meta.index, since: this.clock.now() };
+      this.raw.step(m);
+    }
     this.schedule();
   }
 
@@ -560,7 +565,16 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       membershipChanged = true;
       const { bytes, ms } = this.installed ?? { bytes: rd.snapshot.data.byteLength, ms: 0 };
       this.installed = null;
-      this.log.info("installed a snapshot from the leader", { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term, bytes, ms: Math.round(ms) });
+      const arriving = this.snapshotArriving;
+      this.snapshotArriving = null;
+      const transferMs = arriving !== null && arriving.index === rd.snapshot.meta.index ? Math.round(this.clock.now() - arriving.since) : null;
+      this.log.info("installed a snapshot from the leader", {
+        index: rd.snapshot.meta.index,
+        term: rd.snapshot.meta.term,
+        bytes,
+        ...(transferMs === null ? {} : { transferMs }),
+        ms: Math.round(ms),
+      });
     }
     for (const r of rd.roleChanges) {
       if (r.kind === "campaign") this.lastCampaign = r;
