@@ -119,6 +119,8 @@ export function logRoleChange(log: Logger, timeouts: Logger, r: RoleChange): voi
   if (r.kind === "campaign") {
     if (r.reason === "transfer") {
       log.info("starting an election: leadership transferred to us", { reason: "transfer", from: r.leader ?? "none", term: r.term });
+    } else if (r.reason === "requested") {
+      log.info("starting an election: the only voter elects itself", { reason: "requested", term: r.term });
     } else {
       // A node cut off from the cluster times out again and again with the same story: rate-limited.
       const why = r.leader === null ? `no leader known for ${r.ticks} ticks` : `no heartbeat from leader ${r.leader} for ${r.ticks} ticks`;
@@ -139,5 +141,6 @@ export function logRoleChange(log: Logger, timeouts: Logger, r: RoleChange): voi
 export function electionWhy(r: RoleChange | null): Record<string, unknown> {
   if (r === null || r.kind !== "campaign") return {};
   if (r.reason === "transfer") return { reason: "transfer", from: r.leader ?? "none" };
+  if (r.reason === "requested") return { reason: "requested" };
   return { reason: "timeout", why: r.leader === null ? `no leader known for ${r.ticks} ticks` : `no heartbeat from leader ${r.leader} for ${r.ticks} ticks` };
 }

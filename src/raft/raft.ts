@@ -49,9 +49,13 @@ export interface FollowerRegression {
 export type RoleChange =
   | { kind: "campaign"; term: number; vote: "preVote" | "vote"; reason: "timeout"; leader: NodeId | null; ticks: number }
   | { kind: "campaign"; term: number; vote: "vote"; reason: "transfer"; leader: NodeId | null }
+  | { kind: "campaign"; term: number; vote: "preVote"; reason: "requested"; leader: NodeId | null }
   | { kind: "stepDown"; term: number; reason: "checkQuorum"; inactive: NodeId[] }
   | { kind: "stepDown"; term: number; reason: "higherTerm"; from: NodeId; newTerm: number; message: Message["type"] }
   | { kind: "stepDown"; term: number; reason: "removed" };
+
+/** Why campaign() runs; null for the real vote that follows a won pre-vote (the same election). */
+export type ElectionCause = { reason: "timeout"; ticks: number } | { reason: "transfer" } | { reason: "requested" } | null;
 
 export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; reason: string; leader: NodeId | null };
 
@@ -263,10 +267,7 @@ export class Raft {
     if (this.electionElapsed >= this.randomizedElectionTimeout && this.isVoter(this.id)) {
       const ticks = this.electionElapsed;
       this.electionElapsed = 0;
-      if (this.isVoter(this.id) && this.log.pendingSnapshot === null) {
-        this.roleChanges.push({ kind: "campaign", term: this.term + 1, vote: "preVote", reason: "timeout", leader: this.lastLeader, ticks });
-      }
-      this.campaign("preVote", false);
+      this.campaign("preVote", false, { reason: "timeout", ticks });
     }
   }
 
@@ -303,8 +304,13 @@ export class Raft {
 
   // ---------------------------------------------------------------- elections
 
-  campaign(kind: "preVote" | "vote", transfer: boolean): void {
+  campaign(kind: "preVote" | "vote", transfer: boolean, cause: ElectionCause): void {
     if (!this.isVoter(this.id) || this.log.pendingSnapshot !== null) return;
+    const leader = this.lastLeader;
+    const term = this.term + 1;
+    if (cause?.reason === "timeout") this.roleChanges.push({ kind: "campaign", term, vote: "preVote", reason: "timeout", leader, ticks: cause.ticks });
+    else if (cause?.reason === "transfer") this.roleChanges.push({ kind: "campaign", term, vote: "vote", reason: "transfer", leader });
+    else if (cause?.reason === "requested") this.roleChanges.push({ kind: "campaign", term, vote: "preVote", reason: "requested", leader });
     let voteTerm: number;
     if (kind === "preVote") {
       this.becomePreCandidate();
@@ -316,7 +322,7 @@ export class Raft {
     const voters = this.confs.current().voters;
     this.votes.set(this.id, true);
     if (voteResult(voters, this.votes) === "won") {
-      if (kind === "preVote") this.campaign("vote", transfer);
+      if (kind === "preVote") this.campaign("vote", transfer, null);
       else this.becomeLeader();
       return;
     }
@@ -362,7 +368,7 @@ export class Raft {
     const result = voteResult(this.confs.current().voters, this.votes);
     this.trace?.(`${m.type} received`, { from: m.from, granted: !m.reject, term: m.term, result });
     if (result === "won") {
-      if (this.role === "preCandidate") this.campaign("vote", false);
+      if (this.role === "preCandidate") this.campaign("vote", false, null);
       else this.becomeLeader();
     } else if (result === "lost") {
       this.becomeFollower(this.term, null);
@@ -465,10 +471,7 @@ export class Raft {
           this.warn(m, `${m.from} is not the leader of term ${this.term} (${this.lead ?? "none known"} is)`);
           return;
         }
-        if (this.isVoter(this.id) && this.log.pendingSnapshot === null) {
-          this.roleChanges.push({ kind: "campaign", term: this.term + 1, vote: "vote", reason: "transfer", leader: m.from });
-        }
-        if (this.isVoter(this.id)) this.campaign("vote", true);
+        if (this.isVoter(this.id)) this.campaign("vote", true, { reason: "transfer" });
         return;
     }
   }

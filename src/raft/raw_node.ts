@@ -97,7 +97,7 @@ export class RawNode {
   /** Starts an election now (tests, single-node bootstrap). */
   campaign(): void {
     this.checkIdle("campaign");
-    this.raft.campaign("preVote", false);
+    this.raft.campaign("preVote", false, { reason: "requested" });
   }
 
   propose(data: Uint8Array): ProposeResult {

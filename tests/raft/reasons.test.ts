@@ -87,3 +87,12 @@ test("a trace hook changes nothing the core decides", () => {
   };
   expect(run(true)).toBe(run(false));
 });
+
+test("an election the node asked for (a lone voter at start) says so, once for its pre-vote and vote", () => {
+  const c = new TestCluster(["a"]);
+  const a = c.node("a");
+  a.raw.campaign();
+  c.settle();
+  expect(a.raw.raft.role).toBe("leader");
+  expect(a.roleChanges).toEqual([{ kind: "campaign", term: 1, vote: "preVote", reason: "requested", leader: null }]);
+});
