@@ -47,7 +47,7 @@ export interface FollowerRegression {
  * change, when it happens (the node cannot tell a timeout from a transfer by looking at roles).
  */
 export type RoleChange =
-  | { kind: "campaign"; term: number; vote: "preVote" | "vote"; reason: "timeout"; leader: NodeId | null; ticks: number }
+  | { kind: "campaign"; term: number; vote: "preVote"; reason: "timeout"; leader: NodeId | null; ticks: number }
   | { kind: "campaign"; term: number; vote: "vote"; reason: "transfer"; leader: NodeId | null }
   | { kind: "campaign"; term: number; vote: "preVote"; reason: "requested"; leader: NodeId | null }
   | { kind: "stepDown"; term: number; reason: "checkQuorum"; inactive: NodeId[] }
