@@ -13,6 +13,8 @@ export type LogFormat = "text" | "json";
 const ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 export interface Logger {
+  /** The lowest level written, when known (the node turns the core's trace on only for debug). */
+  readonly minLevel?: Level;
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -64,6 +66,7 @@ export function createLogger(node: string, opts: LoggerOptions = {}): Logger {
     write(formatLine(format, new Date().toISOString(), level, node, msg, fields));
   };
   return {
+    minLevel,
     debug: (m, f) => emit("debug", m, f),
     info: (m, f) => emit("info", m, f),
     warn: (m, f) => emit("warn", m, f),
@@ -85,5 +88,5 @@ export function rateLimited(log: Logger, intervalMs: number, now: () => number =
     emit(m, held === 0 ? f : { ...f, suppressed: held });
     held = 0;
   };
-  return { debug: gate(log.debug), info: gate(log.info), warn: gate(log.warn), error: gate(log.error) };
+  return { ...(log.minLevel === undefined ? {} : { minLevel: log.minLevel }), debug: gate(log.debug), info: gate(log.info), warn: gate(log.warn), error: gate(log.error) };
 }

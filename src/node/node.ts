@@ -14,7 +14,7 @@ import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
 import type { GossipCounters } from "../gossip/agent.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import type { RaftConfig } from "../raft/config.ts";
-import { RawNode, type ProposeResult, type Ready, type Status } from "../raft/raw_node.ts";
+import { RawNode, type ProposeResult, type Ready, type RoleChange, type Status } from "../raft/raw_node.ts";
 import type { WritableLogStorage } from "../raft/storage.ts";
 import type { ConfChange, Message, NodeId } from "../raft/types.ts";
 import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
@@ -25,6 +25,7 @@ import { PeerTransport, type PeerStats } from "../transport/peers.ts";
 import type { NodeConfig } from "./config.ts";
 import type { PlacementHooks } from "./placement_report.ts";
 import { rateLimited, type Logger } from "./log.ts";
+import { electionWhy, logRoleChange, StateLog } from "./state_log.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { notApplied, unknownOutcome, type ProposeOutcome } from "./outcome.ts";
 import { realScheduler, type Scheduler } from "./scheduler.ts";
@@ -33,6 +34,10 @@ import { ProposalWaiters, ReadWaiters, type ReadOutcome } from "./waiters.ts";
 
 /** Readies handled per turn before yielding to I/O, so a long catch-up cannot starve the server. */
 const MAX_READIES_PER_TURN = 64;
+
+/** A Ready whose fsync, or whose applying, takes longer than this is logged (rate-limited). */
+const SLOW_PERSIST_MS = 100;
+const SLOW_APPLY_MS = 100;
 
 const DISK_FULL_MIN_BACKOFF_MS = 500;
 const DISK_FULL_MAX_BACKOFF_MS = 10_000;
@@ -116,6 +121,15 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private hints = new Map<NodeId, string>();
   private readonly violationLog: Logger;
   private readonly diskFullLog: Logger;
+  private readonly slowLog: Logger;
+  private readonly electionTimeoutLog: Logger;
+  private readonly stateLog: StateLog;
+  /** The last election this node started, for the "became leader" line. */
+  private lastCampaign: RoleChange | null = null;
+  /** The snapshot installed by the Ready being handled: its size and how long the restore took. */
+  private installed: { bytes: number; ms: number } | null = null;
+  /** When the first chunk of the snapshot being received arrived (scheduler ms), for its transfer time. */
+  private snapshotArriving: { index: number; since: number } | null = null;
   /** Called once when the node cannot go on safely (disk full, corrupt data); the runner exits. */
   onFatal: (err: unknown) => void = () => undefined;
 
@@ -133,6 +147,9 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     this.reads = new ReadWaiters(this.clock);
     this.violationLog = rateLimited(this.log, 1000, () => this.clock.now());
     this.diskFullLog = rateLimited(this.log, 5000, () => this.clock.now());
+    this.slowLog = rateLimited(this.log, 5000, () => this.clock.now());
+    this.electionTimeoutLog = rateLimited(this.log, 10_000, () => this.clock.now());
+    this.stateLog = new StateLog(config.id, this.log, () => this.clock.now());
     this.auth = config.clusterKey !== null ? { mode: "hmac", key: config.clusterKey } : { mode: "mtls" };
     const tls = config.tls;
     this.client = new H2Client(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key, ...(tls.ca === null ? {} : { ca: tls.ca }) } });
@@ -161,6 +178,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         this.finishDeferredReady();
         // While the disk is full the core stays still: an election would only fail to persist.
         if (!this.diskFull()) this.raw.tick();
+        if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());
       },
       this.clock,
     );
@@ -218,7 +236,10 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     if (this.stopped) throw new Error("node is shutting down");
     if (this.diskFull()) throw new Error("disk full: not taking peer messages until there is room again");
     this.ticker.catchUp();
-    for (const m of msgs) this.raw.step(m);
+    for (const m of msgs) {
+      if (m.type === "snapshot" && m.offset === 0) this.snapshotArriving = { index: m.meta.index, since: this.clock.now() };
+      this.raw.step(m);
+    }
     this.schedule();
   }
 
@@ -483,25 +504,44 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     // Most Readies of a busy cluster only carry messages (heartbeats, acks): nothing to write.
     if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null && rd.committed.length === 0) return [];
     const t0 = this.clock.now();
+    let restoreMs = 0;
+    let applyMs = 0;
     const results = this.dd.transaction(
       () => {
         this.dd.log.save(rd.snapshot, rd.entries, rd.hardState);
-        if (rd.snapshot !== null) this.metrics.snapshotInstallDuration.time(() => this.kv.restore(rd.snapshot!.data, rd.snapshot!.meta));
-        return rd.committed.length === 0 ? [] : this.metrics.applyDuration.time(() => rd.committed.map((entry) => this.kv.apply(entry)));
+        if (rd.snapshot !== null) {
+          const r0 = this.clock.now();
+          this.metrics.snapshotInstallDuration.time(() => this.kv.restore(rd.snapshot!.data, rd.snapshot!.meta));
+          restoreMs = this.clock.now() - r0;
+          this.installed = { bytes: rd.snapshot.data.byteLength, ms: restoreMs };
+        }
+        if (rd.committed.length === 0) return [];
+        const a0 = this.clock.now();
+        const applied = this.metrics.applyDuration.time(() => rd.committed.map((entry) => this.kv.apply(entry)));
+        applyMs = this.clock.now() - a0;
+        return applied;
       },
       { sync: rd.mustSync },
     );
+    const totalMs = this.clock.now() - t0;
     if (rd.mustSync) {
-      this.metrics.persistLatency.observe((this.clock.now() - t0) / 1000);
+      this.metrics.persistLatency.observe(totalMs / 1000);
       this.diskHasRoomAgain();
+      // What is left of the transaction once applying and restoring are taken out: the log write and its fsync.
+      const writeMs = totalMs - applyMs - restoreMs;
+      if (writeMs > SLOW_PERSIST_MS) this.slowLog.warn("slow fsync", { ms: Math.round(writeMs), entries: rd.entries.length, thresholdMs: SLOW_PERSIST_MS });
     }
+    if (applyMs > SLOW_APPLY_MS) this.slowLog.warn("slow apply", { ms: Math.round(applyMs), entries: rd.committed.length, thresholdMs: SLOW_APPLY_MS });
     if (rd.hardState !== null) this.durable = { term: rd.hardState.term, vote: rd.hardState.vote };
     return results;
   }
 
   /** Step 2: the messages (they may depend on what was just persisted). */
   private send(rd: Ready): void {
-    for (const m of rd.messages) this.transport.send(m);
+    for (const m of rd.messages) {
+      if (m.type === "snapshot" && m.offset === 0) this.stateLog.snapshotSending(m.to, m.meta.index, m.total);
+      this.transport.send(m);
+    }
   }
 
   /** Step 4: answer the writes and reads this Ready decided. */
@@ -523,7 +563,22 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     if (rd.snapshot !== null) {
       this.metrics.snapshotsInstalled++;
       membershipChanged = true;
-      this.log.info("installed a snapshot from the leader", { index: rd.snapshot.meta.index });
+      const { bytes, ms } = this.installed ?? { bytes: rd.snapshot.data.byteLength, ms: 0 };
+      this.installed = null;
+      const arriving = this.snapshotArriving;
+      this.snapshotArriving = null;
+      const transferMs = arriving !== null && arriving.index === rd.snapshot.meta.index ? Math.round(this.clock.now() - arriving.since) : null;
+      this.log.info("installed a snapshot from the leader", {
+        index: rd.snapshot.meta.index,
+        term: rd.snapshot.meta.term,
+        bytes,
+        ...(transferMs === null ? {} : { transferMs }),
+        ms: Math.round(ms),
+      });
+    }
+    for (const r of rd.roleChanges) {
+      if (r.kind === "campaign") this.lastCampaign = r;
+      logRoleChange(this.log, this.electionTimeoutLog, r);
     }
     if (rd.committed.some((entry) => entry.type === "conf")) membershipChanged = true;
     this.metrics.entriesApplied += rd.committed.length;
@@ -585,7 +640,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       if (role === "candidate") this.metrics.electionsStarted++;
       if (role === "leader") {
         this.metrics.electionsWon++;
-        this.log.info("became leader", { term });
+        this.log.info("became leader", { term, ...electionWhy(this.lastCampaign) });
       }
       this.lastRole = role;
     }
@@ -606,6 +661,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       electionTicks: this.config.electionTicks,
       heartbeatTicks: this.config.heartbeatTicks,
       snapshotEvery: this.config.snapshotEvery,
+      // Debug logs show the core's decisions; otherwise no hook, so the core builds no fields.
+      ...(this.log.minLevel === "debug" ? { trace: (event: string, fields: Record<string, unknown>) => this.log.debug(`raft: ${event}`, fields) } : {}),
       ...this.core,
     });
   }

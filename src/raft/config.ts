@@ -31,9 +31,17 @@ export interface RaftConfig {
   snapshotChunkBytes?: number;
   /** Ask the node for a snapshot after this many applied entries since the last one (0: never). */
   snapshotEvery?: number;
+  /**
+   * Called at the core's decision points (votes granted or refused and why, pre-votes, appends
+   * rejected) for debug logs. A plain function, so the core stays pure; when unset the core does
+   * not even build the fields.
+   */
+  trace?: TraceHook;
 }
 
-export type ResolvedConfig = Required<RaftConfig>;
+export type TraceHook = (event: string, fields: Record<string, unknown>) => void;
+
+export type ResolvedConfig = Required<Omit<RaftConfig, "trace">> & Pick<RaftConfig, "trace">;
 
 export function resolveConfig(c: RaftConfig): ResolvedConfig {
   const r: ResolvedConfig = {

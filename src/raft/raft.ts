@@ -42,6 +42,21 @@ export interface FollowerRegression {
   holds: number;
 }
 
+/**
+ * Why this node started an election or stopped leading, for the node's log. Recorded once per
+ * change, when it happens (the node cannot tell a timeout from a transfer by looking at roles).
+ */
+export type RoleChange =
+  | { kind: "campaign"; term: number; vote: "preVote"; reason: "timeout"; leader: NodeId | null; ticks: number }
+  | { kind: "campaign"; term: number; vote: "vote"; reason: "transfer"; leader: NodeId | null }
+  | { kind: "campaign"; term: number; vote: "preVote"; reason: "requested"; leader: NodeId | null }
+  | { kind: "stepDown"; term: number; reason: "checkQuorum"; inactive: NodeId[] }
+  | { kind: "stepDown"; term: number; reason: "higherTerm"; from: NodeId; newTerm: number; message: Message["type"] }
+  | { kind: "stepDown"; term: number; reason: "removed" };
+
+/** Why campaign() runs; null for the real vote that follows a won pre-vote (the same election). */
+export type ElectionCause = { reason: "timeout"; ticks: number } | { reason: "transfer" } | { reason: "requested" } | null;
+
 export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; reason: string; leader: NodeId | null };
 
 /** A read waiting for a heartbeat round to confirm leadership (ReadIndex, dissertation §6.4). */
@@ -83,6 +98,11 @@ export class Raft {
   warnings: string[] = [];
   /** Followers found holding fewer entries than they had acknowledged (leader only). */
   regressions: FollowerRegression[] = [];
+  /** Elections started and leaderships ended since the last Ready, with their reasons. */
+  roleChanges: RoleChange[] = [];
+  /** The leader this node last heard from, kept across role changes to name it in a timeout. */
+  private lastLeader: NodeId | null = null;
+  private readonly trace: ((event: string, fields: Record<string, unknown>) => void) | null;
 
   /** Ticks since this node started: the leader's clock for its lease. */
   private now = 0;
@@ -117,6 +137,7 @@ export class Raft {
   constructor(config: RaftConfig) {
     this.cfg = resolveConfig(config);
     this.id = config.id;
+    this.trace = config.trace ?? null;
     const storage = config.storage;
     const meta = storage.snapshotMeta();
     this.log = new RaftLog(storage, this.cfg.applied);
@@ -199,6 +220,7 @@ export class Raft {
     this.reset(term);
     this.role = "follower";
     this.lead = lead;
+    if (lead !== null) this.lastLeader = lead;
   }
 
   private becomePreCandidate(): void {
@@ -243,8 +265,9 @@ export class Raft {
     this.electionElapsed++;
     if (this.electionElapsed >= this.cfg.electionTicks) this.bootSticky = false;
     if (this.electionElapsed >= this.randomizedElectionTimeout && this.isVoter(this.id)) {
+      const ticks = this.electionElapsed;
       this.electionElapsed = 0;
-      this.campaign("preVote", false);
+      this.campaign("preVote", false, { reason: "timeout", ticks });
     }
   }
 
@@ -255,6 +278,8 @@ export class Raft {
       this.electionElapsed = 0;
       // Check-quorum: a leader that cannot hear a majority steps down instead of lingering.
       if (!this.quorumActive()) {
+        const inactive = [...this.prs].filter(([id, pr]) => !pr.recentActive && this.isVoter(id)).map(([id]) => id);
+        this.roleChanges.push({ kind: "stepDown", term: this.term, reason: "checkQuorum", inactive });
         this.becomeFollower(this.term, null);
         return;
       }
@@ -279,8 +304,13 @@ export class Raft {
 
   // ---------------------------------------------------------------- elections
 
-  campaign(kind: "preVote" | "vote", transfer: boolean): void {
+  campaign(kind: "preVote" | "vote", transfer: boolean, cause: ElectionCause): void {
     if (!this.isVoter(this.id) || this.log.pendingSnapshot !== null) return;
+    const leader = this.lastLeader;
+    const term = this.term + 1;
+    if (cause?.reason === "timeout") this.roleChanges.push({ kind: "campaign", term, vote: "preVote", reason: "timeout", leader, ticks: cause.ticks });
+    else if (cause?.reason === "transfer") this.roleChanges.push({ kind: "campaign", term, vote: "vote", reason: "transfer", leader });
+    else if (cause?.reason === "requested") this.roleChanges.push({ kind: "campaign", term, vote: "preVote", reason: "requested", leader });
     let voteTerm: number;
     if (kind === "preVote") {
       this.becomePreCandidate();
@@ -292,7 +322,7 @@ export class Raft {
     const voters = this.confs.current().voters;
     this.votes.set(this.id, true);
     if (voteResult(voters, this.votes) === "won") {
-      if (kind === "preVote") this.campaign("vote", transfer);
+      if (kind === "preVote") this.campaign("vote", transfer, null);
       else this.becomeLeader();
       return;
     }
@@ -310,7 +340,16 @@ export class Raft {
       this.vote === m.from ||
       (this.vote === null && this.lead === null) ||
       (m.type === "preVote" && m.term > this.term);
-    if (canVote && this.log.candidateLogOk(m.lastIndex, m.lastTerm)) {
+    const logOk = this.log.candidateLogOk(m.lastIndex, m.lastTerm);
+    if (this.trace !== null) {
+      const why = !canVote
+        ? this.vote !== null ? `already voted for ${this.vote} in term ${this.term}` : `leader ${this.lead} is known in term ${this.term}`
+        : !logOk ? "candidate's log is behind ours" : "ok";
+      this.trace(why === "ok" ? `${m.type} granted` : `${m.type} refused`, {
+        candidate: m.from, term: m.term, why, candidateLast: `${m.lastIndex}@${m.lastTerm}`, ourLast: `${this.log.lastIndex()}@${this.log.lastTerm()}`,
+      });
+    }
+    if (canVote && logOk) {
       // A granted pre-vote answers in the term the candidate would use, so it does not look stale.
       this.send({ type: respType, from: this.id, to: m.from, term: m.term, reject: false });
       if (m.type === "vote") {
@@ -327,8 +366,9 @@ export class Raft {
     if (m.type !== expected) return;
     this.votes.set(m.from, !m.reject);
     const result = voteResult(this.confs.current().voters, this.votes);
+    this.trace?.(`${m.type} received`, { from: m.from, granted: !m.reject, term: m.term, result });
     if (result === "won") {
-      if (this.role === "preCandidate") this.campaign("vote", false);
+      if (this.role === "preCandidate") this.campaign("vote", false, null);
       else this.becomeLeader();
     } else if (result === "lost") {
       this.becomeFollower(this.term, null);
@@ -349,9 +389,16 @@ export class Raft {
         // Leader stickiness (§9.6 with check-quorum): while we hear from a leader, or just after a
         // restart, refuse to help depose it. This is also what makes the leader lease safe.
         const inLease = (this.lead !== null || this.bootSticky) && this.electionElapsed < this.cfg.electionTicks;
-        if (inLease && !m.transfer) return;
+        if (inLease && !m.transfer) {
+          this.trace?.("vote ignored: we hear from a leader (stickiness)", { candidate: m.from, type: m.type, term: m.term, leader: this.lead ?? "none (just restarted)", ticks: this.electionElapsed });
+          return;
+        }
       }
-      if (m.type === "preVote" || (m.type === "preVoteResp" && !m.reject)) {
+      const movesTerm = !(m.type === "preVote" || (m.type === "preVoteResp" && !m.reject));
+      if (movesTerm && this.role === "leader") {
+        this.roleChanges.push({ kind: "stepDown", term: this.term, reason: "higherTerm", from: m.from, newTerm: m.term, message: m.type });
+      }
+      if (!movesTerm) {
         // Pre-vote traffic never moves terms.
       } else if (m.type === "append" || m.type === "heartbeat" || m.type === "snapshot") {
         this.becomeFollower(m.term, m.from);
@@ -363,6 +410,7 @@ export class Raft {
         // A deposed leader: tell it the new term so it steps down (it ignores our votes otherwise).
         this.send(this.appendResp(m.from, 0, false));
       } else if (m.type === "preVote") {
+        this.trace?.("pre-vote refused: stale term", { candidate: m.from, term: m.term, ourTerm: this.term });
         this.send({ type: "preVoteResp", from: this.id, to: m.from, term: this.term, reject: true });
       }
       return;
@@ -410,6 +458,7 @@ export class Raft {
         }
         if (this.role !== "follower") this.becomeFollower(m.term, m.from);
         this.lead = m.from;
+        this.lastLeader = m.from;
         this.electionElapsed = 0;
         if (m.type === "append") this.handleAppend(m);
         else if (m.type === "heartbeat") this.handleHeartbeat(m);
@@ -422,7 +471,7 @@ export class Raft {
           this.warn(m, `${m.from} is not the leader of term ${this.term} (${this.lead ?? "none known"} is)`);
           return;
         }
-        if (this.isVoter(this.id)) this.campaign("vote", true);
+        if (this.isVoter(this.id)) this.campaign("vote", true, { reason: "transfer" });
         return;
     }
   }
@@ -465,6 +514,10 @@ export class Raft {
     }
     if (!this.log.matchTerm(m.prevIndex, m.prevTerm)) {
       const hint = this.log.findConflictByTerm(Math.min(m.prevIndex, this.log.lastIndex()), m.prevTerm);
+      this.trace?.("append rejected: log does not match at prevIndex", {
+        leader: m.from, prevIndex: m.prevIndex, prevTerm: m.prevTerm, ourLast: this.log.lastIndex(),
+        why: m.prevIndex > this.log.lastIndex() ? "we do not hold prevIndex" : "term at prevIndex differs", hint: `${hint.index}@${hint.term}`,
+      });
       this.send(this.appendResp(m.from, m.prevIndex, true, hint.index, hint.term));
       return;
     }
@@ -781,6 +834,7 @@ export class Raft {
     if (!this.isVoter(this.id) && committed >= this.confs.currentIndex()) {
       const successor = this.mostUpToDateVoter();
       if (successor !== null) this.sendTimeoutNow(successor);
+      this.roleChanges.push({ kind: "stepDown", term: this.term, reason: "removed" });
       this.becomeFollower(this.term, null);
     }
   }
@@ -840,13 +894,19 @@ export class Raft {
   private handleReadRequest(ctx: string, from: NodeId): void {
     if (!this.committedInTerm) {
       // Until an entry of this term commits, our commit index may lag what earlier leaders committed.
+      this.trace?.("read waits for an entry of this term to commit", { ctx, from, term: this.term });
       this.readsBeforeCommit.push({ ctx, from });
       return;
     }
     if (this.leaseValid()) {
+      this.trace?.("read served from the lease", { ctx, from, index: this.log.committed });
       this.answerRead(ctx, from, this.log.committed, true);
       return;
     }
+    this.trace?.("read needs a heartbeat round (ReadIndex)", {
+      ctx, from, index: this.log.committed,
+      why: !this.cfg.leaseReads ? "lease reads off" : this.transferee !== null || this.leaseDisabled ? "leadership transfer in this term" : "lease expired",
+    });
     this.pendingReads.push({ ctx, from, index: this.log.committed, seq: this.hbSeq + 1 });
     this.needReadRound = true;
   }

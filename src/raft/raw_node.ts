@@ -8,10 +8,10 @@
 //   6. call advance().
 import { assert } from "./assert.ts";
 import type { RaftConfig } from "./config.ts";
-import { Raft, type FollowerRegression, type ProposeResult } from "./raft.ts";
+import { Raft, type FollowerRegression, type ProposeResult, type RoleChange } from "./raft.ts";
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role, Snapshot } from "./types.ts";
 
-export type { FollowerRegression, ProposeResult } from "./raft.ts";
+export type { FollowerRegression, ProposeResult, RoleChange } from "./raft.ts";
 
 export interface Ready {
   /**
@@ -32,6 +32,8 @@ export interface Ready {
   warnings: string[];
   /** Followers that lost acknowledged entries, found by this leader: log and count them. */
   followerRegressions: FollowerRegression[];
+  /** Elections this node started and leaderships it gave up, with why: log them. */
+  roleChanges: RoleChange[];
 }
 
 export interface ProgressStatus {
@@ -95,7 +97,7 @@ export class RawNode {
   /** Starts an election now (tests, single-node bootstrap). */
   campaign(): void {
     this.checkIdle("campaign");
-    this.raft.campaign("preVote", false);
+    this.raft.campaign("preVote", false, { reason: "requested" });
   }
 
   propose(data: Uint8Array): ProposeResult {
@@ -139,6 +141,7 @@ export class RawNode {
       r.readFailures.length > 0 ||
       r.warnings.length > 0 ||
       r.regressions.length > 0 ||
+      r.roleChanges.length > 0 ||
       !sameHardState(r.hardState(), this.persisted) ||
       r.needsFlush()
     );
@@ -165,12 +168,14 @@ export class RawNode {
       snapshotRequest: null,
       warnings: r.warnings,
       followerRegressions: r.regressions,
+      roleChanges: r.roleChanges,
     };
     r.msgs = [];
     r.readStates = [];
     r.readFailures = [];
     r.warnings = [];
     r.regressions = [];
+    r.roleChanges = [];
     const every = r.cfg.snapshotEvery;
     const afterApply = Math.max(appliedTo, rd.snapshot?.meta.index ?? 0);
     if (every > 0 && afterApply - this.lastSnapshotRequest >= every) {

@@ -60,6 +60,8 @@ export interface PeerStats {
   /** Smoothed request round trip (ms), null before the first answer. */
   rttMs: number | null;
   lastError: string | null;
+  /** False from a failed request (connection refused, timeout) until the peer answers again. */
+  reachable: boolean;
   /** Request body bytes sent and response body bytes received. */
   bytesSent: number;
   bytesReceived: number;
@@ -334,6 +336,7 @@ class Peer {
       inflight: this.inflight + (this.snapshotInflight ? 1 : 0),
       rttMs: this.rttMs,
       lastError: this.lastError,
+      reachable: this.reachable,
       bytesSent: this.bytesSent,
       bytesReceived: this.bytesReceived,
     };

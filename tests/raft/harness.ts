@@ -1,7 +1,7 @@
 // A synchronous in-memory cluster for unit tests: every message is delivered at once unless its
 // link is cut, and each Ready is handled in the documented order with MemoryStorage as the disk.
 import { MemoryStorage } from "../../src/raft/memory_storage.ts";
-import { RawNode, type FollowerRegression, type Ready } from "../../src/raft/raw_node.ts";
+import { RawNode, type FollowerRegression, type Ready, type RoleChange } from "../../src/raft/raw_node.ts";
 import type { RaftConfig } from "../../src/raft/config.ts";
 import type { Entry, Message, NodeId, ReadFailure, ReadState, Snapshot } from "../../src/raft/types.ts";
 import { Prng } from "../sim/prng.ts";
@@ -16,6 +16,8 @@ export interface TestNode {
   installed: Snapshot[];
   /** Followers this node, as leader, found holding fewer entries than they had acknowledged. */
   followerRegressions: FollowerRegression[];
+  /** Elections started and leaderships ended, with their reasons (Ready.roleChanges). */
+  roleChanges: RoleChange[];
   /** State machine stand-in: the applied commands, also what snapshots carry. */
   snapshotData: () => Uint8Array;
 }
@@ -46,6 +48,7 @@ export class TestCluster {
       readFailures: [],
       installed: [],
       followerRegressions: [],
+      roleChanges: [],
       snapshotData: () => new TextEncoder().encode(String(node.applied.length)),
     };
     this.nodes.set(id, node);
@@ -98,6 +101,7 @@ export class TestCluster {
     n.reads.push(...rd.readStates);
     n.readFailures.push(...rd.readFailures);
     n.followerRegressions.push(...rd.followerRegressions);
+    n.roleChanges.push(...rd.roleChanges);
     if (rd.snapshotRequest !== null) {
       const { index, conf } = rd.snapshotRequest;
       n.storage.createSnapshot({ meta: { index, term: n.storage.term(index), conf }, data: n.snapshotData() }, index);

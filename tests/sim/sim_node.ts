@@ -255,5 +255,7 @@ export function simConfig(id: NodeId, ids: NodeId[], opts: { snapshotEvery: numb
 
 export function simLogger(trace: ((line: string) => void) | null): Logger {
   const emit = (msg: string, fields?: Record<string, unknown>) => trace?.(`${msg}${fields === undefined ? "" : ` ${JSON.stringify(fields)}`}`);
+  // A verbose run also shows the core's decisions (its trace hook is on at debug).
+  if (trace !== null) return { minLevel: "debug", debug: emit, info: emit, warn: emit, error: emit };
   return { debug: () => undefined, info: emit, warn: emit, error: emit };
 }
