@@ -31,7 +31,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: "grant a vote without the up-to-date check (§5.4.1)",
     file: "src/raft/raft.ts",
-    find: "if (canVote && this.log.candidateLogOk(m.lastIndex, m.lastTerm)) {",
+    find: "if (canVote && logOk) {",
     replace: "if (canVote) {",
     profile: {},
   },
@@ -52,8 +52,8 @@ export const MUTATIONS: Mutation[] = [
   {
     name: "grant votes while still hearing from a leader (no stickiness)",
     file: "src/raft/raft.ts",
-    find: "if (inLease && !m.transfer) return;",
-    replace: "",
+    find: "if (inLease && !m.transfer) {",
+    replace: "if (false) {",
     profile: leaseProfile,
   },
   {
