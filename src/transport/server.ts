@@ -150,6 +150,8 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
   // socket, not the socket itself). A connection carrying a long response (a watch) is not idle,
   // even when the client only listens: Bun fires the socket timeout regardless of HTTP/2 traffic.
   const openStreams = new Map<string, number>();
+  /** When a stream last opened or closed on each connection (same key), performance.now(). */
+  const lastStreamAt = new Map<string, number>();
   server.on("connection", (socket: Socket) => {
     const from = remoteKey(socket);
     const fromThere = perAddress.get(from) ?? 0;
@@ -172,10 +174,15 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     // One with an open stream is not idle: Bun fires the socket timeout even while HTTP/2 data
     // flows, and a watch only listens.
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    // Nor is one that opened or finished a stream within the last idleMs: Bun's timeout does not
+    // see HTTP/2 frames as activity, so without this a busy peer connection was reset every
+    // idleMs whenever the timer found it between two requests (issue 11's connection resets).
     const onQuiet = () => {
-      if ((openStreams.get(peer) ?? 0) > 0) setTimeout(onQuiet, idleMs).unref();
+      const quietFor = performance.now() - (lastStreamAt.get(peer) ?? 0);
+      if ((openStreams.get(peer) ?? 0) > 0 || quietFor < idleMs) setTimeout(onQuiet, Math.max(1, idleMs - quietFor)).unref();
       else socket.resetAndDestroy();
     };
+    socket.once("close", () => lastStreamAt.delete(peer));
     socket.setTimeout(idleMs, onQuiet);
     // Under TLS the tls server hands the socket on by ALPN once the handshake is done.
     if (tls === undefined) sniffProtocol(socket, { h2, h1 });
@@ -213,7 +220,9 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     const session = stream.session;
     const peer = `${session?.socket?.remoteAddress}:${session?.socket?.remotePort}`;
     openStreams.set(peer, (openStreams.get(peer) ?? 0) + 1);
+    lastStreamAt.set(peer, performance.now());
     stream.once("close", () => {
+      lastStreamAt.set(peer, performance.now());
       const left = (openStreams.get(peer) ?? 1) - 1;
       if (left > 0) openStreams.set(peer, left);
       else openStreams.delete(peer);

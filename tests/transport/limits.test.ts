@@ -83,12 +83,16 @@ test("connections over the total cap are reset, whatever their address", async (
 });
 
 test("a connection that never sends a byte is reset after idleTimeoutMs; a session with no stream is closed after idleNoStreamMs", async () => {
-  const { server } = await start({ idleTimeoutMs: 300, idleNoStreamMs: 300 });
+  // The socket timeout longer than the no-stream one: the pinging session must be closed by the
+  // no-stream rule, not by the socket timer (which Bun fires regardless of HTTP/2 frames).
+  const { server } = await start({ idleTimeoutMs: 600, idleNoStreamMs: 300 });
   const silent = await connect(server.port);
   const session = http2.connect(`http://127.0.0.1:${server.port}`);
   session.on("error", () => undefined);
   // PINGs keep the socket from going quiet: only the no-stream rule can close this one.
-  const pinger = setInterval(() => session.ping(() => undefined), 100);
+  const pinger = setInterval(() => {
+    if (!session.closed && !session.destroyed) session.ping(() => undefined);
+  }, 100);
   const sessionClosed = new Promise<void>((r) => session.once("close", () => r()));
   try {
     await withDeadline(silent.closed, 5000, "the silent connection closed");
@@ -99,6 +103,37 @@ test("a connection that never sends a byte is reset after idleTimeoutMs; a sessi
   // Bun gives even the silent h2c connection a session, so both may count here.
   expect(server.stats().idleClosed).toBeGreaterThanOrEqual(1);
   expect(await ping(server.port)).toBe(200);
+});
+
+test("a connection busy with short requests is never reset as idle, whenever the socket timer fires", async () => {
+  // Bun's socket timeout fires even while HTTP/2 frames flow; a timer that found the connection
+  // between two requests used to reset it (dropping whatever was in flight next).
+  const { server } = await start({ idleTimeoutMs: 200, idleNoStreamMs: 10_000 });
+  const session = http2.connect(`http://127.0.0.1:${server.port}`);
+  session.on("error", () => undefined);
+  let closed = false;
+  session.once("close", () => (closed = true));
+  const statuses: number[] = [];
+  // Bounded: 60 sequential requests with a 15 ms pause between them, about 1.2 s: six timer periods.
+  for (let i = 0; i < 60 && !closed; i++) {
+    statuses.push(
+      await withDeadline(
+        new Promise<number>((resolve, reject) => {
+          const req = session.request({ ":path": "/ping" });
+          req.on("response", (h) => resolve(Number(h[":status"])));
+          req.on("error", reject);
+          req.resume();
+          req.end();
+        }),
+        3000,
+        `request ${i}`,
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 15));
+  }
+  expect(closed).toBe(false);
+  expect(statuses.filter((st) => st === 200).length).toBe(60);
+  session.close();
 });
 
 describe.skipIf(!haveOpenssl)("busy sessions stay open past idleNoStreamMs", async () => {
