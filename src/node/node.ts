@@ -62,6 +62,8 @@ export interface NodeTransport {
   /** Returns the ids whose addresses cannot be used. */
   setPeers(peers: ReadonlyMap<NodeId, string>): NodeId[];
   stats(): PeerStats[];
+  /** A verified batch from `id` arrived (it reaches us: reachable again). */
+  heardFrom(id: NodeId): void;
   close(): Promise<void>;
 }
 
@@ -240,6 +242,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       if (m.type === "snapshot" && m.offset === 0) this.snapshotArriving = { index: m.meta.index, since: this.clock.now() };
       this.raw.step(m);
     }
+    // A batch has one authenticated sender (raft_routes.ts checks every message's `from`).
+    if (msgs[0] !== undefined) this.transport.heardFrom(msgs[0].from);
     this.schedule();
   }
 

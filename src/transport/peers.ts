@@ -203,6 +203,15 @@ export class PeerTransport {
     return [...this.peers.values()].map((p) => p.stats());
   }
 
+  /**
+   * An authenticated batch from `id` arrived: it is alive and reaches us. A follower sends almost
+   * nothing of its own (its answers ride on the leader's requests), so without this it would
+   * hold a restarted peer unreachable, in backoff, until its next own request failed or passed.
+   */
+  heardFrom(id: NodeId): void {
+    this.peers.get(id)?.heard();
+  }
+
   /** Drops every queue and session; resolves when no request is left on the wire. */
   async close(): Promise<void> {
     this.closed = true;
@@ -448,6 +457,17 @@ class Peer {
     this.dropped += count;
     this.lastError = why;
     if (unreachable) this.markDown();
+  }
+
+  /** The peer sent us a verified batch: reachable again, and a pending backoff ends now. */
+  heard(): void {
+    if (this.removed || this.reachable) return;
+    if (this.state === "backoff") {
+      clearTimeout(this.timer);
+      this.state = "idle";
+    }
+    this.markUp();
+    this.pump();
   }
 
   private markUp(): void {

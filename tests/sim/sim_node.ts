@@ -222,6 +222,7 @@ export function simTransport(send: (m: Message) => void): NodeTransport {
     releaseReplies: () => undefined,
     setPeers: () => [],
     stats: () => [],
+    heardFrom: () => undefined,
     close: () => Promise.resolve(),
   };
 }
