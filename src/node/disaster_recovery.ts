@@ -5,13 +5,13 @@
 // dir is a mounted volume), so a crash at any point leaves the old state or the whole new one;
 // neither ever deletes data: restore refuses a data dir with data, recover keeps the old file.
 import { randomBytes } from "node:crypto";
-import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { BackupHeader } from "../kv/backup_file.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import { decodeConfEntry } from "../raft/conf_change.ts";
 import type { ConfState, Entry, HardState, NodeId } from "../raft/types.ts";
-import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
+import { DB_FILE, openDataDir, syncPath, type DataDir } from "../storage/data_dir.ts";
 import { STATE_FILE } from "../storage/state_record.ts";
 import { readClusterId, writeClusterId } from "./membership/formation.ts";
 
@@ -48,14 +48,6 @@ function holdsNoData(dir: string): boolean {
   return readdirSync(dir).every((f) => f === "lost+found" || SCRATCH.test(f) || f === CLUSTER_FILE);
 }
 
-function syncPath(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /**
  * A scratch dir INSIDE the target: the finished file is renamed from there into place, which

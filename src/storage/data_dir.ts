@@ -426,7 +426,8 @@ function createFile(dir: string, file: string, options: DataDirOptions, recordId
   }
 }
 
-function syncPath(path: string): void {
+/** fsync of a file or a directory (after a rename, the directory entry must be durable too). */
+export function syncPath(path: string): void {
   const fd = openSync(path, "r");
   try {
     fsyncSync(fd);
