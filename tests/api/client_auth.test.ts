@@ -6,12 +6,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Hono } from "hono";
-import { nodeApp } from "../../src/api/app.ts";
 import { bearerToken, parseCertScopes, parseTokenFile, requiredScope, scopeAllows, tokenIdentity } from "../../src/api/client_auth.ts";
 import { ConfigError, resolveConfig } from "../../src/node/config.ts";
-import { createLogger } from "../../src/node/log.ts";
 import { PhalanxNode } from "../../src/node/node.ts";
 import { tokenFrom } from "../../src/cli/client.ts";
+import { startSingleNode } from "./single_node.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "phalanx-auth-"));
 const TOKENS = {
@@ -29,11 +28,7 @@ let node: PhalanxNode;
 let app: Hono;
 
 beforeAll(async () => {
-  const log = createLogger("n1", { minLevel: "warn" });
-  node = PhalanxNode.open(resolveConfig({ id: "n1", dataDir: join(dir, "data"), rpcAddr: "127.0.0.1:0", tickMs: "20", clientTokensFile: tokenFile }), log);
-  node.run();
-  app = nodeApp(node, log);
-  for (let i = 0; i < 200 && node.leader() === null; i++) await Bun.sleep(5);
+  ({ node, app } = await startSingleNode(join(dir, "data"), { clientTokensFile: tokenFile }));
   expect(node.leader()?.id).toBe("n1");
 });
 

@@ -6,21 +6,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decode, encode } from "@msgpack/msgpack";
 import type { Hono } from "hono";
-import { nodeApp } from "../../src/api/app.ts";
-import { resolveConfig } from "../../src/node/config.ts";
-import { createLogger } from "../../src/node/log.ts";
 import { PhalanxNode } from "../../src/node/node.ts";
+import { startSingleNode } from "./single_node.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "phalanx-api-"));
 let node: PhalanxNode;
 let app: Hono;
 
 beforeAll(async () => {
-  const log = createLogger("n1", { minLevel: "warn" });
-  node = PhalanxNode.open(resolveConfig({ id: "n1", dataDir: dir, rpcAddr: "127.0.0.1:0", tickMs: "20" }), log);
-  node.run();
-  app = nodeApp(node, log);
-  for (let i = 0; i < 200 && node.leader() === null; i++) await Bun.sleep(5);
+  ({ node, app } = await startSingleNode(dir));
   expect(node.leader()?.id).toBe("n1");
 });
 
