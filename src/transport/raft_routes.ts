@@ -84,7 +84,7 @@ export function raftRoutes(opts: RaftRoutesOptions): Hono<PeerEnv> {
 }
 
 /** The checks zod cannot make: the batch is for this node, from its authenticated sender, on the right route. */
-function checkBatch(msgs: Message[], self: NodeId, from: NodeId, snapshotRoute: boolean): string | null {
+export function checkBatch(msgs: Message[], self: NodeId, from: NodeId, snapshotRoute: boolean): string | null {
   if (snapshotRoute && (msgs.length !== 1 || msgs[0]?.type !== "snapshot")) {
     return `${RAFT_SNAPSHOT_PATH} takes exactly one snapshot message`;
   }

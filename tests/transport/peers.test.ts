@@ -238,9 +238,9 @@ describe("failures", () => {
     try {
       a.transport.setPeers(new Map([["b", `127.0.0.1:${port}`]]));
       a.transport.send(heartbeat("a", "b", 1));
-      await until(() => a.transport.stats()[0]?.inflight === 1, "request on the wire");
+      expect(a.transport.stats()[0]?.queued).toBe(1);
       // "b" moves to c's server (which takes requests for "c" only): expect a 401 there.
-      // The request cut off by the move is lost, but it does not make the new address unreachable.
+      // The stream cut off by the move is lost, but it does not make the new address unreachable.
       a.transport.setPeers(new Map([["b", c.address]]));
       a.transport.send(heartbeat("a", "b", 2));
       await until(() => a.transport.stats()[0]?.lastError?.includes("HTTP 401") === true, "refusal from the new address");
