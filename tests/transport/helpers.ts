@@ -80,7 +80,12 @@ export async function startNode(id: NodeId, opts: NodeOptions = {}): Promise<Tes
   const app = new Hono();
   app.route("/", raftRoutes({ self: id, auth, onMessages: inbox.push, maxSnapshotBody: opts.maxSnapshotBody }));
   const listen = opts.listen ?? "127.0.0.1:0";
-  const stream = new RaftStreamRoute({ self: id, auth, onMessages: inbox.push, ...opts.stream });
+  // As the node does: a verified batch from a peer tells the transport it is alive.
+  const onMessages = (msgs: Message[], from: NodeId) => {
+    inbox.push(msgs, from);
+    transport.heardFrom(from);
+  };
+  const stream = new RaftStreamRoute({ self: id, auth, onMessages, ...opts.stream });
   const server = await serveApp(app, { listen, tls: opts.serverTls, streamRoutes: new Map([[RAFT_STREAM_PATH, stream]]) });
   const client = new H2Client({ tls: opts.clientTls, connectTimeoutMs: 2000 });
   const unreachable: NodeId[] = [];
