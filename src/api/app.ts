@@ -56,7 +56,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.use(httpMetrics(node.metrics.http));
   app.use(refuseRewrittenPaths());
   const onMessages = peerInbox(node, log);
-  const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages, awaitReplies: (from) => node.awaitReplies(from) });
+  const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
   app.route("/", placementReportRoutes({ self: node.id, auth: node.auth, report: () => node.placement?.report() ?? null }) as unknown as Hono);

@@ -17,7 +17,7 @@ import type { Message } from "../../src/raft/types.ts";
 import { NONCE_HEADER, type PeerAuth, peerRequestHeaders } from "../../src/transport/auth.ts";
 import { decodeMessages, encodeMessages } from "../../src/transport/codec.ts";
 import { H2Client } from "../../src/transport/h2_client.ts";
-import { RAFT_MESSAGES_PATH, RAFT_SNAPSHOT_PATH, REPLY_HEADER } from "../../src/transport/raft_routes.ts";
+import { RAFT_SNAPSHOT_PATH } from "../../src/transport/raft_routes.ts";
 import { FRAMES_CONTENT_TYPE, RAFT_STREAM_PATH } from "../../src/transport/raft_stream.ts";
 import { Direction, FrameKind, FrameWriter, streamKey } from "../../src/transport/stream_frame.ts";
 import { haveOpenssl, makePki } from "../transport/helpers.ts";
@@ -206,8 +206,8 @@ describe("HMAC cluster", () => {
     const announced = new Uint8Array(MiB);
     const codes = await Promise.all(
       Array.from({ length: 20 }, () => {
-        const headers = peerRequestHeaders(KEY, { method: "POST", path: RAFT_MESSAGES_PATH, from: follower(), to: leader, body: announced });
-        const s = session.request({ ":method": "POST", ":path": RAFT_MESSAGES_PATH, ...headers }, { endStream: false });
+        const headers = peerRequestHeaders(KEY, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: follower(), to: leader, body: announced });
+        const s = session.request({ ":method": "POST", ":path": RAFT_SNAPSHOT_PATH, ...headers }, { endStream: false });
         s.on("error", () => undefined);
         s.write(announced.subarray(0, 1024));
         return new Promise<number>((r) => s.once("close", () => r(s.rstCode)));
@@ -220,22 +220,26 @@ describe("HMAC cluster", () => {
     await expectLeaderKept(cluster, leader, term);
   }, 40_000);
 
-  test("§3: a replayed request (with x-phalanx-reply) is refused every time and receives nothing meant for its sender", async () => {
+  // The reply-stealing half of §3 (a replayed `x-phalanx-reply` request got the victim's appends)
+  // now concerns the stream's open, whose replay the stream tests below refuse.
+  test("§3: a replayed request is refused every time and receives nothing", async () => {
     const victim = follower();
-    const body = encodeMessages([{ type: "heartbeatResp", from: victim, to: leader, term, seq: 0 }]);
-    const headers = { "content-type": "application/msgpack", [REPLY_HEADER]: "1", ...peerRequestHeaders(KEY, { method: "POST", path: RAFT_MESSAGES_PATH, from: victim, to: leader, body }) };
+    // A chunk of a stale term: accepted by the route, ignored by the core.
+    const chunk: Message = { type: "snapshot", from: victim, to: leader, term: 0, meta: { index: 1, term: 0, conf: { voters: [victim], learners: [] } }, offset: 0, total: 16, chunk: new Uint8Array(16) };
+    const body = encodeMessages([chunk]);
+    const headers = { "content-type": "application/msgpack", ...peerRequestHeaders(KEY, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: victim, to: leader, body }) };
     const client = new H2Client();
     const writer = politeWriter(cluster, leader, "replay");
     try {
       // The first use is the "captured" request reaching its destination as it would have anyway.
-      const first = await client.request(origin(), { method: "POST", path: RAFT_MESSAGES_PATH, headers, body, timeoutMs: 3000 });
+      const first = await client.request(origin(), { method: "POST", path: RAFT_SNAPSHOT_PATH, headers, body, timeoutMs: 3000 });
       expect([200, 204]).toContain(first.status);
       const statuses: number[] = [];
       let stolen = 0;
       // Replays for 3 s (bounded to 5,000 sends).
       const until = performance.now() + 3000;
       while (performance.now() < until && statuses.length < 5000) {
-        const res = await client.request(origin(), { method: "POST", path: RAFT_MESSAGES_PATH, headers, body, timeoutMs: 3000 });
+        const res = await client.request(origin(), { method: "POST", path: RAFT_SNAPSHOT_PATH, headers, body, timeoutMs: 3000 });
         statuses.push(res.status);
         if (res.status === 200 && res.body.byteLength > 0) stolen += (decodeMessages(res.body) as Message[]).length;
       }
@@ -373,10 +377,16 @@ describe.skipIf(!haveOpenssl)("mutual TLS cluster", () => {
     for (const creds of [pki.client, pki.nodes[ids.find((id) => id !== leader && id !== target)!]!]) {
       const attacker = new H2Client({ tls: { ca: pki.ca, ...creds } });
       try {
-        const headers = peerRequestHeaders({ mode: "mtls" }, { method: "POST", path: RAFT_MESSAGES_PATH, from: leader, to: target, body: forged });
-        const res = await attacker.request(attacker.originFor(cluster.node(target).addr), { method: "POST", path: RAFT_MESSAGES_PATH, headers, body: forged, timeoutMs: 3000 });
+        // The stream a timeoutNow would travel on is refused at its open, before a frame is read.
+        const headers = peerRequestHeaders({ mode: "mtls" }, { method: "POST", path: RAFT_STREAM_PATH, from: leader, to: target, body: new Uint8Array(0) });
+        const res = await attacker.request(attacker.originFor(cluster.node(target).addr), { method: "POST", path: RAFT_STREAM_PATH, headers, body: new FrameWriter(null).encode(FrameKind.Batch, forged), timeoutMs: 3000 });
         expect(res.status).toBe(401);
         expect(new TextDecoder().decode(res.body)).toContain(`does not name ${leader}`);
+        // And so is the snapshot route's request.
+        const chunk = encodeMessages([{ type: "snapshot", from: leader, to: target, term, meta: { index: 1, term, conf: { voters: [leader], learners: [] } }, offset: 0, total: 16, chunk: new Uint8Array(16) }]);
+        const snap = peerRequestHeaders({ mode: "mtls" }, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: leader, to: target, body: chunk });
+        const res2 = await attacker.request(attacker.originFor(cluster.node(target).addr), { method: "POST", path: RAFT_SNAPSHOT_PATH, headers: snap, body: chunk, timeoutMs: 3000 });
+        expect(res2.status).toBe(401);
       } finally {
         await attacker.close();
       }

@@ -118,6 +118,11 @@ export function heartbeat(from: NodeId, to: NodeId, seq: number): Message {
   return { type: "heartbeat", from, to, term: 1, commit: 0, seq };
 }
 
+/** A small snapshot chunk (what the snapshot route takes), told apart by its offset. */
+export function snapshotChunk(from: NodeId, to: NodeId, offset: number): Message {
+  return { type: "snapshot", from, to, term: 1, meta: { index: 5, term: 1, conf: { voters: [from, to], learners: [] } }, offset, total: offset + 16, chunk: new Uint8Array(16) };
+}
+
 export const haveOpenssl = Bun.which("openssl") !== null;
 
 export interface TestPki {
