@@ -71,7 +71,7 @@ export interface NodeTransport {
 export interface TransportEvents {
   deliver: (msgs: Message[]) => void;
   reportUnreachable: (id: NodeId) => void;
-  /** A request to `id` was answered after `seconds` (for the peer RTT histogram). */
+  /** A frame to `id` was answered after `seconds` (for the peer RTT histogram). */
   onRoundTrip: (id: NodeId, seconds: number) => void;
 }
 
@@ -248,8 +248,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /**
-   * Call right after receive() for a request from `from`: resolves, at the end of the turn that
-   * handles the batch, with the messages for `from` it produced (answered in the response body).
+   * Call right after receive() for a batch from `from`: resolves, at the end of the turn that
+   * handles the batch, with the messages for `from` it produced (its answer on the peer stream).
    */
   awaitReplies(from: NodeId): Promise<Message[]> {
     return this.transport.holdReplies(from);

@@ -442,6 +442,8 @@ class Peer {
         }
         link.stream = stream;
         stream.on("response", (h) => {
+          // A stream we already dropped (moved, removed, failed) says nothing any more.
+          if (this.link !== link) return;
           const status = Number(h[":status"]);
           if (status !== 200) {
             // It answered: reachable, but it did not take the stream (auth, wrong node).
@@ -464,6 +466,7 @@ class Peer {
           this.pump();
         });
         stream.on("data", (chunk: Buffer) => {
+          if (this.link !== link) return;
           if (link.refusal !== null) {
             if (link.refusal.length < 400) link.refusal += new TextDecoder().decode(chunk.subarray(0, 300));
           } else if (link.open) this.onAnswers(link, chunk);
