@@ -139,3 +139,40 @@ test("the stream path over HTTP/1.1 is refused", async () => {
   const res = await fetch(`http://${b.address}${RAFT_STREAM_PATH}`, { method: "POST", body: "x" });
   expect(res.status).toBe(505);
 });
+
+test("a peer that does not read its answers is held by flow control: the receiver stops reading it", async () => {
+  const b = await start("b");
+  const session = http2.connect(`http://${b.address}`);
+  session.on("error", () => undefined);
+  cleanup.push(() => session.destroy());
+  const s = open(session, "a", "b");
+  expect(await s.status).toBe(200);
+  // Never read the answers: once our receive window (64 KiB) is full, b's answers back up.
+  s.s.pause();
+  const total = 50_000;
+  let written = 0;
+  let blocked = false;
+  // Writes until the stream refuses more (bounded by `total`), one turn at a time.
+  for (let turn = 0; turn < 500 && written < total && !blocked; turn++) {
+    for (let i = 0; i < 100 && written < total; i++) {
+      blocked = !s.s.write(s.writer.encode(FrameKind.Batch, encodeMessages([heartbeat("a", "b", written++)])));
+      if (blocked) break;
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  // b delivers what it read before its answers backed up, then stops reading: HTTP/2 flow control
+  // holds the rest on our side instead of in b's memory.
+  let settled = -1;
+  await until(() => {
+    const n = b.inbox.msgs.length;
+    const same = n === settled;
+    settled = n;
+    return same && n > 0;
+  }, "b stops taking frames");
+  expect(blocked).toBe(true);
+  expect(b.inbox.msgs.length).toBeLessThan(written);
+  // Reading the answers again lets everything through, in order.
+  s.s.resume();
+  await b.inbox.waitFor(written);
+  expect(b.inbox.msgs.map((m) => (m.type === "heartbeat" ? m.seq : -1))).toEqual([...Array(written).keys()]);
+});
