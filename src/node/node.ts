@@ -202,7 +202,10 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         kv,
         log,
         scheduler: realScheduler,
-        transport: ({ client, auth, events }) => new PeerTransport({ self: config.id, client, auth, ...events }),
+        // A peer answers every frame and a leader heartbeats every tick: silence for an election
+        // timeout and a half means the stream is dead (or blackholed), not slow.
+        transport: ({ client, auth, events }) =>
+          new PeerTransport({ self: config.id, client, auth, ...events, silenceTimeoutMs: Math.max(1000, 1.5 * config.tickMs * config.electionTicks) }),
       });
     } catch (err) {
       dd.close();

@@ -148,9 +148,9 @@ export class PeerTransport {
       maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_BATCH_BODY,
       backoffMinMs: opts.backoffMinMs ?? 50,
       backoffMaxMs: opts.backoffMaxMs ?? 5000,
-      // About an election timeout (10 ticks of 100 ms) and a half: a leader's heartbeat is answered
-      // every tick, so this much silence is no slow peer; a live peer that stalls this long (a
-      // 1.5 s fsync) costs one reconnect.
+      // About an election timeout and a half (the node derives it from its own; this is for 10
+      // ticks of 100 ms): a leader's heartbeat is answered every tick, so this much silence is no
+      // slow peer; a live peer that stalls this long (a 1.5 s fsync) costs one reconnect.
       silenceTimeoutMs: opts.silenceTimeoutMs ?? 1500,
       snapshotTimeoutMs: opts.snapshotTimeoutMs ?? 60_000,
       track: (p) => {
