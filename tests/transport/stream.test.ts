@@ -176,3 +176,25 @@ test("a peer that does not read its answers is held by flow control: the receive
   await b.inbox.waitFor(written);
   expect(b.inbox.msgs.map((m) => (m.type === "heartbeat" ? m.seq : -1))).toEqual([...Array(written).keys()]);
 });
+
+test("a batch the core refuses is answered 'refused': counted as an error and dropped, the stream and the peer stay up", async () => {
+  let refuse = true;
+  const b = await start("b", {
+    stream: {
+      onMessages: () => {
+        if (refuse) throw new Error("disk full");
+      },
+    },
+  });
+  const a = await start("a");
+  a.transport.setPeers(new Map([["b", b.address]]));
+  a.transport.send(heartbeat("a", "b", 1));
+  await until(() => (a.transport.stats()[0]?.errors ?? 0) === 1, "the refusal");
+  expect(a.transport.stats()[0]).toMatchObject({ state: "up", reachable: true, sent: 0, dropped: 1, inflight: 0 });
+  expect(a.transport.stats()[0]?.lastError).toBe("refused: core rejected the batch: disk full");
+  refuse = false;
+  a.transport.send(heartbeat("a", "b", 2));
+  await until(() => a.transport.stats()[0]?.sent === 1, "the next batch taken");
+  expect(a.unreachable).toEqual([]);
+  expect(b.stream.peers()).toEqual(["a"]);
+});
