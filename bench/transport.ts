@@ -7,7 +7,7 @@ import type { Message, NodeId } from "../src/raft/types.ts";
 import type { PeerAuth } from "../src/transport/auth.ts";
 import { H2Client } from "../src/transport/h2_client.ts";
 import { PeerTransport } from "../src/transport/peers.ts";
-import { raftRoutes } from "../src/transport/raft_routes.ts";
+import { RAFT_STREAM_PATH, RaftStreamRoute } from "../src/transport/raft_stream.ts";
 import { type RunningServer, serveApp } from "../src/transport/server.ts";
 
 const seconds = Number(process.argv[2] ?? 3);
@@ -20,15 +20,14 @@ let delivered = 0;
 const servers: RunningServer[] = [];
 const peers = new Map<NodeId, string>();
 for (const id of peerIds) {
-  const app = new Hono();
-  app.route("/", raftRoutes({ self: id, auth, onMessages: (msgs) => (delivered += msgs.length) }));
-  const server = await serveApp(app, { listen: "127.0.0.1:0" });
+  const stream = new RaftStreamRoute({ self: id, auth, onMessages: (msgs) => (delivered += msgs.length) });
+  const server = await serveApp(new Hono(), { listen: "127.0.0.1:0", streamRoutes: new Map([[RAFT_STREAM_PATH, stream]]) });
   servers.push(server);
   peers.set(id, `127.0.0.1:${server.port}`);
 }
 const client = new H2Client();
 
-/** `burst` messages per peer per event-loop turn; a burst of 1 measures requests/s without batching. */
+/** `burst` messages per peer per event-loop turn; a burst of 1 measures frames/s without batching. */
 async function run(name: string, burst: number, make: (to: NodeId, i: number) => Message): Promise<void> {
   const transport = new PeerTransport({ self: "leader", client, auth, reportUnreachable: () => undefined });
   transport.setPeers(peers);

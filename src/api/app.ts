@@ -2,9 +2,10 @@
 // Errors thrown by handlers become typed answers here; nothing a client sends crashes the node.
 import { Hono } from "hono";
 import type { PhalanxNode } from "../node/node.ts";
-import type { Logger } from "../node/log.ts";
+import { rateLimited, type Logger } from "../node/log.ts";
 import { BodyTooLargeError } from "../transport/body.ts";
 import { raftRoutes } from "../transport/raft_routes.ts";
+import { RAFT_STREAM_PATH, RaftStreamRoute } from "../transport/raft_stream.ts";
 import { placementReportRoutes } from "../node/placement_report.ts";
 import { clusterRoutes } from "./cluster_routes.ts";
 import { memberRoutes } from "./member_routes.ts";
@@ -24,20 +25,38 @@ import { clientRoutes } from "./client_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 import { allowedMethods } from "./method_not_allowed.ts";
 
-export function nodeApp(node: PhalanxNode, log: Logger): Hono {
-  const app = new Hono();
-  app.use(httpMetrics(node.metrics.http));
-  app.use(refuseRewrittenPaths());
-  const onMessages = (msgs: Parameters<PhalanxNode["receive"]>[0], from: string) => {
+/** Hands a peer's batch to the node; a refusal is logged (the peer is told by its route). */
+function peerInbox(node: PhalanxNode, log: Logger): (msgs: Parameters<PhalanxNode["receive"]>[0], from: string) => void {
+  return (msgs, from) => {
     try {
       node.receive(msgs);
     } catch (err) {
-      // The peer gets a 500 from the raft routes; the operator needs to know which peer and why.
+      // The peer gets a 500 (or a refused frame); the operator needs to know which peer and why.
       log.warn("refused a batch from a peer", { from, messages: msgs.length, error: err });
       throw err;
     }
   };
-  const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages, awaitReplies: (from) => node.awaitReplies(from) });
+}
+
+/** The node's peer stream (served below the app, see raft_stream.ts); mount it with serveApp's streamRoutes. */
+export function nodeStreams(node: PhalanxNode, log: Logger): Map<string, RaftStreamRoute> {
+  const route = new RaftStreamRoute({
+    self: node.id,
+    auth: node.auth,
+    onMessages: peerInbox(node, log),
+    awaitReplies: (from) => node.awaitReplies(from),
+    // A stranger can open (and be refused) many streams: one line per 10 s says it is happening.
+    warn: rateLimited(log, 10_000).warn,
+  });
+  return new Map([[RAFT_STREAM_PATH, route]]);
+}
+
+export function nodeApp(node: PhalanxNode, log: Logger): Hono {
+  const app = new Hono();
+  app.use(httpMetrics(node.metrics.http));
+  app.use(refuseRewrittenPaths());
+  const onMessages = peerInbox(node, log);
+  const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
   app.route("/", placementReportRoutes({ self: node.id, auth: node.auth, report: () => node.placement?.report() ?? null }) as unknown as Hono);

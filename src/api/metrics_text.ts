@@ -110,13 +110,13 @@ export function metricsText(node: PhalanxNode): string {
   w.histogram("phalanx_backup_duration_seconds", "Taking a backup image for GET /v1/snapshot.", m.backupDuration);
   dbMetrics(w, node);
   const peers = node.peerStats();
-  w.metric("phalanx_peer_rtt_smoothed_seconds", "gauge", "Smoothed peer request round trip.", peers.filter((p) => p.rttMs !== null).map((p) => [{ peer: p.id }, p.rttMs! / 1000]));
-  w.histograms("phalanx_peer_round_trip_time_seconds", "Peer message request round trips.", [...m.peerRtt].map(([peer, h]) => [{ peer }, h]));
-  w.metric("phalanx_peer_sent_bytes_total", "counter", "Bytes of the requests this node sent to a peer (a link's traffic is the sum over both ends).", peers.map((p) => [{ peer: p.id }, p.bytesSent]));
-  w.metric("phalanx_peer_received_bytes_total", "counter", "Bytes a peer answered this node's requests with (replies ride in responses).", peers.map((p) => [{ peer: p.id }, p.bytesReceived]));
+  w.metric("phalanx_peer_rtt_smoothed_seconds", "gauge", "Smoothed peer round trip (a stream frame to its answer).", peers.filter((p) => p.rttMs !== null).map((p) => [{ peer: p.id }, p.rttMs! / 1000]));
+  w.histograms("phalanx_peer_round_trip_time_seconds", "Peer round trips (a stream frame to its answer).", [...m.peerRtt].map(([peer, h]) => [{ peer }, h]));
+  w.metric("phalanx_peer_sent_bytes_total", "counter", "Bytes of the frames and snapshot chunks this node sent to a peer (a link's traffic is the sum over both ends).", peers.map((p) => [{ peer: p.id }, p.bytesSent]));
+  w.metric("phalanx_peer_received_bytes_total", "counter", "Bytes a peer answered this node's frames and chunks with (replies ride in the answers).", peers.map((p) => [{ peer: p.id }, p.bytesReceived]));
   w.metric("phalanx_peer_sent_total", "counter", "Messages a peer accepted.", peers.map((p) => [{ peer: p.id }, p.sent]));
   w.metric("phalanx_peer_dropped_total", "counter", "Messages to a peer that were lost.", peers.map((p) => [{ peer: p.id }, p.dropped]));
-  w.metric("phalanx_peer_errors_total", "counter", "Failed peer requests.", peers.map((p) => [{ peer: p.id }, p.errors]));
+  w.metric("phalanx_peer_errors_total", "counter", "Peer failures: streams lost or refused, refused batches and chunks, bad answers.", peers.map((p) => [{ peer: p.id }, p.errors]));
   w.metric("phalanx_peer_up", "gauge", "1 when the last request to the peer got an answer.", peers.map((p) => [{ peer: p.id }, p.state === "up" ? 1 : 0]));
   const http = m.http;
   w.metric("phalanx_http_requests_total", "counter", "HTTP requests answered, by method, route and status code.", [...http.requests.values()].map((r) => [{ method: r.method, route: r.route, code: r.code }, r.n]));

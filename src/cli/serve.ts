@@ -2,7 +2,8 @@
 // Shutdown on SIGTERM/SIGINT: a leader first hands leadership to a caught-up voter, then stop accepting, let in-flight requests finish (bounded grace), persist
 // and apply the last batch, close SQLite cleanly. A second signal exits at once.
 import { parseArgs } from "node:util";
-import { nodeApp } from "../api/app.ts";
+import { nodeApp, nodeStreams } from "../api/app.ts";
+import { PendingStreamRoute, RAFT_STREAM_PATH } from "../transport/raft_stream.ts";
 import { startDebugServer, type DebugServer } from "../api/debug_server.ts";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -167,7 +168,7 @@ async function startStatic(config: NodeConfig, log: Logger): Promise<Started> {
   // Joining a running cluster: where its members are, until the log says so itself.
   if (config.joinAddresses.size > 0) node.setAddressHints(config.joinAddresses);
   try {
-    const server = await serveApp(nodeApp(node, log), serveOptions(config));
+    const server = await serveApp(nodeApp(node, log), { ...serveOptions(config), streamRoutes: nodeStreams(node, log) });
     const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);
     node.run();
     return { node, server, debug, gossip: null, membership: null };
@@ -207,9 +208,10 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   root.route("/", pushPullRoute(peerAuth, config.id, (bytes, from) => agent.handlePushPull(bytes, from)) as unknown as Hono);
   root.route("/", identityRoute({ self: config.id, auth: peerAuth, cluster: () => clusterId }) as unknown as Hono);
   root.all("*", (c) => (app === null ? c.json({ error: "starting", message: "this server is still looking for its cluster" }, 503) : app.fetch(c.req.raw, c.env)));
+  const stream = new PendingStreamRoute();
   let server: RunningServer;
   try {
-    server = await serveApp(root, serveOptions(config));
+    server = await serveApp(root, { ...serveOptions(config), streamRoutes: new Map([[RAFT_STREAM_PATH, stream]]) });
   } catch (err) {
     await agent.stop();
     throw err;
@@ -246,6 +248,7 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
     throw err;
   }
   app = nodeApp(node, log);
+  stream.target = nodeStreams(node, log).get(RAFT_STREAM_PATH) ?? null;
   const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);
   const membership = new MembershipManager(
     node,

@@ -93,7 +93,7 @@ export class NodeMetrics {
   readonly snapshotInstallDuration = new Histogram(SNAPSHOT_BUCKETS);
   /** Taking a backup image for GET /v1/snapshot (seconds). */
   readonly backupDuration = new Histogram(SNAPSHOT_BUCKETS);
-  /** Peer request round trips by peer (seconds); fed by the transport's onRoundTrip. */
+  /** Peer round trips by peer (seconds, a stream frame to its answer); fed by the transport's onRoundTrip. */
   readonly peerRtt = new Map<NodeId, Histogram>();
   readonly http = new HttpMetrics();
 

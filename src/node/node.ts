@@ -71,7 +71,7 @@ export interface NodeTransport {
 export interface TransportEvents {
   deliver: (msgs: Message[]) => void;
   reportUnreachable: (id: NodeId) => void;
-  /** A request to `id` was answered after `seconds` (for the peer RTT histogram). */
+  /** A frame to `id` was answered after `seconds` (for the peer RTT histogram). */
   onRoundTrip: (id: NodeId, seconds: number) => void;
 }
 
@@ -202,7 +202,10 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         kv,
         log,
         scheduler: realScheduler,
-        transport: ({ client, auth, events }) => new PeerTransport({ self: config.id, client, auth, ...events }),
+        // A peer answers every frame and a leader heartbeats every tick: silence for an election
+        // timeout and a half means the stream is dead (or blackholed), not slow.
+        transport: ({ client, auth, events }) =>
+          new PeerTransport({ self: config.id, client, auth, ...events, silenceTimeoutMs: Math.max(1000, 1.5 * config.tickMs * config.electionTicks) }),
       });
     } catch (err) {
       dd.close();
@@ -248,8 +251,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /**
-   * Call right after receive() for a request from `from`: resolves, at the end of the turn that
-   * handles the batch, with the messages for `from` it produced (answered in the response body).
+   * Call right after receive() for a batch from `from`: resolves, at the end of the turn that
+   * handles the batch, with the messages for `from` it produced (its answer on the peer stream).
    */
   awaitReplies(from: NodeId): Promise<Message[]> {
     return this.transport.holdReplies(from);

@@ -24,6 +24,10 @@ export class Fifo<T> {
     return item;
   }
 
+  peek(): T | undefined {
+    return this.head < this.items.length ? this.items[this.head] : undefined;
+  }
+
   clear(): void {
     this.items = [];
     this.head = 0;

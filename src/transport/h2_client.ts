@@ -209,7 +209,7 @@ export class H2Client {
   }
 }
 
-function serverCertificate(session: http2.ClientHttp2Session): PeerCertificate | null {
+export function serverCertificate(session: http2.ClientHttp2Session): PeerCertificate | null {
   const socket = session.socket as Partial<TLSSocket> | undefined;
   if (socket === undefined || typeof socket.getPeerCertificate !== "function") return null;
   const cert = socket.getPeerCertificate();

@@ -1,16 +1,28 @@
-// The sending side of the Raft transport: one HTTP/2 session per peer, messages batched once per
-// event-loop turn, bounded queues, reconnect with capped exponential backoff.
+// The sending side of the Raft transport: one long-lived HTTP/2 stream per peer (raft_stream.ts
+// serves it) carrying one authenticated frame per batch, messages batched once per event-loop turn,
+// bounded queues, reconnect with capped exponential backoff.
 //
-// Loss is acceptable (Raft retransmits), blocking is not: when a queue is full the oldest
-// non-essential message goes, and snapshot chunks travel on their own stream, one at a time per
-// peer, so a large chunk never sits in front of a heartbeat.
+// One stream instead of one request per batch: a request cost the sender a HEADERS frame with a
+// dozen fields, a fresh HMAC and digest, and the receiver Hono's dispatch and header validation
+// (the largest CPU items of a leader under a 1-client write load, issue 10). A frame costs a
+// length, one HMAC and the msgpack batch.
+//
+// The peer answers every frame, in order: the answer acknowledges it (sent, round trip), carries
+// the messages handling it produced for us (replies), and proves the peer still reads. No answer
+// for silenceTimeoutMs while a frame waits means dead, blackholed or stuck: the stream is reset
+// and reopened after a backoff. Loss is acceptable (Raft retransmits), blocking is not: when a
+// queue is full the oldest non-essential message goes, and snapshot chunks travel as requests of
+// their own, one at a time per peer, so a large chunk never sits in front of a heartbeat.
 
+import http2 from "node:http2";
 import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
-import { certificateNames, checkPeerAuth, NONCE_HEADER, type PeerAuth, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
+import { certificateNames, checkPeerAuth, NONCE_HEADER, type PeerAuth, peerRequestHeaders } from "./auth.ts";
 import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
-import type { H2Client, H2Response } from "./h2_client.ts";
+import { type H2Client, type H2Response, serverCertificate } from "./h2_client.ts";
 import { Fifo } from "./fifo.ts";
-import { RAFT_MESSAGES_PATH, RAFT_SNAPSHOT_PATH, REPLY_HEADER } from "./raft_routes.ts";
+import { checkBatch, DEFAULT_MAX_BATCH_BODY, RAFT_SNAPSHOT_PATH } from "./raft_routes.ts";
+import { FRAMES_CONTENT_TYPE, RAFT_STREAM_PATH } from "./raft_stream.ts";
+import { Direction, type Frame, FrameKind, FrameReader, FrameWriter, streamKey } from "./stream_frame.ts";
 
 export interface PeerTransportOptions {
   self: NodeId;
@@ -34,11 +46,14 @@ export interface PeerTransportOptions {
   maxSnapshotQueue?: number;
   /** A batch closes once its estimated size passes this (keep it under the server's body limit). */
   maxBatchBytes?: number;
-  /** Concurrent message batches per peer. */
+  /** Frames per peer written and not yet answered. */
   maxInflight?: number;
+  /** Largest answer frame taken from a peer (the receiver's batch limit). */
+  maxFrameBytes?: number;
   backoffMinMs?: number;
   backoffMaxMs?: number;
-  requestTimeoutMs?: number;
+  /** A stream whose peer answers nothing this long while a frame (or the open) waits is reset. */
+  silenceTimeoutMs?: number;
   snapshotTimeoutMs?: number;
 }
 
@@ -48,21 +63,21 @@ export interface PeerStats {
   id: NodeId;
   address: string;
   state: PeerState;
-  /** Messages the peer accepted. */
+  /** Messages the peer accepted (answered frames, snapshot chunks, replies we sent). */
   sent: number;
   /** Messages lost: queue overflow, failed requests, refused batches, peer removed. */
   dropped: number;
-  /** Failed requests (transport errors and non-2xx answers). */
+  /** Failures: streams lost or refused, refused batches and chunks, bad answers. */
   errors: number;
   batches: number;
   queued: number;
   inflight: number;
-  /** Smoothed request round trip (ms), null before the first answer. */
+  /** Smoothed frame round trip (ms, frame written → its answer read), null before the first answer. */
   rttMs: number | null;
   lastError: string | null;
   /** False from a failed request (connection refused, timeout) until the peer answers again. */
   reachable: boolean;
-  /** Request body bytes sent and response body bytes received. */
+  /** Frame and chunk bytes sent, answer bytes received. */
   bytesSent: number;
   bytesReceived: number;
 }
@@ -93,9 +108,10 @@ interface Settings {
   maxSnapshotQueue: number;
   maxBatchBytes: number;
   maxInflight: number;
+  maxFrameBytes: number;
   backoffMinMs: number;
   backoffMaxMs: number;
-  requestTimeoutMs: number;
+  silenceTimeoutMs: number;
   snapshotTimeoutMs: number;
   /** Lets close() wait for requests still on the wire. */
   track: (p: Promise<void>) => void;
@@ -127,11 +143,15 @@ export class PeerTransport {
       // Heartbeats go out every tick and each holds a slot for a whole round trip: at 100 ms ticks
       // and 170-240 ms round trips two or three are always in flight, and with a cap of 4 a write's
       // append waited behind them (geo lab, leader in jnb: p50 221 → 182 ms against a 173 ms floor).
-      // The queue and batch caps still bound memory; past 16 messages wait and share a batch.
-      maxInflight: opts.maxInflight ?? 16,
+      // The queue and batch caps still bound memory; past 64 messages wait and share a frame.
+      maxInflight: opts.maxInflight ?? 64,
+      maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_BATCH_BODY,
       backoffMinMs: opts.backoffMinMs ?? 50,
       backoffMaxMs: opts.backoffMaxMs ?? 5000,
-      requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
+      // About an election timeout and a half (the node derives it from its own; this is for 10
+      // ticks of 100 ms): a leader's heartbeat is answered every tick, so this much silence is no
+      // slow peer; a live peer that stalls this long (a 1.5 s fsync) costs one reconnect.
+      silenceTimeoutMs: opts.silenceTimeoutMs ?? 1500,
       snapshotTimeoutMs: opts.snapshotTimeoutMs ?? 60_000,
       track: (p) => {
         this.pending.add(p);
@@ -233,17 +253,37 @@ export class PeerTransport {
   }
 }
 
+/** The stream to one peer, from the moment we start opening it until it fails or is closed. */
+interface Link {
+  /** Null while the session connects. */
+  stream: http2.ClientHttp2Stream | null;
+  /** The peer answered 200: frames may go. */
+  open: boolean;
+  writer: FrameWriter | null;
+  reader: FrameReader | null;
+  /** Frames written and not answered yet, oldest first: how many messages each carried, when sent. */
+  unacked: Fifo<{ count: number; at: number }>;
+  waitingDrain: boolean;
+  startedAt: number;
+  watch: ReturnType<typeof setTimeout> | undefined;
+  /** The answer to a refused open (status and text), read until the stream closes. */
+  refusal: string | null;
+  done: () => void;
+}
+
+const EMPTY = new Uint8Array(0);
+
 class Peer {
   private readonly essential = new Fifo<Message>();
   private readonly bulk = new Fifo<Message>();
   private readonly chunks = new Fifo<SnapshotMsg>();
-  /** Open answers to this peer's requests: messages for it go into the first one. */
+  /** Open answers to this peer's frames: messages for it go into the first one. */
   private replies: Array<{ msgs: Message[]; resolve: (msgs: Message[]) => void }> = [];
   private state: PeerState = "idle";
   private reachable = true;
   private attempt = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private inflight = 0;
+  private link: Link | null = null;
   private snapshotInflight = false;
   private removed = false;
   /** Bumped on an address change: failures of requests to the old address say nothing about the new one. */
@@ -275,23 +315,23 @@ class Peer {
       this.chunks.push(msg);
       return;
     }
-    if (this.essential.length + this.bulk.length >= this.s.maxQueue) {
+    if (this.queued() >= this.s.maxQueue) {
       this.drop(this.bulk.length > 0 ? this.bulk : this.essential);
     }
     (ESSENTIAL.has(msg.type) ? this.essential : this.bulk).push(msg);
   }
 
-  /** Starts as many requests as the in-flight limits allow; a peer in backoff waits for its timer. */
+  /** Writes what the stream and its in-flight limit allow, opening it first; a peer in backoff waits for its timer. */
   pump(): void {
     if (this.removed || this.state === "backoff") return;
-    while (this.inflight < this.s.maxInflight && this.essential.length + this.bulk.length > 0) {
-      this.inflight++;
-      this.launch(this.takeBatch(), RAFT_MESSAGES_PATH, this.s.requestTimeoutMs, () => this.inflight--);
+    if (this.queued() > 0) {
+      if (this.link === null) this.openLink();
+      else if (this.link.open) this.writeFrames(this.link);
     }
     const chunk = this.snapshotInflight ? undefined : this.chunks.shift();
     if (chunk !== undefined) {
       this.snapshotInflight = true;
-      this.launch([chunk], RAFT_SNAPSHOT_PATH, this.s.snapshotTimeoutMs, () => (this.snapshotInflight = false));
+      this.launchSnapshot(chunk);
     }
   }
 
@@ -311,6 +351,7 @@ class Peer {
 
   moveTo(address: string, origin: string): void {
     if (origin === this.origin) return;
+    this.dropped += this.dropLink();
     this.s.client.closeOrigin(this.origin);
     this.generation++;
     this.address = address;
@@ -325,7 +366,7 @@ class Peer {
     this.removed = true;
     this.releaseReplies();
     clearTimeout(this.timer);
-    this.dropped += this.essential.length + this.bulk.length + this.chunks.length;
+    this.dropped += this.dropLink() + this.queued() + this.chunks.length;
     this.essential.clear();
     this.bulk.clear();
     this.chunks.clear();
@@ -341,14 +382,18 @@ class Peer {
       dropped: this.dropped,
       errors: this.errors,
       batches: this.batches,
-      queued: this.essential.length + this.bulk.length + this.chunks.length,
-      inflight: this.inflight + (this.snapshotInflight ? 1 : 0),
+      queued: this.queued() + this.chunks.length,
+      inflight: (this.link?.unacked.length ?? 0) + (this.snapshotInflight ? 1 : 0),
       rttMs: this.rttMs,
       lastError: this.lastError,
       reachable: this.reachable,
       bytesSent: this.bytesSent,
       bytesReceived: this.bytesReceived,
     };
+  }
+
+  private queued(): number {
+    return this.essential.length + this.bulk.length;
   }
 
   private drop<T>(queue: Fifo<T>): void {
@@ -369,76 +414,164 @@ class Peer {
     return batch;
   }
 
-  private launch(batch: Message[], path: string, timeoutMs: number, release: () => void): void {
-    let body: Uint8Array;
-    try {
-      body = encodeMessages(batch);
-    } catch (err) {
-      release();
-      this.fail(batch.length, `encode: ${errorText(err)}`, false);
-      return;
-    }
+  /**
+   * Opens the stream: one signed POST, checked by the peer like any peer request. Messages wait in
+   * the queue until the peer's 200 (a refused open loses nothing that was written).
+   */
+  private openLink(): void {
+    let done!: () => void;
+    const ended = new Promise<void>((resolve) => (done = resolve));
+    this.s.track(ended);
+    const link: Link = { stream: null, open: false, writer: null, reader: null, unacked: new Fifo(), waitingDrain: false, startedAt: performance.now(), watch: undefined, refusal: null, done };
+    this.link = link;
+    this.watch(link);
+    const path = RAFT_STREAM_PATH;
     const headers: Record<string, string> = {
-      "content-type": "application/msgpack",
-      ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, to: this.id, body }),
+      "content-type": FRAMES_CONTENT_TYPE,
+      ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, to: this.id, body: EMPTY }),
     };
-    const nonce = headers[NONCE_HEADER] ?? "";
-    if (this.s.deliver !== null && path === RAFT_MESSAGES_PATH) headers[REPLY_HEADER] = "1";
-    const started = performance.now();
-    const generation = this.generation;
-    this.bytesSent += body.byteLength;
-    const request = this.s.client
-      .request(this.origin, { method: "POST", path, headers, body, timeoutMs })
-      .then(
-        (res) => this.answered(res, path, nonce, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
-        (err: unknown) => this.fail(batch.length, errorText(err), generation === this.generation),
-      )
-      .finally(() => {
-        release();
-        this.pump();
-      });
-    this.s.track(request);
+    const identity = { nonce: headers[NONCE_HEADER] ?? "", opener: this.s.self, acceptor: this.id };
+    this.s.client.session(this.origin).then(
+      (session) => {
+        if (this.link !== link) return;
+        let stream: http2.ClientHttp2Stream;
+        try {
+          stream = session.request({ ":method": "POST", ":path": path, ...headers }, { endStream: false });
+        } catch (err) {
+          return this.linkFailed(link, `open: ${errorText(err)}`, { unreachable: true });
+        }
+        link.stream = stream;
+        stream.on("response", (h) => {
+          // A stream we already dropped (moved, removed, failed) says nothing any more.
+          if (this.link !== link) return;
+          const status = Number(h[":status"]);
+          if (status !== 200) {
+            // It answered: reachable, but it did not take the stream (auth, wrong node).
+            link.refusal = `HTTP ${status}: `;
+            this.markUp();
+            return;
+          }
+          if (this.s.auth.mode === "mtls") {
+            // The handshake proved a CA-signed certificate for the address; messages "from" the
+            // peer also need the certificate to name it (as the server demands of us).
+            const cert = serverCertificate(session);
+            if (cert === null || !certificateNames(cert, this.id)) {
+              return this.linkFailed(link, `the server certificate does not name ${this.id}`, { unreachable: false });
+            }
+          }
+          link.writer = new FrameWriter(streamKey(this.s.auth, identity, Direction.FromOpener));
+          link.reader = new FrameReader({ key: streamKey(this.s.auth, identity, Direction.FromAcceptor), maxPayload: this.s.maxFrameBytes });
+          link.open = true;
+          this.markUp();
+          this.pump();
+        });
+        stream.on("data", (chunk: Buffer) => {
+          if (this.link !== link) return;
+          if (link.refusal !== null) {
+            if (link.refusal.length < 400) link.refusal += new TextDecoder().decode(chunk.subarray(0, 300));
+          } else if (link.open) this.onAnswers(link, chunk);
+        });
+        // A refusal ends the answer while our side is still open: the stream would never close by itself.
+        stream.on("end", () => {
+          if (link.refusal !== null) this.linkFailed(link, link.refusal, { unreachable: false });
+        });
+        stream.on("error", (err) => this.linkFailed(link, err.message, { unreachable: true }));
+        stream.on("close", () => {
+          if (link.refusal !== null) this.linkFailed(link, link.refusal, { unreachable: false });
+          else this.linkFailed(link, `stream closed (code ${stream.rstCode})`, { unreachable: true });
+        });
+      },
+      (err: unknown) => this.linkFailed(link, errorText(err), { unreachable: true }),
+    );
   }
 
-  private answered(res: H2Response, path: string, nonce: string, count: number, rtt: number | null): void {
-    if (this.removed) return;
+  /** One frame per batch, while the stream takes them and fewer than maxInflight wait for answers. */
+  private writeFrames(link: Link): void {
+    const stream = link.stream;
+    const writer = link.writer;
+    if (stream === null || writer === null) throw new Error("writeFrames on a stream that is not open");
+    while (!link.waitingDrain && link.unacked.length < this.s.maxInflight && this.queued() > 0) {
+      const batch = this.takeBatch();
+      let frame: Uint8Array;
+      try {
+        frame = writer.encode(FrameKind.Batch, encodeMessages(batch));
+      } catch (err) {
+        this.fail(batch.length, `encode: ${errorText(err)}`, false);
+        continue;
+      }
+      link.unacked.push({ count: batch.length, at: performance.now() });
+      this.bytesSent += frame.byteLength;
+      if (link.watch === undefined) this.watch(link);
+      if (!stream.write(frame)) {
+        // Flow control: the peer (or the connection) is full. Keep queueing within the bound.
+        link.waitingDrain = true;
+        stream.once("drain", () => {
+          link.waitingDrain = false;
+          if (this.link === link) this.pump();
+        });
+      }
+    }
+  }
+
+  /**
+   * The peer answers every frame, in order, each tick at least (heartbeats): silence while we wait
+   * for an answer (or for the open) means it is dead, or blackholed, or no longer reading. The
+   * stream is reset and reopened rather than left to fill the connection window.
+   */
+  private watch(link: Link): void {
+    link.watch = undefined;
+    if (this.link !== link) return;
+    const since = link.open ? link.unacked.peek()?.at : link.startedAt;
+    if (since === undefined) return;
+    const left = since + this.s.silenceTimeoutMs - performance.now();
+    if (left <= 0) return this.linkFailed(link, `no answer from the peer for ${this.s.silenceTimeoutMs} ms`, { unreachable: true });
+    link.watch = setTimeout(() => this.watch(link), left);
+  }
+
+  /** Answer frames: each settles the oldest unanswered frame and may carry messages for us. */
+  private onAnswers(link: Link, chunk: Buffer): void {
+    const reader = link.reader;
+    if (reader === null) throw new Error("answers on a stream that is not open");
+    this.bytesReceived += chunk.byteLength;
+    let frames: Frame[];
+    try {
+      frames = reader.push(chunk);
+    } catch (err) {
+      return this.linkFailed(link, `bad answer: ${errorText(err)}`, { unreachable: true });
+    }
+    if (frames.length === 0) return;
     this.markUp();
-    this.bytesReceived += res.body.byteLength;
-    if (rtt !== null) this.s.onRoundTrip?.(this.id, rtt / 1000);
-    if (rtt !== null) this.rttMs = this.rttMs === null ? rtt : this.rttMs + (rtt - this.rttMs) / 8;
-    if (res.status >= 200 && res.status < 300) {
-      this.sent += count;
+    const now = performance.now();
+    for (const frame of frames) {
+      const asked = link.unacked.shift();
+      if (asked === undefined) return this.linkFailed(link, "an answer to no frame", { unreachable: true });
+      const rtt = now - asked.at;
+      this.s.onRoundTrip?.(this.id, rtt / 1000);
+      this.rttMs = this.rttMs === null ? rtt : this.rttMs + (rtt - this.rttMs) / 8;
+      if (frame.kind === FrameKind.Refused) {
+        // Reachable, but it did not take the batch (shutting down, disk full): count it, do not back off.
+        this.fail(asked.count, `refused: ${new TextDecoder().decode(frame.payload.subarray(0, 300))}`, false);
+        continue;
+      }
+      this.sent += asked.count;
       this.batches++;
-      if (res.status === 200 && res.body.byteLength > 0 && this.s.deliver !== null) this.takeReply(res, path, nonce);
-      return;
+      // An empty batch is one byte (0x90): nothing to deliver.
+      if (frame.payload.byteLength > 1 && this.s.deliver !== null) this.takeReply(frame.payload);
+      if (this.link !== link) return;
     }
-    // The peer is reachable but refused the batch (auth, validation, size): count it, do not back off.
-    const text = new TextDecoder().decode(res.body.subarray(0, 300));
-    this.fail(count, `HTTP ${res.status}: ${text}`, false);
+    this.pump();
   }
 
-  /** Messages in an answer pass the same checks as a request's: proof, schema, sender, recipient. */
-  private takeReply(res: H2Response, path: string, nonce: string): void {
-    const headers = new Headers();
-    for (const [name, value] of Object.entries(res.headers)) {
-      if (!name.startsWith(":") && typeof value === "string") headers.set(name, value);
-    }
-    const verdict = verifyPeerReply(this.s.auth, headers, { path, from: this.id, to: this.s.self, nonce, body: res.body });
-    if (!verdict.ok) return this.refuseReply(`reply refused: ${verdict.reason}`);
-    if (this.s.auth.mode === "mtls") {
-      // The handshake proved a CA-signed certificate for the address; messages "from" the peer
-      // also need the certificate to name it (as the server demands of our requests).
-      const cert = res.peerCertificate?.() ?? null;
-      if (cert === null || !certificateNames(cert, this.id)) return this.refuseReply(`reply refused: the server certificate does not name ${this.id}`);
-    }
+  /** Messages in an answer pass the same checks as a request's: schema, sender, recipient. */
+  private takeReply(payload: Uint8Array): void {
     let msgs: Message[];
     try {
-      msgs = decodeMessages(res.body);
+      msgs = decodeMessages(payload);
     } catch (err) {
       return this.refuseReply(err instanceof CodecError ? `reply refused: ${err.message}` : `reply decoder failed: ${errorText(err)}`);
     }
-    const stray = msgs.find((m) => m.from !== this.id || m.to !== this.s.self);
-    if (stray !== undefined) return this.refuseReply(`reply refused: a ${stray.type} from ${stray.from} to ${stray.to}`);
+    const bad = checkBatch(msgs, this.s.self, this.id, false);
+    if (bad !== null) return this.refuseReply(`reply refused: ${bad}`);
     try {
       this.s.deliver?.(msgs);
     } catch (err) {
@@ -449,6 +582,80 @@ class Peer {
   private refuseReply(why: string): void {
     this.errors++;
     this.lastError = why;
+  }
+
+  /**
+   * The stream is gone. Its unanswered frames are lost (Raft resends) and so is the queue, as a
+   * failed request lost its batch: what waited for a dead peer is stale when it comes back.
+   */
+  private linkFailed(link: Link, why: string, how: { unreachable: boolean }): void {
+    if (this.link !== link) return;
+    const lost = this.dropLink();
+    if (this.removed) return;
+    const queued = this.queued();
+    this.essential.clear();
+    this.bulk.clear();
+    this.fail(lost + queued, why, how.unreachable);
+  }
+
+  /** Closes the current stream, if any; returns how many messages it had in flight. */
+  private dropLink(): number {
+    const link = this.link;
+    if (link === null) return 0;
+    this.link = null;
+    clearTimeout(link.watch);
+    link.reader?.close();
+    let lost = 0;
+    for (let f = link.unacked.shift(); f !== undefined; f = link.unacked.shift()) lost += f.count;
+    const stream = link.stream;
+    if (stream !== null && !stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    link.done();
+    return lost;
+  }
+
+  /** Snapshot chunks keep their own request each (their own route and body limit), one at a time. */
+  private launchSnapshot(chunk: SnapshotMsg): void {
+    const release = () => (this.snapshotInflight = false);
+    let body: Uint8Array;
+    try {
+      body = encodeMessages([chunk]);
+    } catch (err) {
+      release();
+      this.fail(1, `encode: ${errorText(err)}`, false);
+      return;
+    }
+    const path = RAFT_SNAPSHOT_PATH;
+    const headers: Record<string, string> = {
+      "content-type": "application/msgpack",
+      ...peerRequestHeaders(this.s.auth, { method: "POST", path, from: this.s.self, to: this.id, body }),
+    };
+    const generation = this.generation;
+    this.bytesSent += body.byteLength;
+    const request = this.s.client
+      .request(this.origin, { method: "POST", path, headers, body, timeoutMs: this.s.snapshotTimeoutMs })
+      .then(
+        (res) => this.snapshotAnswered(res),
+        (err: unknown) => this.fail(1, errorText(err), generation === this.generation),
+      )
+      .finally(() => {
+        release();
+        this.pump();
+      });
+    this.s.track(request);
+  }
+
+  private snapshotAnswered(res: H2Response): void {
+    if (this.removed) return;
+    this.markUp();
+    this.bytesReceived += res.body.byteLength;
+    if (res.status >= 200 && res.status < 300) {
+      this.sent++;
+      this.batches++;
+      return;
+    }
+    // The peer is reachable but refused the chunk (auth, validation, size): count it, do not back off.
+    const text = new TextDecoder().decode(res.body.subarray(0, 300));
+    this.fail(1, `HTTP ${res.status}: ${text}`, false);
   }
 
   private fail(count: number, why: string, unreachable: boolean): void {

@@ -72,6 +72,18 @@ export interface ServeOptions {
   maxHeaderListSize?: number;
   /** node:http2 maxSessionMemory (MB): past it new streams of the session are refused. */
   maxSessionMemoryMb?: number;
+  /**
+   * Paths served below the app, by exact :path, for long-lived streams (raft_stream.ts says why).
+   * Their bodies are exempt from bodyTimeoutMs (a stream's body never ends); the handler enforces
+   * its own limits. Every other limit (connection caps, session memory, streams) still applies.
+   */
+  streamRoutes?: ReadonlyMap<string, StreamRoute>;
+}
+
+export interface StreamRoute {
+  handle(req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse): void;
+  /** Ends every open stream: close() calls it first, so sessions can drain instead of waiting out the grace. */
+  closeAll(): void;
 }
 
 export interface RunningServer {
@@ -117,7 +129,13 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
   const tls = opts.tls;
   // One request listener, two protocol servers that never listen themselves: the listening server
   // below hands each connection to one of them (by its first bytes, or by ALPN under TLS).
-  const listener = getRequestListener(app.fetch, { hostname: host });
+  const appListener = getRequestListener(app.fetch, { hostname: host });
+  const streamRoutes = opts.streamRoutes ?? new Map<string, StreamRoute>();
+  const listener = (req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse) => {
+    const route = streamRoutes.get(req.url ?? "");
+    if (route !== undefined) route.handle(req, res);
+    else void appListener(req as never, res as never);
+  };
   const h2 = http2.createServer(limits, listener as never);
   const h1 = http.createServer({ maxHeaderSize: settings.maxHeaderListSize }, listener as never);
   const server: net.Server =
@@ -216,7 +234,7 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     // A broken session must not surface as an unhandled 'error' event.
     session.on("error", () => undefined);
   });
-  h2.on("stream", (stream: http2.ServerHttp2Stream) => {
+  h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     const session = stream.session;
     const peer = `${session?.socket?.remoteAddress}:${session?.socket?.remotePort}`;
     openStreams.set(peer, (openStreams.get(peer) ?? 0) + 1);
@@ -237,6 +255,8 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
       });
     }
     if (stream.endAfterHeaders) return;
+    const path = headers[":path"];
+    if (typeof path === "string" && streamRoutes.has(path)) return;
     // A body trickled in (or never finished) must not hold a stream, its buffers and a share of the
     // peer body budget for ever.
     const timer = setTimeout(() => {
@@ -327,6 +347,7 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
 
   const close = async (): Promise<void> => {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const route of streamRoutes.values()) route.closeAll();
     for (const s of sessions) s.close();
     const grace = opts.closeGraceMs ?? 1000;
     // HTTP/1.1 connections with nothing in flight close now; the others after their answer.

@@ -105,7 +105,7 @@ test("bad input is a typed 4xx, never a crash", async () => {
     ["/v1/kv/" + "k".repeat(5000), { method: "PUT", body: "v" }, 400],
     ["/v1/kv/big", { method: "PUT", body: new Uint8Array(1024 * 1024 + 1) }, 413],
     ["/v1/leader/transfer?to=n9", { method: "POST" }, 400],
-    ["/raft/v1/messages", { method: "POST", body: new Uint8Array([1, 2, 3]) }, 401],
+    ["/raft/v1/snapshot", { method: "POST", body: new Uint8Array([1, 2, 3]) }, 401],
     ["/nowhere", { method: "GET" }, 404],
   ];
   for (const [path, init, status] of cases) {

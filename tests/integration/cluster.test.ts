@@ -143,7 +143,7 @@ test("exactly-once writes with a client session; typed errors", async () => {
   expect(bad.json.error).toBe("bad_request");
   const big = await cluster.request(via, "PUT", "/v1/kv/big", { body: new Uint8Array(1024 * 1024 + 1) });
   expect(big.status).toBe(413);
-  const peer = await cluster.request(via, "POST", "/raft/v1/messages", { body: new Uint8Array([0x90]) });
+  const peer = await cluster.request(via, "POST", "/raft/v1/snapshot", { body: new Uint8Array([0x90]) });
   expect(peer.status).toBe(401);
 }, 30_000);
 

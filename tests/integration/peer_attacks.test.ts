@@ -14,10 +14,12 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Message } from "../../src/raft/types.ts";
-import { type PeerAuth, peerRequestHeaders } from "../../src/transport/auth.ts";
+import { NONCE_HEADER, type PeerAuth, peerRequestHeaders } from "../../src/transport/auth.ts";
 import { decodeMessages, encodeMessages } from "../../src/transport/codec.ts";
 import { H2Client } from "../../src/transport/h2_client.ts";
-import { RAFT_MESSAGES_PATH, RAFT_SNAPSHOT_PATH, REPLY_HEADER } from "../../src/transport/raft_routes.ts";
+import { RAFT_SNAPSHOT_PATH } from "../../src/transport/raft_routes.ts";
+import { FRAMES_CONTENT_TYPE, RAFT_STREAM_PATH } from "../../src/transport/raft_stream.ts";
+import { Direction, FrameKind, FrameWriter, streamKey } from "../../src/transport/stream_frame.ts";
 import { haveOpenssl, makePki } from "../transport/helpers.ts";
 import { freePort, TestCluster, waitFor } from "./harness.ts";
 
@@ -204,8 +206,8 @@ describe("HMAC cluster", () => {
     const announced = new Uint8Array(MiB);
     const codes = await Promise.all(
       Array.from({ length: 20 }, () => {
-        const headers = peerRequestHeaders(KEY, { method: "POST", path: RAFT_MESSAGES_PATH, from: follower(), to: leader, body: announced });
-        const s = session.request({ ":method": "POST", ":path": RAFT_MESSAGES_PATH, ...headers }, { endStream: false });
+        const headers = peerRequestHeaders(KEY, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: follower(), to: leader, body: announced });
+        const s = session.request({ ":method": "POST", ":path": RAFT_SNAPSHOT_PATH, ...headers }, { endStream: false });
         s.on("error", () => undefined);
         s.write(announced.subarray(0, 1024));
         return new Promise<number>((r) => s.once("close", () => r(s.rstCode)));
@@ -218,22 +220,26 @@ describe("HMAC cluster", () => {
     await expectLeaderKept(cluster, leader, term);
   }, 40_000);
 
-  test("§3: a replayed request (with x-phalanx-reply) is refused every time and receives nothing meant for its sender", async () => {
+  // The reply-stealing half of §3 (a replayed `x-phalanx-reply` request got the victim's appends)
+  // now concerns the stream's open, whose replay the stream tests below refuse.
+  test("§3: a replayed request is refused every time and receives nothing", async () => {
     const victim = follower();
-    const body = encodeMessages([{ type: "heartbeatResp", from: victim, to: leader, term, seq: 0 }]);
-    const headers = { "content-type": "application/msgpack", [REPLY_HEADER]: "1", ...peerRequestHeaders(KEY, { method: "POST", path: RAFT_MESSAGES_PATH, from: victim, to: leader, body }) };
+    // A chunk of a stale term: accepted by the route, ignored by the core.
+    const chunk: Message = { type: "snapshot", from: victim, to: leader, term: 0, meta: { index: 1, term: 0, conf: { voters: [victim], learners: [] } }, offset: 0, total: 16, chunk: new Uint8Array(16) };
+    const body = encodeMessages([chunk]);
+    const headers = { "content-type": "application/msgpack", ...peerRequestHeaders(KEY, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: victim, to: leader, body }) };
     const client = new H2Client();
     const writer = politeWriter(cluster, leader, "replay");
     try {
       // The first use is the "captured" request reaching its destination as it would have anyway.
-      const first = await client.request(origin(), { method: "POST", path: RAFT_MESSAGES_PATH, headers, body, timeoutMs: 3000 });
+      const first = await client.request(origin(), { method: "POST", path: RAFT_SNAPSHOT_PATH, headers, body, timeoutMs: 3000 });
       expect([200, 204]).toContain(first.status);
       const statuses: number[] = [];
       let stolen = 0;
       // Replays for 3 s (bounded to 5,000 sends).
       const until = performance.now() + 3000;
       while (performance.now() < until && statuses.length < 5000) {
-        const res = await client.request(origin(), { method: "POST", path: RAFT_MESSAGES_PATH, headers, body, timeoutMs: 3000 });
+        const res = await client.request(origin(), { method: "POST", path: RAFT_SNAPSHOT_PATH, headers, body, timeoutMs: 3000 });
         statuses.push(res.status);
         if (res.status === 200 && res.body.byteLength > 0) stolen += (decodeMessages(res.body) as Message[]).length;
       }
@@ -246,6 +252,95 @@ describe("HMAC cluster", () => {
     } finally {
       await writer.stop();
       await client.close();
+    }
+  }, 30_000);
+
+  /** Opens a peer stream to the leader as `from`, signed with `auth`: its status, and frames both ways. */
+  const openStream = (session: http2.ClientHttp2Session, auth: PeerAuth, from: string, replayOf?: Record<string, string>) => {
+    const headers = replayOf ?? { "content-type": FRAMES_CONTENT_TYPE, ...peerRequestHeaders(auth, { method: "POST", path: RAFT_STREAM_PATH, from, to: leader, body: new Uint8Array(0) }) };
+    const id = { nonce: headers[NONCE_HEADER] ?? "", opener: from, acceptor: leader };
+    const s = session.request({ ":method": "POST", ":path": RAFT_STREAM_PATH, ...headers }, { endStream: false });
+    s.on("error", () => undefined);
+    const status = new Promise<number>((r) => {
+      s.once("response", (h) => r(Number(h[":status"])));
+      s.once("close", () => r(0));
+    });
+    const answers: Uint8Array[] = [];
+    s.on("data", (c: Buffer) => answers.push(c));
+    const closed = new Promise<number>((r) => s.once("close", () => r(s.rstCode)));
+    return { s, headers, status, answers, closed, writer: new FrameWriter(streamKey(auth, id, Direction.FromOpener)) };
+  };
+
+  test("stream: an open signed with the wrong key, or replayed, is refused; frames replayed onto another stream reset it", async () => {
+    const writer = politeWriter(cluster, leader, "streamreplay");
+    const session = http2.connect(origin());
+    session.on("error", () => undefined);
+    try {
+      const victim = follower();
+      expect(await openStream(session, WRONG_KEY, victim).status).toBe(401);
+      // A "captured" stream: its open and its first frame, as an eavesdropper on h2c would see them.
+      const captured = openStream(session, KEY, victim);
+      expect(await captured.status).toBe(200);
+      const frame = captured.writer.encode(FrameKind.Batch, encodeMessages([{ type: "heartbeatResp", from: victim, to: leader, term, seq: 0 }]));
+      captured.s.write(frame);
+      await waitFor("the answer to the captured frame", () => captured.answers.length > 0, 5000, 5);
+      // The open replayed: refused (the nonce is spent), nothing read.
+      expect(await openStream(session, KEY, victim, captured.headers).status).toBe(401);
+      // The frame replayed onto a fresh stream (another nonce, so another key): reset, no answer.
+      const fresh = openStream(session, KEY, victim);
+      expect(await fresh.status).toBe(200);
+      fresh.s.write(frame);
+      expect(await fresh.closed).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect(fresh.answers).toEqual([]);
+      // And onto its own stream again (sequence number 1 now): reset too.
+      captured.s.write(frame);
+      expect(await captured.closed).toBe(http2.constants.NGHTTP2_CANCEL);
+      const { ok } = await writer.stop();
+      expect(ok).toBeGreaterThan(0);
+      await expectLeaderKept(cluster, leader, term);
+    } finally {
+      await writer.stop();
+      session.destroy();
+    }
+  }, 30_000);
+
+  test("stream: forged frames and 4 GiB lengths reset the stream at once; RSS stays bounded", async () => {
+    const pid = cluster.procs.get(leader)!.pid;
+    const before = rssMiB(pid);
+    const writer = politeWriter(cluster, leader, "streamforge");
+    const session = http2.connect(origin());
+    session.on("error", () => undefined);
+    try {
+      const victim = follower();
+      const forged = openStream(session, KEY, victim);
+      expect(await forged.status).toBe(200);
+      // A frame as one without the key would make it: right shape, wrong tag.
+      const timeoutNow = encodeMessages([{ type: "timeoutNow", from: victim, to: leader, term }]);
+      forged.s.write(new FrameWriter(streamKey(WRONG_KEY, { nonce: "0".repeat(32), opener: victim, acceptor: leader }, Direction.FromOpener)).encode(FrameKind.Batch, timeoutNow));
+      expect(await forged.closed).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect(forged.answers).toEqual([]);
+      // 32 streams, each announcing a 4 GiB frame and then pushing bytes: each is reset from its
+      // header, before a byte of it is kept (well within the body timeout).
+      const started = performance.now();
+      const codes = await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          const big = openStream(session, KEY, victim);
+          if ((await big.status) !== 200) return -1;
+          const head = Buffer.alloc(5 + 64 * 1024);
+          head.writeUInt32BE(0xffffffff, 0);
+          big.s.write(head);
+          return big.closed;
+        }),
+      );
+      expect(codes).toEqual(Array.from({ length: 32 }, () => http2.constants.NGHTTP2_CANCEL));
+      expect(performance.now() - started).toBeLessThan(5000);
+      expect(rssMiB(pid) - before).toBeLessThan(100);
+      const { ok } = await writer.stop();
+      expect(ok).toBeGreaterThan(0);
+      await expectLeaderKept(cluster, leader, term);
+    } finally {
+      await writer.stop();
+      session.destroy();
     }
   }, 30_000);
 });
@@ -282,10 +377,16 @@ describe.skipIf(!haveOpenssl)("mutual TLS cluster", () => {
     for (const creds of [pki.client, pki.nodes[ids.find((id) => id !== leader && id !== target)!]!]) {
       const attacker = new H2Client({ tls: { ca: pki.ca, ...creds } });
       try {
-        const headers = peerRequestHeaders({ mode: "mtls" }, { method: "POST", path: RAFT_MESSAGES_PATH, from: leader, to: target, body: forged });
-        const res = await attacker.request(attacker.originFor(cluster.node(target).addr), { method: "POST", path: RAFT_MESSAGES_PATH, headers, body: forged, timeoutMs: 3000 });
+        // The stream a timeoutNow would travel on is refused at its open, before a frame is read.
+        const headers = peerRequestHeaders({ mode: "mtls" }, { method: "POST", path: RAFT_STREAM_PATH, from: leader, to: target, body: new Uint8Array(0) });
+        const res = await attacker.request(attacker.originFor(cluster.node(target).addr), { method: "POST", path: RAFT_STREAM_PATH, headers, body: new FrameWriter(null).encode(FrameKind.Batch, forged), timeoutMs: 3000 });
         expect(res.status).toBe(401);
         expect(new TextDecoder().decode(res.body)).toContain(`does not name ${leader}`);
+        // And so is the snapshot route's request.
+        const chunk = encodeMessages([{ type: "snapshot", from: leader, to: target, term, meta: { index: 1, term, conf: { voters: [leader], learners: [] } }, offset: 0, total: 16, chunk: new Uint8Array(16) }]);
+        const snap = peerRequestHeaders({ mode: "mtls" }, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: leader, to: target, body: chunk });
+        const res2 = await attacker.request(attacker.originFor(cluster.node(target).addr), { method: "POST", path: RAFT_SNAPSHOT_PATH, headers: snap, body: chunk, timeoutMs: 3000 });
+        expect(res2.status).toBe(401);
       } finally {
         await attacker.close();
       }

@@ -49,7 +49,7 @@ test("mutual TLS over [::1]: elects, replicates, serves the CLI", async () => {
       return vals.every((r) => r.json?.kv?.value === "yes");
     });
     // Without a client certificate the peer route refuses (the client API stays open).
-    const peer = await cluster.request(follower.id, "POST", "/raft/v1/messages", { body: new Uint8Array([0x90]), headers: { "x-phalanx-from": "n9" } });
+    const peer = await cluster.request(follower.id, "POST", "/raft/v1/snapshot", { body: new Uint8Array([0x90]), headers: { "x-phalanx-from": "n9" } });
     expect(peer.status).toBe(401);
     const cli = Bun.spawnSync([BUN, MAIN, "kv", "get", "secure", "--tls-ca", caFile, "--addr", follower.addr], { stdout: "pipe", stderr: "pipe" });
     expect(cli.stderr.toString()).toBe("");

@@ -11,6 +11,7 @@ import type { PeerAuth } from "../../src/transport/auth.ts";
 import { type ClientTls, H2Client } from "../../src/transport/h2_client.ts";
 import { PeerTransport, type PeerTransportOptions } from "../../src/transport/peers.ts";
 import { raftRoutes } from "../../src/transport/raft_routes.ts";
+import { RAFT_STREAM_PATH, RaftStreamRoute, type RaftStreamOptions } from "../../src/transport/raft_stream.ts";
 import { type RunningServer, serveApp, type TlsConfig } from "../../src/transport/server.ts";
 
 export const KEY = "test-cluster-key-0123456789";
@@ -56,6 +57,7 @@ export interface TestNode {
   address: string;
   inbox: Inbox;
   server: RunningServer;
+  stream: RaftStreamRoute;
   client: H2Client;
   transport: PeerTransport;
   unreachable: NodeId[];
@@ -69,6 +71,7 @@ export interface NodeOptions {
   clientTls?: ClientTls;
   transport?: Partial<PeerTransportOptions>;
   maxSnapshotBody?: number;
+  stream?: Partial<RaftStreamOptions>;
 }
 
 export async function startNode(id: NodeId, opts: NodeOptions = {}): Promise<TestNode> {
@@ -77,7 +80,13 @@ export async function startNode(id: NodeId, opts: NodeOptions = {}): Promise<Tes
   const app = new Hono();
   app.route("/", raftRoutes({ self: id, auth, onMessages: inbox.push, maxSnapshotBody: opts.maxSnapshotBody }));
   const listen = opts.listen ?? "127.0.0.1:0";
-  const server = await serveApp(app, { listen, tls: opts.serverTls });
+  // As the node does: a verified batch from a peer tells the transport it is alive.
+  const onMessages = (msgs: Message[], from: NodeId) => {
+    inbox.push(msgs, from);
+    transport.heardFrom(from);
+  };
+  const stream = new RaftStreamRoute({ self: id, auth, onMessages, ...opts.stream });
+  const server = await serveApp(app, { listen, tls: opts.serverTls, streamRoutes: new Map([[RAFT_STREAM_PATH, stream]]) });
   const client = new H2Client({ tls: opts.clientTls, connectTimeoutMs: 2000 });
   const unreachable: NodeId[] = [];
   const transport = new PeerTransport({
@@ -96,7 +105,7 @@ export async function startNode(id: NodeId, opts: NodeOptions = {}): Promise<Tes
     await client.close();
     await server.close();
   };
-  return { id, address, inbox, server, client, transport, unreachable, stop };
+  return { id, address, inbox, server, stream, client, transport, unreachable, stop };
 }
 
 /** Tells every node about every other. */
@@ -107,6 +116,11 @@ export function mesh(nodes: TestNode[]): void {
 
 export function heartbeat(from: NodeId, to: NodeId, seq: number): Message {
   return { type: "heartbeat", from, to, term: 1, commit: 0, seq };
+}
+
+/** A small snapshot chunk (what the snapshot route takes), told apart by its offset. */
+export function snapshotChunk(from: NodeId, to: NodeId, offset: number): Message {
+  return { type: "snapshot", from, to, term: 1, meta: { index: 5, term: 1, conf: { voters: [from, to], learners: [] } }, offset, total: offset + 16, chunk: new Uint8Array(16) };
 }
 
 export const haveOpenssl = Bun.which("openssl") !== null;

@@ -6,9 +6,9 @@ import net from "node:net";
 import { Hono } from "hono";
 import { ByteBudget, PeerGate, peerRequestHeaders } from "../../src/transport/auth.ts";
 import { encodeMessages } from "../../src/transport/codec.ts";
-import { RAFT_MESSAGES_PATH, raftRoutes } from "../../src/transport/raft_routes.ts";
+import { RAFT_SNAPSHOT_PATH, raftRoutes } from "../../src/transport/raft_routes.ts";
 import { type RunningServer, type ServeOptions, serveApp } from "../../src/transport/server.ts";
-import { HMAC, haveOpenssl, heartbeat, makePki, until, withDeadline } from "./helpers.ts";
+import { HMAC, haveOpenssl, makePki, snapshotChunk, until, withDeadline } from "./helpers.ts";
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -175,8 +175,8 @@ test("a signed request whose body never finishes is reset after bodyTimeoutMs, a
   session.on("error", () => undefined);
   cleanup.push(() => void session.destroy());
   const announced = new Uint8Array(1 << 20);
-  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body: announced });
-  const slow = session.request({ ":method": "POST", ":path": RAFT_MESSAGES_PATH, ...headers }, { endStream: false });
+  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: "a", to: "b", body: announced });
+  const slow = session.request({ ":method": "POST", ":path": RAFT_SNAPSHOT_PATH, ...headers }, { endStream: false });
   slow.on("error", () => undefined);
   slow.write(new Uint8Array(100));
   await until(() => budget.inUse === announced.byteLength, "the budget taken for the announced body");
@@ -185,10 +185,10 @@ test("a signed request whose body never finishes is reset after bodyTimeoutMs, a
   expect(code).toBe(http2.constants.NGHTTP2_CANCEL);
   expect(server.stats().slowBodies).toBe(1);
   await until(() => budget.inUse === 0, "the budget given back");
-  // The server still takes a well-behaved batch.
-  const hb = encodeMessages([heartbeat("a", "b", 1)]);
+  // The server still takes a well-behaved chunk.
+  const hb = encodeMessages([snapshotChunk("a", "b", 1)]);
   const ok = await new Promise<number>((resolve) => {
-    const s = session.request({ ":method": "POST", ":path": RAFT_MESSAGES_PATH, ...peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body: hb }) });
+    const s = session.request({ ":method": "POST", ":path": RAFT_SNAPSHOT_PATH, ...peerRequestHeaders(HMAC, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: "a", to: "b", body: hb }) });
     s.on("response", (h) => resolve(Number(h[":status"])));
     s.end(hb);
   });

@@ -5,7 +5,7 @@ import net from "node:net";
 import type { Message } from "../../src/raft/types.ts";
 import { H2Client, H2Error } from "../../src/transport/h2_client.ts";
 import { backoffDelay } from "../../src/transport/peers.ts";
-import { RAFT_MESSAGES_PATH } from "../../src/transport/raft_routes.ts";
+import { RAFT_STREAM_PATH } from "../../src/transport/raft_stream.ts";
 import { haveOpenssl, heartbeat, makePki, mesh, type NodeOptions, startNode, type TestNode, until } from "./helpers.ts";
 
 const running: TestNode[] = [];
@@ -125,7 +125,7 @@ describe.skipIf(!haveOpenssl)("TLS", async () => {
     for (const creds of [{}, p.stranger]) {
       const client = new H2Client({ tls: { ca: p.ca, ...creds }, connectTimeoutMs: 2000 });
       const err = await client
-        .request(client.originFor(b.address), { method: "POST", path: RAFT_MESSAGES_PATH, body: new Uint8Array(1), headers: { "x-phalanx-from": "a" } })
+        .request(client.originFor(b.address), { method: "POST", path: RAFT_STREAM_PATH, body: new Uint8Array(1), headers: { "x-phalanx-from": "a" } })
         .catch((e: unknown) => e);
       await client.close();
       expect(err).toBeInstanceOf(H2Error);
@@ -238,9 +238,9 @@ describe("failures", () => {
     try {
       a.transport.setPeers(new Map([["b", `127.0.0.1:${port}`]]));
       a.transport.send(heartbeat("a", "b", 1));
-      await until(() => a.transport.stats()[0]?.inflight === 1, "request on the wire");
+      expect(a.transport.stats()[0]?.queued).toBe(1);
       // "b" moves to c's server (which takes requests for "c" only): expect a 401 there.
-      // The request cut off by the move is lost, but it does not make the new address unreachable.
+      // The stream cut off by the move is lost, but it does not make the new address unreachable.
       a.transport.setPeers(new Map([["b", c.address]]));
       a.transport.send(heartbeat("a", "b", 2));
       await until(() => a.transport.stats()[0]?.lastError?.includes("HTTP 401") === true, "refusal from the new address");

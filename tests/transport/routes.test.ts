@@ -1,5 +1,6 @@
-// The peer routes in process (Hono's app.request): authentication, limits and batch checks.
-// Every refusal must leave the core callback untouched.
+// The peer routes in process (Hono's app.request): authentication, limits and batch checks, on the
+// snapshot route (Raft messages travel on the peer stream, raft_stream.ts; its open is checked by
+// the same PeerGate). Every refusal must leave the core callback untouched.
 
 import { beforeEach, describe, expect, test } from "bun:test";
 import type { Message, NodeId } from "../../src/raft/types.ts";
@@ -17,7 +18,8 @@ import {
   TS_HEADER,
 } from "../../src/transport/auth.ts";
 import { encodeMessages } from "../../src/transport/codec.ts";
-import { RAFT_MESSAGES_PATH, RAFT_SNAPSHOT_PATH, raftRoutes } from "../../src/transport/raft_routes.ts";
+import { RAFT_SNAPSHOT_PATH, raftRoutes } from "../../src/transport/raft_routes.ts";
+import { RAFT_STREAM_PATH } from "../../src/transport/raft_stream.ts";
 import { HMAC, heartbeat, KEY } from "./helpers.ts";
 
 let calls: { msgs: Message[]; from: NodeId }[] = [];
@@ -25,24 +27,34 @@ const app = raftRoutes({
   self: "b",
   auth: HMAC,
   onMessages: (msgs, from) => calls.push({ msgs, from }),
-  maxBatchBody: 64 * 1024,
-  maxSnapshotBody: 256 * 1024,
+  maxSnapshotBody: 64 * 1024,
 });
 beforeEach(() => {
   calls = [];
 });
 
-const post = (body: Uint8Array, headers: Record<string, string>, path = RAFT_MESSAGES_PATH) =>
+const post = (body: Uint8Array, headers: Record<string, string>, path = RAFT_SNAPSHOT_PATH) =>
   app.request(path, { method: "POST", body, headers });
-const signed = (body: Uint8Array, auth: PeerAuth = HMAC, path = RAFT_MESSAGES_PATH, from = "a", to = "b") =>
+const signed = (body: Uint8Array, auth: PeerAuth = HMAC, path = RAFT_SNAPSHOT_PATH, from = "a", to = "b") =>
   peerRequestHeaders(auth, { method: "POST", path, from, to, body });
 
-const hb = encodeMessages([heartbeat("a", "b", 1)]);
+/** A small snapshot chunk: what the route takes. */
+const chunk = (from: NodeId = "a", to: NodeId = "b", offset = 0): Message => ({
+  type: "snapshot",
+  from,
+  to,
+  term: 1,
+  meta: { index: 5, term: 1, conf: { voters: ["a", "b"], learners: [] } },
+  offset,
+  total: 32,
+  chunk: new Uint8Array(16),
+});
+const hb = encodeMessages([chunk()]);
 
 test("a signed batch reaches the callback with its sender", async () => {
   const res = await post(hb, signed(hb));
   expect(res.status).toBe(204);
-  expect(calls).toEqual([{ msgs: [heartbeat("a", "b", 1)], from: "a" }]);
+  expect(calls).toEqual([{ msgs: [chunk()], from: "a" }]);
 });
 
 describe("401 and no delivery", () => {
@@ -52,9 +64,9 @@ describe("401 and no delivery", () => {
     ["wrong key", () => signed(hb, { mode: "hmac", key: `${KEY}-other` })],
     ["stale timestamp (window ±10 s)", () => signed(hb, { mode: "hmac", key: KEY, now: () => Date.now() - 11_000 })],
     ["timestamp from the future", () => signed(hb, { mode: "hmac", key: KEY, now: () => Date.now() + 11_000 })],
-    ["signature for another path", () => signed(hb, HMAC, RAFT_SNAPSHOT_PATH)],
-    ["signed for another recipient", () => signed(hb, HMAC, RAFT_MESSAGES_PATH, "a", "c")],
-    ["recipient swapped after signing", () => ({ ...signed(hb, HMAC, RAFT_MESSAGES_PATH, "a", "c"), [TO_HEADER]: "b" })],
+    ["signature for another path", () => signed(hb, HMAC, RAFT_STREAM_PATH)],
+    ["signed for another recipient", () => signed(hb, HMAC, RAFT_SNAPSHOT_PATH, "a", "c")],
+    ["recipient swapped after signing", () => ({ ...signed(hb, HMAC, RAFT_SNAPSHOT_PATH, "a", "c"), [TO_HEADER]: "b" })],
     ["sender swapped after signing", () => ({ ...signed(hb), [FROM_HEADER]: "c" })],
     ["timestamp swapped after signing", () => ({ ...signed(hb), [TS_HEADER]: String(Date.now() + 1) })],
     ["nonce swapped after signing", () => ({ ...signed(hb), [NONCE_HEADER]: "0".repeat(32) })],
@@ -73,7 +85,7 @@ describe("401 and no delivery", () => {
   }
 
   test("tampered body", async () => {
-    const other = encodeMessages([heartbeat("a", "b", 2)]);
+    const other = encodeMessages([chunk("a", "b", 16)]);
     const res = await post(other, signed(hb));
     expect(res.status).toBe(401);
     expect(await res.text()).toContain("digest mismatch");
@@ -91,14 +103,14 @@ describe("401 and no delivery", () => {
 
   test("mTLS mode refuses a request that did not come over verified TLS", async () => {
     const mtlsApp = raftRoutes({ self: "b", auth: { mode: "mtls" }, onMessages: (m, f) => calls.push({ msgs: m, from: f }) });
-    const res = await mtlsApp.request(RAFT_MESSAGES_PATH, { method: "POST", body: hb, headers: { [FROM_HEADER]: "a" } });
+    const res = await mtlsApp.request(RAFT_SNAPSHOT_PATH, { method: "POST", body: hb, headers: { [FROM_HEADER]: "a" } });
     expect(res.status).toBe(401);
     expect(calls).toEqual([]);
   });
 
   test("mTLS mode refuses a request without content-length or recipient before anything else", async () => {
     const mtlsApp = raftRoutes({ self: "b", auth: { mode: "mtls" }, onMessages: (m, f) => calls.push({ msgs: m, from: f }) });
-    const res = await mtlsApp.request(RAFT_MESSAGES_PATH, { method: "POST", body: hb, headers: { [FROM_HEADER]: "a", [LENGTH_HEADER]: String(hb.length) } });
+    const res = await mtlsApp.request(RAFT_SNAPSHOT_PATH, { method: "POST", body: hb, headers: { [FROM_HEADER]: "a", [LENGTH_HEADER]: String(hb.length) } });
     expect(res.status).toBe(401);
     expect(await res.text()).toContain(TO_HEADER);
   });
@@ -118,15 +130,15 @@ describe("400, 413, 500", () => {
   });
 
   test("schema failure → 400 with the zod message", async () => {
-    const body = encodeMessages([{ ...heartbeat("a", "b", 1), term: -3 }]);
+    const body = encodeMessages([{ ...chunk(), term: -3 }]);
     const res = await post(body, signed(body));
     expect(res.status).toBe(400);
     expect(await res.text()).toContain("term");
     expect(calls).toEqual([]);
   });
 
-  test("a message for another node rejects the whole batch", async () => {
-    const body = encodeMessages([heartbeat("a", "b", 1), heartbeat("a", "c", 2)]);
+  test("a chunk for another node is refused", async () => {
+    const body = encodeMessages([chunk("a", "c")]);
     const res = await post(body, signed(body));
     expect(res.status).toBe(400);
     expect(await res.text()).toContain("addressed to c");
@@ -134,7 +146,7 @@ describe("400, 413, 500", () => {
   });
 
   test("a message claiming another sender is refused", async () => {
-    const body = encodeMessages([heartbeat("z", "b", 1)]);
+    const body = encodeMessages([chunk("z", "b")]);
     const res = await post(body, signed(body));
     expect(res.status).toBe(400);
     expect(calls).toEqual([]);
@@ -150,7 +162,7 @@ describe("400, 413, 500", () => {
         c.close();
       },
     });
-    const streamed = await app.request(RAFT_MESSAGES_PATH, { method: "POST", body: stream, headers: signed(big) });
+    const streamed = await app.request(RAFT_SNAPSHOT_PATH, { method: "POST", body: stream, headers: signed(big) });
     expect(streamed.status).toBe(413);
     expect(calls).toEqual([]);
   });
@@ -158,7 +170,7 @@ describe("400, 413, 500", () => {
   test("a body longer than its signed content-length is refused (400) and not delivered", async () => {
     const headers = signed(hb);
     const longer = new Uint8Array([...hb, 0x90]);
-    const res = await app.request(RAFT_MESSAGES_PATH, {
+    const res = await app.request(RAFT_SNAPSHOT_PATH, {
       method: "POST",
       body: new ReadableStream({ start: (c) => (c.enqueue(longer), c.close()) }),
       headers,
@@ -172,31 +184,22 @@ describe("400, 413, 500", () => {
     const gate = new PeerGate(HMAC, "b", { budget });
     const small = raftRoutes({ self: "b", auth: HMAC, gate, onMessages: (msgs, from) => calls.push({ msgs, from }) });
     const big = new Uint8Array(hb.length * 3);
-    const over = await small.request(RAFT_MESSAGES_PATH, { method: "POST", body: big, headers: signed(big) });
+    const over = await small.request(RAFT_SNAPSHOT_PATH, { method: "POST", body: big, headers: signed(big) });
     expect(over.status).toBe(503);
     expect(budget.inUse).toBe(0);
     for (let i = 0; i < 3; i++) {
-      expect((await small.request(RAFT_MESSAGES_PATH, { method: "POST", body: hb, headers: signed(hb) })).status).toBe(204);
+      expect((await small.request(RAFT_SNAPSHOT_PATH, { method: "POST", body: hb, headers: signed(hb) })).status).toBe(204);
     }
     expect(budget.inUse).toBe(0);
     expect(calls.length).toBe(3);
   });
 
-  test("the snapshot route takes one chunk, with its larger limit", async () => {
-    const chunk: Message = {
-      type: "snapshot",
-      from: "a",
-      to: "b",
-      term: 1,
-      meta: { index: 5, term: 1, conf: { voters: ["a", "b"], learners: [] } },
-      offset: 0,
-      total: 100_000,
-      chunk: new Uint8Array(100_000),
-    };
-    const body = encodeMessages([chunk]);
-    expect((await post(body, signed(body, HMAC, RAFT_SNAPSHOT_PATH), RAFT_SNAPSHOT_PATH)).status).toBe(204);
-    expect((await post(body, signed(body))).status).toBe(413);
-    expect((await post(hb, signed(hb, HMAC, RAFT_SNAPSHOT_PATH), RAFT_SNAPSHOT_PATH)).status).toBe(400);
+  test("the snapshot route takes exactly one chunk", async () => {
+    const beat = encodeMessages([heartbeat("a", "b", 1)]);
+    expect((await post(beat, signed(beat))).status).toBe(400);
+    const two = encodeMessages([chunk(), chunk("a", "b", 16)]);
+    expect((await post(two, signed(two))).status).toBe(400);
+    expect((await post(hb, signed(hb))).status).toBe(204);
     expect(calls.length).toBe(1);
   });
 
@@ -210,11 +213,11 @@ describe("400, 413, 500", () => {
         calls.push({ msgs, from });
       },
     });
-    const first = await fragile.request(RAFT_MESSAGES_PATH, { method: "POST", body: hb, headers: signed(hb) });
+    const first = await fragile.request(RAFT_SNAPSHOT_PATH, { method: "POST", body: hb, headers: signed(hb) });
     expect(first.status).toBe(500);
     expect(await first.text()).toContain("boom");
     fail = false;
-    const second = await fragile.request(RAFT_MESSAGES_PATH, { method: "POST", body: hb, headers: signed(hb) });
+    const second = await fragile.request(RAFT_SNAPSHOT_PATH, { method: "POST", body: hb, headers: signed(hb) });
     expect(second.status).toBe(204);
     expect(calls.length).toBe(1);
   });
@@ -222,11 +225,11 @@ describe("400, 413, 500", () => {
 
 describe("replay cache", () => {
   const headersAt = (clock: { t: number }, auth: PeerAuth) => {
-    const h = peerRequestHeaders(auth, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body: hb });
+    const h = peerRequestHeaders(auth, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: "a", to: "b", body: hb });
     return new Headers(h);
   };
   const check = (gate: PeerGate, headers: Headers) =>
-    gate.admitHeaders({ method: "POST", path: RAFT_MESSAGES_PATH, headers, peerCert: null, maxBodyBytes: 1 << 20 });
+    gate.admitHeaders({ method: "POST", path: RAFT_SNAPSHOT_PATH, headers, peerCert: null, maxBodyBytes: 1 << 20 });
 
   test("a nonce stays used for as long as its timestamp is in the window, through rotations", () => {
     const clock = { t: 1_000_000 };

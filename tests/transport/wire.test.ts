@@ -9,9 +9,9 @@ import type { Message } from "../../src/raft/types.ts";
 import { peerRequestHeaders } from "../../src/transport/auth.ts";
 import { encodeMessages } from "../../src/transport/codec.ts";
 import { H2Client } from "../../src/transport/h2_client.ts";
-import { RAFT_MESSAGES_PATH, raftRoutes } from "../../src/transport/raft_routes.ts";
+import { RAFT_SNAPSHOT_PATH, raftRoutes } from "../../src/transport/raft_routes.ts";
 import { type RunningServer, serveApp } from "../../src/transport/server.ts";
-import { HMAC, haveOpenssl, heartbeat, makePki, withDeadline } from "./helpers.ts";
+import { HMAC, haveOpenssl, makePki, snapshotChunk, withDeadline } from "./helpers.ts";
 
 const PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const EMPTY_SETTINGS = new Uint8Array([0, 0, 0, 4, 0, 0, 0, 0, 0]);
@@ -61,15 +61,15 @@ function blast(connect: () => net.Socket, bytes: Uint8Array, end: boolean): Prom
 const plain = (port: number) => () => net.connect(port, "127.0.0.1");
 const overTls = (port: number) => () => tls.connect({ port, host: "::1", ca, ALPNProtocols: ["h2"] });
 
-/** A signed, well-formed batch through a fresh client: the proof the server is still serving. */
+/** A signed, well-formed chunk through a fresh client: the proof the server is still serving. */
 async function healthy(origin: string, seq: number): Promise<void> {
   const client = new H2Client({ tls: origin.startsWith("https") ? { ca } : undefined });
-  const body = encodeMessages([heartbeat("a", "b", seq)]);
-  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body });
-  const res = await client.request(origin, { method: "POST", path: RAFT_MESSAGES_PATH, body, headers });
+  const body = encodeMessages([snapshotChunk("a", "b", seq)]);
+  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: "a", to: "b", body });
+  const res = await client.request(origin, { method: "POST", path: RAFT_SNAPSHOT_PATH, body, headers });
   await client.close();
   expect(res.status).toBe(204);
-  expect(received.some((m) => m.type === "heartbeat" && m.seq === seq)).toBe(true);
+  expect(received.some((m) => m.type === "snapshot" && m.offset === seq)).toBe(true);
 }
 
 const garbage: [string, Uint8Array, boolean][] = [
@@ -77,7 +77,7 @@ const garbage: [string, Uint8Array, boolean][] = [
   ["truncated preface, left open", new TextEncoder().encode(PREFACE.slice(0, 10)), false],
   ["preface then a truncated frame", new Uint8Array([...new TextEncoder().encode(PREFACE), 0, 0, 12, 4, 0, 0, 0]), false],
   ["preface, settings, then random frames", new Uint8Array([...new TextEncoder().encode(PREFACE), ...EMPTY_SETTINGS, ...random(4096)]), true],
-  ["HTTP/1.1 on an h2c port", new TextEncoder().encode("POST /raft/v1/messages HTTP/1.1\r\nHost: x\r\n\r\n"), true],
+  ["HTTP/1.1 on an h2c port", new TextEncoder().encode("POST /raft/v1/snapshot HTTP/1.1\r\nHost: x\r\n\r\n"), true],
 ];
 
 test("h2c: garbage and truncated frames, then a good request", async () => {
@@ -94,11 +94,11 @@ test.skipIf(!haveOpenssl)("TLS: garbage inside and outside the handshake, then a
 
 test("a truncated msgpack body is a 400, and a body cut off mid-upload hurts nobody", async () => {
   const origin = `http://127.0.0.1:${h2c.port}`;
-  const full = encodeMessages([heartbeat("a", "b", 3), heartbeat("a", "b", 4)]);
+  const full = encodeMessages([snapshotChunk("a", "b", 3)]);
   const cut = full.subarray(0, full.length - 7);
   const client = new H2Client();
-  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body: cut });
-  const res = await client.request(origin, { method: "POST", path: RAFT_MESSAGES_PATH, body: cut, headers });
+  const headers = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: "a", to: "b", body: cut });
+  const res = await client.request(origin, { method: "POST", path: RAFT_SNAPSHOT_PATH, body: cut, headers });
   expect(res.status).toBe(400);
   expect(new TextDecoder().decode(res.body)).toContain("malformed msgpack");
   await client.close();
@@ -106,12 +106,12 @@ test("a truncated msgpack body is a 400, and a body cut off mid-upload hurts nob
   // Announce 1 MiB (signed), send 1 KiB, then drop the connection.
   const session = http2.connect(origin);
   session.on("error", () => undefined);
-  const announced = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_MESSAGES_PATH, from: "a", to: "b", body: random(1 << 20) });
-  const stream = session.request({ ":method": "POST", ":path": RAFT_MESSAGES_PATH, ...announced });
+  const announced = peerRequestHeaders(HMAC, { method: "POST", path: RAFT_SNAPSHOT_PATH, from: "a", to: "b", body: random(1 << 20) });
+  const stream = session.request({ ":method": "POST", ":path": RAFT_SNAPSHOT_PATH, ...announced });
   stream.on("error", () => undefined);
   await withDeadline(new Promise<void>((r) => stream.write(random(1024), () => r())), 5000, "partial upload");
   session.destroy();
 
   await healthy(origin, 5);
-  expect(received.some((m) => m.type === "heartbeat" && m.seq === 3)).toBe(false);
+  expect(received.some((m) => m.type === "snapshot" && m.offset === 3)).toBe(false);
 }, 20_000);
