@@ -10,8 +10,9 @@ export interface Scheduler {
   /** Runs `fn` in a later turn, after the I/O already queued (group commit gathers that I/O). */
   nextTurn(fn: () => void): void;
   /**
-   * Runs `fn` once the messages just sent are on their way and before any other input is handled:
-   * where a leader that sent its appends early finishes (persists) its Ready.
+   * Runs `fn` once the messages just sent are on the wire: where a leader that sent its appends
+   * early finishes (persists) its Ready. Other input may be handled first; the node finishes a
+   * deferred Ready before it lets anything else into the core (node.ts handleReady).
    */
   afterSend(fn: () => void): void;
   /** Runs `fn` after `ms`; the returned function cancels it. */
@@ -27,7 +28,12 @@ export const realScheduler: Scheduler = {
   nextTurn: (fn) => {
     setImmediate(fn);
   },
-  afterSend: (fn) => process.nextTick(fn),
+  // Not process.nextTick or a microtask: Bun writes a stream's queued HTTP/2 frames to the socket
+  // only when the turn's callbacks and microtasks are done, so a blocking fsync scheduled that way
+  // ran with the appends still in our buffer and the followers wrote after the leader, not beside
+  // it (two fsyncs in series for every write). A setImmediate callback runs after the flush
+  // (tests/node/scheduler.test.ts measures both with a peer in another process).
+  afterSend: (fn) => setImmediate(fn),
   after: (ms, fn) => {
     const t = setTimeout(fn, Math.max(0, ms));
     return () => clearTimeout(t);
