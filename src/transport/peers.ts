@@ -8,7 +8,7 @@
 import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
 import { certificateNames, checkPeerAuth, NONCE_HEADER, type PeerAuth, peerRequestHeaders, verifyPeerReply } from "./auth.ts";
 import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
-import type { H2Client, H2Response } from "./h2_client.ts";
+import { H2Error, type H2Client, type H2Response } from "./h2_client.ts";
 import { Fifo } from "./fifo.ts";
 import { RAFT_MESSAGES_PATH, RAFT_SNAPSHOT_PATH, REPLY_HEADER } from "./raft_routes.ts";
 
@@ -40,6 +40,8 @@ export interface PeerTransportOptions {
   backoffMaxMs?: number;
   requestTimeoutMs?: number;
   snapshotTimeoutMs?: number;
+  /** How long after the start a refused connection is retried at once (STARTUP_WINDOW_MS; 0: never). */
+  startupWindowMs?: number;
 }
 
 export type PeerState = "idle" | "up" | "backoff";
@@ -81,6 +83,19 @@ const ESSENTIAL: ReadonlySet<Message["type"]> = new Set([
 
 const MAX_MESSAGES_PER_BATCH = 4096;
 
+/**
+ * For this long after the transport starts, a peer that refuses the connection is taken to be
+ * still starting (the nodes of a new cluster start together, and a node listens some tens of ms
+ * after its process starts): the batch is kept and tried again after STARTUP_RETRY_MS, instead
+ * of being dropped with the peer put in backoff. Dropped, the first election's requests would
+ * wait for an election timeout, and a backoff of 25-50 ms, doubling, would add as much to the
+ * cluster's start. A refused connection carried nothing, so sending the batch again duplicates
+ * nothing. Bounded: at most STARTUP_WINDOW_MS / STARTUP_RETRY_MS tries per peer, then the usual
+ * backoff (and a peer that is down is reported unreachable as before, only that much later).
+ */
+export const STARTUP_WINDOW_MS = 1000;
+const STARTUP_RETRY_MS = 5;
+
 interface Settings {
   self: NodeId;
   client: H2Client;
@@ -99,6 +114,8 @@ interface Settings {
   snapshotTimeoutMs: number;
   /** Lets close() wait for requests still on the wire. */
   track: (p: Promise<void>) => void;
+  /** Until this performance.now(), a refused connection means "still starting" (STARTUP_WINDOW_MS). */
+  startingUntil: number;
 }
 
 export class PeerTransport {
@@ -137,6 +154,7 @@ export class PeerTransport {
         this.pending.add(p);
         p.finally(() => this.pending.delete(p));
       },
+      startingUntil: performance.now() + (opts.startupWindowMs ?? STARTUP_WINDOW_MS),
     };
   }
 
@@ -391,7 +409,10 @@ class Peer {
       .request(this.origin, { method: "POST", path, headers, body, timeoutMs })
       .then(
         (res) => this.answered(res, path, nonce, batch.length, path === RAFT_MESSAGES_PATH ? performance.now() - started : null),
-        (err: unknown) => this.fail(batch.length, errorText(err), generation === this.generation),
+        (err: unknown) => {
+          if (path === RAFT_MESSAGES_PATH && generation === this.generation && this.stillStarting(err)) this.retrySoon(batch, errorText(err));
+          else this.fail(batch.length, errorText(err), generation === this.generation);
+        },
       )
       .finally(() => {
         release();
@@ -457,6 +478,26 @@ class Peer {
     this.dropped += count;
     this.lastError = why;
     if (unreachable) this.markDown();
+  }
+
+  /** A refused connection within STARTUP_WINDOW_MS of the transport's start: the peer is not listening yet. */
+  private stillStarting(err: unknown): boolean {
+    return err instanceof H2Error && err.kind === "connect" && err.message.includes("ECONNREFUSED") && performance.now() < this.s.startingUntil;
+  }
+
+  /** Puts a batch that never left back in front of the queue and tries again in STARTUP_RETRY_MS. */
+  private retrySoon(batch: Message[], why: string): void {
+    if (this.removed) return;
+    this.lastError = why;
+    this.essential.prepend(batch.filter((m) => ESSENTIAL.has(m.type)));
+    this.bulk.prepend(batch.filter((m) => !ESSENTIAL.has(m.type)));
+    while (this.essential.length + this.bulk.length > this.s.maxQueue) this.drop(this.bulk.length > 0 ? this.bulk : this.essential);
+    if (this.state === "backoff") return;
+    this.state = "backoff";
+    this.timer = setTimeout(() => {
+      this.state = "idle";
+      this.pump();
+    }, STARTUP_RETRY_MS);
   }
 
   /** The peer sent us a verified batch: reachable again, and a pending backoff ends now. */
