@@ -174,9 +174,10 @@ async function startStatic(config: NodeConfig, log: Logger, timeline: StartupTim
   try {
     const server = await serveApp(nodeApp(node, log), serveOptions(config));
     timeline.mark("listening");
-    const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);
+    // The clock first: a brand-new cluster's first election need not wait for the debug listener.
     node.run();
     timeline.mark("running");
+    const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);
     return { node, server, debug, gossip: null, membership: null };
   } catch (err) {
     await node.stop();
