@@ -44,6 +44,8 @@ export class StartupTimeline {
   report(log: Logger): void {
     if (this.reported || !this.marks.has("firstWrite")) return;
     this.reported = true;
-    log.debug("startup timeline", { unit: "ms since process start", ...this.snapshot() });
+    // CPU used so far: on a loaded machine the phases wait for a core, this says how much they needed.
+    const cpu = process.cpuUsage();
+    log.debug("startup timeline", { unit: "ms since process start", ...this.snapshot(), cpuMs: Math.round((cpu.user + cpu.system) / 1000) });
   }
 }
