@@ -382,12 +382,6 @@ export class Raft {
     if (result === "won") {
       if (this.role === "preCandidate") this.campaign("vote", false, null);
       else this.becomeLeader();
-    } else if (result === "lost" && this.firstElection) {
-      // Not a brand-new cluster after all (or a voter is not): elect the ordinary way, on the
-      // election timeout that has been running since the start, as if this had not been tried.
-      const elapsed = this.electionElapsed;
-      this.becomeFollower(this.term, null);
-      this.electionElapsed = elapsed;
     } else if (result === "lost") {
       this.becomeFollower(this.term, null);
     }
@@ -419,9 +413,10 @@ export class Raft {
   //    sent only once the term it is in is durable, so a node at term 0 never acknowledged one
   //    (a node that lost its data is covered by rule 2). The vote rules themselves are unchanged:
   //    a voter still votes once per term, so a term still has at most one leader.
-  // 4. A first election that is refused falls back to the ordinary election, on the timeout that
-  //    has been running since the start: with a voter down, or not brand new, the cluster elects
-  //    exactly as it would have (an unanswered one simply runs into that timeout).
+  // 4. A first election that is not granted falls back to the ordinary election. Unanswered (a
+  //    voter down or still starting), it runs into the timeout that has been running since the
+  //    start, with the draw it had: the cluster elects exactly when it would have. Refused, it
+  //    ends as any lost election (a refusal from a later term moves this node to that term).
 
   /**
    * Campaigns at once when this is a brand-new cluster's first election (see the rules above);
@@ -436,7 +431,11 @@ export class Raft {
     if (first !== this.id) return { campaigned: false, why: `${first} runs the first election` };
     if (this.role !== "follower" || this.lead !== null) return { campaigned: false, why: `already ${this.role}` };
     this.firstElection = true;
+    // The ordinary timeout keeps its draw (becomePreCandidate makes a new one): if this election
+    // gets no answer, the cluster elects when it would have without it (rule 4).
+    const timeout = this.randomizedElectionTimeout;
     this.campaign("preVote", false, { reason: "firstElection" });
+    this.randomizedElectionTimeout = timeout;
     // (Read back through Role: the compiler does not see campaign() change the role.)
     assert((this.role as Role) === "preCandidate" && this.firstElection, "a first election starts with a pre-vote");
     return { campaigned: true };
