@@ -209,7 +209,10 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         log,
         scheduler: realScheduler,
         ...(opts.timeline === undefined ? {} : { timeline: opts.timeline }),
-        transport: ({ client, auth, events }) => new PeerTransport({ self: config.id, client, auth, ...events }),
+        // A peer still starting is retried within ms for as long as the first election may wait
+        // for it: until the candidate's randomized election timeout, at most twice the base.
+        transport: ({ client, auth, events }) =>
+          new PeerTransport({ self: config.id, client, auth, ...events, startupWindowMs: 2 * config.electionTicks * config.tickMs }),
       });
     } catch (err) {
       dd.close();

@@ -40,7 +40,7 @@ export interface PeerTransportOptions {
   backoffMaxMs?: number;
   requestTimeoutMs?: number;
   snapshotTimeoutMs?: number;
-  /** How long after the start a refused connection is retried at once (STARTUP_WINDOW_MS; 0: never). */
+  /** How long after the start a refused connection is retried at once (default STARTUP_WINDOW_MS; 0: never). */
   startupWindowMs?: number;
 }
 
@@ -84,13 +84,14 @@ const ESSENTIAL: ReadonlySet<Message["type"]> = new Set([
 const MAX_MESSAGES_PER_BATCH = 4096;
 
 /**
- * For this long after the transport starts, a peer that refuses the connection is taken to be
- * still starting (the nodes of a new cluster start together, and a node listens some tens of ms
- * after its process starts): the batch is kept and tried again after STARTUP_RETRY_MS, instead
- * of being dropped with the peer put in backoff. Dropped, the first election's requests would
- * wait for an election timeout, and a backoff of 25-50 ms, doubling, would add as much to the
- * cluster's start. A refused connection carried nothing, so sending the batch again duplicates
- * nothing. Bounded: at most STARTUP_WINDOW_MS / STARTUP_RETRY_MS tries per peer, then the usual
+ * For this long after the transport starts (by default; the node passes the longest its first
+ * election may wait), a peer that refuses the connection is taken to be still starting: the
+ * nodes of a new cluster start together, and each listens some tens of ms after its process
+ * starts, more on a loaded machine. The batch is kept and tried again after STARTUP_RETRY_MS,
+ * instead of being dropped with the peer put in backoff. Dropped, the first election's requests
+ * would wait for an election timeout, and a backoff of 25-50 ms, doubling, would add as much to
+ * the cluster's start. A refused connection carried nothing, so sending the batch again
+ * duplicates nothing. Bounded: at most window / STARTUP_RETRY_MS tries per peer, then the usual
  * backoff (and a peer that is down is reported unreachable as before, only that much later).
  */
 export const STARTUP_WINDOW_MS = 1000;

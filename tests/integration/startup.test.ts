@@ -1,13 +1,18 @@
 // A brand-new 3-node cluster from spawning the processes to a write visible on all three (issue
 // 10: "a cluster that is up in under 200 ms"), the way a user starts one: `bun main.ts serve` with
-// PEERS on fresh data dirs. The figure is printed; the bound only catches a regression to waiting
-// out an election timeout, with room for a loaded 2-core machine (bench/startup.ts times it over
-// many starts, also for the compiled binary). Then the same cluster restarted: nodes that hold a
-// log wait the ordinary election timeout, as before.
+// PEERS on fresh data dirs. The figure is printed; it is the claim (bench/startup.ts times it over
+// many starts, also for the compiled binary). The election timeout is set long here (10-20 s), so
+// that on a loaded machine, where three processes can take more than a second to start, the
+// first election is never overtaken by an ordinary one: the bound, far below that timeout, then
+// tells a cluster that elected at once from one that waited. Then the same cluster restarted, at
+// the usual test ticks: nodes that hold a log wait the ordinary election timeout, as before.
 import { afterAll, expect, test } from "bun:test";
 import { GiveUp, TestCluster, timeFirstWrite } from "./harness.ts";
 
 const ids = ["n1", "n2", "n3"];
+/** An election timeout of 10-20 s. */
+const SLOW_TIMEOUT = { TICK_MS: "100", ELECTION_TICKS: "100" };
+const TIMEOUT_MS = 10_000;
 let cluster: TestCluster | null = null;
 
 afterAll(async () => {
@@ -20,7 +25,7 @@ function becameLeader(c: TestCluster, id: string): string {
 }
 
 test("a brand-new 3-node cluster takes a write, visible on all 3 nodes, soon after the processes start", async () => {
-  const c = await TestCluster.create(3);
+  const c = await TestCluster.create(3, { env: SLOW_TIMEOUT });
   cluster = c;
   const started = performance.now();
   c.startAll();
@@ -43,8 +48,8 @@ test("a brand-new 3-node cluster takes a write, visible on all 3 nodes, soon aft
     expect(line).toContain("reason=firstElection");
     expect(line).toContain("term=1");
     for (const id of ["n2", "n3"]) expect(becameLeader(c, id)).toBe("");
-    // Generous: an election timeout alone is 500-1000 ms at these ticks, on top of the start.
-    expect(t.allMs).toBeLessThan(1500);
+    // Generous for a loaded machine, and still far from the 10 s that waiting for a timeout takes.
+    expect(t.allMs).toBeLessThan(TIMEOUT_MS / 2);
   } catch (err) {
     console.log(c.dumpLogs());
     throw err;
@@ -55,7 +60,8 @@ test("restarted with their logs, the nodes elect on the ordinary timeout, and ke
   const c = cluster!;
   for (const id of ids) await c.kill(id);
   for (const id of ids) c.logs.set(id, "");
-  c.startAll();
+  // The usual test ticks (50 ms, a 0.5-1 s timeout): a restart must wait for it.
+  for (const id of ids) c.start(id, { TICK_MS: "50", ELECTION_TICKS: "10" });
   try {
     const leader = await c.waitForLeader(ids);
     const line = becameLeader(c, leader);
