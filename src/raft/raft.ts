@@ -472,7 +472,7 @@ export class Raft {
         // Leader stickiness (§9.6 with check-quorum): while we hear from a leader, or just after a
         // restart, refuse to help depose it. This is also what makes the leader lease safe.
         // A pristine voter answers a brand-new cluster's first election inside its boot stickiness
-        // (joinsFirstElection, below, says why that is safe).
+        // ("first election of a brand-new cluster", above, says why that is safe).
         const inLease = (this.lead !== null || (this.bootSticky && !this.joinsFirstElection(m))) && this.electionElapsed < this.cfg.electionTicks;
         if (inLease && !m.transfer) {
           this.trace?.("vote ignored: we hear from a leader (stickiness)", { candidate: m.from, type: m.type, term: m.term, leader: this.lead ?? "none (just restarted)", ticks: this.electionElapsed });
