@@ -10,5 +10,8 @@ if [ ! -x node_modules/.bin/bun ]; then
   echo "compile.sh: node_modules missing, installing from package-lock.json" >&2
   npm ci --no-audit --no-fund
 fi
-node_modules/.bin/bun build --compile --minify main.ts --outfile "$out"
+# --bytecode: the modules ship precompiled, so a start does not parse them (`phalanx serve` is
+# serving about 30 ms after exec instead of 65; docs-notes/startup.md). Bytecode needs ESM named
+# explicitly (its default is CommonJS, which has no top-level await).
+node_modules/.bin/bun build --compile --minify --bytecode --format=esm main.ts --outfile "$out"
 echo "compile.sh: built $out" >&2

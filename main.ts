@@ -1,18 +1,8 @@
 // phalanx: one binary for servers and clients. Only the subcommand dispatch lives here.
-import { benchCommand } from "./src/cli/bench.ts";
-import { leaderCommand, membersCommand, statusCommand } from "./src/cli/cluster.ts";
-import { devCommand } from "./src/cli/dev.ts";
-import { kvCommand } from "./src/cli/kv.ts";
-import { recoverCommand } from "./src/cli/recover.ts";
-import { electCommand, lockCommand } from "./src/cli/lock.ts";
-import { leaseCommand } from "./src/cli/lease.ts";
+// Each command's module is imported when that command runs, so `phalanx serve` starts without
+// evaluating the client commands and `phalanx kv get` without the server (docs-notes/startup.md).
 import { EXIT, fail } from "./src/cli/output.ts";
-import { serveCommand } from "./src/cli/serve.ts";
-import { snapshotCommand } from "./src/cli/snapshot.ts";
 import { didYouMean } from "./src/cli/suggest.ts";
-import { versionCommand } from "./src/cli/version.ts";
-import { endpointCommand } from "./src/cli/endpoint.ts";
-import { memberCommand } from "./src/cli/member.ts";
 
 const USAGE = `usage: phalanx <command> [args] (--help on any command)
 
@@ -35,22 +25,24 @@ const USAGE = `usage: phalanx <command> [args] (--help on any command)
   version                  this binary's version (also --version)
 `;
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
-  serve: serveCommand,
-  kv: kvCommand,
-  lock: lockCommand,
-  lease: leaseCommand,
-  elect: electCommand,
-  status: statusCommand,
-  members: membersCommand,
-  leader: leaderCommand,
-  snapshot: snapshotCommand,
-  recover: recoverCommand,
-  dev: devCommand,
-  bench: benchCommand,
-  endpoint: endpointCommand,
-  member: memberCommand,
-  version: versionCommand,
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import("./src/cli/serve.ts")).serveCommand,
+  kv: async () => (await import("./src/cli/kv.ts")).kvCommand,
+  lock: async () => (await import("./src/cli/lock.ts")).lockCommand,
+  lease: async () => (await import("./src/cli/lease.ts")).leaseCommand,
+  elect: async () => (await import("./src/cli/lock.ts")).electCommand,
+  status: async () => (await import("./src/cli/cluster.ts")).statusCommand,
+  members: async () => (await import("./src/cli/cluster.ts")).membersCommand,
+  leader: async () => (await import("./src/cli/cluster.ts")).leaderCommand,
+  snapshot: async () => (await import("./src/cli/snapshot.ts")).snapshotCommand,
+  recover: async () => (await import("./src/cli/recover.ts")).recoverCommand,
+  dev: async () => (await import("./src/cli/dev.ts")).devCommand,
+  bench: async () => (await import("./src/cli/bench.ts")).benchCommand,
+  endpoint: async () => (await import("./src/cli/endpoint.ts")).endpointCommand,
+  member: async () => (await import("./src/cli/member.ts")).memberCommand,
+  version: async () => (await import("./src/cli/version.ts")).versionCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -59,9 +51,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return cmd === undefined ? EXIT.usage : EXIT.ok;
   }
-  if (cmd === "--version" || cmd === "-v") return versionCommand(rest);
-  const run = COMMANDS[cmd];
-  if (run === undefined) return fail(EXIT.usage, `unknown command ${JSON.stringify(cmd)}${didYouMean(cmd, Object.keys(COMMANDS))} (phalanx --help lists them)`);
+  const load = COMMANDS[cmd === "--version" || cmd === "-v" ? "version" : cmd];
+  if (load === undefined) return fail(EXIT.usage, `unknown command ${JSON.stringify(cmd)}${didYouMean(cmd, Object.keys(COMMANDS))} (phalanx --help lists them)`);
+  const run = await load();
   try {
     return await run(rest);
   } catch (err) {

@@ -201,6 +201,13 @@ export function parseEnvPairs(pairs: string[]): Record<string, string> {
   return env;
 }
 
+/** The nearest-rank percentile (p in (0, 100]): the smallest value with at least p% of them at or below it. */
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length))) - 1]!;
+}
+
 export function median(xs: number[]): number {
   if (xs.length === 0) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);

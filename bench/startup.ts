@@ -9,9 +9,9 @@
 //          [--phalanx-env KEY=VALUE ...]      (npm run bench:startup -- <flags>)
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { waitFor } from "../tests/integration/harness.ts";
+import { GiveUp, timeFirstWrite } from "../tests/integration/harness.ts";
 import { H2Client } from "../src/transport/h2_client.ts";
-import { type Cluster, ETCD_BIN, ensureDebian, exited, median, parseEnvPairs, phalanxHeaders, startEtcd, startPhalanx, stopChildren, workDir } from "./cluster.ts";
+import { type Cluster, ETCD_BIN, ensureDebian, exited, median, parseEnvPairs, percentile, phalanxHeaders, startEtcd, startPhalanx, stopChildren, workDir } from "./cluster.ts";
 
 const { values: args } = parseArgs({
   args: Bun.argv.slice(2),
@@ -91,32 +91,10 @@ async function once(system: string, root: string): Promise<Timing> {
   const probe = system === "etcd" ? etcdProbe(c) : phalanxProbe(c);
   const alive = () => {
     const down = exited(c);
-    if (down !== null) throw new Error(down);
+    if (down !== null) throw new GiveUp(down);
   };
   try {
-    let next = 0;
-    await waitFor(
-      `a write accepted by ${system}`,
-      async () => {
-        alive();
-        return probe.write(next++ % c.addrs.length);
-      },
-      GIVE_UP_MS,
-      POLL_MS,
-    );
-    const writeMs = performance.now() - c.startedAt;
-    const seen = new Set<number>();
-    await waitFor(
-      `the write on all ${c.addrs.length} ${system} nodes`,
-      async () => {
-        alive();
-        for (let i = 0; i < c.addrs.length; i++) if (!seen.has(i) && (await probe.sees(i))) seen.add(i);
-        return seen.size === c.addrs.length;
-      },
-      GIVE_UP_MS,
-      POLL_MS,
-    );
-    return { writeMs, allMs: performance.now() - c.startedAt };
+    return await timeFirstWrite({ nodes: c.addrs.length, write: probe.write, sees: probe.sees, alive }, c.startedAt, { everyMs: POLL_MS, timeoutMs: GIVE_UP_MS });
   } finally {
     await probe.close();
     // The data is thrown away: no graceful shutdown needed.
@@ -124,7 +102,8 @@ async function once(system: string, root: string): Promise<Timing> {
   }
 }
 
-const summary = (xs: number[]) => `min ${Math.min(...xs).toFixed(0)} · median ${median(xs).toFixed(0)} · max ${Math.max(...xs).toFixed(0)} ms`;
+const summary = (xs: number[]) =>
+  `min ${Math.min(...xs).toFixed(0)} · median ${median(xs).toFixed(0)} · p90 ${percentile(xs, 90).toFixed(0)} · max ${Math.max(...xs).toFixed(0)} ms`;
 
 const { root, keep, interrupted } = workDir("phalanx-startup-");
 try {

@@ -20,6 +20,7 @@ import type { ClientTls } from "../transport/h2_client.ts";
 import { identityRoute, verifyIdentity } from "../transport/identity_route.ts";
 import { PhalanxNode } from "../node/node.ts";
 import { PlacementRunner } from "../node/placement_runner.ts";
+import { StartupTimeline } from "../node/startup_timeline.ts";
 import { StorageError } from "../storage/errors.ts";
 import { serveApp, type RunningServer, type ServeOptions } from "../transport/server.ts";
 import { EXIT, fail } from "./output.ts";
@@ -74,6 +75,8 @@ the node listens on loopback only, unless --insecure-clients (INSECURE_CLIENTS=1
 `;
 
 export async function serveCommand(argv: string[]): Promise<number> {
+  const timeline = new StartupTimeline();
+  timeline.mark("serving");
   const options: Record<string, { type: "string" | "boolean" }> = Object.fromEntries(Object.values(FLAGS).map((f) => [f, { type: "string" as const }]));
   // A switch, not a value: `--insecure-clients` alone opts in.
   options[FLAGS.insecureClients] = { type: "boolean" };
@@ -100,10 +103,11 @@ export async function serveCommand(argv: string[]): Promise<number> {
     if (err instanceof ConfigError) return fail(EXIT.usage, err.message);
     throw err;
   }
+  timeline.mark("config");
   const log = createLogger(config.id, { minLevel: config.logLevel, format: config.logFormat });
   let started: Started | number;
   try {
-    started = config.discovery === null ? await startStatic(config, log) : await startWithGossip(config, config.discovery, log);
+    started = config.discovery === null ? await startStatic(config, log, timeline) : await startWithGossip(config, config.discovery, log, timeline);
   } catch (err) {
     if (err instanceof StorageError || err instanceof ConfigError) return fail(EXIT.error, err.message);
     return fail(EXIT.error, (err as Error).message);
@@ -163,14 +167,18 @@ function serveOptions(config: NodeConfig): ServeOptions {
 }
 
 /** Static membership: PEERS (or a single node) bootstraps a new data dir. */
-async function startStatic(config: NodeConfig, log: Logger): Promise<Started> {
-  const node = PhalanxNode.open(config, log);
+async function startStatic(config: NodeConfig, log: Logger, timeline: StartupTimeline): Promise<Started> {
+  const node = PhalanxNode.open(config, log, { timeline });
+  timeline.mark("dataDir");
   // Joining a running cluster: where its members are, until the log says so itself.
   if (config.joinAddresses.size > 0) node.setAddressHints(config.joinAddresses);
   try {
     const server = await serveApp(nodeApp(node, log), { ...serveOptions(config), streamRoutes: nodeStreams(node, log) });
-    const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);
+    timeline.mark("listening");
+    // The clock first: a brand-new cluster's first election need not wait for the debug listener.
     node.run();
+    timeline.mark("running");
+    const debug = config.debugAddr === null ? null : startDebugServer(node, config.debugAddr, config.clientAuth);
     return { node, server, debug, gossip: null, membership: null };
   } catch (err) {
     await node.stop();
@@ -182,7 +190,7 @@ async function startStatic(config: NodeConfig, log: Logger): Promise<Started> {
  * Gossip discovery: the agent and the HTTP/2 server start first (peers need our push-pull route
  * while the cluster forms), then a brand-new data dir finds its cluster, then the node opens.
  */
-async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, log: Logger): Promise<Started | number> {
+async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, log: Logger, timeline: StartupTimeline): Promise<Started | number> {
   const fresh = !existsSync(join(config.dataDir, DB_FILE));
   const knownCluster = fresh ? null : readClusterId(config.dataDir);
   const gossipEnv = { ...discovery.gossipEnv };
@@ -202,6 +210,7 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
     ...(peerTls === undefined ? {} : { peerTls }),
     log: (level, msg, fields) => log[level](`gossip: ${msg}`, fields),
   });
+  timeline.mark("gossip");
   let clusterId = knownCluster ?? "";
   let app: Hono | null = null;
   const root = new Hono();
@@ -212,6 +221,7 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   let server: RunningServer;
   try {
     server = await serveApp(root, { ...serveOptions(config), streamRoutes: new Map([[RAFT_STREAM_PATH, stream]]) });
+    timeline.mark("listening");
   } catch (err) {
     await agent.stop();
     throw err;
@@ -238,7 +248,8 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   process.off("SIGINT", stopEarly);
   let node: PhalanxNode;
   try {
-    node = PhalanxNode.open({ ...config, peers }, log);
+    node = PhalanxNode.open({ ...config, peers }, log, { timeline });
+    timeline.mark("dataDir");
     // A cluster that started without gossip gets an id now, so servers can find it to join.
     if (clusterId === "") clusterId = staticClusterId(new Map(node.members().map((m) => [m.id, m.address])));
     if (fresh || knownCluster === null) writeClusterId(config.dataDir, clusterId);
@@ -260,6 +271,7 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   );
   membership.start();
   node.run();
+  timeline.mark("running");
   return { node, server, debug, gossip: agent, membership };
 }
 

@@ -151,8 +151,11 @@ export class KvStore {
     ]);
     this.countQ = [db.prepare("SELECT count(*) FROM kv WHERE key >= ?"), db.prepare("SELECT count(*) FROM kv WHERE key >= ? AND key < ?")];
     this.state = this.loadState();
-    db.run(LEASE_DDL);
-    History.ensureTables(db, this.state.revision);
+    // One transaction, so a new data dir pays one fsync for these tables, not one per statement.
+    dd.transaction(() => {
+      db.run(LEASE_DDL);
+      History.ensureTables(db, this.state.revision);
+    });
     this.history = new History(db, options.history ?? DEFAULT_HISTORY_LIMITS, (undo) => this.dd.tx.onRollback(undo));
     this.leases = new LeaseTable(db);
   }

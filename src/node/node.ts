@@ -29,6 +29,7 @@ import { electionWhy, logRoleChange, StateLog } from "./state_log.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { notApplied, unknownOutcome, type ProposeOutcome } from "./outcome.ts";
 import { realScheduler, type Scheduler } from "./scheduler.ts";
+import type { StartupTimeline } from "./startup_timeline.ts";
 import { Ticker } from "./ticker.ts";
 import { ProposalWaiters, ReadWaiters, type ReadOutcome } from "./waiters.ts";
 
@@ -87,6 +88,8 @@ export interface NodeParts<S extends NodeStorage> {
   scheduler: Scheduler;
   log: Logger;
   core?: CoreTuning;
+  /** Marks this node's first tick, election, leader and applies (production only: real time). */
+  timeline?: StartupTimeline;
 }
 
 export interface LeaderInfo {
@@ -106,6 +109,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private readonly log: Logger;
   private readonly clock: Scheduler;
   private readonly core: CoreTuning;
+  private readonly timeline: StartupTimeline | null;
   private raw: RawNode;
   private readonly transport: NodeTransport;
   private readonly ticker: Ticker;
@@ -145,6 +149,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     this.log = parts.log;
     this.clock = parts.scheduler;
     this.core = parts.core ?? {};
+    this.timeline = parts.timeline ?? null;
     this.proposals = new ProposalWaiters(this.clock);
     this.reads = new ReadWaiters(this.clock);
     this.violationLog = rateLimited(this.log, 1000, () => this.clock.now());
@@ -178,6 +183,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       config.tickMs,
       () => {
         this.finishDeferredReady();
+        this.timeline?.mark("firstTick");
         // While the disk is full the core stays still: an election would only fail to persist.
         if (!this.diskFull()) this.raw.tick();
         if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());
@@ -188,7 +194,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /** Opens (or bootstraps, on a brand-new data dir) without starting: see run(). SQLite, HTTP/2 peers, real time. */
-  static open(config: NodeConfig, log: Logger): PhalanxNode {
+  static open(config: NodeConfig, log: Logger, opts: { timeline?: StartupTimeline } = {}): PhalanxNode {
     const fresh = !existsSync(join(config.dataDir, DB_FILE));
     const dd = openDataDir(config.dataDir, {
       bootstrap: { voters: [...config.peers.keys()].sort(), learners: [] },
@@ -202,10 +208,20 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         kv,
         log,
         scheduler: realScheduler,
+        ...(opts.timeline === undefined ? {} : { timeline: opts.timeline }),
         // A peer answers every frame and a leader heartbeats every tick: silence for an election
-        // timeout and a half means the stream is dead (or blackholed), not slow.
+        // timeout and a half means the stream is dead (or blackholed), not slow. A peer still
+        // starting is retried within ms for as long as the first election may wait for it: until
+        // the candidate's randomized election timeout, at most twice the base.
         transport: ({ client, auth, events }) =>
-          new PeerTransport({ self: config.id, client, auth, ...events, silenceTimeoutMs: Math.max(1000, 1.5 * config.tickMs * config.electionTicks) }),
+          new PeerTransport({
+            self: config.id,
+            client,
+            auth,
+            ...events,
+            silenceTimeoutMs: Math.max(1000, 1.5 * config.tickMs * config.electionTicks),
+            startupWindowMs: 2 * config.electionTicks * config.tickMs,
+          }),
       });
     } catch (err) {
       dd.close();
@@ -227,6 +243,13 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     // A lone voter has nobody to wait for: elect itself now instead of after a timeout.
     const conf = this.raw.status().conf;
     if (conf.voters.length === 1 && conf.voters[0] === this.id) this.raw.campaign();
+    else {
+      // A brand-new cluster need not wait out an election timeout: the core decides (raft.ts,
+      // "first election of a brand-new cluster"); the peers' transport retries a peer that is
+      // still starting, so the requests find it listening.
+      const first = this.raw.campaignFirstElection();
+      if (!first.campaigned) this.log.debug("first election: waiting for the election timeout", { why: first.why });
+    }
     this.ticker.run(() => this.schedule());
     this.schedule();
   }
@@ -584,10 +607,20 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       });
     }
     for (const r of rd.roleChanges) {
-      if (r.kind === "campaign") this.lastCampaign = r;
+      if (r.kind === "campaign") {
+        this.lastCampaign = r;
+        this.timeline?.mark("campaign");
+      }
       logRoleChange(this.log, this.electionTimeoutLog, r);
     }
     if (rd.committed.some((entry) => entry.type === "conf")) membershipChanged = true;
+    if (this.timeline !== null && rd.committed.length > 0) {
+      this.timeline.mark("firstCommit");
+      if (rd.committed.some((entry) => entry.type === "normal")) {
+        this.timeline.mark("firstWrite");
+        this.timeline.report(this.log);
+      }
+    }
     this.metrics.entriesApplied += rd.committed.length;
     for (const w of rd.warnings) {
       // Counted always, logged at most once a second: a confused peer must not flood the log.
@@ -652,6 +685,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       this.lastRole = role;
     }
     if (lead !== this.lastLeader) {
+      if (lead !== null) this.timeline?.mark("leader");
       this.metrics.observeLeader(lead, term);
       this.log.info(lead === null ? "lost the leader" : "leader is known", { leader: lead ?? "none", term });
       this.lastLeader = lead;

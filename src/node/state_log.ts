@@ -121,6 +121,8 @@ export function logRoleChange(log: Logger, timeouts: Logger, r: RoleChange): voi
       log.info("starting an election: leadership transferred to us", { reason: "transfer", from: r.leader ?? "none", term: r.term });
     } else if (r.reason === "requested") {
       log.info("starting an election: the only voter elects itself", { reason: "requested", term: r.term });
+    } else if (r.reason === "firstElection") {
+      log.info("starting an election: the first of a brand-new cluster, at once", { reason: "firstElection", term: r.term });
     } else {
       // A node cut off from the cluster times out again and again with the same story: rate-limited.
       const why = r.leader === null ? `no leader known for ${r.ticks} ticks` : `no heartbeat from leader ${r.leader} for ${r.ticks} ticks`;
@@ -142,5 +144,6 @@ export function electionWhy(r: RoleChange | null): Record<string, unknown> {
   if (r === null || r.kind !== "campaign") return {};
   if (r.reason === "transfer") return { reason: "transfer", from: r.leader ?? "none" };
   if (r.reason === "requested") return { reason: "requested" };
+  if (r.reason === "firstElection") return { reason: "firstElection", why: "brand-new cluster, every voter granted" };
   return { reason: "timeout", why: r.leader === null ? `no leader known for ${r.ticks} ticks` : `no heartbeat from leader ${r.leader} for ${r.ticks} ticks` };
 }

@@ -34,3 +34,17 @@ export function voteResult(voters: readonly NodeId[], votes: ReadonlyMap<NodeId,
   if (voters.length - rejected < need) return "lost";
   return "pending";
 }
+
+/**
+ * Won when every voter granted, lost once one refused: a brand-new cluster's first election
+ * (raft.ts explains why it may not settle for a majority).
+ */
+export function everyVoterResult(voters: readonly NodeId[], votes: ReadonlyMap<NodeId, boolean>): VoteResult {
+  let granted = 0;
+  for (const id of voters) {
+    const v = votes.get(id);
+    if (v === false) return "lost";
+    if (v === true) granted++;
+  }
+  return granted === voters.length ? "won" : "pending";
+}

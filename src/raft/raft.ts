@@ -7,7 +7,7 @@ import { applyConfChange, ConfHistory } from "./conf_history.ts";
 import { resolveConfig, type RaftConfig, type ResolvedConfig } from "./config.ts";
 import { RaftLog, UNKNOWN_TERM } from "./log.ts";
 import { Progress } from "./progress.ts";
-import { quorumValue, voteResult } from "./quorum.ts";
+import { everyVoterResult, quorumValue, voteResult } from "./quorum.ts";
 import { CompactedError, entrySize } from "./storage.ts";
 import { protocolError } from "./validate.ts";
 import type {
@@ -50,12 +50,16 @@ export type RoleChange =
   | { kind: "campaign"; term: number; vote: "preVote"; reason: "timeout"; leader: NodeId | null; ticks: number }
   | { kind: "campaign"; term: number; vote: "vote"; reason: "transfer"; leader: NodeId | null }
   | { kind: "campaign"; term: number; vote: "preVote"; reason: "requested"; leader: NodeId | null }
+  | { kind: "campaign"; term: number; vote: "preVote"; reason: "firstElection"; leader: null }
   | { kind: "stepDown"; term: number; reason: "checkQuorum"; inactive: NodeId[] }
   | { kind: "stepDown"; term: number; reason: "higherTerm"; from: NodeId; newTerm: number; message: Message["type"] }
   | { kind: "stepDown"; term: number; reason: "removed" };
 
 /** Why campaign() runs; null for the real vote that follows a won pre-vote (the same election). */
-export type ElectionCause = { reason: "timeout"; ticks: number } | { reason: "transfer" } | { reason: "requested" } | null;
+export type ElectionCause = { reason: "timeout"; ticks: number } | { reason: "transfer" } | { reason: "requested" } | { reason: "firstElection" } | null;
+
+/** What campaignFirstElection() did, and why not when it did not. */
+export type FirstElectionDecision = { campaigned: true } | { campaigned: false; why: string };
 
 export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; reason: string; leader: NodeId | null };
 
@@ -112,6 +116,8 @@ export class Raft {
   /** After a restart we may have acked a leader we no longer remember: refuse votes for a timeout. */
   private bootSticky = true;
   private votes = new Map<NodeId, boolean>();
+  /** The election under way is a brand-new cluster's first (campaignFirstElection): every voter must grant. */
+  private firstElection = false;
 
   // Leader state.
   readonly prs = new Map<NodeId, Progress>();
@@ -218,6 +224,7 @@ export class Raft {
 
   private becomeFollower(term: number, lead: NodeId | null): void {
     this.reset(term);
+    this.firstElection = false;
     this.role = "follower";
     this.lead = lead;
     if (lead !== null) this.lastLeader = lead;
@@ -241,6 +248,7 @@ export class Raft {
   private becomeLeader(): void {
     assert(this.role === "candidate", `becomeLeader from ${this.role}`);
     this.reset(this.term);
+    this.firstElection = false;
     this.role = "leader";
     this.lead = this.id;
     const last = this.log.lastIndex();
@@ -306,11 +314,14 @@ export class Raft {
 
   campaign(kind: "preVote" | "vote", transfer: boolean, cause: ElectionCause): void {
     if (!this.isVoter(this.id) || this.log.pendingSnapshot !== null) return;
+    // Any other election ends a first election; its own vote round (cause null) continues it.
+    if (cause !== null && cause.reason !== "firstElection") this.firstElection = false;
     const leader = this.lastLeader;
     const term = this.term + 1;
     if (cause?.reason === "timeout") this.roleChanges.push({ kind: "campaign", term, vote: "preVote", reason: "timeout", leader, ticks: cause.ticks });
     else if (cause?.reason === "transfer") this.roleChanges.push({ kind: "campaign", term, vote: "vote", reason: "transfer", leader });
     else if (cause?.reason === "requested") this.roleChanges.push({ kind: "campaign", term, vote: "preVote", reason: "requested", leader });
+    else if (cause?.reason === "firstElection") this.roleChanges.push({ kind: "campaign", term, vote: "preVote", reason: "firstElection", leader: null });
     let voteTerm: number;
     if (kind === "preVote") {
       this.becomePreCandidate();
@@ -330,7 +341,7 @@ export class Raft {
     const lastTerm = this.log.lastTerm();
     for (const to of voters) {
       if (to === this.id) continue;
-      this.send({ type: kind, from: this.id, to, term: voteTerm, lastIndex, lastTerm, transfer });
+      this.send({ type: kind, from: this.id, to, term: voteTerm, lastIndex, lastTerm, transfer, ...(this.firstElection ? { firstElection: true as const } : {}) });
     }
   }
 
@@ -365,14 +376,86 @@ export class Raft {
     const expected = this.role === "preCandidate" ? "preVoteResp" : "voteResp";
     if (m.type !== expected) return;
     this.votes.set(m.from, !m.reject);
-    const result = voteResult(this.confs.current().voters, this.votes);
-    this.trace?.(`${m.type} received`, { from: m.from, granted: !m.reject, term: m.term, result });
+    const voters = this.confs.current().voters;
+    const result = this.firstElection ? everyVoterResult(voters, this.votes) : voteResult(voters, this.votes);
+    this.trace?.(`${m.type} received`, { from: m.from, granted: !m.reject, term: m.term, result, ...(this.firstElection ? { firstElection: true } : {}) });
     if (result === "won") {
       if (this.role === "preCandidate") this.campaign("vote", false, null);
       else this.becomeLeader();
     } else if (result === "lost") {
       this.becomeFollower(this.term, null);
     }
+  }
+
+  // ---------------------------------------------------------------- first election of a brand-new cluster
+  //
+  // A node that starts waits a randomized election timeout before it campaigns, and refuses votes
+  // for as long (boot stickiness): it may have acknowledged a leader it no longer remembers, whose
+  // lease still runs, and nodes that all time out together split their votes. In a brand-new
+  // cluster that is a second or more of nothing: no node holds a term, a vote or an entry, so
+  // there is no leader to wait for and no lease to protect. The first election skips the wait,
+  // under four rules:
+  //
+  // 1. Only a pristine node (term 0, no vote, an empty log: pristine()) campaigns early, and
+  //    only the first voter of the configuration by id, so two first elections never split the
+  //    vote. A restarted node that holds anything waits the ordinary timeout.
+  // 2. It needs every voter's grant, in the pre-vote and in the vote (everyVoterResult), not a
+  //    majority's. A node whose data dir was deleted also looks pristine (and data_dir.ts tells
+  //    operators to restart a damaged node on an empty one): with a majority, that node and the
+  //    first voter, two of three, could elect a second leader in the term of a leader still
+  //    serving, deposing its lease and overwriting what it committed with that node's help.
+  //    The voters that matter refuse a candidate with an empty log at term 1: a live leader holds
+  //    the no-op it appended first, a node of a later term refuses a stale one, a node that voted
+  //    for another in term 1 keeps its vote. So when every voter granted, no node of the
+  //    configuration leads, holds a lease or holds an entry to lose.
+  // 3. A pristine voter answers the first election's requests inside its boot stickiness. Boot
+  //    stickiness protects leases the node acknowledged before a restart; an acknowledgement is
+  //    sent only once the term it is in is durable, so a node at term 0 never acknowledged one
+  //    (a node that lost its data is covered by rule 2). The vote rules themselves are unchanged:
+  //    a voter still votes once per term, so a term still has at most one leader.
+  // 4. A first election that is not granted falls back to the ordinary election. Unanswered (a
+  //    voter down or still starting), it runs into the timeout that has been running since the
+  //    start, with the draw it had: the cluster elects exactly when it would have. Refused, it
+  //    ends as any lost election (a refusal from a later term moves this node to that term).
+
+  /**
+   * Campaigns at once when this is a brand-new cluster's first election (see the rules above);
+   * otherwise does nothing and says why. The node calls it once, when it starts.
+   */
+  campaignFirstElection(): FirstElectionDecision {
+    const voters = this.confs.current().voters;
+    if (!this.isVoter(this.id)) return { campaigned: false, why: "not a voter" };
+    if (voters.length < 2) return { campaigned: false, why: "a single voter elects itself" };
+    if (!this.pristine()) return { campaigned: false, why: `not a brand-new node (term ${this.term}, last index ${this.log.lastIndex()})` };
+    const first = firstVoter(voters);
+    if (first !== this.id) return { campaigned: false, why: `${first} runs the first election` };
+    if (this.role !== "follower" || this.lead !== null) return { campaigned: false, why: `already ${this.role}` };
+    this.firstElection = true;
+    // The ordinary timeout keeps its draw (becomePreCandidate makes a new one): if this election
+    // gets no answer, the cluster elects when it would have without it (rule 4).
+    const timeout = this.randomizedElectionTimeout;
+    this.campaign("preVote", false, { reason: "firstElection" });
+    this.randomizedElectionTimeout = timeout;
+    // (Read back through Role: the compiler does not see campaign() change the role.)
+    assert((this.role as Role) === "preCandidate" && this.firstElection, "a first election starts with a pre-vote");
+    return { campaigned: true };
+  }
+
+  /** Nothing durable yet: never in a term, never voted, not one entry (the configuration came with the data dir). */
+  private pristine(): boolean {
+    return this.term === 0 && this.vote === null && this.log.lastIndex() === 0 && this.log.committed === 0;
+  }
+
+  /** Whether `m` is a request of a first election that this node may answer inside its boot stickiness. */
+  private joinsFirstElection(m: VoteMsg): boolean {
+    return (
+      m.firstElection === true &&
+      this.pristine() &&
+      m.term === 1 &&
+      m.lastIndex === 0 &&
+      m.lastTerm === 0 &&
+      m.from === firstVoter(this.confs.current().voters)
+    );
   }
 
   // ---------------------------------------------------------------- step
@@ -388,7 +471,9 @@ export class Raft {
       if (m.type === "vote" || m.type === "preVote") {
         // Leader stickiness (§9.6 with check-quorum): while we hear from a leader, or just after a
         // restart, refuse to help depose it. This is also what makes the leader lease safe.
-        const inLease = (this.lead !== null || this.bootSticky) && this.electionElapsed < this.cfg.electionTicks;
+        // A pristine voter answers a brand-new cluster's first election inside its boot stickiness
+        // ("first election of a brand-new cluster", above, says why that is safe).
+        const inLease = (this.lead !== null || (this.bootSticky && !this.joinsFirstElection(m))) && this.electionElapsed < this.cfg.electionTicks;
         if (inLease && !m.transfer) {
           this.trace?.("vote ignored: we hear from a leader (stickiness)", { candidate: m.from, type: m.type, term: m.term, leader: this.lead ?? "none (just restarted)", ticks: this.electionElapsed });
           return;
@@ -971,4 +1056,11 @@ export class Raft {
   compacted(index: number): void {
     this.confs.compactTo(index);
   }
+}
+
+/** The voter that runs a brand-new cluster's first election: the first by id, the same on every node. */
+function firstVoter(voters: readonly NodeId[]): NodeId | undefined {
+  let first: NodeId | undefined;
+  for (const id of voters) if (first === undefined || id < first) first = id;
+  return first;
 }

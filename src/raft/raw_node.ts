@@ -8,10 +8,10 @@
 //   6. call advance().
 import { assert } from "./assert.ts";
 import type { RaftConfig } from "./config.ts";
-import { Raft, type FollowerRegression, type ProposeResult, type RoleChange } from "./raft.ts";
+import { Raft, type FirstElectionDecision, type FollowerRegression, type ProposeResult, type RoleChange } from "./raft.ts";
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role, Snapshot } from "./types.ts";
 
-export type { FollowerRegression, ProposeResult, RoleChange } from "./raft.ts";
+export type { FirstElectionDecision, FollowerRegression, ProposeResult, RoleChange } from "./raft.ts";
 
 export interface Ready {
   /**
@@ -98,6 +98,15 @@ export class RawNode {
   campaign(): void {
     this.checkIdle("campaign");
     this.raft.campaign("preVote", false, { reason: "requested" });
+  }
+
+  /**
+   * A brand-new cluster's first election, at once instead of after an election timeout; a no-op
+   * (with the reason) unless this node is pristine and the first voter by id (raft.ts).
+   */
+  campaignFirstElection(): FirstElectionDecision {
+    this.checkIdle("campaignFirstElection");
+    return this.raft.campaignFirstElection();
   }
 
   propose(data: Uint8Array): ProposeResult {

@@ -92,6 +92,11 @@ export interface VoteMsg extends Envelope {
   lastTerm: number;
   /** Set when campaigning because of TimeoutNow: voters skip the leader-stickiness check. */
   transfer: boolean;
+  /**
+   * Set on the requests of a brand-new cluster's first election (raft.ts, campaignFirstElection):
+   * a pristine voter answers them inside its boot stickiness. Absent on every other request.
+   */
+  firstElection?: true;
 }
 
 export interface VoteRespMsg extends Envelope {

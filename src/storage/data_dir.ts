@@ -410,10 +410,18 @@ function createFile(dir: string, file: string, options: DataDirOptions, recordId
   try {
     const db = new Database(tmp, { create: true, readwrite: true, strict: true });
     try {
-      db.run("PRAGMA synchronous = FULL");
-      // Rollback journal while the header is written, so application_id lands in the file itself.
-      initSchema(db, options.bootstrap, options.addresses ?? {});
-      writeStateRecordId(db, recordId);
+      // No fsync and the journal in memory while the file is built: until the rename it is only
+      // a temporary file (a crash leaves an .init, removed above), and syncPath() below makes it
+      // durable, whole, before the rename. Synced, each of its statements cost four fsyncs: 24
+      // in all, some tens of ms of a new node's start (docs-notes/startup.md). Not journal_mode
+      // OFF: a failed statement must still roll back, as it would in a real file.
+      db.run("PRAGMA synchronous = OFF");
+      db.run("PRAGMA journal_mode = MEMORY");
+      // Not yet WAL while the header is written, so application_id lands in the file itself.
+      db.transaction(() => {
+        initSchema(db, options.bootstrap, options.addresses ?? {});
+        writeStateRecordId(db, recordId);
+      })();
       db.query("PRAGMA journal_mode = WAL").values();
     } finally {
       db.close();

@@ -39,7 +39,8 @@ const confStateSchema = z.object({
   learners: z.array(nodeIdSchema).max(MAX_CONF_MEMBERS),
 });
 
-const voteFields = { ...envelope, lastIndex: count, lastTerm: count, transfer: z.boolean() };
+// firstElection is optional: a node from before it sends none, and one that does not know it strips it.
+const voteFields = { ...envelope, lastIndex: count, lastTerm: count, transfer: z.boolean(), firstElection: z.literal(true).optional() };
 
 // `satisfies` makes the compiler check that every message type has a schema whose output is that type.
 const schemas = {

@@ -28,6 +28,13 @@ export class Fifo<T> {
     return this.head < this.items.length ? this.items[this.head] : undefined;
   }
 
+  /** Puts `items` back in front, in their order (a batch that was never sent). */
+  prepend(items: T[]): void {
+    if (items.length === 0) return;
+    this.items = [...items, ...this.items.slice(this.head)];
+    this.head = 0;
+  }
+
   clear(): void {
     this.items = [];
     this.head = 0;

@@ -18,7 +18,7 @@ import http2 from "node:http2";
 import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
 import { certificateNames, checkPeerAuth, NONCE_HEADER, type PeerAuth, peerRequestHeaders } from "./auth.ts";
 import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
-import { type H2Client, type H2Response, serverCertificate } from "./h2_client.ts";
+import { H2Error, type H2Client, type H2Response, serverCertificate } from "./h2_client.ts";
 import { Fifo } from "./fifo.ts";
 import { checkBatch, DEFAULT_MAX_BATCH_BODY, RAFT_SNAPSHOT_PATH } from "./raft_routes.ts";
 import { FRAMES_CONTENT_TYPE, RAFT_STREAM_PATH } from "./raft_stream.ts";
@@ -55,6 +55,8 @@ export interface PeerTransportOptions {
   /** A stream whose peer answers nothing this long while a frame (or the open) waits is reset. */
   silenceTimeoutMs?: number;
   snapshotTimeoutMs?: number;
+  /** How long after the start a refused connection is retried at once (default STARTUP_WINDOW_MS; 0: never). */
+  startupWindowMs?: number;
 }
 
 export type PeerState = "idle" | "up" | "backoff";
@@ -96,6 +98,21 @@ const ESSENTIAL: ReadonlySet<Message["type"]> = new Set([
 
 const MAX_MESSAGES_PER_BATCH = 4096;
 
+/**
+ * For this long after the transport starts (by default; the node passes the longest its first
+ * election may wait), a peer that refuses the connection is taken to be still starting: the
+ * nodes of a new cluster start together, and each listens some tens of ms after its process
+ * starts, more on a loaded machine. The queue is kept and the stream opened again after
+ * STARTUP_RETRY_MS, instead of the queue being dropped with the peer put in backoff. Dropped,
+ * the first election's requests would wait for an election timeout, and a backoff of 25-50 ms,
+ * doubling, would add as much to the cluster's start. A refused connection carried nothing, so
+ * sending the queue again duplicates nothing. Bounded: at most window / STARTUP_RETRY_MS tries per
+ * peer, then the usual backoff (and a peer that is down is reported unreachable as before, only
+ * that much later).
+ */
+export const STARTUP_WINDOW_MS = 1000;
+const STARTUP_RETRY_MS = 5;
+
 interface Settings {
   self: NodeId;
   client: H2Client;
@@ -115,6 +132,8 @@ interface Settings {
   snapshotTimeoutMs: number;
   /** Lets close() wait for requests still on the wire. */
   track: (p: Promise<void>) => void;
+  /** Until this performance.now(), a refused connection means "still starting" (STARTUP_WINDOW_MS). */
+  startingUntil: number;
 }
 
 export class PeerTransport {
@@ -157,6 +176,7 @@ export class PeerTransport {
         this.pending.add(p);
         p.finally(() => this.pending.delete(p));
       },
+      startingUntil: performance.now() + (opts.startupWindowMs ?? STARTUP_WINDOW_MS),
     };
   }
 
@@ -481,8 +501,30 @@ class Peer {
           else this.linkFailed(link, `stream closed (code ${stream.rstCode})`, { unreachable: true });
         });
       },
-      (err: unknown) => this.linkFailed(link, errorText(err), { unreachable: true }),
+      (err: unknown) => {
+        if (this.link === link && this.stillStarting(err)) this.retrySoon(link, errorText(err));
+        else this.linkFailed(link, errorText(err), { unreachable: true });
+      },
     );
+  }
+
+  /** A refused connection within STARTUP_WINDOW_MS of the transport's start: the peer is not listening yet. */
+  private stillStarting(err: unknown): boolean {
+    return err instanceof H2Error && err.kind === "connect" && err.message.includes("ECONNREFUSED") && performance.now() < this.s.startingUntil;
+  }
+
+  /** The open never left (no connection): keep the queue and open again in STARTUP_RETRY_MS. */
+  private retrySoon(link: Link, why: string): void {
+    if (link.open || link.unacked.length > 0) throw new Error("bug: only an open that never connected is retried at once");
+    this.dropLink();
+    if (this.removed) return;
+    this.lastError = why;
+    this.state = "backoff";
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.state = "idle";
+      this.pump();
+    }, STARTUP_RETRY_MS);
   }
 
   /** One frame per batch, while the stream takes them and fewer than maxInflight wait for answers. */

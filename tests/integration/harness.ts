@@ -51,6 +51,48 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === null ? "" : ` (last error: ${String(lastError)})`}`);
 }
 
+/** How a new cluster's first write is tried and seen (the startup test and bench/startup.ts). */
+export interface FirstWriteProbe {
+  nodes: number;
+  /** Tries the write once on node i; true when it was applied. */
+  write(i: number): Promise<boolean>;
+  /** Node i's local (stale) read: true when it holds the value. */
+  sees(i: number): Promise<boolean>;
+  /** Throws (a GiveUp) when a node died: no point waiting. */
+  alive?: () => void;
+}
+
+/**
+ * From a brand-new cluster's start (`since`, performance.now()): tries the write on every node in
+ * turn, `everyMs` apart, until one is accepted, then reads every node until all hold it. Returns
+ * both moments in ms since `since`; gives up after `timeoutMs`.
+ */
+export async function timeFirstWrite(probe: FirstWriteProbe, since: number, opts: { everyMs: number; timeoutMs: number }): Promise<{ writeMs: number; allMs: number }> {
+  let next = 0;
+  await waitFor(
+    "a write accepted",
+    async () => {
+      probe.alive?.();
+      return probe.write(next++ % probe.nodes);
+    },
+    opts.timeoutMs,
+    opts.everyMs,
+  );
+  const writeMs = performance.now() - since;
+  const seen = new Set<number>();
+  await waitFor(
+    `the write on all ${probe.nodes} nodes`,
+    async () => {
+      probe.alive?.();
+      for (let i = 0; i < probe.nodes; i++) if (!seen.has(i) && (await probe.sees(i))) seen.add(i);
+      return seen.size === probe.nodes;
+    },
+    opts.timeoutMs,
+    opts.everyMs,
+  );
+  return { writeMs, allMs: performance.now() - since };
+}
+
 export interface NodeSpec {
   id: string;
   addr: string;

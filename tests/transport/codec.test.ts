@@ -73,6 +73,14 @@ describe("codec round trips", () => {
     expect(decodeMessages(encodeMessages([msg]))).toEqual([msg]);
   });
 
+  test("a first election's flag travels; a request without it (an older node) decodes without it", () => {
+    const flagged: Message = { ...samples.preVote, firstElection: true };
+    expect(decodeMessages(encodeMessages([flagged]))).toEqual([flagged]);
+    const [plain] = decodeMessages(encodeMessages([samples.vote]));
+    expect(plain).toEqual(samples.vote);
+    expect(plain !== undefined && "firstElection" in plain).toBe(false);
+  });
+
   test("unknown fields are stripped, not passed to the core", () => {
     const [m] = decodeMessages(raw([{ ...samples.heartbeat, extra: "x" }]));
     expect(m).toEqual(samples.heartbeat);
@@ -109,6 +117,8 @@ describe("codec rejections", () => {
   test("wrong types", () => {
     rejects([{ ...samples.heartbeat, term: "7" }], /term/);
     rejects([{ ...samples.voteResp, reject: 1 }], /reject/);
+    rejects([{ ...samples.vote, firstElection: false }], /firstElection/);
+    rejects([{ ...samples.preVote, firstElection: "yes" }], /firstElection/);
     rejects([{ ...samples.append, entries: [{ term: 1, index: 1, type: "normal", data: "not bytes" }] }], /Uint8Array/);
     rejects([{ ...samples.append, entries: [{ term: 1, index: 1, type: "weird", data: bytes(1) }] }], /type/);
     rejects([{ ...samples.snapshot, chunk: [1, 2, 3] }], /Uint8Array/);

@@ -97,6 +97,8 @@ export async function startNode(id: NodeId, opts: NodeOptions = {}): Promise<Tes
     backoffMinMs: 10,
     backoffMaxMs: 100,
     random: () => 0.5,
+    // Failures are what these tests look at: no grace for peers still starting, unless asked.
+    startupWindowMs: 0,
     ...opts.transport,
   });
   const address = formatHostPort(parseHostPort(listen).host, server.port);

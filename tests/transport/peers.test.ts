@@ -4,7 +4,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import net from "node:net";
 import type { Message } from "../../src/raft/types.ts";
 import { H2Client, H2Error } from "../../src/transport/h2_client.ts";
-import { backoffDelay } from "../../src/transport/peers.ts";
+import { backoffDelay, STARTUP_WINDOW_MS } from "../../src/transport/peers.ts";
 import { RAFT_STREAM_PATH } from "../../src/transport/raft_stream.ts";
 import { haveOpenssl, heartbeat, makePki, mesh, type NodeOptions, startNode, type TestNode, until } from "./helpers.ts";
 
@@ -181,6 +181,37 @@ describe("failures", () => {
     await b2.inbox.waitFor(1);
     await until(() => a.transport.stats()[0]?.state === "up", "peer up again");
     expect(a.unreachable).toEqual(["b"]);
+  });
+
+  test("a peer still starting: a refused connection in the first second is retried within ms, the batch kept, nothing reported", async () => {
+    // A port nobody listens on yet: bind one, note it, close it.
+    const b = await start("b");
+    await b.server.close();
+    const a = await start("a", { transport: { startupWindowMs: STARTUP_WINDOW_MS } });
+    a.transport.setPeers(new Map([["b", b.address]]));
+    const vote: Message = { type: "preVote", from: "a", to: "b", term: 1, lastIndex: 0, lastTerm: 0, transfer: false, firstElection: true };
+    a.transport.send(vote);
+    await until(() => (a.transport.stats()[0]?.lastError ?? "").includes("ECONNREFUSED"), "a refused connection");
+    const b2 = await start("b", { listen: b.address });
+    const listening = performance.now();
+    await b2.inbox.waitFor(1);
+    const ms = performance.now() - listening;
+    expect(b2.inbox.msgs).toEqual([vote]);
+    // Retried every few ms, not after a backoff; generous for a loaded machine.
+    expect(ms).toBeLessThan(250);
+    expect(a.unreachable).toEqual([]);
+    await until(() => a.transport.stats()[0]?.sent === 1, "answer");
+    expect(a.transport.stats()[0]).toMatchObject({ errors: 0, dropped: 0, reachable: true });
+  });
+
+  test("after the first second, a refused connection is a failure as before: dropped, reported, backed off", async () => {
+    const b = await start("b");
+    await b.server.close();
+    const a = await start("a", { transport: { startupWindowMs: 0 } });
+    a.transport.setPeers(new Map([["b", b.address]]));
+    a.transport.send(heartbeat("a", "b", 1));
+    await until(() => a.unreachable.includes("b"), "unreachable report");
+    expect(a.transport.stats()[0]).toMatchObject({ errors: 1, dropped: 1, state: "backoff" });
   });
 
   test("backoff doubles from the minimum to the cap, with jitter in the upper half", () => {
