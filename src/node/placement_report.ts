@@ -38,7 +38,7 @@ export type PlacementReport = z.infer<typeof reportSchema>;
 const rankingSchema = z
   .object({
     order: z.array(nodeIdSchema).max(MAX_ENTRIES),
-    spreadMs: z.number().int().nonnegative().max(60_000),
+    electionMs: z.number().int().nonnegative().max(60_000),
     guardMs: z.number().int().nonnegative().max(60_000),
   })
   .strict();

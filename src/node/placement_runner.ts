@@ -201,7 +201,8 @@ export class PlacementRunner {
   private async fetchReports(): Promise<void> {
     const voters = new Set(this.node.status().conf.voters);
     // Ranked from the reports so far (the previous round's), sent with this round's requests.
-    const ranking = rankVoters(this.view(performance.now()), this.settings);
+    const mine = this.rank.current();
+    const ranking = rankVoters(this.view(performance.now()), this.decider.cfg, mine?.from === this.node.id ? mine.ranking.order : null);
     if (ranking !== null) this.rank.received(performance.now(), this.node.id, this.node.id, ranking);
     const asks = this.node.members().filter((m) => m.id !== this.node.id && voters.has(m.id) && m.address !== "");
     await Promise.all(
@@ -232,6 +233,7 @@ export class PlacementRunner {
       never: this.settings.never,
       rttMs: this.report().rttMs,
       electionWindowTicks: this.window,
+      electionRankingFrom: this.rank.current()?.from ?? null,
       ...(view === null
         ? { decision: null, note: "only the leader decides" }
         : {

@@ -426,7 +426,7 @@ async function failoverTrials(mode: "latency" | "off", trials: number): Promise<
       // Two report rounds: every survivor holds the leader's ranking and has set its window.
       await waitFor("every survivor's election window", async () => {
         const views = await Promise.all(survivors.map((r) => status(r)));
-        return views.every((v) => v?.placement?.electionWindowTicks != null) && (await agreedLeader())?.leader === killed;
+        return views.every((v) => v?.placement?.electionWindowTicks != null && v.placement.electionRankingFrom === killed) && (await agreedLeader())?.leader === killed;
       }, 60_000, 500);
     } else {
       await Bun.sleep(3000);

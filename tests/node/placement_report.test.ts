@@ -98,19 +98,19 @@ describe("placement report", () => {
 
   test("the leader's election ranking rides on the request, signed: it arrives as sent, naming its sender", async () => {
     rankings.length = 0;
-    const ranking: ElectionRanking = { order: ["n1", "n2", "n3"], spreadMs: 687, guardMs: 121 };
+    const ranking: ElectionRanking = { order: ["n1", "n2", "n3"], electionMs: 687, guardMs: 121 };
     expect(await fetchPlacementReport(client, AUTH, "n1", "n2", honest, 2000, ranking)).toEqual(REPORT);
     expect(rankings).toEqual([{ from: "n1", ranking }]);
   });
 
   test("a ranking altered on the way (query not what was signed) or malformed is refused and not taken", async () => {
     rankings.length = 0;
-    const signed = `${PLACEMENT_REPORT_PATH}?ranking=${encodeURIComponent(JSON.stringify({ order: ["n1", "n2"], spreadMs: 500, guardMs: 100 }))}`;
+    const signed = `${PLACEMENT_REPORT_PATH}?ranking=${encodeURIComponent(JSON.stringify({ order: ["n1", "n2"], electionMs: 500, guardMs: 100 }))}`;
     const headers = peerRequestHeaders(AUTH, { method: "GET", path: signed, from: "n1", to: "n2", body: new Uint8Array(0) });
-    const altered = `${PLACEMENT_REPORT_PATH}?ranking=${encodeURIComponent(JSON.stringify({ order: ["n3", "n2"], spreadMs: 500, guardMs: 100 }))}`;
+    const altered = `${PLACEMENT_REPORT_PATH}?ranking=${encodeURIComponent(JSON.stringify({ order: ["n3", "n2"], electionMs: 500, guardMs: 100 }))}`;
     const res = await client.request(client.originFor(honest), { method: "GET", path: altered, headers, timeoutMs: 2000 });
     expect(res.status).toBe(401);
-    for (const bad of ["{", JSON.stringify({ order: ["n1"], spreadMs: -1, guardMs: 0 }), JSON.stringify({ order: ["n1"], spreadMs: 1, guardMs: 0, extra: 1 })]) {
+    for (const bad of ["{", JSON.stringify({ order: ["n1"], electionMs: -1, guardMs: 0 }), JSON.stringify({ order: ["n1"], electionMs: 1, guardMs: 0, extra: 1 })]) {
       const path = `${PLACEMENT_REPORT_PATH}?ranking=${encodeURIComponent(bad)}`;
       const h = peerRequestHeaders(AUTH, { method: "GET", path, from: "n1", to: "n2", body: new Uint8Array(0) });
       const r = await client.request(client.originFor(honest), { method: "GET", path, headers: h, timeoutMs: 2000 });
