@@ -139,6 +139,23 @@ async function startRelay(r: Region): Promise<void> {
   const { value } = await reader.read();
   reader.releaseLock();
   if (!new TextDecoder().decode(value).includes("ready")) throw new Error(`relay in ${r} did not start: ${await new Response(p.stderr).text()}`);
+  relays.set(r, p);
+}
+
+const relays = new Map<Region, Subprocess<"pipe", "pipe", "pipe">>();
+
+/** Cuts region `r` off (or heals it): every relay route into and out of it blocks (relay.ts). */
+function partition(r: Region, verb: "block" | "unblock"): void {
+  const say = (where: Region, listen: string) => {
+    const p = relays.get(where)!;
+    p.stdin.write(`${verb} ${listen}\n`);
+    p.stdin.flush();
+  };
+  for (const p of REGIONS) {
+    if (p === r) continue;
+    say(r, relayAddr(p)); // r's links out
+    say(p, relayAddr(r)); // everyone's link into r
+  }
 }
 
 interface LabNode {
@@ -297,6 +314,8 @@ async function main(): Promise<void> {
       "keep-logs": { type: "boolean", default: false },
       "only-failover": { type: "boolean", default: false },
       trials: { type: "string", default: "5" },
+      "only-rejoin": { type: "boolean", default: false },
+      "cut-s": { type: "string", default: "20" },
     },
   });
   const writes = Number(values.writes);
@@ -317,6 +336,7 @@ async function main(): Promise<void> {
   await Promise.all([...agents.values()].map((a) => a.ready));
 
   if (values["only-placement"]) return placementPhase();
+  if (values["only-rejoin"]) return rejoinPhase(Number(values.trials), Number(values["cut-s"]) * 1000, steadyMs);
   if (values["only-failover"]) {
     const off = await failoverTrials("off", Number(values.trials));
     for (const r of REGIONS) await stopNode(r, "SIGTERM");
@@ -394,6 +414,47 @@ async function main(): Promise<void> {
   console.log("restarting every node with latency-aware leader placement on (the default)");
   for (const r of REGIONS) await stopNode(r, "SIGTERM");
   await placementPhase();
+}
+
+/**
+ * Rejoin after a partition, with the default configuration (placement on): a follower region cut
+ * off for `cutMs` then healed (time from the heal until a write from that region commits), and
+ * the leader's region cut off and healed (the same for the old leader's region). Then steady
+ * state: term changes in `steadyMs` with nothing happening.
+ */
+async function rejoinPhase(trials: number, cutMs: number, steadyMs: number): Promise<void> {
+  placement = "latency";
+  const t0 = performance.now();
+  for (const r of REGIONS) startNode(r);
+  const first = await waitFor("a first leader", () => agreedLeader(), 60_000, 100);
+  console.log(`first leader: ${first.leader} (term ${first.term}) ${((performance.now() - t0) / 1000).toFixed(1)} s after start`);
+  const rows = [["cut off", "role", "heal → next committed write from that region (ms)", "terms during cut + rejoin", "writes refused/failed in that region after the heal"]];
+  for (let t = 1; t <= trials; t++) {
+    for (const kind of ["follower", "leader"] as const) {
+      await transferTo("lhr");
+      const cut: Region = kind === "leader" ? "lhr" : "jnb";
+      const before = (await agreedLeader())!;
+      const endAt = Date.now() + cutMs + 30_000;
+      const run = agents.get(cut)!.call<{ samples: WriteSample[] }>({ op: "untilWrite", addr: nodeAddr(cut), prefix: `p${t}${kind}-${cut}`, endAt });
+      await Bun.sleep(1000);
+      partition(cut, "block");
+      await Bun.sleep(cutMs);
+      partition(cut, "unblock");
+      const healAt = Date.now();
+      const samples = (await run).samples;
+      const next = samples.find((x) => x.ok && x.start >= healAt - 3000 && x.end > healAt);
+      const failedAfter = samples.filter((x) => !x.ok && x.end > healAt && (next === undefined || x.end <= next.end)).length;
+      const after = await waitFor("one leader again", () => agreedLeader(), 30_000, 200);
+      rows.push([cut, kind, next === undefined ? "none in 30 s" : String(next.end - healAt), String(after.term - before.term), String(failedAfter)]);
+      console.log(`  trial ${t}: ${kind} ${cut} cut ${cutMs / 1000} s: next committed write ${next === undefined ? "none" : next.end - healAt} ms after the heal; leader now ${after.leader}, terms +${after.term - before.term}`);
+    }
+  }
+  console.log(`\n${table(rows)}\n`);
+  await transferTo("lhr");
+  const steadyBefore = (await agreedLeader())!;
+  await Bun.sleep(steadyMs);
+  const steadyAfter = await waitFor("a leader", () => agreedLeader(), 10_000, 100);
+  console.log(`steady state (placement on, leader ${steadyBefore.leader}): ${steadyAfter.term - steadyBefore.term} term changes in ${steadyMs / 1000} s, leader ${steadyAfter.leader}`);
 }
 
 /** Bytes in each node's log now, to count what it logs after. */
