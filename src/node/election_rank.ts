@@ -43,6 +43,9 @@ export interface ElectionRanking {
   guardMs: number;
 }
 
+/** A voter's window and its rank (0: runs first) among the voters other than the lost leader. */
+export type RankedWindow = ElectionWindow & { rank: number };
+
 /** A ranking is used this long after it arrived; the leader sends a fresh one every few seconds. */
 export const RANKING_TTL_MS = 60_000;
 
@@ -111,7 +114,7 @@ export function electionWindow(opts: {
   ranking: ElectionRanking | null;
   tickMs: number;
   electionTicks: number;
-}): ElectionWindow | null {
+}): RankedWindow | null {
   const { ranking, tickMs, electionTicks: e } = opts;
   if (ranking === null) return null;
   const ranks = ranking.order.filter((id) => id !== opts.leader);
@@ -120,7 +123,7 @@ export function electionWindow(opts: {
   const jitter = Math.max(2, Math.ceil(election / 2));
   const guard = Math.ceil(ranking.guardMs / tickMs) + 1;
   const width = Math.min(jitter, e);
-  return { offsetTicks: Math.min(guard + k * (election + jitter), 2 * e - width), widthTicks: width };
+  return { offsetTicks: Math.min(guard + k * (election + jitter), 2 * e - width), widthTicks: width, rank: k };
 }
 
 /** A voter's copy of the leader's latest ranking, and the leader it follows or last followed. */
@@ -141,7 +144,7 @@ export class ElectionRank {
   }
 
   /** The window for now; `leader` is the node's current leader (null while there is none). */
-  window(now: number, opts: { self: NodeId; leader: NodeId | null; tickMs: number; electionTicks: number }): ElectionWindow | null {
+  window(now: number, opts: { self: NodeId; leader: NodeId | null; tickMs: number; electionTicks: number }): RankedWindow | null {
     if (opts.leader !== null) this.lastLeader = opts.leader;
     if (this.ranking !== null && now - this.ranking.at > RANKING_TTL_MS) this.ranking = null;
     return electionWindow({ ...opts, leader: this.lastLeader, ranking: this.ranking?.value ?? null });

@@ -16,8 +16,7 @@ import type { NodeId } from "../raft/types.ts";
 import type { PlacementSettings } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { PhalanxNode } from "./node.ts";
-import { ElectionRank, rankVoters } from "./election_rank.ts";
-import type { ElectionWindow } from "../raft/raw_node.ts";
+import { ElectionRank, rankVoters, type RankedWindow } from "./election_rank.ts";
 import { commitFloorMs, DEFAULT_PLACEMENT, LeaderPlacement, type PlacementConfig, type PlacementDecision, type PlacementView } from "./placement.ts";
 import { fetchPlacementReport, type PlacementReport } from "./placement_report.ts";
 
@@ -53,7 +52,7 @@ export class PlacementRunner {
   private current: PlacementDecision | null = null;
   private lastLogged = "";
   private readonly rank = new ElectionRank();
-  private window: ElectionWindow | null = null;
+  private window: RankedWindow | null = null;
 
   constructor(
     private readonly node: PhalanxNode,
@@ -133,11 +132,15 @@ export class PlacementRunner {
     const { tickMs, electionTicks } = this.node.config;
     const w = this.rank.window(now, { self: this.node.id, leader: this.node.status().leader, tickMs, electionTicks });
     if (w?.offsetTicks === this.window?.offsetTicks && w?.widthTicks === this.window?.widthTicks) return;
+    const before = this.window;
     this.window = w;
-    this.node.setElectionWindow(w);
+    this.node.setElectionWindow(w === null ? null : { offsetTicks: w.offsetTicks, widthTicks: w.widthTicks });
+    // Logged when the rank changes (or the ranking comes or goes), not when the measured round
+    // trips move the window by a tick or two every report round.
+    if ((w === null) === (before === null) && w?.rank === before?.rank) return;
     const span = (ticks: number) => `${ticks * tickMs} ms`;
     if (w === null) this.log.info("election timeout: the randomized window (no fresh ranking)", { from: span(electionTicks), to: span(2 * electionTicks) });
-    else this.log.info("election timeout: by placement rank", { from: span(electionTicks + w.offsetTicks), to: span(electionTicks + w.offsetTicks + w.widthTicks) });
+    else this.log.info("election timeout: by placement rank", { rank: w.rank, from: span(electionTicks + w.offsetTicks), to: span(electionTicks + w.offsetTicks + w.widthTicks) });
   }
 
   private view(now: number): PlacementView {
