@@ -235,7 +235,7 @@ export class Raft {
    * followers that fire within one round of each other split the vote and the cluster waits out
    * another timeout (3-4 s in the 5-region lab). The node gives each voter a disjoint window by
    * its placement rank, so the best-placed one runs first and has won before the next one's
-   * window opens; a dead best voter only delays the next by its window. Timing only: votes,
+   * window opens; a dead best voter delays the next by about one election. Timing only: votes,
    * pre-vote, check-quorum and stickiness are untouched, so safety does not depend on it.
    * Bounded: the timeout stays below 3 * electionTicks.
    */
