@@ -15,7 +15,10 @@
 // Options: --writes N (default 200), --steady-s S (default 30), --skip-placement, --only-placement,
 // --keep-logs; --only-failover [--trials N]: leader kills with the election ranking off
 // (LEADER_PLACEMENT=off: today's randomized timeouts) and on (latency), N trials each, counting
-// split votes (terms used > 1) and the election timeouts that fired.
+// split votes (more than one candidate, or more than one term) and candidacies;
+// --only-rejoin [--trials N] [--cut-s S] [--steady-s S]: a follower region and the leader's region
+// cut off for S seconds (every relay route into and out of it blocked) and healed, time from the
+// heal to the next committed write from that region; then steady-state term changes.
 import { mkdtempSync, readFileSync, rmSync, openSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
