@@ -59,7 +59,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   const raft = raftRoutes({ self: node.id, auth: node.auth, onMessages });
   // The raft routes carry their own Env (authenticated peer); the composed app does not use it.
   app.route("/", raft as unknown as Hono);
-  app.route("/", placementReportRoutes({ self: node.id, auth: node.auth, report: () => node.placement?.report() ?? null }) as unknown as Hono);
+  app.route("/", placementReportRoutes({ self: node.id, auth: node.auth, report: () => node.placement?.report() ?? null, ranked: (from, r) => node.placement?.ranked(from, r) }) as unknown as Hono);
   // Every client route authenticates first; peer routes above carry their own (peer) proof.
   app.use("/v1/*", clientAuth({ cfg: node.config.clientAuth, isMember: (id) => node.members().some((m) => m.id === id) }));
   // One share per connection and per client across every route that proposes: a client cannot

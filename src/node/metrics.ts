@@ -71,6 +71,8 @@ export class NodeMetrics {
   readsStale = 0;
   readsFailed = 0;
   forwarded = 0;
+  /** Forwards sent again because the leader provably never saw the previous attempt. */
+  forwardRetries = 0;
   readies = 0;
   /** Peer messages the core refused as protocol violations. */
   protocolViolations = 0;

@@ -14,7 +14,7 @@ import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
 import type { GossipCounters } from "../gossip/agent.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import type { RaftConfig } from "../raft/config.ts";
-import { RawNode, type ProposeResult, type Ready, type RoleChange, type Status } from "../raft/raw_node.ts";
+import { RawNode, type ElectionWindow, type ProposeResult, type Ready, type RoleChange, type Status } from "../raft/raw_node.ts";
 import type { WritableLogStorage } from "../raft/storage.ts";
 import type { ConfChange, Message, NodeId } from "../raft/types.ts";
 import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
@@ -356,6 +356,11 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     const r = this.raw.transferLeadership(to);
     this.schedule();
     return r;
+  }
+
+  /** Narrows this node's election timeout (src/node/election_rank.ts decides it); null: today's window. */
+  setElectionWindow(w: ElectionWindow | null): void {
+    if (!this.stopped) this.raw.setElectionWindow(w);
   }
 
   isLeader(): boolean {

@@ -8,10 +8,15 @@
 // Why PING frames: they are answered by the peer's HTTP/2 layer with no route, no auth and no
 // body, cost 17 bytes each way, and measure the link itself, not the peer's fsync. A follower
 // has no reason to talk to another follower otherwise, so this is the only traffic between them.
+//
+// The same measurements order who runs first after a leader loss (election_rank.ts): the leader
+// sends its ranking with each report request, and every node, once a second, turns the latest
+// ranking it got from its leader into its election-timeout window.
 import type { NodeId } from "../raft/types.ts";
 import type { PlacementSettings } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { PhalanxNode } from "./node.ts";
+import { ElectionRank, rankVoters, type RankedWindow } from "./election_rank.ts";
 import { commitFloorMs, DEFAULT_PLACEMENT, LeaderPlacement, type PlacementConfig, type PlacementDecision, type PlacementView } from "./placement.ts";
 import { fetchPlacementReport, type PlacementReport } from "./placement_report.ts";
 
@@ -46,6 +51,8 @@ export class PlacementRunner {
   private lastFetch = -Infinity;
   private current: PlacementDecision | null = null;
   private lastLogged = "";
+  private readonly rank = new ElectionRank();
+  private window: RankedWindow | null = null;
 
   constructor(
     private readonly node: PhalanxNode,
@@ -57,7 +64,13 @@ export class PlacementRunner {
   }
 
   start(): void {
-    this.node.placement = { info: () => this.info(), report: () => this.report() };
+    this.node.placement = {
+      info: () => this.info(),
+      report: () => this.report(),
+      ranked: (from, ranking) => {
+        this.rank.received(performance.now(), from, this.node.status().leader, ranking);
+      },
+    };
     this.timer = setInterval(() => this.step(), STEP_MS);
     this.step();
   }
@@ -65,6 +78,7 @@ export class PlacementRunner {
   stop(): void {
     clearInterval(this.timer);
     this.node.placement = null;
+    this.node.setElectionWindow(null);
   }
 
   /** This node's region and fresh round trips, for the leader. */
@@ -82,6 +96,7 @@ export class PlacementRunner {
       this.lastProbe = now;
       this.probe();
     }
+    this.applyElectionWindow(now);
     if (!this.node.isLeader()) {
       if (this.leading) this.decider.reset();
       this.leading = false;
@@ -110,6 +125,22 @@ export class PlacementRunner {
     const outcome = r.ok ? "transfer started" : `transfer refused: ${r.reason}`;
     this.log.info("leader placement: transfer", { to: d.to, reason: d.reason, outcome });
     this.record(`transfer to ${d.to}`, d.reason, outcome);
+  }
+
+  /** This node's election-timeout window from the latest ranking (election_rank.ts); logged when it changes. */
+  private applyElectionWindow(now: number): void {
+    const { tickMs, electionTicks } = this.node.config;
+    const w = this.rank.window(now, { self: this.node.id, leader: this.node.status().leader, tickMs, electionTicks });
+    if (w?.offsetTicks === this.window?.offsetTicks && w?.widthTicks === this.window?.widthTicks) return;
+    const before = this.window;
+    this.window = w;
+    this.node.setElectionWindow(w === null ? null : { offsetTicks: w.offsetTicks, widthTicks: w.widthTicks });
+    // Logged when the rank changes (or the ranking comes or goes), not when the measured round
+    // trips move the window by a tick or two every report round.
+    if ((w === null) === (before === null) && w?.rank === before?.rank) return;
+    const span = (ticks: number) => `${ticks * tickMs} ms`;
+    if (w === null) this.log.info("election timeout: the randomized window (no fresh ranking)", { from: span(electionTicks), to: span(2 * electionTicks) });
+    else this.log.info("election timeout: by placement rank", { rank: w.rank, from: span(electionTicks + w.offsetTicks), to: span(electionTicks + w.offsetTicks + w.widthTicks) });
   }
 
   private view(now: number): PlacementView {
@@ -172,11 +203,15 @@ export class PlacementRunner {
 
   private async fetchReports(): Promise<void> {
     const voters = new Set(this.node.status().conf.voters);
+    // Ranked from the reports so far (the previous round's), sent with this round's requests.
+    const mine = this.rank.current();
+    const ranking = rankVoters(this.view(performance.now()), this.decider.cfg, mine?.from === this.node.id ? mine.ranking.order : null);
+    if (ranking !== null) this.rank.received(performance.now(), this.node.id, this.node.id, ranking);
     const asks = this.node.members().filter((m) => m.id !== this.node.id && voters.has(m.id) && m.address !== "");
     await Promise.all(
       asks.map(async (m) => {
         try {
-          const report = await fetchPlacementReport(this.node.client, this.node.auth, this.node.id, m.id, m.address, FETCH_TIMEOUT_MS);
+          const report = await fetchPlacementReport(this.node.client, this.node.auth, this.node.id, m.id, m.address, FETCH_TIMEOUT_MS, ranking);
           this.reports.set(m.id, { report, at: performance.now() });
           this.fetchErrors.delete(m.id);
         } catch (err) {
@@ -200,6 +235,8 @@ export class PlacementRunner {
       prefer: this.settings.prefer,
       never: this.settings.never,
       rttMs: this.report().rttMs,
+      electionWindowTicks: this.window,
+      electionRankingFrom: this.rank.current()?.from ?? null,
       ...(view === null
         ? { decision: null, note: "only the leader decides" }
         : {

@@ -61,6 +61,16 @@ export type ElectionCause = { reason: "timeout"; ticks: number } | { reason: "tr
 /** What campaignFirstElection() did, and why not when it did not. */
 export type FirstElectionDecision = { campaigned: true } | { campaigned: false; why: string };
 
+/**
+ * Where this node's election timeout falls, in ticks after electionTicks: [electionTicks + offset,
+ * electionTicks + offset + width). Set by the node (RawNode.setElectionWindow); null is the whole
+ * [electionTicks, 2 * electionTicks).
+ */
+export interface ElectionWindow {
+  offsetTicks: number;
+  widthTicks: number;
+}
+
 export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; reason: string; leader: NodeId | null };
 
 /** A read waiting for a heartbeat round to confirm leadership (ReadIndex, dissertation §6.4). */
@@ -113,6 +123,7 @@ export class Raft {
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
+  private electionWindow: ElectionWindow | null = null;
   /** After a restart we may have acked a leader we no longer remember: refuse votes for a timeout. */
   private bootSticky = true;
   private votes = new Map<NodeId, boolean>();
@@ -219,7 +230,32 @@ export class Raft {
   }
 
   private randomizeElectionTimeout(): void {
-    this.randomizedElectionTimeout = this.cfg.electionTicks + Math.floor(this.cfg.random() * this.cfg.electionTicks);
+    const w = this.electionWindow;
+    this.randomizedElectionTimeout = this.cfg.electionTicks + (w?.offsetTicks ?? 0) + Math.floor(this.cfg.random() * (w?.widthTicks ?? this.cfg.electionTicks));
+  }
+
+  /**
+   * Narrows this node's election timeout to a window of its own (null: the whole randomized
+   * [electionTicks, 2 * electionTicks) again). Why: after a leader dies, every follower times out
+   * somewhere in the same window; on a WAN a vote round takes hundreds of ms, so two far
+   * followers that fire within one round of each other split the vote and the cluster waits out
+   * another timeout (3-4 s in the 5-region lab). The node gives each voter a disjoint window by
+   * its placement rank, so the best-placed one runs first and has won before the next one's
+   * window opens; a dead best voter delays the next by about one election. Timing only: votes,
+   * pre-vote, check-quorum and stickiness are untouched, so safety does not depend on it.
+   * Bounded: the timeout stays below 3 * electionTicks.
+   */
+  setElectionWindow(w: ElectionWindow | null): void {
+    if (w !== null) {
+      assert(Number.isInteger(w.offsetTicks) && w.offsetTicks >= 0, `election window offset ${w.offsetTicks}`);
+      assert(Number.isInteger(w.widthTicks) && w.widthTicks >= 1, `election window width ${w.widthTicks}`);
+      assert(w.offsetTicks + w.widthTicks <= 2 * this.cfg.electionTicks, `election window ${w.offsetTicks}+${w.widthTicks} beyond 3 election timeouts`);
+    }
+    const now = this.electionWindow;
+    if (now?.offsetTicks === w?.offsetTicks && now?.widthTicks === w?.widthTicks) return;
+    this.electionWindow = w;
+    // A follower's timeout is drawn once per term: draw again so the new window holds now.
+    if (this.role !== "leader") this.randomizeElectionTimeout();
   }
 
   private becomeFollower(term: number, lead: NodeId | null): void {

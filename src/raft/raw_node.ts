@@ -8,10 +8,10 @@
 //   6. call advance().
 import { assert } from "./assert.ts";
 import type { RaftConfig } from "./config.ts";
-import { Raft, type FirstElectionDecision, type FollowerRegression, type ProposeResult, type RoleChange } from "./raft.ts";
+import { Raft, type ElectionWindow, type FirstElectionDecision, type FollowerRegression, type ProposeResult, type RoleChange } from "./raft.ts";
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role, Snapshot } from "./types.ts";
 
-export type { FirstElectionDecision, FollowerRegression, ProposeResult, RoleChange } from "./raft.ts";
+export type { ElectionWindow, FirstElectionDecision, FollowerRegression, ProposeResult, RoleChange } from "./raft.ts";
 
 export interface Ready {
   /**
@@ -134,6 +134,11 @@ export class RawNode {
   transferLeadership(to: NodeId): { ok: true } | { ok: false; reason: string } {
     this.checkIdle("transferLeadership");
     return this.raft.transferLeadership(to);
+  }
+
+  /** Where this node's election timeout falls (Raft.setElectionWindow); null: the whole window. */
+  setElectionWindow(w: ElectionWindow | null): void {
+    this.raft.setElectionWindow(w);
   }
 
   reportUnreachable(id: NodeId): void {

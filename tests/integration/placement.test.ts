@@ -15,6 +15,8 @@ interface PlacementStatus {
   commitFloorMs?: Record<string, number | null>;
   decision: { kind: string; reason: string } | null;
   decisions: unknown[];
+  electionWindowTicks?: { offsetTicks: number; widthTicks: number } | null;
+  electionRankingFrom?: string | null;
 }
 
 test("the leader knows every voter's commit floor, stays on loopback, and says why", async () => {
@@ -40,4 +42,18 @@ test("the leader knows every voter's commit floor, stays on loopback, and says w
   }, 20_000, 200);
   expect(Object.keys(f.rttMs).sort()).toEqual(others);
   expect(f.decision).toBeNull();
+}, 40_000);
+
+test("every follower gets the leader's election ranking: disjoint timeout windows in rank order", async () => {
+  const c = cluster!;
+  const leader = await c.waitForLeader(["n1", "n2", "n3"]);
+  const followers = ["n1", "n2", "n3"].filter((id) => id !== leader);
+  const windows = await waitFor("both followers' election windows from the leader's ranking", async () => {
+    const ps = await Promise.all(followers.map(async (id) => (await c.request(id, "GET", "/v1/status", { timeoutMs: 1000 })).json?.placement as PlacementStatus | null));
+    const ok = ps.every((p) => p?.electionRankingFrom === leader && p.electionWindowTicks != null);
+    return ok ? ps.map((p) => p!.electionWindowTicks!) : undefined;
+  }, 30_000, 200);
+  const [a, b] = [...windows].sort((x, y) => x.offsetTicks - y.offsetTicks);
+  // Disjoint and ordered: the second-ranked follower's window opens after the first's closes.
+  expect(b!.offsetTicks).toBeGreaterThanOrEqual(a!.offsetTicks + a!.widthTicks);
 }, 40_000);

@@ -11,7 +11,8 @@ export type AgentCommand =
   | { id: number; op: "transfer"; addr: string; to: string }
   | { id: number; op: "writes"; addr: string; count: number; prefix: string }
   | { id: number; op: "untilWrite"; addr: string; prefix: string; endAt: number }
-  | { id: number; op: "samplePeers"; debugUrl: string; everyMs: number; endAt: number };
+  | { id: number; op: "samplePeers"; debugUrl: string; everyMs: number; endAt: number }
+  | { id: number; op: "metric"; url: string; name: string };
 
 /** Per peer: samples taken, how many found 4 or more requests in flight (the old cap) or messages queued. */
 export interface PeerSamples {
@@ -96,6 +97,16 @@ async function run(cmd: AgentCommand): Promise<unknown> {
         if (!w.ok) await new Promise((r) => setTimeout(r, 20));
       }
       return { samples };
+    }
+    case "metric": {
+      // One counter from the node's /metrics (null when the node does not answer).
+      try {
+        const text = await (await fetch(cmd.url)).text();
+        const line = text.split("\n").find((l) => l.startsWith(`${cmd.name} `));
+        return line === undefined ? null : Number(line.split(" ")[1]);
+      } catch {
+        return null;
+      }
     }
     case "samplePeers": {
       // The leader's transport, seen from outside while a write run goes on: how often each peer

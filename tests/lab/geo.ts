@@ -13,8 +13,13 @@
 // Everything (processes, namespaces, data dirs) is torn down on exit, on error and on Ctrl-C.
 //
 // Options: --writes N (default 200), --steady-s S (default 30), --skip-placement, --only-placement,
-// --keep-logs.
-import { mkdtempSync, readFileSync, rmSync, openSync } from "node:fs";
+// --keep-logs; --only-failover [--trials N]: leader kills with the election ranking off
+// (LEADER_PLACEMENT=off: today's randomized timeouts) and on (latency), N trials each, counting
+// split votes (more than one candidate, or more than one term) and candidacies;
+// --only-rejoin [--trials N] [--cut-s S] [--steady-s S]: a follower region and the leader's region
+// cut off for S seconds (every relay route into and out of it blocked) and healed, time from the
+// heal to the next committed write from that region; then steady-state term changes.
+import { mkdtempSync, readFileSync, rmSync, openSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -46,6 +51,13 @@ const ns = (r: Region) => `pxgeo-${r}`;
 const ip = (r: Region) => `fd00:6e0::${REGIONS.indexOf(r) + 1}`;
 const nodeAddr = (r: Region) => `[${ip(r)}]:${NODE_PORT}`;
 const debugUrl = (r: Region) => `http://[${ip(r)}]:9100/debug/raft`;
+const metricsUrl = (r: Region) => `http://[${ip(r)}]:9100/metrics`;
+
+/** Candidacies (role → candidate) the survivors started so far: > 1 per leader loss means contention. */
+async function candidacies(regions: readonly Region[]): Promise<number> {
+  const counts = await Promise.all(regions.map((r) => agents.get(r)!.call<number | null>({ op: "metric", url: metricsUrl(r), name: "phalanx_raft_elections_started_total" })));
+  return counts.reduce<number>((a, b) => a + (b ?? 0), 0);
+}
 const relayAddr = (peer: Region) => `[::1]:${RELAY_BASE_PORT + REGIONS.indexOf(peer)}`;
 
 /** Commit floor with `leader` leading 5 voters: its second-fastest follower's round trip. */
@@ -130,6 +142,23 @@ async function startRelay(r: Region): Promise<void> {
   const { value } = await reader.read();
   reader.releaseLock();
   if (!new TextDecoder().decode(value).includes("ready")) throw new Error(`relay in ${r} did not start: ${await new Response(p.stderr).text()}`);
+  relays.set(r, p);
+}
+
+const relays = new Map<Region, Subprocess<"pipe", "pipe", "pipe">>();
+
+/** Cuts region `r` off (or heals it): every relay route into and out of it blocks (relay.ts). */
+function partition(r: Region, verb: "block" | "unblock"): void {
+  const say = (where: Region, listen: string) => {
+    const p = relays.get(where)!;
+    p.stdin.write(`${verb} ${listen}\n`);
+    p.stdin.flush();
+  };
+  for (const p of REGIONS) {
+    if (p === r) continue;
+    say(r, relayAddr(p)); // r's links out
+    say(p, relayAddr(r)); // everyone's link into r
+  }
 }
 
 interface LabNode {
@@ -286,6 +315,10 @@ async function main(): Promise<void> {
       leaders: { type: "string", default: "lhr,fra,ord,jnb,sin" },
       diagnose: { type: "boolean", default: false },
       "keep-logs": { type: "boolean", default: false },
+      "only-failover": { type: "boolean", default: false },
+      trials: { type: "string", default: "5" },
+      "only-rejoin": { type: "boolean", default: false },
+      "cut-s": { type: "string", default: "20" },
     },
   });
   const writes = Number(values.writes);
@@ -306,6 +339,15 @@ async function main(): Promise<void> {
   await Promise.all([...agents.values()].map((a) => a.ready));
 
   if (values["only-placement"]) return placementPhase();
+  if (values["only-rejoin"]) return rejoinPhase(Number(values.trials), Number(values["cut-s"]) * 1000, steadyMs);
+  if (values["only-failover"]) {
+    const off = await failoverTrials("off", Number(values.trials));
+    for (const r of REGIONS) await stopNode(r, "SIGTERM");
+    const on = await failoverTrials("latency", Number(values.trials));
+    console.log(`\nsummary (${values.trials} leader kills each, leader lhr killed with -9):`);
+    console.log(table([["election ranking", "split votes (terms > 1 or > 1 candidate)", "terms used", "candidates", "kill → new leader ms (median, max)", "kill → write from every region ms (median, max)"], off, on]));
+    return;
+  }
   // Phase 1: placement off, every region leads in turn.
   placement = "off";
   const t0 = performance.now();
@@ -375,6 +417,118 @@ async function main(): Promise<void> {
   console.log("restarting every node with latency-aware leader placement on (the default)");
   for (const r of REGIONS) await stopNode(r, "SIGTERM");
   await placementPhase();
+}
+
+/**
+ * Rejoin after a partition, with the default configuration (placement on): a follower region cut
+ * off for `cutMs` then healed (time from the heal until a write from that region commits), and
+ * the leader's region cut off and healed (the same for the old leader's region). Then steady
+ * state: term changes in `steadyMs` with nothing happening.
+ */
+async function rejoinPhase(trials: number, cutMs: number, steadyMs: number): Promise<void> {
+  placement = "latency";
+  const t0 = performance.now();
+  for (const r of REGIONS) startNode(r);
+  const first = await waitFor("a first leader", () => agreedLeader(), 60_000, 100);
+  console.log(`first leader: ${first.leader} (term ${first.term}) ${((performance.now() - t0) / 1000).toFixed(1)} s after start`);
+  const rows = [["cut off", "role", "heal → next committed write from that region (ms)", "terms during cut + rejoin", "writes refused/failed in that region after the heal"]];
+  for (let t = 1; t <= trials; t++) {
+    for (const kind of ["follower", "leader"] as const) {
+      await transferTo("lhr");
+      const cut: Region = kind === "leader" ? "lhr" : "jnb";
+      const before = (await agreedLeader())!;
+      const endAt = Date.now() + cutMs + 30_000;
+      const run = agents.get(cut)!.call<{ samples: WriteSample[] }>({ op: "untilWrite", addr: nodeAddr(cut), prefix: `p${t}${kind}-${cut}`, endAt });
+      await Bun.sleep(1000);
+      partition(cut, "block");
+      await Bun.sleep(cutMs);
+      partition(cut, "unblock");
+      const healAt = Date.now();
+      const samples = (await run).samples;
+      const next = samples.find((x) => x.ok && x.start >= healAt - 3000 && x.end > healAt);
+      const failedAfter = samples.filter((x) => !x.ok && x.end > healAt && (next === undefined || x.end <= next.end)).length;
+      const after = await waitFor("one leader again", () => agreedLeader(), 30_000, 200);
+      rows.push([cut, kind, next === undefined ? "none in 30 s" : String(next.end - healAt), String(after.term - before.term), String(failedAfter)]);
+      console.log(`  trial ${t}: ${kind} ${cut} cut ${cutMs / 1000} s: next committed write ${next === undefined ? "none" : next.end - healAt} ms after the heal; leader now ${after.leader}, terms +${after.term - before.term}`);
+    }
+  }
+  console.log(`\n${table(rows)}\n`);
+  await transferTo("lhr");
+  const steadyBefore = (await agreedLeader())!;
+  await Bun.sleep(steadyMs);
+  const steadyAfter = await waitFor("a leader", () => agreedLeader(), 10_000, 100);
+  console.log(`steady state (placement on, leader ${steadyBefore.leader}): ${steadyAfter.term - steadyBefore.term} term changes in ${steadyMs / 1000} s, leader ${steadyAfter.leader}`);
+}
+
+/** Bytes in each node's log now, to count what it logs after. */
+function logSizes(): Map<Region, number> {
+  return new Map(REGIONS.map((r) => [r, statSync(nodes.get(r)!.log, { throwIfNoEntry: false })?.size ?? 0]));
+}
+
+function logSince(r: Region, from: number): string {
+  return readFileSync(nodes.get(r)!.log).subarray(from).toString();
+}
+
+/** Failover trials: kill the leader (lhr) N times; split votes, timeouts fired, time to the next write. */
+async function failoverTrials(mode: "latency" | "off", trials: number): Promise<string[]> {
+  placement = mode;
+  const t0 = performance.now();
+  for (const r of REGIONS) if (nodes.get(r)!.proc === null) startNode(r);
+  const first = await waitFor("a first leader", () => agreedLeader(), 60_000, 100);
+  console.log(`\n[ranking ${mode}] first leader ${first.leader} (term ${first.term}) ${((performance.now() - t0) / 1000).toFixed(1)} s after start`);
+  const killed: Region = "lhr";
+  const survivors = REGIONS.filter((r) => r !== killed);
+  let splits = 0;
+  let timeouts = 0;
+  let terms = 0;
+  let candidatesAll = 0;
+  const leaderMs: number[] = [];
+  const allMs: number[] = [];
+  for (let t = 1; t <= trials; t++) {
+    await transferTo(killed);
+    if (mode === "latency") {
+      // Two report rounds: every survivor holds the leader's ranking and has set its window.
+      await waitFor("every survivor's election window", async () => {
+        const views = await Promise.all(survivors.map((r) => status(r)));
+        return views.every((v) => v?.placement?.electionWindowTicks != null && v.placement.electionRankingFrom === killed) && (await agreedLeader())?.leader === killed;
+      }, 60_000, 500);
+    } else {
+      await Bun.sleep(3000);
+    }
+    const before = (await agreedLeader())!;
+    const endAt = Date.now() + 15_000;
+    const runs = survivors.map((r) => agents.get(r)!.call<{ samples: WriteSample[] }>({ op: "untilWrite", addr: nodeAddr(r), prefix: `k${mode}${t}-${r}`, endAt }));
+    await Bun.sleep(1000);
+    const sizes = logSizes();
+    const candidatesBefore = await candidacies(survivors);
+    const killAt = Date.now();
+    const killPerf = performance.now();
+    await stopNode(killed, "SIGKILL");
+    const next = await waitFor("a new leader", async () => {
+      const views = await Promise.all(survivors.map((r) => status(r)));
+      const l = views[0]?.leader;
+      return l != null && l !== killed && views.every((v) => v?.leader === l) ? { leader: l, term: views[0]!.term } : undefined;
+    }, 30_000, 50);
+    const electedMs = performance.now() - killPerf;
+    const candidates = (await candidacies(survivors)) - candidatesBefore;
+    const results = await Promise.all(runs);
+    const inFlightMs = Math.max(...survivors.map((r) => RTT_MS[killed][r])) / 2 + 10;
+    const perRegion = survivors.map((r, i) => results[i]!.samples.find((x) => x.ok && x.end > killAt + inFlightMs)?.end ?? Infinity).map((end) => end - killAt);
+    const fired = survivors.reduce((n, r) => n + (logSince(r, sizes.get(r)!).match(/starting an election: election timeout/g)?.length ?? 0), 0);
+    const used = next.term - before.term;
+    if (used > 1 || candidates > 1) splits++;
+    terms += used;
+    candidatesAll += candidates;
+    timeouts += fired;
+    leaderMs.push(electedMs);
+    allMs.push(Math.max(...perRegion));
+    console.log(`  trial ${t}: new leader ${next.leader} after ${electedMs.toFixed(0)} ms, terms used ${used}, candidates ${candidates}, election timeouts logged ${fired}, ` +
+      `next committed write: ${survivors.map((r, i) => `${r} ${fmt(perRegion[i]!)}`).join(", ")} ms`);
+    startNode(killed);
+    await waitFor(`${killed} back`, async () => (await status(killed))?.leader != null, 30_000, 200);
+  }
+  const med = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 0.5);
+  return [mode === "off" ? "off (today)" : "on (rank)", `${splits} of ${trials}`, String(terms), String(candidatesAll), `${fmt(med(leaderMs))}, ${fmt(Math.max(...leaderMs))}`, `${fmt(med(allMs))}, ${fmt(Math.max(...allMs))}`];
 }
 
 /** Phase 4: latency-aware placement on, from a bad start, and back after losing the best leader. */

@@ -10,6 +10,12 @@
 //
 // Run as a process of its own (one per network namespace): `bun tests/lab/relay.ts '<routes JSON>'`,
 // or in-process through startRelay(). Prints "ready" once every route listens.
+//
+// A route can be blocked (a partition): the relay stops reading both sockets of every connection
+// on it, new ones included, so the peers' TCP windows fill and nothing passes, as on a blackholed
+// link (no reset, no FIN; a new connection's handshake stalls). Unblocking resumes reading; what
+// the senders buffered meanwhile then goes through, as TCP's retransmits would deliver it. As a
+// process it takes "block <listen>" / "unblock <listen>" lines on stdin and answers "ok <line>".
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { parseHostPort } from "../../src/transport/address.ts";
 
@@ -78,6 +84,8 @@ function pipeDelayed(from: Socket, to: Socket, line: DelayLine, onGone: () => vo
 
 export interface RunningRelay {
   close(): Promise<void>;
+  /** Blocks or unblocks the route listening on `listen` (see the top of the file). */
+  setBlocked(listen: string, blocked: boolean): void;
   /** Connections accepted so far, per route index. */
   accepted: number[];
 }
@@ -87,6 +95,8 @@ export async function startRelay(routes: RelayRoute[], random: () => number = Ma
   const open = new Set<Socket>();
   const lines = new Set<DelayLine>();
   const accepted = routes.map(() => 0);
+  const blocked = routes.map(() => false);
+  const conns = routes.map(() => new Set<Socket[]>());
   for (const [i, route] of routes.entries()) {
     const target = parseHostPort(route.to);
     const where = parseHostPort(route.listen);
@@ -97,17 +107,20 @@ export async function startRelay(routes: RelayRoute[], random: () => number = Ma
       const down = new DelayLine(route.oneWayMs, route.jitter, random);
       const sockets = [inbound, outbound];
       for (const s of sockets) open.add(s);
+      conns[i]!.add(sockets);
       lines.add(up);
       lines.add(down);
       let gone = 0;
       const onGone = () => {
         if (++gone < 2) return;
         for (const s of sockets) open.delete(s);
+        conns[i]!.delete(sockets);
         lines.delete(up);
         lines.delete(down);
       };
       pipeDelayed(inbound, outbound, up, onGone);
       pipeDelayed(outbound, inbound, down, onGone);
+      if (blocked[i]) for (const s of sockets) s.pause();
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err) => reject(new Error(`relay cannot listen on ${route.listen}: ${err.message}`)));
@@ -118,6 +131,12 @@ export async function startRelay(routes: RelayRoute[], random: () => number = Ma
   }
   return {
     accepted,
+    setBlocked: (listen, on) => {
+      const i = routes.findIndex((r) => r.listen === listen);
+      if (i < 0) throw new Error(`no route listens on ${listen}`);
+      blocked[i] = on;
+      for (const pair of conns[i]!) for (const s of pair) on ? s.pause() : s.resume();
+    },
     close: async () => {
       for (const l of lines) l.stop();
       for (const s of open) s.destroy();
@@ -130,6 +149,12 @@ if (import.meta.main) {
   const routes = JSON.parse(process.argv[2] ?? "[]") as RelayRoute[];
   const relay = await startRelay(routes);
   process.stdout.write("ready\n");
+  const { createInterface } = await import("node:readline");
+  createInterface({ input: process.stdin }).on("line", (line) => {
+    const [verb, listen] = line.trim().split(" ");
+    if ((verb === "block" || verb === "unblock") && listen !== undefined) relay.setBlocked(listen, verb === "block");
+    process.stdout.write(`ok ${line.trim()}\n`);
+  });
   const stop = () => void relay.close().then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

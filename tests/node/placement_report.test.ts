@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Hono } from "hono";
 import { fetchPlacementReport, PLACEMENT_REPORT_PATH, placementReportRoutes, type PlacementReport } from "../../src/node/placement_report.ts";
-import { NONCE_HEADER, type PeerAuth, peerReplyHeaders } from "../../src/transport/auth.ts";
+import type { ElectionRanking } from "../../src/node/election_rank.ts";
+import { NONCE_HEADER, type PeerAuth, peerReplyHeaders, peerRequestHeaders } from "../../src/transport/auth.ts";
 import { H2Client } from "../../src/transport/h2_client.ts";
 import { type RunningServer, serveApp } from "../../src/transport/server.ts";
 import { freePort } from "../integration/harness.ts";
@@ -15,6 +16,7 @@ const REPORT: PlacementReport = { id: "n2", region: "fra", rttMs: { n1: 20.5, n3
 const servers: RunningServer[] = [];
 const client = new H2Client({ connectTimeoutMs: 1000 });
 let asked = 0;
+const rankings: { from: string; ranking: ElectionRanking }[] = [];
 let honest = "";
 
 /** A server that answers the report route with whatever `answer` builds (an impostor or a broken peer). */
@@ -40,6 +42,7 @@ beforeAll(async () => {
       asked++;
       return REPORT;
     },
+    ranked: (from, ranking) => rankings.push({ from, ranking }),
   });
   servers.push(await serveApp(routes, { listen: `127.0.0.1:${port}` }));
   honest = `127.0.0.1:${port}`;
@@ -91,5 +94,28 @@ describe("placement report", () => {
       const addr = await fake(() => ({ body, auth: AUTH, from: "n2" }));
       await expect(fetchPlacementReport(client, AUTH, "n1", "n2", addr, 2000)).rejects.toThrow(/report (is not JSON|refused)/);
     }
+  });
+
+  test("the leader's election ranking rides on the request, signed: it arrives as sent, naming its sender", async () => {
+    rankings.length = 0;
+    const ranking: ElectionRanking = { order: ["n1", "n2", "n3"], electionMs: 687, guardMs: 121 };
+    expect(await fetchPlacementReport(client, AUTH, "n1", "n2", honest, 2000, ranking)).toEqual(REPORT);
+    expect(rankings).toEqual([{ from: "n1", ranking }]);
+  });
+
+  test("a ranking altered on the way (query not what was signed) or malformed is refused and not taken", async () => {
+    rankings.length = 0;
+    const signed = `${PLACEMENT_REPORT_PATH}?ranking=${encodeURIComponent(JSON.stringify({ order: ["n1", "n2"], electionMs: 500, guardMs: 100 }))}`;
+    const headers = peerRequestHeaders(AUTH, { method: "GET", path: signed, from: "n1", to: "n2", body: new Uint8Array(0) });
+    const altered = `${PLACEMENT_REPORT_PATH}?ranking=${encodeURIComponent(JSON.stringify({ order: ["n3", "n2"], electionMs: 500, guardMs: 100 }))}`;
+    const res = await client.request(client.originFor(honest), { method: "GET", path: altered, headers, timeoutMs: 2000 });
+    expect(res.status).toBe(401);
+    for (const bad of ["{", JSON.stringify({ order: ["n1"], electionMs: -1, guardMs: 0 }), JSON.stringify({ order: ["n1"], electionMs: 1, guardMs: 0, extra: 1 })]) {
+      const path = `${PLACEMENT_REPORT_PATH}?ranking=${encodeURIComponent(bad)}`;
+      const h = peerRequestHeaders(AUTH, { method: "GET", path, from: "n1", to: "n2", body: new Uint8Array(0) });
+      const r = await client.request(client.originFor(honest), { method: "GET", path, headers: h, timeoutMs: 2000 });
+      expect(r.status).toBe(400);
+    }
+    expect(rankings).toEqual([]);
   });
 });

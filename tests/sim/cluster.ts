@@ -185,7 +185,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 const valueBytes = (v: number): Uint8Array => utf8.encode(String(v));
 const valueOf = (b: Uint8Array): number => Number(fromUtf8.decode(b));
 
-class EventQueue {
+export class EventQueue {
   private heap: { time: number; seq: number; fn: () => void }[] = [];
   private seq = 0;
 
