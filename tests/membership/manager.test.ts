@@ -5,7 +5,7 @@
 // hand so the test is deterministic.
 import { expect, test } from "bun:test";
 import type { GossipAgent } from "../../src/gossip/agent.ts";
-import type { Member } from "../../src/gossip/member.ts";
+import type { GossipPeer } from "../../src/gossip/peer.ts";
 import { type IdentityCheck, MembershipManager } from "../../src/node/membership/manager.ts";
 import type { Logger } from "../../src/node/log.ts";
 import type { PhalanxNode } from "../../src/node/node.ts";
@@ -13,7 +13,7 @@ import type { ConfChange } from "../../src/raft/types.ts";
 import type { IdentityVerdict } from "../../src/transport/identity_route.ts";
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as Logger;
-const member = (id: string, state: Member["state"] = "alive", since = 0): Member => ({
+const member = (id: string, state: GossipPeer["state"] = "alive", since = 0): GossipPeer => ({
   id,
   incarnation: 1,
   state,
@@ -21,7 +21,7 @@ const member = (id: string, state: Member["state"] = "alive", since = 0): Member
   meta: { gossipAddr: `${id}:7946`, rpcAddr: `${id}:9000`, region: id, role: "candidate", cluster: "c:abc" },
 });
 
-function setup(voters: string[], gossip: Member[], silent: string[] = []) {
+function setup(voters: string[], gossip: GossipPeer[], silent: string[] = []) {
   const proposed: ConfChange[] = [];
   const node = {
     id: "n1",

@@ -10,7 +10,7 @@
 // keeps that server out of the autopilot's picks for REFUSED_BACKOFF_MS, so a fake member cannot
 // hold up real ones.
 import type { GossipAgent } from "../../gossip/agent.ts";
-import type { Member } from "../../gossip/member.ts";
+import type { GossipPeer } from "../../gossip/peer.ts";
 import type { NodeId } from "../../raft/types.ts";
 import type { IdentityVerdict } from "../../transport/identity_route.ts";
 import type { Logger } from "../log.ts";
@@ -85,7 +85,7 @@ export class MembershipManager {
     if (this.node.isLeader()) this.lead(members);
   }
 
-  private lead(members: Member[]): void {
+  private lead(members: GossipPeer[]): void {
     const s = this.node.status();
     const servers: GossipServer[] = members.map((m) => ({
       id: m.id,
