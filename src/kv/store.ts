@@ -23,6 +23,7 @@ import { advanceLogTime, checkSession, type SessionRecord } from "./session.ts";
 import { DEFAULT_HISTORY_LIMITS, History, type HistoryLimits, type KvEvent } from "./history.ts";
 import { LEASE_DDL, LeaseTable, type LeaseInfo } from "./lease.ts";
 import { executeTxn, type TxnStore } from "./txn.ts";
+import { decodeMemberContext, type Member, type MemberRecord, type MemberRole } from "./member.ts";
 import { restoreImage, takeImage, type KvSnapshot } from "./snapshot.ts";
 
 export interface KvOptions {
@@ -44,12 +45,8 @@ export const DEFAULT_MAX_SESSIONS = 100_000;
 /** A range page's default byte budget (keys and values). */
 export const DEFAULT_RANGE_BYTES = 4 * 1024 * 1024;
 
-export interface Member {
-  id: NodeId;
-  /** The address carried as the conf change's context ("" when unknown, e.g. bootstrap). */
-  address: string;
-  role: "voter" | "learner";
-}
+export type { Member } from "./member.ts";
+
 
 export interface RangeOptions {
   prefix: string;
@@ -104,6 +101,7 @@ export class KvStore {
     | "countSessions"
     | "member"
     | "setMember"
+    | "setRegion"
     | "removeMember"
     | "members",
     Statement
@@ -138,10 +136,11 @@ export class KvStore {
       setSession: db.prepare("INSERT OR REPLACE INTO kv_sessions (client, seq, result, last_active) VALUES (?, ?, ?, ?)"),
       evictSessions: db.prepare("DELETE FROM kv_sessions WHERE last_active < ?"),
       countSessions: db.prepare("SELECT count(*) FROM kv_sessions"),
-      member: db.prepare("SELECT address FROM members WHERE id = ?"),
-      setMember: db.prepare("INSERT OR REPLACE INTO members (id, address, role) VALUES (?, ?, ?)"),
+      member: db.prepare("SELECT address, region FROM members WHERE id = ?"),
+      setMember: db.prepare("INSERT OR REPLACE INTO members (id, address, role, region) VALUES (?, ?, ?, ?)"),
+      setRegion: db.prepare("UPDATE members SET region = ? WHERE id = ?"),
       removeMember: db.prepare("DELETE FROM members WHERE id = ?"),
-      members: db.prepare("SELECT id, address, role FROM members ORDER BY id"),
+      members: db.prepare("SELECT id, address, role, region FROM members ORDER BY id"),
     };
     const range = (columns: string, lower: string, upper: boolean) =>
       db.prepare(`SELECT ${columns} FROM kv WHERE key ${lower} ?${upper ? " AND key < ?" : ""} ORDER BY key LIMIT ?`);
@@ -273,9 +272,10 @@ export class KvStore {
 
   /** The cluster members as of the applied index (bootstrap members, then applied conf changes). */
   members(): Member[] {
-    return (this.q.members.values() as Array<[string, string, "voter" | "learner"]>).map(([id, address, role]) => ({
+    return (this.q.members.values() as Array<[string, string, MemberRole, string]>).map(([id, address, role, region]) => ({
       id,
       address,
+      region,
       role,
     }));
   }
@@ -328,7 +328,7 @@ export class KvStore {
   replaceMembers(members: readonly Member[]): void {
     if (!this.dd.tx.active) throw new Error("replaceMembers must run inside a transaction");
     this.dd.db.run("DELETE FROM members");
-    for (const m of members) this.q.setMember.run(m.id, m.address, m.role);
+    for (const m of members) this.q.setMember.run(m.id, m.address, m.role, m.region);
   }
 
   private applyProposal(index: number, p: Proposal, next: KvState): Result {
@@ -394,6 +394,11 @@ export class KvStore {
         throw new Error("register is handled before execute");
       case "txn":
         return executeTxn(cmd, this.txnStore(index, next));
+      case "member": {
+        const found = this.q.member.values(cmd.id).length > 0;
+        if (found) this.q.setRegion.run(cmd.region, cmd.id);
+        return { op: "member", found };
+      }
       case "leaseGrant":
         // The id is the grant's log index: unique, and the same on every replica.
         this.leases.grant(index, cmd.ttlMs, next.logTime);
@@ -448,15 +453,16 @@ export class KvStore {
     next.revision = index;
   }
 
-  private applyConfChange(cc: ConfChange): void {
+  private applyConfChange({ change: cc, record }: { change: ConfChange; record: MemberRecord }): void {
     if (cc.op === "remove") {
       this.q.removeMember.run(cc.node);
       return;
     }
-    // A promotion (addVoter of a learner) may carry no address: keep the one we know.
-    const known = (this.q.member.values(cc.node)[0] as [string] | undefined)?.[0];
-    const address = cc.context !== "" ? cc.context : (known ?? "");
-    this.q.setMember.run(cc.node, address, cc.op === "addVoter" ? "voter" : "learner");
+    // A promotion (addVoter of a learner) may carry no address or region: keep what we know.
+    const [knownAddress, knownRegion] = (this.q.member.values(cc.node)[0] as [string, string] | undefined) ?? ["", ""];
+    const address = record.address !== "" ? record.address : knownAddress;
+    const region = record.region !== "" ? record.region : knownRegion;
+    this.q.setMember.run(cc.node, address, cc.op === "addVoter" ? "voter" : "learner", region);
   }
 
   private session(client: number): SessionRecord<Result> | undefined {
@@ -497,9 +503,10 @@ export class KvStore {
     }
   }
 
-  private decodeConf(entry: Entry): ConfChange {
+  private decodeConf(entry: Entry): { change: ConfChange; record: MemberRecord } {
     try {
-      return decodeConfChange(entry.data);
+      const change = decodeConfChange(entry.data);
+      return { change, record: decodeMemberContext(change.context) };
     } catch (err) {
       throw this.corrupt(`log entry ${entry.index}: ${(err as Error).message}`, err);
     }

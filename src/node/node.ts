@@ -194,6 +194,9 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       bootstrap: { voters: [...config.peers.keys()].sort(), learners: [] },
       addresses: Object.fromEntries(config.peers),
     });
+    if (dd.migrated !== null) {
+      log.warn("migrated the data file to a new format version (older builds cannot open it now)", { file: dd.file, ...dd.migrated });
+    }
     let node: PhalanxNode;
     try {
       const kv = new KvStore(dd);
@@ -349,12 +352,17 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     return this.raw.status();
   }
 
-  /** The Raft configuration is the truth; addresses come from the log, else from gossip. */
+  /**
+   * The Raft configuration is the truth for who is a member and in which role (it takes effect
+   * when appended, before the table has applied it); address and region come from the replicated
+   * members table, the address else from gossip (a founder's row a later joiner never replayed).
+   */
   members(): Member[] {
     const conf = this.raw.raft.conf();
+    const region = (id: NodeId) => this.memberList.find((m) => m.id === id)?.region ?? "";
     return [
-      ...conf.voters.map((id) => ({ id, address: this.addressOf(id), role: "voter" as const })),
-      ...conf.learners.map((id) => ({ id, address: this.addressOf(id), role: "learner" as const })),
+      ...conf.voters.map((id) => ({ id, address: this.addressOf(id), region: region(id), role: "voter" as const })),
+      ...conf.learners.map((id) => ({ id, address: this.addressOf(id), region: region(id), role: "learner" as const })),
     ];
   }
 

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { isError, type Result } from "../../src/kv/command.ts";
+import { encodeMemberContext } from "../../src/kv/member.ts";
 import { KvStore, prefixEnd } from "../../src/kv/store.ts";
 import type { Entry } from "../../src/raft/types.ts";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
@@ -191,8 +192,8 @@ describe("KvStore operations", () => {
   test("conf entries record members; the bootstrap members are there from the start", () => {
     const { dd, kv } = fresh();
     expect(kv.members()).toEqual([
-      { id: "n1", address: "10.0.0.1:7000", role: "voter" },
-      { id: "n2", address: "", role: "voter" },
+      { id: "n1", address: "10.0.0.1:7000", region: "", role: "voter" },
+      { id: "n2", address: "", region: "", role: "voter" },
     ]);
     commit(dd, kv, [
       conf(1, { op: "addLearner", node: "n3", context: "10.0.0.3:7000" }),
@@ -200,11 +201,42 @@ describe("KvStore operations", () => {
       conf(3, { op: "remove", node: "n2", context: "" }),
     ]);
     expect(kv.members()).toEqual([
-      { id: "n1", address: "10.0.0.1:7000", role: "voter" },
-      { id: "n3", address: "10.0.0.3:7000", role: "voter" },
+      { id: "n1", address: "10.0.0.1:7000", region: "", role: "voter" },
+      { id: "n3", address: "10.0.0.3:7000", region: "", role: "voter" },
     ]);
     expect(kv.appliedIndex()).toBe(3);
     expect(kv.revision()).toBe(0);
+  });
+
+  test("conf entries carry the member's region; a promotion keeps it; the member command records a founder's", () => {
+    const { dd, kv } = fresh();
+    const results = commit(dd, kv, [
+      conf(1, { op: "addLearner", node: "n3", context: encodeMemberContext({ address: "10.0.0.3:7000", region: "jnb" }) }),
+      conf(2, { op: "addVoter", node: "n3", context: "" }),
+      proposal(3, { op: "member", id: "n1", region: "lhr" }),
+      // Removed meanwhile, or never a member: nothing is written, on every replica alike.
+      proposal(4, { op: "member", id: "n9", region: "fra" }),
+      proposal(5, { op: "member", id: "n2", region: "Not A Region" }),
+    ]);
+    expect(results.slice(2)).toEqual([
+      { op: "member", found: true },
+      { op: "member", found: false },
+      { error: "invalid_member", message: expect.stringContaining("not a region name") },
+    ]);
+    expect(kv.members()).toEqual([
+      { id: "n1", address: "10.0.0.1:7000", region: "lhr", role: "voter" },
+      { id: "n2", address: "", region: "", role: "voter" },
+      { id: "n3", address: "10.0.0.3:7000", region: "jnb", role: "voter" },
+    ]);
+    // The member command changes no key: watchers and revisions do not see it.
+    expect(kv.revision()).toBe(0);
+  });
+
+  test("a malformed member context in our own log is corruption, never skipped", () => {
+    const { dd, kv } = fresh();
+    expect(() => commit(dd, kv, [conf(1, { op: "addLearner", node: "n3", context: '{"address":"h:1","region":7}' })])).toThrow(CorruptDataError);
+    expect(kv.appliedIndex()).toBe(0);
+    expect(kv.members().map((m) => m.id)).toEqual(["n1", "n2"]);
   });
 
   test("entries out of order are refused", () => {
