@@ -114,6 +114,8 @@ export class KvStore {
   /** Position of the next event within the entry being applied (a transaction writes several). */
   private sub = 0;
   private readonly changeListeners = new Set<() => void>();
+  /** The members table changed since takeMembersChanged() last asked (a spurious true after a rollback is harmless). */
+  private membersDirty = false;
   private notifyScheduled = false;
 
   constructor(
@@ -270,6 +272,13 @@ export class KvStore {
     return { revision: this.state.revision, count: row[0] };
   }
 
+  /** Whether the members table may have changed since the last call (conf entry, member command, snapshot). */
+  takeMembersChanged(): boolean {
+    const dirty = this.membersDirty;
+    this.membersDirty = false;
+    return dirty;
+  }
+
   /** The cluster members as of the applied index (bootstrap members, then applied conf changes). */
   members(): Member[] {
     return (this.q.members.values() as Array<[string, string, MemberRole, string]>).map(([id, address, role, region]) => ({
@@ -316,6 +325,7 @@ export class KvStore {
       this.setState({ applied: meta.index, revision: restored.revision, logTime: restored.logTime });
       this.history.reload();
       this.dd.tx.onRollback(this.leases.reload());
+      this.membersDirty = true;
     });
     this.scheduleNotify();
   }
@@ -397,6 +407,7 @@ export class KvStore {
       case "member": {
         const found = this.q.member.values(cmd.id).length > 0;
         if (found) this.q.setRegion.run(cmd.region, cmd.id);
+        this.membersDirty = true;
         return { op: "member", found };
       }
       case "leaseGrant":
@@ -454,6 +465,7 @@ export class KvStore {
   }
 
   private applyConfChange({ change: cc, record }: { change: ConfChange; record: MemberRecord }): void {
+    this.membersDirty = true;
     if (cc.op === "remove") {
       this.q.removeMember.run(cc.node);
       return;

@@ -12,6 +12,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
 import type { GossipCounters } from "../gossip/agent.ts";
+import { invalidRegion } from "../kv/member.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import type { RaftConfig } from "../raft/config.ts";
 import { RawNode, type ProposeResult, type Ready, type RoleChange, type Status } from "../raft/raw_node.ts";
@@ -24,6 +25,7 @@ import { H2Client } from "../transport/h2_client.ts";
 import { PeerTransport, type PeerStats } from "../transport/peers.ts";
 import type { NodeConfig } from "./config.ts";
 import type { PlacementHooks } from "./placement_report.ts";
+import type { MembershipInfo } from "./membership/manager.ts";
 import { rateLimited, type Logger } from "./log.ts";
 import { electionWhy, logRoleChange, StateLog } from "./state_log.ts";
 import { NodeMetrics } from "./metrics.ts";
@@ -121,6 +123,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private lastRole: string;
   private lastLeader: NodeId | null = null;
   private hints = new Map<NodeId, string>();
+  /** Members whose region recordRegion() has proposed and not seen answered yet. */
+  private readonly regionProposals = new Set<NodeId>();
   private readonly violationLog: Logger;
   private readonly diskFullLog: Logger;
   private readonly slowLog: Logger;
@@ -606,9 +610,10 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     }
     if (rd.snapshotRequest !== null) this.takeSnapshot(rd.snapshotRequest);
     this.raw.advance();
-    if (membershipChanged) {
+    if (this.kv.takeMembersChanged() || membershipChanged) {
       this.memberList = this.kv.members();
       this.updatePeers();
+      if (this.isLeader()) queueMicrotask(() => this.recordRegion(this.id, this.config.region));
     }
   }
 
@@ -619,6 +624,26 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     this.dd.log.createSnapshot({ meta, data: snap.data }, snap.index - this.config.catchupEntries);
     this.metrics.snapshotsCreated++;
     this.log.info("took a snapshot", { index: snap.index, bytes: snap.data.byteLength });
+  }
+
+  /**
+   * On the leader: records in the replicated members table where member `id` runs, when the table
+   * does not say so yet or says otherwise (a founder's bootstrap row has no region), through the
+   * log (the `member` command), so every replica and every later leader reads the same region.
+   * Callers pass what they learned from the member itself: this node's REGION, gossip metadata
+   * (sealed with the cluster's gossip key), a signed placement report. One proposal per member at
+   * a time; a lost one is tried again at the next call.
+   */
+  recordRegion(id: NodeId, region: string): void {
+    if (this.stopped || !this.isLeader() || this.regionProposals.has(id)) return;
+    if (invalidRegion(region, "must be known") !== null) return;
+    const m = this.memberList.find((x) => x.id === id);
+    if (m === undefined || m.region === region) return;
+    this.regionProposals.add(id);
+    void this.propose({ op: "member", id, region }, null, this.config.requestTimeoutMs).then((o) => {
+      this.regionProposals.delete(id);
+      if (o.kind === "applied") this.log.info("recorded a member's region", { node: id, region, was: m.region === "" ? "unknown" : m.region });
+    });
   }
 
   /**
@@ -633,7 +658,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /** Gossip and autopilot state for /v1/members, when membership is automatic. */
-  membershipInfo: (() => unknown) | null = null;
+  membershipInfo: (() => MembershipInfo) | null = null;
   /** The gossip agent's counters for /metrics, when gossip is on. */
   gossipCounters: (() => GossipCounters) | null = null;
   /** Leader placement's state for /v1/status and this node's round trips for the leader, when it runs. */
@@ -653,6 +678,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       if (role === "leader") {
         this.metrics.electionsWon++;
         this.log.info("became leader", { term, ...electionWhy(this.lastCampaign) });
+        // Outside the Ready being handled: a proposal must not re-enter the loop.
+        queueMicrotask(() => this.recordRegion(this.id, this.config.region));
       }
       this.lastRole = role;
     }
