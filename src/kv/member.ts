@@ -21,10 +21,22 @@ export interface Member {
   role: MemberRole;
 }
 
-/** What a conf change's context says about the member it adds or promotes. */
+/** What the log says about one member besides its id and role. */
 export interface MemberRecord {
   address: string;
   region: string;
+}
+
+/**
+ * A conf change's context: the record of the member it changes and, as the leader knew them when
+ * it proposed the change, the records of all the others. A conf entry already carries the whole
+ * configuration so a brand-new member learns it from the entry that adds it; `others` does the
+ * same for addresses and regions. Without it a server that joined later, replaying the log from
+ * the start, never learns the founders' rows (they were written at bootstrap, not in the log),
+ * and its members table would differ from theirs.
+ */
+export interface MemberContext extends MemberRecord {
+  others: Record<NodeId, MemberRecord>;
 }
 
 /** Region names: lowercase letters, digits and dashes (Fly.io's lhr, fra; "local"; "r-n1"). */
@@ -38,11 +50,14 @@ export function invalidRegion(region: string, unknown: "unknown allowed" | "must
   return null;
 }
 
-/** The context of an addLearner/addVoter: JSON, so later fields can be added without ambiguity. */
-export function encodeMemberContext(r: MemberRecord): string {
-  const bad = invalidRegion(r.region, "unknown allowed");
-  if (bad !== null) throw new Error(`member context: ${bad}`);
-  return JSON.stringify({ address: r.address, region: r.region });
+/** A conf change's context: JSON, so later fields can be added without ambiguity. */
+export function encodeMemberContext(r: MemberRecord & { others?: Record<NodeId, MemberRecord> }): string {
+  for (const [id, x] of [["", r] as const, ...Object.entries(r.others ?? {})]) {
+    const bad = invalidRegion(x.region, "unknown allowed");
+    if (bad !== null) throw new Error(`member context${id === "" ? "" : ` (${id})`}: ${bad}`);
+  }
+  const others = Object.fromEntries(Object.entries(r.others ?? {}).map(([id, x]) => [id, { address: x.address, region: x.region }]));
+  return JSON.stringify({ address: r.address, region: r.region, ...(Object.keys(others).length === 0 ? {} : { others }) });
 }
 
 /**
@@ -50,25 +65,35 @@ export function encodeMemberContext(r: MemberRecord): string {
  * nothing): they decode with an unknown region, so an old log replays to the same table it always
  * did. The context comes from our own log, so anything else is damage: it throws.
  */
-export function decodeMemberContext(context: string): MemberRecord {
-  if (context === "") return { address: "", region: "" };
-  if (!context.startsWith("{")) return { address: context, region: "" };
+export function decodeMemberContext(context: string): MemberContext {
+  if (context === "") return { address: "", region: "", others: {} };
+  if (!context.startsWith("{")) return { address: context, region: "", others: {} };
   let v: unknown;
   try {
     v = JSON.parse(context);
   } catch {
     throw new Error(`member context is not JSON: ${context.slice(0, 80)}`);
   }
-  const o = v as Record<string, unknown>;
-  if (
-    typeof v !== "object" ||
-    v === null ||
-    typeof o.address !== "string" ||
-    o.address.length > MAX_ADDRESS ||
-    typeof o.region !== "string" ||
-    invalidRegion(o.region, "unknown allowed") !== null
-  ) {
-    throw new Error(`malformed member context: ${context.slice(0, 120)}`);
+  const malformed = () => new Error(`malformed member context: ${context.slice(0, 120)}`);
+  const own = record(v);
+  if (own === null) throw malformed();
+  const others: Record<NodeId, MemberRecord> = {};
+  const o = (v as Record<string, unknown>).others;
+  if (o !== undefined) {
+    if (typeof o !== "object" || o === null || Array.isArray(o)) throw malformed();
+    for (const [id, x] of Object.entries(o)) {
+      const r = record(x);
+      if (r === null || id === "") throw malformed();
+      others[id] = r;
+    }
   }
+  return { ...own, others };
+}
+
+function record(v: unknown): MemberRecord | null {
+  if (typeof v !== "object" || v === null) return null;
+  const o = v as Record<string, unknown>;
+  if (typeof o.address !== "string" || o.address.length > MAX_ADDRESS) return null;
+  if (typeof o.region !== "string" || invalidRegion(o.region, "unknown allowed") !== null) return null;
   return { address: o.address, region: o.region };
 }

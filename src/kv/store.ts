@@ -2,8 +2,8 @@
 // recording it as applied and updating the client's session happen in one transaction, so after
 // a crash every entry has been applied exactly once: appliedIndex() is where to resume.
 import type { Statement } from "bun:sqlite";
-import { decodeConfChange } from "../raft/conf_change.ts";
-import type { ConfChange, Entry, NodeId, SnapshotMeta } from "../raft/types.ts";
+import { decodeConfEntry } from "../raft/conf_change.ts";
+import type { ConfChange, ConfState, Entry, NodeId, SnapshotMeta } from "../raft/types.ts";
 import type { DataDir } from "../storage/data_dir.ts";
 import { CorruptDataError } from "../storage/errors.ts";
 import {
@@ -23,7 +23,7 @@ import { advanceLogTime, checkSession, type SessionRecord } from "./session.ts";
 import { DEFAULT_HISTORY_LIMITS, History, type HistoryLimits, type KvEvent } from "./history.ts";
 import { LEASE_DDL, LeaseTable, type LeaseInfo } from "./lease.ts";
 import { executeTxn, type TxnStore } from "./txn.ts";
-import { decodeMemberContext, type Member, type MemberRecord, type MemberRole } from "./member.ts";
+import { decodeMemberContext, type Member, type MemberContext, type MemberRole } from "./member.ts";
 import { restoreImage, takeImage, type KvSnapshot } from "./snapshot.ts";
 
 export interface KvOptions {
@@ -464,17 +464,24 @@ export class KvStore {
     next.revision = index;
   }
 
-  private applyConfChange({ change: cc, record }: { change: ConfChange; record: MemberRecord }): void {
+  /**
+   * The table becomes exactly the entry's configuration: one row per voter and learner, in its
+   * role. Addresses and regions: the changed member's from its record, the others' from the
+   * records the leader carried along (`others`), else as this replica knew them ("" for a member
+   * it never saw: entries from before format 2 carry no records). A replica that joined later
+   * thereby gets the founders' rows from the first conf entry it applies.
+   */
+  private applyConfChange({ change: cc, conf, context }: { change: ConfChange; conf: ConfState; context: MemberContext }): void {
     this.membersDirty = true;
-    if (cc.op === "remove") {
-      this.q.removeMember.run(cc.node);
-      return;
+    const known = new Map(this.members().map((m) => [m.id, m]));
+    const pick = (fresh: string | undefined, old: string | undefined) => (fresh !== undefined && fresh !== "" ? fresh : (old ?? ""));
+    this.dd.db.run("DELETE FROM members");
+    for (const [ids, role] of [[conf.voters, "voter"], [conf.learners, "learner"]] as const) {
+      for (const id of ids) {
+        const fresh = id === cc.node ? context : context.others[id];
+        this.q.setMember.run(id, pick(fresh?.address, known.get(id)?.address), role, pick(fresh?.region, known.get(id)?.region));
+      }
     }
-    // A promotion (addVoter of a learner) may carry no address or region: keep what we know.
-    const [knownAddress, knownRegion] = (this.q.member.values(cc.node)[0] as [string, string] | undefined) ?? ["", ""];
-    const address = record.address !== "" ? record.address : knownAddress;
-    const region = record.region !== "" ? record.region : knownRegion;
-    this.q.setMember.run(cc.node, address, cc.op === "addVoter" ? "voter" : "learner", region);
   }
 
   private session(client: number): SessionRecord<Result> | undefined {
@@ -515,10 +522,10 @@ export class KvStore {
     }
   }
 
-  private decodeConf(entry: Entry): { change: ConfChange; record: MemberRecord } {
+  private decodeConf(entry: Entry): { change: ConfChange; conf: ConfState; context: MemberContext } {
     try {
-      const change = decodeConfChange(entry.data);
-      return { change, record: decodeMemberContext(change.context) };
+      const { change, conf } = decodeConfEntry(entry.data);
+      return { change, conf, context: decodeMemberContext(change.context) };
     } catch (err) {
       throw this.corrupt(`log entry ${entry.index}: ${(err as Error).message}`, err);
     }

@@ -12,7 +12,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
 import type { GossipCounters } from "../gossip/agent.ts";
-import { invalidRegion } from "../kv/member.ts";
+import { decodeMemberContext, encodeMemberContext, invalidRegion } from "../kv/member.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import type { RaftConfig } from "../raft/config.ts";
 import { RawNode, type ProposeResult, type Ready, type RoleChange, type Status } from "../raft/raw_node.ts";
@@ -322,11 +322,20 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     );
   }
 
-  /** A single-server membership change (the core refuses while another is in progress). */
+  /**
+   * A single-server membership change (the core refuses while another is in progress). The
+   * context the caller gives is the changed member's record (kv/member.ts); the records of all
+   * the other members, as this leader's table holds them, go along (MemberContext.others).
+   */
   proposeConfChange(cc: ConfChange): ProposeResult {
     this.finishDeferredReady();
     if (this.stopped) return { ok: false, reason: "node is shutting down", leader: null };
-    const r = this.raw.proposeConfChange(cc);
+    // A region record still on its way would miss the others' records, and a replica that joins
+    // with this entry would never learn it: one kind of membership write at a time.
+    if (this.regionProposals.size > 0) return { ok: false, reason: `a member's region is being recorded (${[...this.regionProposals].join(",")})`, leader: this.raw.raft.lead };
+    const others = Object.fromEntries(this.memberList.filter((m) => m.id !== cc.node).map((m) => [m.id, { address: m.address, region: m.region }]));
+    const own = decodeMemberContext(cc.context);
+    const r = this.raw.proposeConfChange({ ...cc, context: encodeMemberContext({ address: own.address, region: own.region, others }) });
     this.schedule();
     return r;
   }
@@ -613,7 +622,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     if (this.kv.takeMembersChanged() || membershipChanged) {
       this.memberList = this.kv.members();
       this.updatePeers();
-      if (this.isLeader()) queueMicrotask(() => this.recordRegion(this.id, this.config.region));
+      if (this.isLeader()) this.clock.nextTurn(() => this.recordRegion(this.id, this.config.region));
     }
   }
 
@@ -679,7 +688,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         this.metrics.electionsWon++;
         this.log.info("became leader", { term, ...electionWhy(this.lastCampaign) });
         // Outside the Ready being handled: a proposal must not re-enter the loop.
-        queueMicrotask(() => this.recordRegion(this.id, this.config.region));
+        this.clock.nextTurn(() => this.recordRegion(this.id, this.config.region));
       }
       this.lastRole = role;
     }

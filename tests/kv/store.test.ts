@@ -196,9 +196,9 @@ describe("KvStore operations", () => {
       { id: "n2", address: "", region: "", role: "voter" },
     ]);
     commit(dd, kv, [
-      conf(1, { op: "addLearner", node: "n3", context: "10.0.0.3:7000" }),
-      conf(2, { op: "addVoter", node: "n3", context: "" }),
-      conf(3, { op: "remove", node: "n2", context: "" }),
+      conf(1, { op: "addLearner", node: "n3", context: "10.0.0.3:7000" }, { voters: ["n1", "n2"], learners: [] }),
+      conf(2, { op: "addVoter", node: "n3", context: "" }, { voters: ["n1", "n2"], learners: ["n3"] }),
+      conf(3, { op: "remove", node: "n2", context: "" }, { voters: ["n1", "n2", "n3"], learners: [] }),
     ]);
     expect(kv.members()).toEqual([
       { id: "n1", address: "10.0.0.1:7000", region: "", role: "voter" },
@@ -211,8 +211,8 @@ describe("KvStore operations", () => {
   test("conf entries carry the member's region; a promotion keeps it; the member command records a founder's", () => {
     const { dd, kv } = fresh();
     const results = commit(dd, kv, [
-      conf(1, { op: "addLearner", node: "n3", context: encodeMemberContext({ address: "10.0.0.3:7000", region: "jnb" }) }),
-      conf(2, { op: "addVoter", node: "n3", context: "" }),
+      conf(1, { op: "addLearner", node: "n3", context: encodeMemberContext({ address: "10.0.0.3:7000", region: "jnb" }) }, { voters: ["n1", "n2"], learners: [] }),
+      conf(2, { op: "addVoter", node: "n3", context: "" }, { voters: ["n1", "n2"], learners: ["n3"] }),
       proposal(3, { op: "member", id: "n1", region: "lhr" }),
       // Removed meanwhile, or never a member: nothing is written, on every replica alike.
       proposal(4, { op: "member", id: "n9", region: "fra" }),
@@ -230,6 +230,34 @@ describe("KvStore operations", () => {
     ]);
     // The member command changes no key: watchers and revisions do not see it.
     expect(kv.revision()).toBe(0);
+  });
+
+  test("a server that joined later gets the founders' rows from the first conf entry it applies", () => {
+    // Founders n1, n2 (bootstrap rows, regions recorded later by member commands); the joiner n3
+    // starts with no membership at all and replays the log from the start.
+    const founder = fresh();
+    const joiner = (() => {
+      const dd = openDataDir(temp.make("phalanx-kv"), { bootstrap: { voters: [], learners: [] } });
+      open.push(dd);
+      return { dd, kv: new KvStore(dd) };
+    })();
+    const others = { n1: { address: "10.0.0.1:7000", region: "lhr" }, n2: { address: "10.0.0.2:7000", region: "fra" } };
+    const log = [
+      proposal(1, { op: "member", id: "n1", region: "lhr" }),
+      proposal(2, { op: "member", id: "n2", region: "fra" }),
+      conf(3, { op: "addLearner", node: "n3", context: encodeMemberContext({ address: "10.0.0.3:7000", region: "jnb", others }) }, { voters: ["n1", "n2"], learners: [] }),
+    ];
+    const results = commit(joiner.dd, joiner.kv, log);
+    // Before it joined, the joiner had no rows for the founders to record regions in...
+    expect(results.slice(0, 2)).toEqual([{ op: "member", found: false }, { op: "member", found: false }]);
+    commit(founder.dd, founder.kv, log);
+    // ...and from the entry that adds it on, both tables are the same.
+    expect(joiner.kv.members()).toEqual(founder.kv.members());
+    expect(joiner.kv.members()).toEqual([
+      { id: "n1", address: "10.0.0.1:7000", region: "lhr", role: "voter" },
+      { id: "n2", address: "10.0.0.2:7000", region: "fra", role: "voter" },
+      { id: "n3", address: "10.0.0.3:7000", region: "jnb", role: "learner" },
+    ]);
   });
 
   test("a malformed member context in our own log is corruption, never skipped", () => {
