@@ -656,8 +656,10 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /**
-   * Addresses learned by gossip, for members whose address the log does not carry (the founders
-   * of a cluster formed by gossip, as seen by a node that joined later).
+   * Where to reach servers before the log says so (gossip's alive servers; PEERS with
+   * INITIAL_CLUSTER_STATE=existing): a joiner must answer the leader before it has applied the
+   * conf entry that gives it the members' records. Only a fallback for the transport and for an
+   * address the members table lacks; never written to the table.
    */
   setAddressHints(hints: ReadonlyMap<NodeId, string>): void {
     const changed = hints.size !== this.hints.size || [...hints].some(([id, a]) => this.hints.get(id) !== a);
