@@ -4,15 +4,17 @@
 // sin join and stay learners, every member's region is recorded in the replicated members table,
 // a sixth server in lhr is promoted past the far learners that were stable longer, and a voter
 // region that loses its server is reported on the leader instead of being filled from far away.
+// Then a cluster founded before the list (lhr, fra, jnb) is restarted with it: once ord has a
+// voter, jnb leaves the voters and rejoins as a learner.
 import { afterAll, expect, test } from "bun:test";
 import { BUN, freePort, MAIN, TestCluster, waitFor } from "./harness.ts";
 
 const HOST = "::1";
 const REGIONS: Record<string, string> = { n1: "lhr", n2: "fra", n3: "ord", n4: "jnb", n5: "sin", n6: "lhr" };
-let cluster: TestCluster | null = null;
+const clusters: TestCluster[] = [];
 
 afterAll(async () => {
-  await cluster?.stopAll();
+  for (const c of clusters) await c.stopAll();
 });
 
 interface Member {
@@ -33,7 +35,7 @@ test("VOTER_REGIONS: voters in lhr, fra, ord; jnb and sin join and stay learners
     host: HOST,
     env: { PEERS: "", BOOTSTRAP_EXPECT: "3", VOTER_REGIONS: "lhr,fra,ord", GOSSIP_PRESET: "local", STABILIZATION_MS: "1000" },
   });
-  cluster = c;
+  clusters.push(c);
   const gossip = new Map<string, string>();
   for (const n of c.nodes) gossip.set(n.id, `[${HOST}]:${await freePort(HOST)}`);
   const seed = gossip.get("n1")!;
@@ -72,11 +74,13 @@ test("VOTER_REGIONS: voters in lhr, fra, ord; jnb and sin join and stay learners
   const cli = Bun.spawnSync([BUN, MAIN, "members", "--addr", c.node("n1").addr], { env: { ...process.env } });
   const table = new TextDecoder().decode(cli.stdout);
   expect(table).toMatch(/REGION\s+ROLE/);
-  expect(table).toMatch(/n4\s+\S+\s+jnb\s+learner/);
-  expect(table).toMatch(/n3\s+\S+\s+ord\s+voter/);
+  expect(table).toMatch(/n4( \*)?\s+\S+\s+jnb\s+learner/);
+  expect(table).toMatch(/n3( \*)?\s+\S+\s+ord\s+voter/);
 
   // ord loses its only server: the leader says so, and promotes nobody from jnb or sin instead.
-  const leader = await c.waitForLeader(["n1", "n2", "n6"], 15_000);
+  // n1 leads (so the victim is not the leader), then ord's only server dies.
+  await waitFor("n1 leads", async () => (await c.request("n2", "POST", "/v1/leader/transfer?to=n1")).status === 200, 20_000, 200);
+  const leader = "n1";
   await c.kill("n3");
   const note = await waitFor("the leader reports ord without a healthy server", async () => {
     const s = (await c.request(leader, "GET", "/v1/status")).json as { voterRegions: { notes: string[] | null } | null };
@@ -89,3 +93,61 @@ test("VOTER_REGIONS: voters in lhr, fra, ord; jnb and sin join and stay learners
   // Writes go on with the quorum in lhr and fra (3 of the 4 voters).
   expect((await c.request("n5", "PUT", "/v1/kv/placed", { json: { value: "by region" } })).status).toBe(200);
 }, 150_000);
+
+test("VOTER_REGIONS set on a running cluster: a founder outside the list becomes a learner once ord has a voter", async () => {
+  const regions: Record<string, string> = { n1: "lhr", n2: "fra", n3: "jnb", n4: "ord" };
+  const c = await TestCluster.create(4, { host: HOST, env: { PEERS: "", BOOTSTRAP_EXPECT: "3", GOSSIP_PRESET: "local", STABILIZATION_MS: "1000" } });
+  clusters.push(c);
+  const gossip = new Map<string, string>();
+  for (const n of c.nodes) gossip.set(n.id, `[${HOST}]:${await freePort(HOST)}`);
+  const join = [...gossip.values()].join(",");
+  const startNode = (id: string, env: Record<string, string> = {}) => c.start(id, { GOSSIP_ADDR: gossip.get(id)!, JOIN: join, REGION: regions[id]!, ...env });
+  const members = async (id: string) => (await c.request(id, "GET", "/v1/members")).json as Members;
+  try {
+    for (const id of ["n1", "n2", "n3"]) startNode(id);
+    await c.waitForLeader(["n1", "n2", "n3"], 30_000);
+    await waitFor("the founders' regions recorded", async () => {
+      const r = roles(await members("n1"));
+      return r.n1 === "voter lhr" && r.n2 === "voter fra" && r.n3 === "voter jnb";
+    }, 20_000, 200);
+
+    // The operator sets the list on every server (a rolling restart), and hands leadership to lhr.
+    for (const id of ["n1", "n2", "n3"]) {
+      await c.kill(id);
+      startNode(id, { VOTER_REGIONS: "lhr,fra,ord" });
+      await c.waitForLeader(["n1", "n2", "n3"], 30_000);
+    }
+    await waitFor("n1 leads", async () => (await c.request("n2", "POST", "/v1/leader/transfer?to=n1")).status === 200, 20_000, 200);
+    // jnb is the third vote that survives losing lhr or fra: it stays a voter while ord has none.
+    const ordEmpty = "voter region ord has no healthy server: no voter there, and none is promoted from another region (add a server in ord, or change VOTER_REGIONS)";
+    const waiting = await waitFor("the leader judged the voters", async () => {
+      const s = (await c.request("n1", "GET", "/v1/status")).json as { voterRegions: { notes: string[] | null } };
+      return s.voterRegions.notes ?? undefined;
+    }, 10_000, 100);
+    expect(waiting).toContain(ordEmpty);
+    expect(roles(await members("n1")).n3).toBe("voter jnb");
+
+    startNode("n4", { VOTER_REGIONS: "lhr,fra,ord" });
+    const placed = await waitFor("ord a voter, jnb a learner", async () => {
+      const m = await members("n1");
+      const r = roles(m);
+      return r.n4 === "voter ord" && r.n3 === "learner jnb" ? m : undefined;
+    }, 60_000, 200);
+    expect(roles(placed)).toEqual({ n1: "voter lhr", n2: "voter fra", n3: "learner jnb", n4: "voter ord" });
+    const changes = placed.automatic.decisions.map((d) => d.change);
+    // Promotion of ord first, then jnb leaves the voters and gossip brings it back as a learner.
+    expect(changes.indexOf("addVoter n4")).toBeLessThan(changes.indexOf("remove n3"));
+    expect(changes.indexOf("remove n3")).toBeLessThan(changes.lastIndexOf("addLearner n3"));
+    expect(placed.automatic.decisions.find((d) => d.change === "remove n3")?.reason).toContain("outside VOTER_REGIONS");
+    // The learner in jnb has every write.
+    expect((await c.request("n2", "PUT", "/v1/kv/after", { json: { value: "demoted" } })).status).toBe(200);
+    await waitFor("jnb has the write", async () => (await c.request("n3", "GET", "/v1/kv/after?consistency=stale")).json?.kv?.value === "demoted", 10_000, 100);
+    await waitFor("the leader finds the voters match the list", async () => {
+      const s = (await c.request("n1", "GET", "/v1/status")).json as { voterRegions: { notes: string[] | null } };
+      return s.voterRegions.notes?.length === 0;
+    }, 10_000, 100);
+  } catch (err) {
+    console.log(c.dumpLogs());
+    throw err;
+  }
+}, 180_000);

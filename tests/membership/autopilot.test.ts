@@ -197,8 +197,14 @@ describe("VOTER_REGIONS", () => {
     const three = view(["lhr1", "jnb1", "sin1"], []);
     expect(new Autopilot(placed).next(0, three, only(three))).toBeNull();
     expect(ap.regionNotes(view(["lhr1", "jnb1", "sin1"], []), servers)).toContain(
-      "voter jnb1 runs in jnb, outside VOTER_REGIONS: it leaves the voters once the healthy voters inside are a quorum without it",
+      "voter jnb1 runs in jnb, outside VOTER_REGIONS: it leaves the voters once the healthy voters inside are a quorum without it and 3 voters remain",
     );
+    // lhr and fra commit without jnb, but jnb is the third vote that survives losing one of them:
+    // it stays until ord has a voter.
+    const noOrd = view(["lhr1", "fra1", "jnb1"], []);
+    expect(new Autopilot(placed).next(0, noOrd, only(noOrd))).toBeNull();
+    const withOrd = view(["lhr1", "fra1", "jnb1", "ord1"], []);
+    expect(new Autopilot(placed).next(0, withOrd, only(withOrd))?.change).toEqual({ op: "remove", node: "jnb1", context: "" });
   });
 
   test("the leader never demotes itself, even outside the list", () => {

@@ -21,8 +21,10 @@
 // - a voter outside the list (a founder from before the list, or a region dropped from it) is
 //   removed once the healthy voters inside the list form a quorum of the voters left without it,
 //   so the commit quorum never comes to depend on a far region; gossip then adds it back as a
-//   learner. The leader never removes itself (leadership moves first: LEADER_PREFER defaults to
-//   VOTER_REGIONS).
+//   learner. Never below three voters (or TARGET_VOTERS if smaller): with lhr, fra and jnb voting
+//   and no server in ord yet, lhr and fra already commit without jnb, and jnb is what lets the
+//   cluster survive losing one of them; it leaves once ord has a voter. The leader never removes
+//   itself (leadership moves first: LEADER_PREFER defaults to VOTER_REGIONS).
 import { MAX_TRAILING_LOGS, notCaughtUp, quorumLostByRemoving } from "./safety.ts";
 import { encodeMemberContext, invalidRegion, type Member } from "../../kv/member.ts";
 import type { ConfChange, ConfState, NodeId } from "../../raft/types.ts";
@@ -59,7 +61,16 @@ export interface LeaderView {
   cluster: string;
 }
 
+/**
+ * Why the change: `join` (addLearner of a server gossip found), `promote`, `cleanup` (removal of a
+ * server gossip holds dead or left: the manager removes it only if it cannot prove it is alive),
+ * `demote` (removal of a live voter outside VOTER_REGIONS, decided on the log's regions and
+ * Raft's own evidence of who answers; it rejoins as a learner).
+ */
+export type DecisionKind = "join" | "promote" | "cleanup" | "demote";
+
 export interface Decision {
+  kind: DecisionKind;
   change: ConfChange;
   reason: string;
 }
@@ -106,11 +117,11 @@ export class Autopilot {
       if (quorumLostByRemoving(voters, id, isAlive) !== null) {
         continue; // removing it would leave a configuration whose quorum the live voters cannot reach
       }
-      return { change: { op: "remove", node: id, context: "" }, reason: `voter ${id} is ${this.describe(now, s)}; ${healthyVoters} of ${remaining} remaining voters are alive` };
+      return { kind: "cleanup", change: { op: "remove", node: id, context: "" }, reason: `voter ${id} is ${this.describe(now, s)}; ${healthyVoters} of ${remaining} remaining voters are alive` };
     }
     for (const id of [...learners].sort()) {
       const s = gone(id);
-      if (s !== null) return { change: { op: "remove", node: id, context: "" }, reason: `learner ${id} is ${this.describe(now, s)}` };
+      if (s !== null) return { kind: "cleanup", change: { op: "remove", node: id, context: "" }, reason: `learner ${id} is ${this.describe(now, s)}` };
     }
     return null;
   }
@@ -127,6 +138,7 @@ export class Autopilot {
     // change is proposed, and a server can only ever speak for its own region anyway.
     const stays = this.cfg.voterRegions.length > 0 && !this.mayVote(fresh.region) ? `; ${fresh.region} is not in VOTER_REGIONS: it stays a learner` : "";
     return {
+      kind: "join",
       change: { op: "addLearner", node: fresh.id, context: encodeMemberContext({ address: fresh.rpcAddr, region: validOr(fresh.region) }) },
       reason: `gossip found server ${fresh.id} at ${fresh.rpcAddr} (${fresh.region})${stays}`,
     };
@@ -149,6 +161,7 @@ export class Autopilot {
     const secs = Math.round((now - this.healthySince.get(pick)!) / 1000);
     const inList = this.cfg.voterRegions.length > 0 ? `, ${region(pick)} is in VOTER_REGIONS` : "";
     return {
+      kind: "promote",
       // The address Raft will store comes from gossip, so the manager has it proven first.
       change: { op: "addVoter", node: pick, context: encodeMemberContext({ address: byId.get(pick)?.rpcAddr ?? "", region: region(pick) }) },
       reason: `learner ${pick} (${region(pick) || "region unknown"}) caught up and healthy for ${secs} s${inList}; voters ${leader.conf.voters.length} < target ${this.cfg.targetVoters}`,
@@ -162,15 +175,19 @@ export class Autopilot {
   private demotion(leader: LeaderView, byId: Map<string, ServerHealth>): Decision | null {
     if (this.cfg.voterRegions.length === 0) return null;
     const region = regionsOf(leader);
-    const isAlive = (id: string) => id === leader.selfId || byId.get(id)?.state === "alive";
+    // Both gossip and Raft must see a voter alive to count it: a forged `alive` cannot make the
+    // leader shed a far voter the quorum still needs.
+    const isAlive = (id: string) => id === leader.selfId || (byId.get(id)?.state === "alive" && leader.progress[id]?.recentActive === true);
     for (const id of [...leader.conf.voters].sort()) {
       // Unknown region: not judged until it is recorded. The leader: leadership moves first.
       if (id === leader.selfId || region(id) === "" || this.mayVote(region(id))) continue;
       const remaining = leader.conf.voters.filter((v) => v !== id);
       const inside = remaining.filter((v) => this.mayVote(region(v)) && isAlive(v)).length;
       const quorum = Math.floor(remaining.length / 2) + 1;
+      if (remaining.length < Math.min(3, this.cfg.targetVoters)) continue;
       if (inside < quorum || quorumLostByRemoving(leader.conf.voters, id, isAlive) !== null) continue;
       return {
+        kind: "demote",
         change: { op: "remove", node: id, context: "" },
         reason: `voter ${id} runs in ${region(id)}, outside VOTER_REGIONS (${this.cfg.voterRegions.join(",")}); ${inside} healthy voters inside are a quorum of the ${remaining.length} left; it rejoins as a learner`,
       };
@@ -200,7 +217,9 @@ export class Autopilot {
       );
     }
     for (const v of leader.conf.voters) {
-      if (region(v) !== "" && !this.mayVote(region(v))) notes.push(`voter ${v} runs in ${region(v)}, outside VOTER_REGIONS: it leaves the voters once the healthy voters inside are a quorum without it${v === leader.selfId ? " and leadership has moved" : ""}`);
+      if (region(v) !== "" && !this.mayVote(region(v))) {
+        notes.push(`voter ${v} runs in ${region(v)}, outside VOTER_REGIONS: it leaves the voters once the healthy voters inside are a quorum without it and ${Math.min(3, this.cfg.targetVoters)} voters remain${v === leader.selfId ? ", and leadership has moved" : ""}`);
+      }
     }
     for (const m of leader.members) if (m.region === "") notes.push(`member ${m.id} has no recorded region yet`);
     return notes;

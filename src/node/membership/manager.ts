@@ -60,8 +60,8 @@ export class MembershipManager {
   private readonly decisions: DecisionRecord[] = [];
   private lastRefusal = "";
   private readonly proofs = new Map<NodeId, Proof>();
-  /** What keeps the voters from matching VOTER_REGIONS, as last judged on the leader. */
-  private notes: string[] = [];
+  /** What keeps the voters from matching VOTER_REGIONS, as last judged while leading; null when not leading. */
+  private notes: string[] | null = null;
 
   constructor(
     private readonly node: PhalanxNode,
@@ -100,6 +100,7 @@ export class MembershipManager {
     const self = this.agent.self().meta;
     if (self.role !== role || self.cluster !== this.clusterId) this.agent.setMeta({ role, cluster: this.clusterId });
     if (this.node.isLeader()) this.lead(members);
+    else this.notes = null;
   }
 
   private lead(peers: GossipPeer[]): void {
@@ -115,10 +116,9 @@ export class MembershipManager {
     }
     const view = { selfId: this.node.id, lastIndex: s.lastIndex, conf: s.conf, members, progress: s.progress, cluster: this.clusterId };
     const notes = this.autopilot.regionNotes(view, servers);
-    if (notes.join("\n") !== this.notes.join("\n")) {
-      for (const note of notes) if (!this.notes.includes(note)) this.log.warn("autopilot: voter placement", { note });
-      if (notes.length === 0 && this.notes.length > 0) this.log.info("autopilot: voters match VOTER_REGIONS");
-    }
+    const before = this.notes ?? [];
+    for (const note of notes) if (!before.includes(note)) this.log.warn("autopilot: voter placement", { note });
+    if (notes.length === 0 && before.length > 0) this.log.info("autopilot: voters match VOTER_REGIONS");
     this.notes = notes;
     const now = performance.now();
     for (const [id, p] of this.proofs) if (p.state !== "checking" && now >= p.until) this.proofs.delete(id);
@@ -128,7 +128,9 @@ export class MembershipManager {
     const change = `${d.change.op} ${d.change.node}`;
     // addVoter too: its context (the address Raft will store) comes from gossip as well.
     if ((d.change.op === "addLearner" || d.change.op === "addVoter") && !this.proven(now, d.change.node, decodeMemberContext(d.change.context).address, "must prove")) return;
-    if (d.change.op === "remove") {
+    // A cleanup acts on gossip's claim of a death, which must not stand against a live server; a
+    // demotion removes a live voter on purpose (the log's region), and gossip brings it back.
+    if (d.kind === "cleanup") {
       const addr = this.node.members().find((m) => m.id === d.change.node)?.address || servers.find((x) => x.id === d.change.node)?.rpcAddr || "";
       // Here a proof is the reason NOT to act: a server that answers is alive, whatever gossip says.
       if (addr !== "" && !this.proven(now, d.change.node, addr, "must be silent")) return;
@@ -183,7 +185,7 @@ export class MembershipManager {
   private info(): MembershipInfo {
     return {
       cluster: this.clusterId,
-      voterRegions: { regions: this.voterRegions, notes: this.node.isLeader() ? this.notes : null },
+      voterRegions: { regions: this.voterRegions, notes: this.notes },
       identity: [...this.proofs].map(([id, p]) => ({ id, rpcAddr: p.rpcAddr, state: p.state, reason: p.reason })),
       // Liveness of every server gossip knows, members or not; roles and regions of members are the log's.
       gossip: this.agent.members().map((m) => ({ id: m.id, state: m.state, rpcAddr: m.meta.rpcAddr, region: m.meta.region })),
