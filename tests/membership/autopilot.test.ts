@@ -207,6 +207,13 @@ describe("VOTER_REGIONS", () => {
     expect(new Autopilot(placed).next(0, withOrd, only(withOrd))?.change).toEqual({ op: "remove", node: "jnb1", context: "" });
   });
 
+  test("a forged `alive` for an inside voter Raft does not hear from cannot make the leader shed a far voter", () => {
+    // ord1 is down (silent to Raft) but gossip, forged or stale, says alive: counting it would
+    // demote jnb1 and leave lhr1, fra1, sin1 and a dead ord1, whose every commit needs sin1.
+    const v = view(["lhr1", "fra1", "ord1", "jnb1", "sin1"], [], ["ord1"]);
+    expect(new Autopilot(placed).next(0, v, only(v))).toBeNull();
+  });
+
   test("the leader never demotes itself, even outside the list", () => {
     const ap = new Autopilot(placed);
     const v = view(["jnb1", "lhr1", "fra1", "ord1"], []);

@@ -40,7 +40,7 @@ interface Proof {
 /** /v1/members → automatic: gossip's view and the autopilot's decisions. */
 export interface MembershipInfo {
   cluster: string;
-  /** VOTER_REGIONS and, on the leader, what keeps the voters from matching it (null elsewhere). */
+  /** VOTER_REGIONS and, while leading, what keeps the voters from matching it (null when not leading). */
   voterRegions: { regions: readonly string[]; notes: string[] | null };
   identity: { id: string; rpcAddr: string; state: string; reason: string }[];
   gossip: { id: string; state: string; rpcAddr: string; region: string }[];
@@ -62,6 +62,7 @@ export class MembershipManager {
   private readonly proofs = new Map<NodeId, Proof>();
   /** What keeps the voters from matching VOTER_REGIONS, as last judged while leading; null when not leading. */
   private notes: string[] | null = null;
+  private readonly voterRegions: readonly string[];
 
   constructor(
     private readonly node: PhalanxNode,
@@ -74,8 +75,6 @@ export class MembershipManager {
     this.autopilot = new Autopilot(cfg);
     this.voterRegions = cfg.voterRegions;
   }
-
-  private readonly voterRegions: readonly string[];
 
   start(): void {
     this.node.membershipInfo = () => this.info();
