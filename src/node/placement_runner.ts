@@ -181,8 +181,8 @@ export class PlacementRunner {
         try {
           const report = await fetchPlacementReport(this.node.client, this.node.auth, this.node.id, m.id, m.address, FETCH_TIMEOUT_MS);
           this.reports.set(m.id, { report, at: performance.now() });
-          // Signed by the voter itself: its region goes into the log where the log has none.
-          if (m.region === "") this.node.recordRegion(m.id, report.region);
+          // Signed by the voter itself: its region goes into the log where the log has none or another.
+          if (m.region !== report.region) this.node.recordRegion(m.id, report.region);
           this.fetchErrors.delete(m.id);
         } catch (err) {
           this.fetchErrors.set(m.id, err instanceof Error ? err.message : String(err));

@@ -107,11 +107,12 @@ export class MembershipManager {
     const servers = peers.map(serverHealth);
     const members = this.node.members();
     // A member's region as it advertises it goes into the log where the log has none yet (a
-    // founder's bootstrap row): from then on every decider reads the replicated one.
+    // founder's bootstrap row) or another (it was restarted with a new REGION): from then on
+    // every decider reads the replicated one.
     const live = new Map(servers.filter((x) => x.state === "alive").map((x) => [x.id, x]));
     for (const m of members) {
       const g = live.get(m.id);
-      if (m.region === "" && g !== undefined && g.region !== "") this.node.recordRegion(m.id, g.region);
+      if (g !== undefined && g.region !== "" && g.region !== m.region) this.node.recordRegion(m.id, g.region);
     }
     const view = { selfId: this.node.id, lastIndex: s.lastIndex, conf: s.conf, members, progress: s.progress, cluster: this.clusterId };
     const notes = this.autopilot.regionNotes(view, servers);
