@@ -185,6 +185,12 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         // While the disk is full the core stays still: an election would only fail to persist.
         if (!this.diskFull()) this.raw.tick();
         if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());
+        // A leader records its own REGION while the log lacks it; retried every tick until it
+        // lands (a proposal may be refused during a transfer). Outside the tick: a proposal must
+        // not run inside the core's call.
+        if (this.isLeader() && !this.regionProposals.has(this.id) && this.memberList.some((m) => m.id === this.id && m.region !== this.config.region)) {
+          this.clock.nextTurn(() => this.recordRegion(this.id, this.config.region));
+        }
       },
       this.clock,
     );
@@ -622,7 +628,6 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     if (this.kv.takeMembersChanged() || membershipChanged) {
       this.memberList = this.kv.members();
       this.updatePeers();
-      if (this.isLeader()) this.clock.nextTurn(() => this.recordRegion(this.id, this.config.region));
     }
   }
 
@@ -689,8 +694,6 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       if (role === "leader") {
         this.metrics.electionsWon++;
         this.log.info("became leader", { term, ...electionWhy(this.lastCampaign) });
-        // Outside the Ready being handled: a proposal must not re-enter the loop.
-        this.clock.nextTurn(() => this.recordRegion(this.id, this.config.region));
       }
       this.lastRole = role;
     }
