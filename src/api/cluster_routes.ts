@@ -34,6 +34,8 @@ export function statusOf(node: PhalanxNode) {
       peerState: peers.get(m.id)?.state ?? null,
     })),
     placement: node.placement?.info() ?? null,
+    /** VOTER_REGIONS and, on the leader, what keeps the voters from matching it (automatic membership only). */
+    voterRegions: node.membershipInfo?.().voterRegions ?? null,
   };
 }
 

@@ -7,6 +7,7 @@
 // it (membership/safety.ts), and answered once it is applied here, or 504 "outcome unknown".
 import { Hono, type Context } from "hono";
 import type { PhalanxNode } from "../node/node.ts";
+import { encodeMemberContext, invalidRegion } from "../kv/member.ts";
 import { notCaughtUp, quorumLostByRemoving } from "../node/membership/safety.ts";
 import type { ConfChange } from "../raft/types.ts";
 import { parseHostPort } from "../transport/address.ts";
@@ -50,16 +51,21 @@ async function change(c: Context, node: PhalanxNode, op: MemberOp): Promise<Resp
     } catch (err) {
       throw new BadRequest(`give the new server's address as ?addr=host:port (${(err as Error).message})`);
     }
+    const region = c.req.query("region") ?? "";
+    const badRegion = invalidRegion(region, "unknown allowed");
+    if (badRegion !== null) throw new BadRequest(`?region=: ${badRegion}`);
     if (voters.includes(id) || learners.includes(id)) return refuse(c, node, `${id} is already a ${voters.includes(id) ? "voter" : "learner"}`);
     // Learner first: a new voter with an empty log would count towards the quorum before it can
     // help one, and with a second server down the cluster would stop committing.
-    cc = { op: "addLearner", node: id, context: addr };
+    cc = { op: "addLearner", node: id, context: encodeMemberContext({ address: addr, region }) };
   } else if (op === "promote") {
     if (voters.includes(id)) return refuse(c, node, `${id} is already a voter`);
     if (!learners.includes(id)) return refuse(c, node, `${id} is not a member; add it as a learner first`);
     const why = notCaughtUp(status, id);
     if (why !== null) return refuse(c, node, `${why}; promote it once it has caught up`);
-    cc = { op: "addVoter", node: id, context: node.members().find((m) => m.id === id)?.address ?? "" };
+    // The whole record again: a replica that never saw the learner's row learns it from this entry.
+    const m = node.members().find((x) => x.id === id);
+    cc = { op: "addVoter", node: id, context: encodeMemberContext({ address: m?.address ?? "", region: m?.region ?? "" }) };
   } else {
     if (!voters.includes(id) && !learners.includes(id)) return refuse(c, node, `${id} is not a member`);
     if (id === node.id) return refuse(c, node, `${id} is the leader; transfer leadership first (phalanx leader transfer <id>)`);

@@ -6,6 +6,8 @@ import { EXIT, printJson, table } from "./output.ts";
 interface MemberStatus {
   id: string;
   address: string;
+  /** As the log records it; "" while not recorded. */
+  region: string;
   role: string;
   progress: { match: number; state: string } | null;
   rttMs: number | null;
@@ -27,18 +29,31 @@ export function statusCommand(argv: string[]): Promise<number> {
         `commit ${String(s.commit)}, applied ${String(s.applied)}, log ${String(s.firstIndex)}..${String(s.lastIndex)}\n`,
     );
     const members = s.members as MemberStatus[];
-    const rows = [["ID", "ADDRESS", "ROLE", "MATCH", "STATE", "RTT"]];
+    const rows = [["ID", "ADDRESS", "REGION", "ROLE", "MATCH", "STATE", "RTT"]];
     for (const m of members) {
-      rows.push([m.id, m.address, m.role, m.progress === null ? "-" : String(m.progress.match), m.progress?.state ?? "-", m.rttMs === null ? "-" : `${m.rttMs.toFixed(1)}ms`]);
+      rows.push([m.id, m.address, m.region || "-", m.role, m.progress === null ? "-" : String(m.progress.match), m.progress?.state ?? "-", m.rttMs === null ? "-" : `${m.rttMs.toFixed(1)}ms`]);
     }
     process.stdout.write(table(rows));
+    printVoterRegions(s.voterRegions as VoterRegions | null);
     const placement = s.placement as { decision: { kind: string; reason: string } | null } | null;
     if (placement?.decision != null) process.stdout.write(`leader placement: ${placement.decision.kind}: ${placement.decision.reason}\n`);
     return EXIT.ok;
   });
 }
 
+interface VoterRegions {
+  regions: string[];
+  notes: string[] | null;
+}
+
+function printVoterRegions(v: VoterRegions | null | undefined): void {
+  if (v == null || v.regions.length === 0) return;
+  process.stdout.write(`voter regions ${v.regions.join(",")}: ${v.notes === null ? "judged on the leader" : v.notes.length === 0 ? "voters match" : ""}\n`);
+  for (const note of v.notes ?? []) process.stdout.write(`  ${note}\n`);
+}
+
 interface AutomaticMembership {
+  voterRegions: VoterRegions;
   cluster: string;
   gossip: { id: string; state: string; rpcAddr: string; region: string }[];
   decisions: { at: string; change: string; reason: string; outcome: string }[];
@@ -56,13 +71,15 @@ export function membersCommand(argv: string[]): Promise<number> {
       const members = res.json!.members as MemberStatus[];
       const auto = res.json!.automatic as AutomaticMembership | undefined;
       if (auto === undefined) {
-        process.stdout.write(table([["ID", "ADDRESS", "ROLE"], ...members.map((m) => [m.id + (m.id === leader ? " *" : ""), m.address, m.role])]));
+        process.stdout.write(table([["ID", "ADDRESS", "REGION", "ROLE"], ...members.map((m) => [m.id + (m.id === leader ? " *" : ""), m.address, m.region || "-", m.role])]));
       } else {
         const gossip = new Map(auto.gossip.map((g) => [g.id, g]));
-        const rows = members.map((m) => [m.id + (m.id === leader ? " *" : ""), m.address, m.role, gossip.get(m.id)?.state ?? "-", gossip.get(m.id)?.region ?? "-"]);
-        // Servers gossip sees that are not (yet) members: candidates the autopilot may add.
-        for (const g of auto.gossip) if (!members.some((m) => m.id === g.id)) rows.push([g.id, g.rpcAddr, "not a member", g.state, g.region]);
-        process.stdout.write(table([["ID", "ADDRESS", "ROLE", "GOSSIP", "REGION"], ...rows]));
+        // A member's region is the log's; gossip's liveness is added to it.
+        const rows = members.map((m) => [m.id + (m.id === leader ? " *" : ""), m.address, m.region || "-", m.role, gossip.get(m.id)?.state ?? "-"]);
+        // Servers gossip sees that are not (yet) members: candidates the autopilot may add (their region as they advertise it).
+        for (const g of auto.gossip) if (!members.some((m) => m.id === g.id)) rows.push([g.id, g.rpcAddr, g.region, "not a member", g.state]);
+        process.stdout.write(table([["ID", "ADDRESS", "REGION", "ROLE", "GOSSIP"], ...rows]));
+        printVoterRegions(auto.voterRegions);
         process.stdout.write(`\nautopilot decisions (cluster ${auto.cluster}):\n`);
         if (auto.decisions.length === 0) process.stdout.write("  none yet\n");
         for (const d of auto.decisions) process.stdout.write(`  ${d.at}  ${d.change}: ${d.reason} (${d.outcome})\n`);

@@ -234,7 +234,7 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   process.once("SIGINT", stopEarly);
   let peers = config.peers;
   if (fresh && !config.staticPeers) {
-    const found = await findCluster(agent, config.id, discovery.bootstrapExpect, log, () => stopped);
+    const found = await findCluster(agent, config.id, discovery.bootstrapExpect, { voterRegions: discovery.voterRegions }, log, () => stopped);
     if (found === null) {
       await server.close();
       await agent.stop();
@@ -264,7 +264,7 @@ async function startWithGossip(config: NodeConfig, discovery: DiscoveryConfig, l
   const membership = new MembershipManager(
     node,
     agent,
-    { targetVoters: discovery.targetVoters, stabilizationMs: discovery.stabilizationMs, maxTrailingLogs: 250, cleanupDeadMs: discovery.cleanupDeadMs },
+    { targetVoters: discovery.targetVoters, stabilizationMs: discovery.stabilizationMs, maxTrailingLogs: 250, cleanupDeadMs: discovery.cleanupDeadMs, voterRegions: discovery.voterRegions },
     clusterId,
     log,
     (id, rpcAddr) => verifyIdentity({ client: node.client, auth: node.auth, self: config.id, node: id, rpcAddr, cluster: clusterId }),

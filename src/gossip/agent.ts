@@ -15,9 +15,9 @@
 //     log?: GossipLog, seed?: number,
 //   });                                     // or gossipOptionsFromEnv(process.env) for the env part
 //   app.route("/", pushPullRoute(peerAuth, selfId, (b, from) => agent.handlePushPull(b, from)));   // on the node's HTTP/2 server
-//   agent.members(): Member[]               // id, incarnation, state alive|suspect|dead|left, meta
-//   agent.self(): Member
-//   agent.onEvent((e: MemberEvent) => ...): () => void   // join|update|suspect|dead|leave; returns unsubscribe
+//   agent.members(): GossipPeer[]               // id, incarnation, state alive|suspect|dead|left, meta
+//   agent.self(): GossipPeer
+//   agent.onEvent((e: PeerEvent) => ...): () => void   // join|update|suspect|dead|leave; returns unsubscribe
 //   agent.setMeta({ role: "voter" })        // bumps our incarnation and gossips it
 //   agent.counters(): GossipCounters        // plain object for /metrics
 //   agent.gossipAddr: string                // advertised "host:port"
@@ -32,7 +32,7 @@ import { discoverSeeds, parseJoin } from "./discovery.ts";
 import type { PeerAuth } from "../transport/auth.ts";
 import type { ClientTls } from "../transport/h2_client.ts";
 import { ENCRYPTION_OVERHEAD, Keyring } from "./keyring.ts";
-import type { Member, MemberEvent, MemberMeta, MemberState, Role } from "./member.ts";
+import type { GossipPeer, PeerEvent, PeerMeta, PeerState, Role } from "./peer.ts";
 import { pushPullClient, type PushPullClient, type PushPullFn } from "./push_pull_route.ts";
 import { RateLimitedLog, stderrLog, type GossipLog } from "./rate_limited_log.ts";
 import { seededRng } from "./rng.ts";
@@ -48,7 +48,7 @@ export interface GossipAgentOptions {
   rpcAddr: string;
   region: string;
   role: Role;
-  /** Cluster formation state to advertise (see MemberMeta.cluster); "" by default. */
+  /** Cluster formation state to advertise (see PeerMeta.cluster); "" by default. */
   cluster?: string;
   bind?: string;
   advertise?: string;
@@ -86,7 +86,7 @@ export interface GossipCounters {
   /** Exceptions from the core while handling input: bugs, counted and logged instead of crashing. */
   internalErrors: number;
   health: number;
-  members: Record<MemberState, number>;
+  members: Record<PeerState, number>;
 }
 
 /** Tuning variables that override single parameters of the preset. */
@@ -141,7 +141,7 @@ export function gossipKeyring(env: Record<string, string | undefined>): Keyring 
   throw new Error("gossip needs a key: set CLUSTER_KEY (the gossip key is derived from it) or GOSSIP_KEY; a cluster with mutual TLS and no CLUSTER_KEY must set GOSSIP_KEY");
 }
 
-type Listener = (e: MemberEvent) => void;
+type Listener = (e: PeerEvent) => void;
 
 export class GossipAgent {
   readonly gossipAddr: string;
@@ -221,11 +221,11 @@ export class GossipAgent {
     return agent;
   }
 
-  members(): Member[] {
+  members(): GossipPeer[] {
     return this.core.members();
   }
 
-  self(): Member {
+  self(): GossipPeer {
     const s = this.core.member(this.core.id);
     if (s === undefined) throw new Error("gossip invariant: own member entry missing");
     return s;
@@ -236,7 +236,7 @@ export class GossipAgent {
     return () => this.listeners.delete(fn);
   }
 
-  setMeta(change: Partial<Pick<MemberMeta, "rpcAddr" | "region" | "role" | "cluster">>): void {
+  setMeta(change: Partial<Pick<PeerMeta, "rpcAddr" | "region" | "role" | "cluster">>): void {
     this.core.setMeta(performance.now(), { ...this.self().meta, ...change });
     this.flush();
   }
@@ -263,7 +263,7 @@ export class GossipAgent {
   }
 
   counters(): GossipCounters {
-    const members: Record<MemberState, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
+    const members: Record<PeerState, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
     for (const m of this.core.members()) members[m.state]++;
     return { ...this.c, health: this.core.health(), members };
   }

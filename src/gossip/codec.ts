@@ -6,7 +6,7 @@
 // drop the refutation or ack in the same packet.
 
 import { Decoder, encode } from "@msgpack/msgpack";
-import { ROLES, type MemberMeta, type MemberState, type Role } from "./member.ts";
+import { ROLES, type PeerMeta, type PeerState, type Role } from "./peer.ts";
 import type { Message, PushPullState, StateEntry } from "./messages.ts";
 
 const T_PING = 0;
@@ -17,7 +17,7 @@ const T_ALIVE = 4;
 const T_SUSPECT = 5;
 const T_DEAD = 6;
 
-const STATES: readonly MemberState[] = ["alive", "suspect", "dead", "left"];
+const STATES: readonly PeerState[] = ["alive", "suspect", "dead", "left"];
 const PUSH_PULL_VERSION = 1;
 
 const MAX_ID = 128;
@@ -153,11 +153,11 @@ export function decodePushPull(bytes: Uint8Array): PushPullState | null {
   return { from: raw[1], members };
 }
 
-function metaTuple(m: MemberMeta): [string, string, string, number, string] {
+function metaTuple(m: PeerMeta): [string, string, string, number, string] {
   return [m.gossipAddr, m.rpcAddr, m.region, ROLES.indexOf(m.role), m.cluster];
 }
 
-function metaFrom(gossipAddr: unknown, rpcAddr: unknown, region: unknown, role: unknown, cluster: unknown): MemberMeta | null {
+function metaFrom(gossipAddr: unknown, rpcAddr: unknown, region: unknown, role: unknown, cluster: unknown): PeerMeta | null {
   if (!isAddr(gossipAddr) || !isAddr(rpcAddr) || !isStr(region, 0, MAX_REGION) || !isStr(cluster, 0, MAX_CLUSTER)) return null;
   const r: Role | undefined = typeof role === "number" ? ROLES[role] : undefined;
   return r === undefined ? null : { gossipAddr, rpcAddr, region, role: r, cluster };

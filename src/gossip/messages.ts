@@ -1,6 +1,6 @@
 // The SWIM messages exchanged over UDP, and the full state exchanged by push-pull.
 
-import type { MemberMeta, MemberState } from "./member.ts";
+import type { PeerMeta, PeerState } from "./peer.ts";
 
 /** Direct probe. `target` is the id the sender expects to answer; "" for a join ping to a seed. */
 export interface PingMsg {
@@ -36,7 +36,7 @@ export interface AliveMsg {
   type: "alive";
   node: string;
   incarnation: number;
-  meta: MemberMeta;
+  meta: PeerMeta;
 }
 
 export interface SuspectMsg {
@@ -59,8 +59,8 @@ export type Message = PingMsg | PingReqMsg | AckMsg | NackMsg | AliveMsg | Suspe
 export interface StateEntry {
   id: string;
   incarnation: number;
-  state: MemberState;
-  meta: MemberMeta;
+  state: PeerState;
+  meta: PeerMeta;
 }
 
 /** A push-pull body: the sender's whole view of the membership. */

@@ -7,7 +7,7 @@ import { Awareness } from "./awareness.ts";
 import { BroadcastQueue } from "./broadcast_queue.ts";
 import { MAX_INCARNATION, assemblePacket, decodePacket, decodePushPull, encodeMessage, encodePushPull } from "./codec.ts";
 import { retransmitLimit, validateConfig, type GossipConfig } from "./config.ts";
-import { copyMember, sameMeta, type Member, type MemberEvent, type MemberEventType, type MemberMeta } from "./member.ts";
+import { copyPeer, sameMeta, type GossipPeer, type PeerEvent, type PeerEventType, type PeerMeta } from "./peer.ts";
 import type { AliveMsg, DeadMsg, Message, PushPullState, SuspectMsg } from "./messages.ts";
 import { ReplyBudget } from "./reply_budget.ts";
 import { randomInt, shuffle, type Rng } from "./rng.ts";
@@ -15,7 +15,7 @@ import { Suspicion, expectedConfirmations, suspicionBounds } from "./suspicion.t
 
 export interface SwimOptions {
   id: string;
-  meta: MemberMeta;
+  meta: PeerMeta;
   config: GossipConfig;
   rng: Rng;
   now: number;
@@ -42,7 +42,7 @@ export interface PushPullRequest {
 export interface SwimOutput {
   packets: OutPacket[];
   pushPulls: PushPullRequest[];
-  events: MemberEvent[];
+  events: PeerEvent[];
 }
 
 interface Probe {
@@ -88,7 +88,7 @@ export class Swim {
   private readonly maxPayload: number;
   private readonly awareness: Awareness;
   private readonly queue = new BroadcastQueue();
-  private readonly table = new Map<string, Member>();
+  private readonly table = new Map<string, GossipPeer>();
   private readonly suspicions = new Map<string, Suspicion>();
   private readonly relays = new Map<number, Relay>();
   /** When we last answered each accuser directly, to send at most one refutation per probe interval. */
@@ -191,7 +191,7 @@ export class Swim {
   }
 
   /** Changes our metadata; the higher incarnation makes the change win everywhere. */
-  setMeta(now: number, meta: MemberMeta): void {
+  setMeta(now: number, meta: PeerMeta): void {
     this.advance(now);
     if (this.leaving) throw new Error("gossip: setMeta after leave");
     const self = this.self();
@@ -235,13 +235,13 @@ export class Swim {
     return encodePushPull({ from: this.id, members });
   }
 
-  members(): Member[] {
-    return [...this.table.values()].map(copyMember);
+  members(): GossipPeer[] {
+    return [...this.table.values()].map(copyPeer);
   }
 
-  member(id: string): Member | undefined {
+  member(id: string): GossipPeer | undefined {
     const m = this.table.get(id);
-    return m === undefined ? undefined : copyMember(m);
+    return m === undefined ? undefined : copyPeer(m);
   }
 
   /** Members known, ourselves and the dead included: 1 until a join has succeeded. */
@@ -311,7 +311,7 @@ export class Swim {
   }
 
   /** Round-robin over a shuffled list, reshuffled after each full pass. */
-  private nextProbeTarget(): Member | undefined {
+  private nextProbeTarget(): GossipPeer | undefined {
     for (let tries = 0; tries <= this.probeOrder.length; tries++) {
       if (this.probeIndex >= this.probeOrder.length) {
         this.probeOrder = shuffle(this.rng, [...this.table.keys()].filter((id) => id !== this.id));
@@ -489,7 +489,7 @@ export class Swim {
     }
     const m = this.table.get(a.node);
     if (m === undefined) {
-      const fresh: Member = { id: a.node, incarnation: a.incarnation, state: "alive", meta: { ...a.meta }, since: now };
+      const fresh: GossipPeer = { id: a.node, incarnation: a.incarnation, state: "alive", meta: { ...a.meta }, since: now };
       this.table.set(a.node, fresh);
       // A random slot in the current pass, so a newcomer is probed within one round on average.
       this.probeOrder.splice(randomInt(this.rng, this.probeOrder.length - this.probeIndex + 1) + this.probeIndex, 0, a.node);
@@ -591,11 +591,11 @@ export class Swim {
     this.out.packets.push({ addr, bytes });
   }
 
-  private emit(type: MemberEventType, m: Member): void {
-    this.out.events.push({ type, member: copyMember(m) });
+  private emit(type: PeerEventType, m: GossipPeer): void {
+    this.out.events.push({ type, member: copyPeer(m) });
   }
 
-  private randomMembers(k: number, keep: (m: Member) => boolean): Member[] {
+  private randomMembers(k: number, keep: (m: GossipPeer) => boolean): GossipPeer[] {
     const pool = [...this.table.values()].filter((m) => m.id !== this.id && keep(m));
     return shuffle(this.rng, pool).slice(0, k);
   }
@@ -610,7 +610,7 @@ export class Swim {
     return retransmitLimit(this.cfg, this.liveCount());
   }
 
-  private self(): Member {
+  private self(): GossipPeer {
     const s = this.table.get(this.id);
     if (s === undefined) throw new Error("gossip invariant: own member entry missing");
     return s;

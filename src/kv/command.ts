@@ -5,6 +5,7 @@
 import { decode, encode } from "@msgpack/msgpack";
 import { z } from "zod";
 import { plainZodMessage } from "../transport/zod_message.ts";
+import { invalidRegion } from "./member.ts";
 
 export interface Limits {
   /** UTF-8 bytes. */
@@ -61,6 +62,12 @@ const commandSchema = z.discriminatedUnion("op", [
   z.strictObject({ op: z.literal("leaseRevoke"), id: counter }),
   /** Proposed by the leader's lease timer only (src/node/lease_timer.ts): the lease ran out. */
   z.strictObject({ op: z.literal("leaseExpire"), id: counter }),
+  /**
+   * Proposed by the leader only (node.ts recordRegion): records where member `id` runs, learned
+   * after it joined (a founder's bootstrap row has no region). A member not in the table is left
+   * alone (it was removed meanwhile): the same outcome on every replica.
+   */
+  z.strictObject({ op: z.literal("member"), id: z.string().min(1).max(128), region: z.string() }),
 ]);
 
 const proposalSchema = z.strictObject({
@@ -88,6 +95,7 @@ export const ERROR_CODES = [
   "lease_not_found",
   "invalid_txn",
   "invalid_lease",
+  "invalid_member",
 ] as const;
 
 const txnOpResultSchema = z.discriminatedUnion("op", [
@@ -109,6 +117,7 @@ const resultSchema = z.union([
   z.strictObject({ op: z.literal("leaseGrant"), revision: counter, id: counter, ttlMs: counter }),
   z.strictObject({ op: z.literal("leaseRevoke"), revision: counter, found: z.boolean(), deleted: counter }),
   z.strictObject({ op: z.literal("leaseExpire"), revision: counter, found: z.boolean(), deleted: counter }),
+  z.strictObject({ op: z.literal("member"), found: z.boolean() }),
   z.strictObject({ error: z.enum(ERROR_CODES), message: z.string() }),
 ]);
 
@@ -162,6 +171,10 @@ export function validateCommand(cmd: Command, limits: Limits): ErrorResult | nul
   if (cmd.op === "register" || cmd.op === "leaseRevoke" || cmd.op === "leaseExpire") return null;
   if (cmd.op === "txn") return validateTxn(cmd, limits);
   if (cmd.op === "leaseGrant") return validateLeaseGrant(cmd);
+  if (cmd.op === "member") {
+    const bad = invalidRegion(cmd.region, "must be known");
+    return bad === null ? null : { error: "invalid_member", message: `member ${cmd.id}: ${bad}` };
+  }
   if (cmd.key.length === 0 || !cmd.key.isWellFormed()) {
     return { error: "invalid_key", message: "a key must be a non-empty, well-formed Unicode string" };
   }

@@ -7,7 +7,7 @@
 import { constants, Database, SQLiteError } from "bun:sqlite";
 import type { ConfState } from "../raft/types.ts";
 import { CorruptDataError } from "../storage/errors.ts";
-import { APPLICATION_ID, FORMAT_VERSION } from "../storage/schema.ts";
+import { APPLICATION_ID, FORMAT_VERSION, READABLE_VERSIONS } from "../storage/schema.ts";
 import { HISTORY_DDL } from "./history.ts";
 import { LEASE_DDL } from "./lease.ts";
 
@@ -24,7 +24,7 @@ const COPY_PAGE = 4096;
 const TABLES = {
   kv: "key, value, create_revision, mod_revision, version",
   kv_sessions: "client, seq, result, last_active",
-  members: "id, address, role",
+  members: "id, address, role, region",
   kv_state: "applied_index, revision, log_time",
   // Watch history and leases (history.ts, lease.ts): replicated state like the rest.
   kv_events: "revision, sub, type, key, value, create_revision, version, lease",
@@ -42,6 +42,8 @@ const ORDER: Record<keyof typeof TABLES, string> = {
   kv_leases: "id",
   kv_lease_keys: "key",
 };
+/** An image of format 1 has members without a region: restored as "not recorded" (''). */
+const MEMBERS_V1 = "id, address, role";
 /** Tables an image taken by an older phalanx lacks; see restoreImage. */
 const OPTIONAL_TABLES = ["kv_events", "kv_history", "kv_leases", "kv_lease_keys"] as const;
 
@@ -106,8 +108,9 @@ export function restoreImage(
     } catch (err) {
       throw corrupt("not a snapshot image", err);
     }
-    if (appId !== APPLICATION_ID || pragma("user_version") !== FORMAT_VERSION) {
-      throw corrupt(`not a phalanx snapshot of format ${FORMAT_VERSION} (application_id ${String(appId)})`);
+    const version = pragma("user_version");
+    if (appId !== APPLICATION_ID || typeof version !== "number" || !READABLE_VERSIONS.includes(version)) {
+      throw corrupt(`not a phalanx snapshot of format ${READABLE_VERSIONS.join(" or ")} (application_id ${String(appId)}, format ${String(version)})`);
     }
     if (pragma("quick_check") !== "ok") throw corrupt("the snapshot image fails its integrity check");
     const state = image.query(`SELECT ${TABLES.kv_state} FROM kv_state`).values() as Array<[number, number, number]>;
@@ -127,7 +130,7 @@ export function restoreImage(
         if (table === "kv_history") db.run("INSERT INTO kv_history (id, floor) VALUES (1, ?)", [revision]);
         continue;
       }
-      const cols = TABLES[table];
+      const cols = table === "members" && version === 1 ? MEMBERS_V1 : TABLES[table];
       const insert = db.prepare(`INSERT INTO ${table} (${cols}) VALUES (${cols.replace(/[a-z_]+/g, "?")})`);
       const page = image.prepare(`SELECT rowid, ${cols} FROM ${table} WHERE rowid > ? ORDER BY rowid LIMIT ${COPY_PAGE}`);
       let after = 0;

@@ -2,8 +2,8 @@
 // recording it as applied and updating the client's session happen in one transaction, so after
 // a crash every entry has been applied exactly once: appliedIndex() is where to resume.
 import type { Statement } from "bun:sqlite";
-import { decodeConfChange } from "../raft/conf_change.ts";
-import type { ConfChange, Entry, NodeId, SnapshotMeta } from "../raft/types.ts";
+import { decodeConfEntry } from "../raft/conf_change.ts";
+import type { ConfChange, ConfState, Entry, NodeId, SnapshotMeta } from "../raft/types.ts";
 import type { DataDir } from "../storage/data_dir.ts";
 import { CorruptDataError } from "../storage/errors.ts";
 import {
@@ -23,6 +23,7 @@ import { advanceLogTime, checkSession, type SessionRecord } from "./session.ts";
 import { DEFAULT_HISTORY_LIMITS, History, type HistoryLimits, type KvEvent } from "./history.ts";
 import { LEASE_DDL, LeaseTable, type LeaseInfo } from "./lease.ts";
 import { executeTxn, type TxnStore } from "./txn.ts";
+import { decodeMemberContext, type Member, type MemberContext, type MemberRole } from "./member.ts";
 import { restoreImage, takeImage, type KvSnapshot } from "./snapshot.ts";
 
 export interface KvOptions {
@@ -44,12 +45,8 @@ export const DEFAULT_MAX_SESSIONS = 100_000;
 /** A range page's default byte budget (keys and values). */
 export const DEFAULT_RANGE_BYTES = 4 * 1024 * 1024;
 
-export interface Member {
-  id: NodeId;
-  /** The address carried as the conf change's context ("" when unknown, e.g. bootstrap). */
-  address: string;
-  role: "voter" | "learner";
-}
+export type { Member } from "./member.ts";
+
 
 export interface RangeOptions {
   prefix: string;
@@ -104,6 +101,7 @@ export class KvStore {
     | "countSessions"
     | "member"
     | "setMember"
+    | "setRegion"
     | "removeMember"
     | "members",
     Statement
@@ -116,6 +114,8 @@ export class KvStore {
   /** Position of the next event within the entry being applied (a transaction writes several). */
   private sub = 0;
   private readonly changeListeners = new Set<() => void>();
+  /** The members table changed since takeMembersChanged() last asked (a spurious true after a rollback is harmless). */
+  private membersDirty = false;
   private notifyScheduled = false;
 
   constructor(
@@ -138,10 +138,11 @@ export class KvStore {
       setSession: db.prepare("INSERT OR REPLACE INTO kv_sessions (client, seq, result, last_active) VALUES (?, ?, ?, ?)"),
       evictSessions: db.prepare("DELETE FROM kv_sessions WHERE last_active < ?"),
       countSessions: db.prepare("SELECT count(*) FROM kv_sessions"),
-      member: db.prepare("SELECT address FROM members WHERE id = ?"),
-      setMember: db.prepare("INSERT OR REPLACE INTO members (id, address, role) VALUES (?, ?, ?)"),
+      member: db.prepare("SELECT address, region FROM members WHERE id = ?"),
+      setMember: db.prepare("INSERT OR REPLACE INTO members (id, address, role, region) VALUES (?, ?, ?, ?)"),
+      setRegion: db.prepare("UPDATE members SET region = ? WHERE id = ?"),
       removeMember: db.prepare("DELETE FROM members WHERE id = ?"),
-      members: db.prepare("SELECT id, address, role FROM members ORDER BY id"),
+      members: db.prepare("SELECT id, address, role, region FROM members ORDER BY id"),
     };
     const range = (columns: string, lower: string, upper: boolean) =>
       db.prepare(`SELECT ${columns} FROM kv WHERE key ${lower} ?${upper ? " AND key < ?" : ""} ORDER BY key LIMIT ?`);
@@ -274,11 +275,19 @@ export class KvStore {
     return { revision: this.state.revision, count: row[0] };
   }
 
+  /** Whether the members table may have changed since the last call (conf entry, member command, snapshot). */
+  takeMembersChanged(): boolean {
+    const dirty = this.membersDirty;
+    this.membersDirty = false;
+    return dirty;
+  }
+
   /** The cluster members as of the applied index (bootstrap members, then applied conf changes). */
   members(): Member[] {
-    return (this.q.members.values() as Array<[string, string, "voter" | "learner"]>).map(([id, address, role]) => ({
+    return (this.q.members.values() as Array<[string, string, MemberRole, string]>).map(([id, address, role, region]) => ({
       id,
       address,
+      region,
       role,
     }));
   }
@@ -319,6 +328,7 @@ export class KvStore {
       this.setState({ applied: meta.index, revision: restored.revision, logTime: restored.logTime });
       this.history.reload();
       this.dd.tx.onRollback(this.leases.reload());
+      this.membersDirty = true;
     });
     this.scheduleNotify();
   }
@@ -331,7 +341,7 @@ export class KvStore {
   replaceMembers(members: readonly Member[]): void {
     if (!this.dd.tx.active) throw new Error("replaceMembers must run inside a transaction");
     this.dd.db.run("DELETE FROM members");
-    for (const m of members) this.q.setMember.run(m.id, m.address, m.role);
+    for (const m of members) this.q.setMember.run(m.id, m.address, m.role, m.region);
   }
 
   private applyProposal(index: number, p: Proposal, next: KvState): Result {
@@ -397,6 +407,12 @@ export class KvStore {
         throw new Error("register is handled before execute");
       case "txn":
         return executeTxn(cmd, this.txnStore(index, next));
+      case "member": {
+        const found = this.q.member.values(cmd.id).length > 0;
+        if (found) this.q.setRegion.run(cmd.region, cmd.id);
+        this.membersDirty = true;
+        return { op: "member", found };
+      }
       case "leaseGrant":
         // The id is the grant's log index: unique, and the same on every replica.
         this.leases.grant(index, cmd.ttlMs, next.logTime);
@@ -451,15 +467,24 @@ export class KvStore {
     next.revision = index;
   }
 
-  private applyConfChange(cc: ConfChange): void {
-    if (cc.op === "remove") {
-      this.q.removeMember.run(cc.node);
-      return;
+  /**
+   * The table becomes exactly the entry's configuration: one row per voter and learner, in its
+   * role. Addresses and regions: the changed member's from its record, the others' from the
+   * records the leader carried along (`others`), else as this replica knew them ("" for a member
+   * it never saw: entries from before format 2 carry no records). A replica that joined later
+   * thereby gets the founders' rows from the first conf entry it applies.
+   */
+  private applyConfChange({ change: cc, conf, context }: { change: ConfChange; conf: ConfState; context: MemberContext }): void {
+    this.membersDirty = true;
+    const known = new Map(this.members().map((m) => [m.id, m]));
+    const pick = (fresh: string | undefined, old: string | undefined) => (fresh !== undefined && fresh !== "" ? fresh : (old ?? ""));
+    this.dd.db.run("DELETE FROM members");
+    for (const [ids, role] of [[conf.voters, "voter"], [conf.learners, "learner"]] as const) {
+      for (const id of ids) {
+        const fresh = id === cc.node ? context : context.others[id];
+        this.q.setMember.run(id, pick(fresh?.address, known.get(id)?.address), role, pick(fresh?.region, known.get(id)?.region));
+      }
     }
-    // A promotion (addVoter of a learner) may carry no address: keep the one we know.
-    const known = (this.q.member.values(cc.node)[0] as [string] | undefined)?.[0];
-    const address = cc.context !== "" ? cc.context : (known ?? "");
-    this.q.setMember.run(cc.node, address, cc.op === "addVoter" ? "voter" : "learner");
   }
 
   private session(client: number): SessionRecord<Result> | undefined {
@@ -500,9 +525,10 @@ export class KvStore {
     }
   }
 
-  private decodeConf(entry: Entry): ConfChange {
+  private decodeConf(entry: Entry): { change: ConfChange; conf: ConfState; context: MemberContext } {
     try {
-      return decodeConfChange(entry.data);
+      const { change, conf } = decodeConfEntry(entry.data);
+      return { change, conf, context: decodeMemberContext(change.context) };
     } catch (err) {
       throw this.corrupt(`log entry ${entry.index}: ${(err as Error).message}`, err);
     }

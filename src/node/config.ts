@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import type { NodeId } from "../raft/types.ts";
 import { formatHostPort, parseHostPort } from "../transport/address.ts";
 import { DEFAULT_AUTOPILOT } from "./membership/autopilot.ts";
+import { invalidRegion } from "../kv/member.ts";
 import { Keyring } from "../gossip/keyring.ts";
 import { nodeIdSchema } from "../transport/codec.ts";
 import type { Level, LogFormat } from "./log.ts";
@@ -27,6 +28,8 @@ export interface DiscoveryConfig {
   targetVoters: number;
   stabilizationMs: number;
   cleanupDeadMs: number;
+  /** VOTER_REGIONS: voters only in these regions (the autopilot's rule, autopilot.ts); empty: any. */
+  voterRegions: string[];
 }
 
 export interface NodeConfig {
@@ -117,6 +120,7 @@ export const SETTINGS = {
   targetVoters: { env: "TARGET_VOTERS", flag: "target-voters", default: String(DEFAULT_AUTOPILOT.targetVoters), help: "autopilot: voters to keep" },
   stabilizationMs: { env: "STABILIZATION_MS", flag: "stabilization-ms", default: String(DEFAULT_AUTOPILOT.stabilizationMs), help: "autopilot: how long a learner must be healthy before promotion" },
   cleanupDeadMs: { env: "CLEANUP_DEAD_MS", flag: "cleanup-dead-ms", default: String(DEFAULT_AUTOPILOT.cleanupDeadMs), help: "autopilot: how long a dead server stays a member" },
+  voterRegions: { env: "VOTER_REGIONS", flag: "voter-regions", help: "autopilot: regions voters run in, e.g. lhr,fra,ord; servers elsewhere join and stay learners (never campaign, never lead), a voter elsewhere leaves the voters once those inside keep a quorum; the same on every server; default: any region" },
   gossipProbeIntervalMs: { env: "GOSSIP_PROBE_INTERVAL_MS", flag: "gossip-probe-interval-ms", help: "override the preset's probe interval" },
   gossipProbeTimeoutMs: { env: "GOSSIP_PROBE_TIMEOUT_MS", flag: "gossip-probe-timeout-ms", help: "override the preset's probe timeout" },
   gossipIndirectChecks: { env: "GOSSIP_INDIRECT_CHECKS", flag: "gossip-indirect-checks", help: "override the preset's indirect probes" },
@@ -329,7 +333,7 @@ export function resolveConfig(s: RawSettings): NodeConfig {
     dataDir: s.dataDir ?? SETTINGS.dataDir.default,
     rpcAddr,
     advertiseAddr,
-    region: s.region ?? SETTINGS.region.default,
+    region: resolveRegion(s.region ?? SETTINGS.region.default),
     staticPeers: s.peers !== undefined,
     joinAddresses,
     discovery,
@@ -395,7 +399,23 @@ function resolveDiscovery(s: RawSettings): DiscoveryConfig | null {
     targetVoters: positiveInt("TARGET_VOTERS", s.targetVoters, DEFAULT_AUTOPILOT.targetVoters),
     stabilizationMs: positiveInt("STABILIZATION_MS", s.stabilizationMs, DEFAULT_AUTOPILOT.stabilizationMs),
     cleanupDeadMs: positiveInt("CLEANUP_DEAD_MS", s.cleanupDeadMs, DEFAULT_AUTOPILOT.cleanupDeadMs),
+    voterRegions: regionList("VOTER_REGIONS", s.voterRegions),
   };
+}
+
+/** REGION (or FLY_REGION): recorded in the replicated members table, so it must be a region name. */
+function resolveRegion(region: string): string {
+  const bad = invalidRegion(region, "must be known");
+  if (bad !== null) throw new ConfigError(`REGION: ${bad}`);
+  return region;
+}
+
+/** A comma-separated list of region names (VOTER_REGIONS, LEADER_PREFER, LEADER_NEVER). */
+function regionList(name: string, text: string | undefined): string[] {
+  const list = (text ?? "").split(",").map((r) => r.trim()).filter((r) => r !== "");
+  const bad = list.find((r) => invalidRegion(r, "must be known") !== null);
+  if (bad !== undefined) throw new ConfigError(`${name}: "${bad}" is not a region name (lowercase, e.g. lhr,fra)`);
+  return [...new Set(list)];
 }
 
 /** A UDP socket binds to an IP: resolve a name such as Fly's fly-local-6pn first. */
@@ -420,14 +440,11 @@ export interface PlacementSettings {
 function resolvePlacement(s: RawSettings): PlacementSettings {
   const mode = s.leaderPlacement ?? "latency";
   if (mode !== "latency" && mode !== "off") throw new ConfigError(`LEADER_PLACEMENT must be latency or off, got "${mode}"`);
-  const regions = (name: string, text: string | undefined): string[] => {
-    const list = (text ?? "").split(",").map((r) => r.trim()).filter((r) => r !== "");
-    const bad = list.find((r) => !/^[a-z0-9][a-z0-9-]{0,31}$/.test(r));
-    if (bad !== undefined) throw new ConfigError(`${name}: "${bad}" is not a region name (lowercase, e.g. lhr,fra)`);
-    return list;
-  };
-  const prefer = regions("LEADER_PREFER", s.leaderPrefer);
-  const never = regions("LEADER_NEVER", s.leaderNever);
+  // With VOTER_REGIONS and no LEADER_PREFER, leadership prefers the voter regions: a voter left
+  // outside them (waiting to leave the voters) hands leadership over instead of keeping it.
+  const never = regionList("LEADER_NEVER", s.leaderNever);
+  const prefer =
+    s.leaderPrefer !== undefined ? regionList("LEADER_PREFER", s.leaderPrefer) : regionList("VOTER_REGIONS", s.voterRegions).filter((r) => !never.includes(r));
   const both = prefer.filter((r) => never.includes(r));
   if (both.length > 0) throw new ConfigError(`region ${both.join(",")} is in both LEADER_PREFER and LEADER_NEVER`);
   return { enabled: mode === "latency", prefer, never };

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { BackupHeader } from "../kv/backup_file.ts";
+import { decodeMemberContext } from "../kv/member.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import { decodeConfEntry } from "../raft/conf_change.ts";
 import type { ConfState, Entry, HardState, NodeId } from "../raft/types.ts";
@@ -105,7 +106,8 @@ export function restoreDataDir(o: RestoreOptions): void {
   }
   const voters = [...o.peers.keys()].sort();
   const conf: ConfState = { voters, learners: [] };
-  const members: Member[] = voters.map((id) => ({ id, address: o.peers.get(id)!, role: "voter" }));
+  // Regions unknown: the new cluster's servers may run anywhere; its leader records them.
+  const members: Member[] = voters.map((id) => ({ id, address: o.peers.get(id)!, region: "", role: "voter" }));
   const tmp = scratchDir(o.dataDir, "restore");
   try {
     const dd = openDataDir(tmp, { bootstrap: conf, addresses: Object.fromEntries(o.peers) });
@@ -157,7 +159,10 @@ export function inspectSurvivor(dd: DataDir, kv: KvStore): SurvivorState {
   const log = dd.log;
   const addresses = new Map(kv.members().map((m) => [m.id, m.address]));
   const confs = log.confEntries(log.firstIndex(), log.lastIndex() + 1).map((e) => decodeConfEntry(e.data));
-  for (const c of confs) if (c.change.context !== "") addresses.set(c.change.node, c.change.context);
+  for (const c of confs) {
+    const { address } = decodeMemberContext(c.change.context);
+    if (address !== "") addresses.set(c.change.node, address);
+  }
   const conf = confs.length > 0 ? confs[confs.length - 1]!.conf : log.snapshotMeta().conf;
   return {
     conf,
@@ -215,7 +220,9 @@ export function forceNewCluster(dd: DataDir, kv: KvStore, self: NodeId): ForceNe
           for (const e of page) ckv.apply(e);
           next += page.length;
         }
-        ckv.replaceMembers([{ id: self, address, role: "voter" }]);
+        // The same server in the same place: keep the region the log recorded for it.
+        const region = ckv.members().find((m) => m.id === self)?.region ?? "";
+        ckv.replaceMembers([{ id: self, address, region, role: "voter" }]);
       });
       installSnapshot(copy, ckv, { voters: [self], learners: [] }, { term: state.hardState.term + 1, vote: null, commit: state.lastIndex });
     } finally {

@@ -12,6 +12,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { encodeProposal, type Command, type Proposal } from "../kv/command.ts";
 import type { GossipCounters } from "../gossip/agent.ts";
+import { decodeMemberContext, encodeMemberContext, invalidRegion } from "../kv/member.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import type { RaftConfig } from "../raft/config.ts";
 import { RawNode, type ElectionWindow, type ProposeResult, type Ready, type RoleChange, type Status } from "../raft/raw_node.ts";
@@ -24,6 +25,7 @@ import { H2Client } from "../transport/h2_client.ts";
 import { PeerTransport, type PeerStats } from "../transport/peers.ts";
 import type { NodeConfig } from "./config.ts";
 import type { PlacementHooks } from "./placement_report.ts";
+import type { MembershipInfo } from "./membership/manager.ts";
 import { rateLimited, type Logger } from "./log.ts";
 import { electionWhy, logRoleChange, StateLog } from "./state_log.ts";
 import { NodeMetrics } from "./metrics.ts";
@@ -125,6 +127,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private lastRole: string;
   private lastLeader: NodeId | null = null;
   private hints = new Map<NodeId, string>();
+  /** Members whose region recordRegion() has proposed and not seen answered yet. */
+  private readonly regionProposals = new Set<NodeId>();
   private readonly violationLog: Logger;
   private readonly diskFullLog: Logger;
   private readonly slowLog: Logger;
@@ -187,6 +191,12 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         // While the disk is full the core stays still: an election would only fail to persist.
         if (!this.diskFull()) this.raw.tick();
         if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());
+        // A leader records its own REGION while the log lacks it; retried every tick until it
+        // lands (a proposal may be refused during a transfer). Outside the tick: a proposal must
+        // not run inside the core's call.
+        if (this.isLeader() && !this.regionProposals.has(this.id) && this.memberList.some((m) => m.id === this.id && m.region !== this.config.region)) {
+          this.clock.nextTurn(() => this.recordRegion(this.id, this.config.region));
+        }
       },
       this.clock,
     );
@@ -200,6 +210,9 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       bootstrap: { voters: [...config.peers.keys()].sort(), learners: [] },
       addresses: Object.fromEntries(config.peers),
     });
+    if (dd.migrated !== null) {
+      log.warn("migrated the data file to a new format version (older builds cannot open it now)", { file: dd.file, ...dd.migrated });
+    }
     let node: PhalanxNode;
     try {
       const kv = new KvStore(dd);
@@ -341,11 +354,20 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     );
   }
 
-  /** A single-server membership change (the core refuses while another is in progress). */
+  /**
+   * A single-server membership change (the core refuses while another is in progress). The
+   * context the caller gives is the changed member's record (kv/member.ts); the records of all
+   * the other members, as this leader's table holds them, go along (MemberContext.others).
+   */
   proposeConfChange(cc: ConfChange): ProposeResult {
     this.finishDeferredReady();
     if (this.stopped) return { ok: false, reason: "node is shutting down", leader: null };
-    const r = this.raw.proposeConfChange(cc);
+    // A region record still on its way would miss the others' records, and a replica that joins
+    // with this entry would never learn it: one kind of membership write at a time.
+    if (this.regionProposals.size > 0) return { ok: false, reason: `a member's region is being recorded (${[...this.regionProposals].join(",")})`, leader: this.raw.raft.lead };
+    const others = Object.fromEntries(this.memberList.filter((m) => m.id !== cc.node).map((m) => [m.id, { address: m.address, region: m.region }]));
+    const own = decodeMemberContext(cc.context);
+    const r = this.raw.proposeConfChange({ ...cc, context: encodeMemberContext({ address: own.address, region: own.region, others }) });
     this.schedule();
     return r;
   }
@@ -380,12 +402,17 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     return this.raw.status();
   }
 
-  /** The Raft configuration is the truth; addresses come from the log, else from gossip. */
+  /**
+   * The Raft configuration is the truth for who is a member and in which role (it takes effect
+   * when appended, before the table has applied it); address and region come from the replicated
+   * members table, the address else from gossip (a founder's row a later joiner never replayed).
+   */
   members(): Member[] {
     const conf = this.raw.raft.conf();
+    const region = (id: NodeId) => this.memberList.find((m) => m.id === id)?.region ?? "";
     return [
-      ...conf.voters.map((id) => ({ id, address: this.addressOf(id), role: "voter" as const })),
-      ...conf.learners.map((id) => ({ id, address: this.addressOf(id), role: "learner" as const })),
+      ...conf.voters.map((id) => ({ id, address: this.addressOf(id), region: region(id), role: "voter" as const })),
+      ...conf.learners.map((id) => ({ id, address: this.addressOf(id), region: region(id), role: "learner" as const })),
     ];
   }
 
@@ -639,7 +666,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     }
     if (rd.snapshotRequest !== null) this.takeSnapshot(rd.snapshotRequest);
     this.raw.advance();
-    if (membershipChanged) {
+    if (this.kv.takeMembersChanged() || membershipChanged) {
       this.memberList = this.kv.members();
       this.updatePeers();
     }
@@ -655,8 +682,30 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /**
-   * Addresses learned by gossip, for members whose address the log does not carry (the founders
-   * of a cluster formed by gossip, as seen by a node that joined later).
+   * On the leader: records in the replicated members table where member `id` runs, when the table
+   * does not say so yet or says otherwise (a founder's bootstrap row has no region), through the
+   * log (the `member` command), so every replica and every later leader reads the same region.
+   * Callers pass what they learned from the member itself: this node's REGION, gossip metadata
+   * (sealed with the cluster's gossip key), a signed placement report. One proposal per member at
+   * a time; a lost one is tried again at the next call.
+   */
+  recordRegion(id: NodeId, region: string): void {
+    if (this.stopped || !this.isLeader() || this.regionProposals.has(id)) return;
+    if (invalidRegion(region, "must be known") !== null) return;
+    const m = this.memberList.find((x) => x.id === id);
+    if (m === undefined || m.region === region) return;
+    this.regionProposals.add(id);
+    void this.propose({ op: "member", id, region }, null, this.config.requestTimeoutMs).then((o) => {
+      this.regionProposals.delete(id);
+      if (o.kind === "applied") this.log.info("recorded a member's region", { node: id, region, was: m.region === "" ? "unknown" : m.region });
+    });
+  }
+
+  /**
+   * Where to reach servers before the log says so (gossip's alive servers; PEERS with
+   * INITIAL_CLUSTER_STATE=existing): a joiner must answer the leader before it has applied the
+   * conf entry that gives it the members' records. Only a fallback for the transport and for an
+   * address the members table lacks; never written to the table.
    */
   setAddressHints(hints: ReadonlyMap<NodeId, string>): void {
     const changed = hints.size !== this.hints.size || [...hints].some(([id, a]) => this.hints.get(id) !== a);
@@ -666,7 +715,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /** Gossip and autopilot state for /v1/members, when membership is automatic. */
-  membershipInfo: (() => unknown) | null = null;
+  membershipInfo: (() => MembershipInfo) | null = null;
   /** The gossip agent's counters for /metrics, when gossip is on. */
   gossipCounters: (() => GossipCounters) | null = null;
   /** Leader placement's state for /v1/status and this node's round trips for the leader, when it runs. */

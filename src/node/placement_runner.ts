@@ -148,7 +148,10 @@ export class PlacementRunner {
     const self = this.node.id;
     const rtt: Record<NodeId, Record<NodeId, number>> = { [self]: {} };
     for (const [id, m] of this.own) if (now - m.at <= FRESH_MS) rtt[self]![id] = m.ms;
-    const regions: Record<NodeId, string> = { [self]: this.node.config.region };
+    // Regions as the log records them (the one member model); a voter's own report fills in one
+    // not recorded yet (and the leader records it, so the next leader reads it from the log).
+    const recorded = new Map(this.node.members().map((m) => [m.id, m.region]));
+    const regions: Record<NodeId, string> = { [self]: recorded.get(self) || this.node.config.region };
     // Healthy: we reach it now (fresh PING) and it answered our last report request in time. Not
     // the core's recentActive, which is cleared every election timeout and would break the
     // "sustained" clock for a moment each time.
@@ -157,7 +160,7 @@ export class PlacementRunner {
       const rep = this.reports.get(id);
       if (id === self || rep === undefined || now - rep.at > FRESH_MS) continue;
       rtt[id] = rep.report.rttMs;
-      regions[id] = rep.report.region;
+      regions[id] = recorded.get(id) || rep.report.region;
       if (rtt[self]![id] !== undefined) healthy.push(id);
     }
     return { self, voters: s.conf.voters, regions, rtt, healthy };
@@ -213,6 +216,8 @@ export class PlacementRunner {
         try {
           const report = await fetchPlacementReport(this.node.client, this.node.auth, this.node.id, m.id, m.address, FETCH_TIMEOUT_MS, ranking);
           this.reports.set(m.id, { report, at: performance.now() });
+          // Signed by the voter itself: its region goes into the log where the log has none or another.
+          if (m.region !== report.region) this.node.recordRegion(m.id, report.region);
           this.fetchErrors.delete(m.id);
         } catch (err) {
           this.fetchErrors.set(m.id, err instanceof Error ? err.message : String(err));

@@ -22,7 +22,7 @@ import type { ConfState, NodeId } from "../raft/types.ts";
 import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, RolledBackError, StorageError, translateSqliteError } from "./errors.ts";
 import { tryLockFile, type HeldLock } from "./file_lock.ts";
 import { SqliteLogStorage } from "./log_store.ts";
-import { APPLICATION_ID, FORMAT_VERSION, initSchema, readStateRecordId, writeStateRecordId } from "./schema.ts";
+import { APPLICATION_ID, FORMAT_VERSION, initSchema, migrateSchema, READABLE_VERSIONS, readStateRecordId, writeStateRecordId } from "./schema.ts";
 import { STATE_FILE, StateRecord, readStateRecord, wentBack, type DurableState, type RecordContent } from "./state_record.ts";
 import { Transactor } from "./tx.ts";
 
@@ -76,6 +76,8 @@ class MemoryRecord implements DurableRecord {
 export class DataDir {
   readonly log: SqliteLogStorage;
   readonly tx: Transactor;
+  /** Set when opening migrated the file from an older format version (the opener logs it). */
+  migrated: { from: number; to: number } | null = null;
 
   /**
    * A data dir on an in-memory database (`file` names it for messages and for the snapshot's second
@@ -271,13 +273,17 @@ function openLocked(dir: string, file: string, options: DataDirOptions, held: He
     const mode = db.query("PRAGMA journal_mode = WAL").values()[0]?.[0];
     if (mode !== "wal") throw new StorageError(`${file}: cannot switch to WAL mode (got ${String(mode)})`, file);
     db.run("PRAGMA synchronous = FULL");
+    // After the integrity check: a damaged file is refused as it is, never migrated.
+    const migrated = migrateSchema(db);
     if (found.recordId === null) {
       // Into the main file at once, not only the WAL: losing the WAL must not lose the link.
       writeStateRecordId(db, content.id);
       db.run("PRAGMA wal_checkpoint(FULL)");
     }
     record = StateRecord.open(recordPath, content);
-    return new DataDir(dir, file, db, held, record);
+    const dd = new DataDir(dir, file, db, held, record);
+    dd.migrated = migrated;
+    return dd;
   } catch (err) {
     record?.close();
     db.close();
@@ -397,8 +403,8 @@ function checkFormat(file: string, appId: unknown, version: unknown): void {
   if (typeof appId !== "number" || appId >>> 0 !== APPLICATION_ID) {
     throw new FormatError(`${file} is a SQLite database of another application (application_id ${String(appId)})`, file);
   }
-  if (version !== FORMAT_VERSION) {
-    throw new FormatError(`${file} has format version ${String(version)}; this build reads version ${FORMAT_VERSION}`, file);
+  if (typeof version !== "number" || !READABLE_VERSIONS.includes(version)) {
+    throw new FormatError(`${file} has format version ${String(version)}; this build reads versions ${READABLE_VERSIONS.join(", ")} (and writes ${FORMAT_VERSION})`, file);
   }
 }
 

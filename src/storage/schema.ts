@@ -7,7 +7,14 @@ import type { ConfState, NodeId } from "../raft/types.ts";
 
 /** "PHLX": tells our files from any other SQLite database. */
 export const APPLICATION_ID = 0x50484c58;
-export const FORMAT_VERSION = 1;
+/**
+ * 2: members.region (the one member model carries its region, src/kv/member.ts). A version-1 file
+ * is migrated on open by migrateSchema(), explicitly and logged; a version-1 snapshot image is
+ * restored with unknown regions (kv/snapshot.ts). Older builds refuse version 2 (they check it).
+ */
+export const FORMAT_VERSION = 2;
+/** The versions this build opens: the current one, and those migrateSchema() upgrades. */
+export const READABLE_VERSIONS: readonly number[] = [1, 2];
 
 export const ENTRY_TYPE_CODES = { normal: 0, noop: 1, conf: 2 } as const;
 
@@ -41,7 +48,8 @@ CREATE TABLE kv_sessions (
 ) STRICT;
 CREATE INDEX kv_sessions_last_active ON kv_sessions (last_active);
 CREATE TABLE members (
-  id TEXT PRIMARY KEY, address TEXT NOT NULL, role TEXT NOT NULL CHECK (role IN ('voter', 'learner'))
+  id TEXT PRIMARY KEY, address TEXT NOT NULL, role TEXT NOT NULL CHECK (role IN ('voter', 'learner')),
+  region TEXT NOT NULL DEFAULT ''
 ) STRICT;
 `;
 
@@ -55,10 +63,29 @@ export function initSchema(db: Database, conf: ConfState, addresses: Record<Node
     db.run("INSERT INTO raft_log_base VALUES (1, 0, 0)");
     db.run("INSERT INTO raft_snapshot VALUES (1, 0, 0, ?, x'')", [JSON.stringify(conf)]);
     db.run("INSERT INTO kv_state VALUES (1, 0, 0, 0)");
-    const member = db.prepare("INSERT INTO members VALUES (?, ?, ?)");
+    // Regions unknown (""): each founder knows only its own, and a bootstrap row written from
+    // local knowledge would differ between replicas. The leader records them through the log.
+    const member = db.prepare("INSERT INTO members (id, address, role, region) VALUES (?, ?, ?, '')");
     for (const id of conf.voters) member.run(id, addresses[id] ?? "", "voter");
     for (const id of conf.learners) member.run(id, addresses[id] ?? "", "learner");
   })();
+}
+
+/**
+ * Brings a readable older file to FORMAT_VERSION, in one transaction (all or nothing), and says
+ * what it did so the caller logs it; null when the file was current. Only adds what the new
+ * format has: no existing row or value is rewritten.
+ */
+export function migrateSchema(db: Database): { from: number; to: number } | null {
+  const version = (db.query("PRAGMA user_version").values()[0] as [number])[0];
+  if (version === FORMAT_VERSION) return null;
+  if (version !== 1) throw new Error(`no migration from format version ${version}`);
+  db.transaction(() => {
+    // 1 → 2: members carry their region; rows from before are "not recorded yet".
+    db.run("ALTER TABLE members ADD COLUMN region TEXT NOT NULL DEFAULT ''");
+    db.run(`PRAGMA user_version = ${FORMAT_VERSION}`);
+  })();
+  return { from: version, to: FORMAT_VERSION };
 }
 
 /**

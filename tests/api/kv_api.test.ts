@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { decode, encode } from "@msgpack/msgpack";
 import type { Hono } from "hono";
 import { PhalanxNode } from "../../src/node/node.ts";
+import { waitFor } from "../integration/harness.ts";
 import { startSingleNode } from "./single_node.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "phalanx-api-"));
@@ -121,6 +122,10 @@ test("status and members describe the node", async () => {
   expect(s.role).toBe("leader");
   expect(s.applied).toBeGreaterThan(0);
   expect(s.members.map((m) => m.id)).toEqual(["n1"]);
-  const m = (await (await app.request("/v1/members")).json()) as { members: Array<{ id: string; role: string }> };
-  expect(m.members).toEqual([{ id: "n1", address: "127.0.0.1:0", role: "voter" } as never]);
+  // The leader records its own REGION ("local" by default) in the replicated members table.
+  const m = await waitFor("n1's region recorded", async () => {
+    const body = (await (await app.request("/v1/members")).json()) as { members: Array<{ id: string; region: string }> };
+    return body.members[0]?.region === "local" ? body : undefined;
+  }, 5000, 10);
+  expect(m.members).toEqual([{ id: "n1", address: "127.0.0.1:0", region: "local", role: "voter" } as never]);
 });

@@ -8,14 +8,14 @@ import { encode } from "@msgpack/msgpack";
 import { MAX_INCARNATION, assemblePacket, encodeMessage, encodePushPull } from "../../src/gossip/codec.ts";
 import { gossipConfig } from "../../src/gossip/config.ts";
 import { ENCRYPTION_OVERHEAD } from "../../src/gossip/keyring.ts";
-import type { MemberMeta } from "../../src/gossip/member.ts";
+import type { PeerMeta } from "../../src/gossip/peer.ts";
 import type { Message } from "../../src/gossip/messages.ts";
 import { seededRng } from "../../src/gossip/rng.ts";
 import { MAX_INCARNATION_STEP, MAX_REPLIES_PER_PACKET, Swim } from "../../src/gossip/swim.ts";
 import { Sim } from "./sim.ts";
 
 const packet = (...msgs: (Message | Uint8Array)[]) => assemblePacket(msgs.map((m) => (m instanceof Uint8Array ? m : encodeMessage(m))));
-const meta = (id: string): MemberMeta => ({ gossipAddr: `${id}:7946`, rpcAddr: `${id}:8000`, region: "sim", role: "voter", cluster: "" });
+const meta = (id: string): PeerMeta => ({ gossipAddr: `${id}:7946`, rpcAddr: `${id}:8000`, region: "sim", role: "voter", cluster: "" });
 const ATTACKER = "203.0.113.9:53";
 
 function converged3(): Sim {

@@ -3,12 +3,12 @@
 
 import type { Subprocess } from "bun";
 import type { GossipCounters } from "../../src/gossip/agent.ts";
-import type { MemberState } from "../../src/gossip/member.ts";
+import type { PeerState } from "../../src/gossip/peer.ts";
 
 const SCRIPT = new URL("./agent_process.ts", import.meta.url).pathname;
 
 export interface Status {
-  members: [string, MemberState, number][];
+  members: [string, PeerState, number][];
   counters: GossipCounters;
 }
 
@@ -52,7 +52,7 @@ export class AgentProc {
   }
 
   /** Our view of `id`'s state, if we know it. */
-  stateOf(id: string): MemberState | undefined {
+  stateOf(id: string): PeerState | undefined {
     return this.status?.members.find((m) => m[0] === id)?.[1];
   }
 

@@ -3,7 +3,7 @@
 
 import { gossipConfig, type GossipConfig } from "../../src/gossip/config.ts";
 import { ENCRYPTION_OVERHEAD } from "../../src/gossip/keyring.ts";
-import type { MemberEvent, MemberState } from "../../src/gossip/member.ts";
+import type { PeerEvent, PeerState } from "../../src/gossip/peer.ts";
 import { seededRng, type Rng } from "../../src/gossip/rng.ts";
 import { Swim } from "../../src/gossip/swim.ts";
 
@@ -26,7 +26,7 @@ interface SimNode {
   seeds: readonly string[];
   nextJoinAt: number;
   joinBackoffMs: number;
-  events: { at: number; event: MemberEvent }[];
+  events: { at: number; event: PeerEvent }[];
 }
 
 interface Scheduled {
@@ -137,7 +137,7 @@ export class Sim {
     while (this.now < end) this.step();
   }
 
-  stateOf(viewer: string, of: string): MemberState | undefined {
+  stateOf(viewer: string, of: string): PeerState | undefined {
     return this.node(viewer).swim.member(of)?.state;
   }
 
@@ -154,7 +154,7 @@ export class Sim {
   }
 
   /** Every up member other than `target` holds it in `state`. */
-  allSee(target: string, state: MemberState): boolean {
+  allSee(target: string, state: PeerState): boolean {
     for (const n of this.nodes.values()) {
       if (n.id === target || !n.up) continue;
       if (n.swim.member(target)?.state !== state) return false;
@@ -162,7 +162,7 @@ export class Sim {
     return true;
   }
 
-  events(id: string): { at: number; event: MemberEvent }[] {
+  events(id: string): { at: number; event: PeerEvent }[] {
     return this.node(id).events;
   }
 

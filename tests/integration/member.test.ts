@@ -37,9 +37,14 @@ test("learner first, promoted once caught up; unsafe removals refused with the r
     expect(notYet.code).toBe(1);
     expect(notYet.err).toContain("n4 is not a member; add it as a learner first");
 
-    const added = cli("member", "add", "n4", n4.addr);
+    const badRegion = cli("member", "add", "n4", n4.addr, "Far Away");
+    expect(badRegion.code).not.toBe(0);
+    expect(badRegion.err).toContain("is not a region name");
+    const added = cli("member", "add", "n4", n4.addr, "jnb");
     expect(added.err).toBe("");
     expect(added.code).toBe(0);
+    // The region goes into the log with the change: the members table shows it.
+    expect(added.out).toMatch(/n4\s+\S+\s+jnb\s+learner/);
     expect((await roles()).n4).toBe("learner");
     expect(cli("member", "add", "n4", n4.addr).err).toContain("n4 is already a learner");
 
@@ -54,6 +59,15 @@ test("learner first, promoted once caught up; unsafe removals refused with the r
     await waitFor("n4 to replicate as a learner", async () => (await cluster.request("n4", "GET", "/v1/kv/joined?consistency=stale")).json?.kv?.value === "yes");
     await waitFor("n4 promoted", () => cli("member", "promote", "n4").code === 0);
     expect((await roles()).n4).toBe("voter");
+    // n4 joined with an empty membership and replayed the log: it still holds the same members
+    // table as the founders, regions included (the leader records its own REGION and the
+    // regions its voters report; every conf entry carries the others' records).
+    const tableOf = async (id: string) => (await cluster.request(id, "GET", "/v1/members")).json.members as { id: string; region: string; address: string }[];
+    const same = await waitFor("n4's members table to match a founder's, every region recorded", async () => {
+      const [mine, theirs] = [await tableOf("n4"), await tableOf("n1")];
+      return mine.every((m) => m.region !== "") && JSON.stringify(mine) === JSON.stringify(theirs) ? mine : undefined;
+    });
+    expect(same.map((m) => `${m.id} ${m.region}`)).toEqual(["n1 local", "n2 local", "n3 local", "n4 jnb"]);
 
     // Back to three voters, then one down: removing another live voter would leave 1 of 2 alive.
     expect(cli("member", "remove", "n4").code).toBe(0);

@@ -1,5 +1,6 @@
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
+import { encodeMemberContext } from "../../src/kv/member.ts";
 import { KvStore } from "../../src/kv/store.ts";
 import type { Entry } from "../../src/raft/types.ts";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
@@ -37,7 +38,7 @@ describe("KV snapshots", () => {
     commit(a.dd, a.kv, [
       proposal(1, { op: "register" }, { time: 50 }),
       proposal(2, { op: "put", key: "x", value: bytes("1") }, { session: { client: 1, seq: 1 }, time: 60 }),
-      conf(3, { op: "addLearner", node: "n2", context: "h2:1" }),
+      conf(3, { op: "addLearner", node: "n2", context: encodeMemberContext({ address: "h2:1", region: "sin" }) }),
       proposal(4, { op: "put", key: "y", value: bytes("2") }),
       proposal(5, { op: "del", key: "y" }),
     ]);
@@ -53,6 +54,7 @@ describe("KV snapshots", () => {
       b.kv.restore(snap.data, meta);
     });
     expect(dump(b.kv)).toEqual(dump(a.kv));
+    expect(b.kv.members()).toContainEqual({ id: "n2", address: "h2:1", region: "sin", role: "learner" });
     expect(b.dd.log.snapshot().data).toEqual(snap.data);
     // The restored session still deduplicates, on both nodes alike.
     const retry = proposal(6, { op: "put", key: "x", value: bytes("1") }, { session: { client: 1, seq: 1 } });
@@ -68,6 +70,28 @@ describe("KV snapshots", () => {
     });
     expect(rb).toEqual(ra);
     expect(rb).toEqual({ op: "put", revision: 2, prev: null });
+  });
+
+  test("an image of format 1 (members without a region) restores, with the regions unknown", () => {
+    const a = node();
+    commit(a.dd, a.kv, [conf(1, { op: "addLearner", node: "n2", context: "h2:1" }), proposal(2, { op: "put", key: "x", value: bytes("1") })]);
+    // The image an older phalanx would have sent: its members table has no region column.
+    const old = Database.deserialize(a.kv.snapshot().data);
+    old.run("ALTER TABLE members DROP COLUMN region");
+    old.run("PRAGMA user_version = 1");
+    const data = old.serialize();
+    old.close();
+    const b = node();
+    const meta = { index: 2, term: 1, conf: { voters: ["n1"], learners: ["n2"] } };
+    b.dd.transaction(() => {
+      b.dd.log.save({ meta, data }, [], { term: 1, vote: null, commit: 2 });
+      b.kv.restore(data, meta);
+    });
+    expect(b.kv.members()).toEqual([
+      { id: "n1", address: "", region: "", role: "voter" },
+      { id: "n2", address: "h2:1", region: "", role: "learner" },
+    ]);
+    expect(b.kv.get("x").kv?.value).toEqual(bytes("1"));
   });
 
   test("the snapshot is the last committed state, not the open transaction's", () => {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { isError, type Result } from "../../src/kv/command.ts";
+import { encodeMemberContext } from "../../src/kv/member.ts";
 import { KvStore, prefixEnd } from "../../src/kv/store.ts";
 import type { Entry } from "../../src/raft/types.ts";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
@@ -191,20 +192,79 @@ describe("KvStore operations", () => {
   test("conf entries record members; the bootstrap members are there from the start", () => {
     const { dd, kv } = fresh();
     expect(kv.members()).toEqual([
-      { id: "n1", address: "10.0.0.1:7000", role: "voter" },
-      { id: "n2", address: "", role: "voter" },
+      { id: "n1", address: "10.0.0.1:7000", region: "", role: "voter" },
+      { id: "n2", address: "", region: "", role: "voter" },
     ]);
     commit(dd, kv, [
-      conf(1, { op: "addLearner", node: "n3", context: "10.0.0.3:7000" }),
-      conf(2, { op: "addVoter", node: "n3", context: "" }),
-      conf(3, { op: "remove", node: "n2", context: "" }),
+      conf(1, { op: "addLearner", node: "n3", context: "10.0.0.3:7000" }, { voters: ["n1", "n2"], learners: [] }),
+      conf(2, { op: "addVoter", node: "n3", context: "" }, { voters: ["n1", "n2"], learners: ["n3"] }),
+      conf(3, { op: "remove", node: "n2", context: "" }, { voters: ["n1", "n2", "n3"], learners: [] }),
     ]);
     expect(kv.members()).toEqual([
-      { id: "n1", address: "10.0.0.1:7000", role: "voter" },
-      { id: "n3", address: "10.0.0.3:7000", role: "voter" },
+      { id: "n1", address: "10.0.0.1:7000", region: "", role: "voter" },
+      { id: "n3", address: "10.0.0.3:7000", region: "", role: "voter" },
     ]);
     expect(kv.appliedIndex()).toBe(3);
     expect(kv.revision()).toBe(0);
+  });
+
+  test("conf entries carry the member's region; a promotion keeps it; the member command records a founder's", () => {
+    const { dd, kv } = fresh();
+    const results = commit(dd, kv, [
+      conf(1, { op: "addLearner", node: "n3", context: encodeMemberContext({ address: "10.0.0.3:7000", region: "jnb" }) }, { voters: ["n1", "n2"], learners: [] }),
+      conf(2, { op: "addVoter", node: "n3", context: "" }, { voters: ["n1", "n2"], learners: ["n3"] }),
+      proposal(3, { op: "member", id: "n1", region: "lhr" }),
+      // Removed meanwhile, or never a member: nothing is written, on every replica alike.
+      proposal(4, { op: "member", id: "n9", region: "fra" }),
+      proposal(5, { op: "member", id: "n2", region: "Not A Region" }),
+    ]);
+    expect(results.slice(2)).toEqual([
+      { op: "member", found: true },
+      { op: "member", found: false },
+      { error: "invalid_member", message: expect.stringContaining("not a region name") },
+    ]);
+    expect(kv.members()).toEqual([
+      { id: "n1", address: "10.0.0.1:7000", region: "lhr", role: "voter" },
+      { id: "n2", address: "", region: "", role: "voter" },
+      { id: "n3", address: "10.0.0.3:7000", region: "jnb", role: "voter" },
+    ]);
+    // The member command changes no key: watchers and revisions do not see it.
+    expect(kv.revision()).toBe(0);
+  });
+
+  test("a server that joined later gets the founders' rows from the first conf entry it applies", () => {
+    // Founders n1, n2 (bootstrap rows, regions recorded later by member commands); the joiner n3
+    // starts with no membership at all and replays the log from the start.
+    const founder = fresh();
+    const joiner = (() => {
+      const dd = openDataDir(temp.make("phalanx-kv"), { bootstrap: { voters: [], learners: [] } });
+      open.push(dd);
+      return { dd, kv: new KvStore(dd) };
+    })();
+    const others = { n1: { address: "10.0.0.1:7000", region: "lhr" }, n2: { address: "10.0.0.2:7000", region: "fra" } };
+    const log = [
+      proposal(1, { op: "member", id: "n1", region: "lhr" }),
+      proposal(2, { op: "member", id: "n2", region: "fra" }),
+      conf(3, { op: "addLearner", node: "n3", context: encodeMemberContext({ address: "10.0.0.3:7000", region: "jnb", others }) }, { voters: ["n1", "n2"], learners: [] }),
+    ];
+    const results = commit(joiner.dd, joiner.kv, log);
+    // Before it joined, the joiner had no rows for the founders to record regions in...
+    expect(results.slice(0, 2)).toEqual([{ op: "member", found: false }, { op: "member", found: false }]);
+    commit(founder.dd, founder.kv, log);
+    // ...and from the entry that adds it on, both tables are the same.
+    expect(joiner.kv.members()).toEqual(founder.kv.members());
+    expect(joiner.kv.members()).toEqual([
+      { id: "n1", address: "10.0.0.1:7000", region: "lhr", role: "voter" },
+      { id: "n2", address: "10.0.0.2:7000", region: "fra", role: "voter" },
+      { id: "n3", address: "10.0.0.3:7000", region: "jnb", role: "learner" },
+    ]);
+  });
+
+  test("a malformed member context in our own log is corruption, never skipped", () => {
+    const { dd, kv } = fresh();
+    expect(() => commit(dd, kv, [conf(1, { op: "addLearner", node: "n3", context: '{"address":"h:1","region":7}' })])).toThrow(CorruptDataError);
+    expect(kv.appliedIndex()).toBe(0);
+    expect(kv.members().map((m) => m.id)).toEqual(["n1", "n2"]);
   });
 
   test("entries out of order are refused", () => {

@@ -1,7 +1,8 @@
 import { expect, test } from "bun:test";
-import { decideBootstrap, founderDigest, type ServerView } from "../../src/node/membership/bootstrap.ts";
+import { decideBootstrap, founderDigest } from "../../src/node/membership/bootstrap.ts";
+import type { ServerHealth } from "../../src/node/membership/server_view.ts";
 
-const sv = (id: string, cluster = "", alive = true): ServerView => ({ id, rpcAddr: `${id}:9000`, alive, cluster });
+const sv = (id: string, cluster = "", alive = true, region = "local"): ServerHealth => ({ id, rpcAddr: `${id}:9000`, region, cluster, state: alive ? "alive" : "dead", since: 0 });
 
 test("waits until BOOTSTRAP_EXPECT servers see each other", () => {
   const d = decideBootstrap("a", 3, [sv("a"), sv("b")], null);
@@ -50,4 +51,20 @@ test("never proposes a second, different founder set", () => {
 test("dead servers do not count", () => {
   const d = decideBootstrap("a", 3, [sv("a"), sv("b"), sv("c", "", false)], null);
   expect(d.kind === "wait" && d.reason).toBe("waiting for 3 servers, see 2");
+});
+
+test("with VOTER_REGIONS only servers in those regions found the cluster; the others join it later", () => {
+  const placement = { voterRegions: ["lhr", "fra", "ord"] };
+  const view = [sv("l", "", true, "lhr"), sv("f", "", true, "fra"), sv("o", "", true, "ord"), sv("j", "", true, "jnb"), sv("s", "", true, "sin")];
+  // Five unformed servers but three in voter regions: exactly BOOTSTRAP_EXPECT=3, no guessing.
+  const first = decideBootstrap("l", 3, view, null, placement);
+  expect(first.kind === "wait" && first.proposal?.map((f) => f.id)).toEqual(["f", "l", "o"]);
+  const far = decideBootstrap("j", 3, view, null, placement);
+  expect(far).toMatchObject({ kind: "wait", advertise: "", proposal: null });
+  expect(far.kind === "wait" && far.reason).toContain("jnb is not in VOTER_REGIONS");
+  const digest = founderDigest(["f", "l", "o"]);
+  const formed = view.map((s) => (s.region === "lhr" || s.region === "fra" || s.region === "ord" ? { ...s, cluster: `c:${digest}` } : s));
+  expect(decideBootstrap("j", 3, formed, null, placement)).toMatchObject({ kind: "join", clusterId: digest });
+  // Without the list the same five refuse to guess which three form it.
+  expect(decideBootstrap("l", 3, view, null).kind === "wait" && (decideBootstrap("l", 3, view, null) as { reason: string }).reason).toContain("refusing to guess");
 });

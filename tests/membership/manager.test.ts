@@ -5,7 +5,8 @@
 // hand so the test is deterministic.
 import { expect, test } from "bun:test";
 import type { GossipAgent } from "../../src/gossip/agent.ts";
-import type { Member } from "../../src/gossip/member.ts";
+import type { GossipPeer } from "../../src/gossip/peer.ts";
+import { encodeMemberContext } from "../../src/kv/member.ts";
 import { type IdentityCheck, MembershipManager } from "../../src/node/membership/manager.ts";
 import type { Logger } from "../../src/node/log.ts";
 import type { PhalanxNode } from "../../src/node/node.ts";
@@ -13,7 +14,7 @@ import type { ConfChange } from "../../src/raft/types.ts";
 import type { IdentityVerdict } from "../../src/transport/identity_route.ts";
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as Logger;
-const member = (id: string, state: Member["state"] = "alive", since = 0): Member => ({
+const member = (id: string, state: GossipPeer["state"] = "alive", since = 0): GossipPeer => ({
   id,
   incarnation: 1,
   state,
@@ -21,7 +22,7 @@ const member = (id: string, state: Member["state"] = "alive", since = 0): Member
   meta: { gossipAddr: `${id}:7946`, rpcAddr: `${id}:9000`, region: id, role: "candidate", cluster: "c:abc" },
 });
 
-function setup(voters: string[], gossip: Member[], silent: string[] = []) {
+function setup(voters: string[], gossip: GossipPeer[], silent: string[] = []) {
   const proposed: ConfChange[] = [];
   const node = {
     id: "n1",
@@ -35,7 +36,8 @@ function setup(voters: string[], gossip: Member[], silent: string[] = []) {
       conf: { voters, learners: [] },
       progress: Object.fromEntries(voters.filter((v) => v !== "n1").map((v) => [v, { match: 10, next: 11, state: "replicate", recentActive: !silent.includes(v) }])),
     }),
-    members: () => voters.map((id) => ({ id, address: `${id}:9000`, role: "voter" })),
+    members: () => voters.map((id) => ({ id, address: `${id}:9000`, region: id, role: "voter" })),
+    recordRegion: () => undefined,
     proposeConfChange: (cc: ConfChange) => {
       proposed.push(cc);
       return { ok: true, index: proposed.length };
@@ -56,7 +58,7 @@ function setup(voters: string[], gossip: Member[], silent: string[] = []) {
     pending.push(p);
     return p;
   };
-  const m = new MembershipManager(node as unknown as PhalanxNode, agent as unknown as GossipAgent, { targetVoters: 5, stabilizationMs: 1000, maxTrailingLogs: 250, cleanupDeadMs: 1000 }, "c:abc", quiet, check);
+  const m = new MembershipManager(node as unknown as PhalanxNode, agent as unknown as GossipAgent, { targetVoters: 5, stabilizationMs: 1000, maxTrailingLogs: 250, voterRegions: [], cleanupDeadMs: 1000 }, "c:abc", quiet, check);
   // The manager steps once a second on a timer; here each step is one call.
   const step = async () => {
     (m as unknown as { step(): void }).step();
@@ -75,7 +77,7 @@ test("a forged `alive evil` is never proposed: it cannot prove an identity, and 
   expect(t.proposed.filter((c) => c.node === "aaa-evil")).toEqual([]);
   // Asked once, then skipped for the backoff; meanwhile the real server is checked and added.
   expect(t.asked.filter((a) => a.startsWith("aaa-evil"))).toEqual(["aaa-evil@aaa-evil:9000"]);
-  expect(t.proposed).toEqual([{ op: "addLearner", node: "n4", context: "n4:9000" }]);
+  expect(t.proposed).toEqual([{ op: "addLearner", node: "n4", context: encodeMemberContext({ address: "n4:9000", region: "n4" }) }]);
 });
 
 test("a voter gossip calls dead is not removed while it proves it is alive (forged or third-party dead)", async () => {

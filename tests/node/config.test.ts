@@ -65,3 +65,19 @@ test("gossip is never unauthenticated: its key is GOSSIP_KEY or derived from CLU
   expect(() => resolveConfig(settingsFromEnv({ ...gossip, CLUSTER_KEY: "0123456789abcdef0123", GOSSIP_KEY: "c2hvcnQ=" }))).toThrow("GOSSIP_KEY");
   expect(() => resolveConfig(settingsFromEnv({ ...gossip, CLUSTER_KEY: "0123456789abcdef0123", GOSSIP_KEY: "not base64!" }))).toThrow("GOSSIP_KEY");
 });
+
+test("VOTER_REGIONS is a list of region names for the autopilot; leadership prefers those regions unless LEADER_PREFER says otherwise", () => {
+  const gossip = { GOSSIP_ADDR: "127.0.0.1:7946", CLUSTER_KEY: "0123456789abcdef0123" };
+  const c = resolveConfig(settingsFromEnv({ ...gossip, VOTER_REGIONS: "lhr, fra,ord,lhr", REGION: "jnb" }));
+  expect(c.region).toBe("jnb");
+  expect(c.discovery?.voterRegions).toEqual(["lhr", "fra", "ord"]);
+  expect(c.placement.prefer).toEqual(["lhr", "fra", "ord"]);
+  expect(resolveConfig(settingsFromEnv({ ...gossip, VOTER_REGIONS: "lhr,fra", LEADER_PREFER: "fra" })).placement.prefer).toEqual(["fra"]);
+  // A region that never leads is left out of the default preference, not a contradiction.
+  expect(resolveConfig(settingsFromEnv({ ...gossip, VOTER_REGIONS: "lhr,fra", LEADER_NEVER: "fra" })).placement.prefer).toEqual(["lhr"]);
+  expect(resolveConfig(settingsFromEnv(gossip)).discovery?.voterRegions).toEqual([]);
+  expect(() => resolveConfig(settingsFromEnv({ ...gossip, VOTER_REGIONS: "lhr,Frankfurt" }))).toThrow('VOTER_REGIONS: "Frankfurt" is not a region name');
+  // The region is recorded in the replicated members table: it must be a region name too.
+  expect(() => resolveConfig(settingsFromEnv({ REGION: "us east" }))).toThrow("REGION:");
+  expect(() => resolveConfig(settingsFromEnv({ FLY_REGION: "LHR" }))).toThrow("REGION:");
+});

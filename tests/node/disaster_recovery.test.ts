@@ -53,7 +53,7 @@ test("force-new-cluster commits and applies the whole log, leaves {self} as the 
   const { dd: again, kv: kv2 } = openDir(dir);
   expect(kv2.appliedIndex()).toBe(11);
   for (let i = 1; i <= 10; i++) expect(new TextDecoder().decode(kv2.get(`k${i}`).kv!.value)).toBe(`v${i}`);
-  expect(kv2.members()).toEqual([{ id: "n1", address: "127.0.0.1:7001", role: "voter" }]);
+  expect(kv2.members()).toEqual([{ id: "n1", address: "127.0.0.1:7001", region: "", role: "voter" }]);
   expect(again.log.snapshotMeta()).toEqual({ index: 11, term: 2, conf: { voters: ["n1"], learners: [] } });
   expect(again.log.hardState()).toEqual({ term: 4, vote: null, commit: 11 });
   expect(again.log.lastIndex()).toBe(11);
@@ -92,8 +92,8 @@ test("restore builds a member of a new cluster; refuses a data dir with data in 
   expect(rkv.appliedIndex()).toBe(6);
   expect(rkv.count("").count).toBe(6);
   expect(rkv.members()).toEqual([
-    { id: "a", address: "127.0.0.1:8001", role: "voter" },
-    { id: "b", address: "127.0.0.1:8002", role: "voter" },
+    { id: "a", address: "127.0.0.1:8001", region: "", role: "voter" },
+    { id: "b", address: "127.0.0.1:8002", region: "", role: "voter" },
   ]);
   expect(r.log.snapshotMeta()).toEqual({ index: 6, term: 2, conf: { voters: ["a", "b"], learners: [] } });
   expect(r.log.hardState()).toEqual({ term: 2, vote: null, commit: 6 });

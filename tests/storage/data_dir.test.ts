@@ -7,6 +7,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, t
 import { join } from "node:path";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
 import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, RolledBackError } from "../../src/storage/errors.ts";
+import { FORMAT_VERSION } from "../../src/storage/schema.ts";
 import { STATE_FILE, readStateRecord } from "../../src/storage/state_record.ts";
 import type { Entry } from "../../src/raft/types.ts";
 import { TempDirs } from "./temp_dir.ts";
@@ -97,9 +98,38 @@ describe("openDataDir", () => {
   test("a data file from a newer format version is refused", () => {
     const { dir, file } = populated();
     const db = new Database(file);
-    db.run("PRAGMA user_version = 2");
+    db.run(`PRAGMA user_version = ${FORMAT_VERSION + 1}`);
     db.close();
-    expectRefused(dir, file, FormatError, /format version 2/);
+    expectRefused(dir, file, FormatError, new RegExp(`format version ${FORMAT_VERSION + 1}`));
+  });
+
+  test("a format-1 file (members without a region) is migrated on open, explicitly, keeping every row", () => {
+    const { dir, file } = populated();
+    // Format 1 exactly: the members table as it was, and its version.
+    const db = new Database(file);
+    db.run("ALTER TABLE members DROP COLUMN region");
+    db.run("UPDATE members SET address = 'host-' || id || ':9000'");
+    db.run("PRAGMA user_version = 1");
+    db.close();
+    const dd = openDataDir(dir, BOOT);
+    try {
+      expect(dd.migrated).toEqual({ from: 1, to: FORMAT_VERSION });
+      expect(dd.db.query("PRAGMA user_version").values()[0]![0]).toBe(FORMAT_VERSION);
+      expect(dd.db.query("SELECT id, address, role, region FROM members ORDER BY id").values()).toEqual([
+        ["a", "host-a:9000", "voter", ""],
+        ["b", "host-b:9000", "voter", ""],
+        ["c", "host-c:9000", "voter", ""],
+        ["d", "host-d:9000", "learner", ""],
+      ]);
+      expect(dd.log.lastIndex()).toBe(200);
+      expect(dd.log.hardState()).toEqual({ term: 1, vote: "a", commit: 100 });
+    } finally {
+      dd.close();
+    }
+    // Opened again it is current: nothing more to migrate.
+    const again = openDataDir(dir, BOOT);
+    expect(again.migrated).toBeNull();
+    again.close();
   });
 
   test("a log row removed behind our back is reported when read, never skipped", () => {

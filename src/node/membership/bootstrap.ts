@@ -5,15 +5,12 @@
 // that sees more unformed servers than expected refuses to guess, and a server never proposes a
 // second, different founder set: two clusters sharing a member would be split brain (safety
 // over liveness: a set that can no longer form needs an operator).
+//
+// With VOTER_REGIONS only servers in those regions found a cluster (founders are voters): the
+// others neither count towards BOOTSTRAP_EXPECT nor propose; they wait for the cluster and join it
+// as learners. So "5 machines, VOTER_REGIONS=lhr,fra,ord, BOOTSTRAP_EXPECT=3" forms from the three.
 import { createHash } from "node:crypto";
-
-/** What gossip tells us about one server, as the handshake needs it. */
-export interface ServerView {
-  id: string;
-  rpcAddr: string;
-  alive: boolean;
-  cluster: string;
-}
+import type { ServerHealth } from "./server_view.ts";
 
 export type BootstrapDecision =
   /** Keep waiting; advertise `advertise` meanwhile (with the founder set it proposes, if any). */
@@ -35,10 +32,13 @@ export function founderDigest(ids: readonly string[]): string {
 export function decideBootstrap(
   selfId: string,
   expect: number,
-  view: readonly ServerView[],
+  view: readonly ServerHealth[],
   proposed: readonly { id: string; rpcAddr: string }[] | null,
+  placement: { voterRegions: readonly string[] } = { voterRegions: [] },
 ): BootstrapDecision {
-  const formed = view.find((s) => s.alive && s.cluster.startsWith("c:"));
+  const alive = (s: ServerHealth) => s.state === "alive";
+  const founds = (s: ServerHealth) => placement.voterRegions.length === 0 || placement.voterRegions.includes(s.region);
+  const formed = view.find((s) => alive(s) && s.cluster.startsWith("c:"));
   if (formed !== undefined) {
     const digest = formed.cluster.slice(2);
     if (proposed !== null && founderDigest(proposed.map((p) => p.id)) === digest && proposed.some((p) => p.id === selfId)) {
@@ -46,7 +46,11 @@ export function decideBootstrap(
     }
     return { kind: "join", clusterId: digest, reason: `cluster ${digest} already exists (seen at ${formed.id}); waiting to be added by its leader` };
   }
-  const unformed = view.filter((s) => s.alive && !s.cluster.startsWith("c:"));
+  const self = view.find((s) => s.id === selfId);
+  if (self !== undefined && !founds(self)) {
+    return { kind: "wait", advertise: "", proposal: null, reason: `region ${self.region} is not in VOTER_REGIONS (${placement.voterRegions.join(",")}): this server never founds a cluster; it joins one as a learner` };
+  }
+  const unformed = view.filter((s) => alive(s) && !s.cluster.startsWith("c:") && founds(s));
   if (unformed.length < expect) {
     return { kind: "wait", advertise: "", proposal: null, reason: `waiting for ${expect} servers, see ${unformed.length}` };
   }

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import type { GossipAgent } from "../../gossip/agent.ts";
 import type { NodeId } from "../../raft/types.ts";
 import type { Logger } from "../log.ts";
-import { decideBootstrap, founderDigest, type ServerView } from "./bootstrap.ts";
+import { decideBootstrap, founderDigest } from "./bootstrap.ts";
+import { serverHealth } from "./server_view.ts";
 
 const CLUSTER_FILE = "CLUSTER_ID";
 const POLL_MS = 250;
@@ -37,12 +38,19 @@ export interface Formation {
  * Waits, polling gossip, until this server may found a cluster or has found one to join.
  * `expect` null: never found one, only join. Resolves null if `stopped()` turns true first.
  */
-export async function findCluster(agent: GossipAgent, selfId: NodeId, expect: number | null, log: Logger, stopped: () => boolean): Promise<Formation | null> {
+export async function findCluster(
+  agent: GossipAgent,
+  selfId: NodeId,
+  expect: number | null,
+  placement: { voterRegions: readonly string[] },
+  log: Logger,
+  stopped: () => boolean,
+): Promise<Formation | null> {
   let proposed: { id: string; rpcAddr: string }[] | null = null;
   let lastReason = "";
   while (!stopped()) {
-    const view: ServerView[] = agent.members().map((m) => ({ id: m.id, rpcAddr: m.meta.rpcAddr, alive: m.state === "alive", cluster: m.meta.cluster }));
-    const d = decideBootstrap(selfId, expect ?? Number.MAX_SAFE_INTEGER, view, proposed);
+    const view = agent.members().map(serverHealth);
+    const d = decideBootstrap(selfId, expect ?? Number.MAX_SAFE_INTEGER, view, proposed, placement);
     const reason = expect === null && d.kind === "wait" ? `no cluster among the ${view.length} servers gossip sees yet (BOOTSTRAP_EXPECT forms a new one)` : d.reason;
     if (reason !== lastReason) {
       log.info(expect === null ? "looking for a cluster to join" : "forming a cluster", { state: d.kind, reason });

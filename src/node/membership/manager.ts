@@ -10,12 +10,14 @@
 // keeps that server out of the autopilot's picks for REFUSED_BACKOFF_MS, so a fake member cannot
 // hold up real ones.
 import type { GossipAgent } from "../../gossip/agent.ts";
-import type { Member } from "../../gossip/member.ts";
+import type { GossipPeer } from "../../gossip/peer.ts";
 import type { NodeId } from "../../raft/types.ts";
 import type { IdentityVerdict } from "../../transport/identity_route.ts";
 import type { Logger } from "../log.ts";
 import type { PhalanxNode } from "../node.ts";
-import { Autopilot, type AutopilotConfig, type GossipServer } from "./autopilot.ts";
+import { decodeMemberContext } from "../../kv/member.ts";
+import { Autopilot, type AutopilotConfig } from "./autopilot.ts";
+import { serverHealth } from "./server_view.ts";
 
 const STEP_MS = 1000;
 const KEEP_DECISIONS = 20;
@@ -35,6 +37,16 @@ interface Proof {
   until: number;
 }
 
+/** /v1/members → automatic: gossip's view and the autopilot's decisions. */
+export interface MembershipInfo {
+  cluster: string;
+  /** VOTER_REGIONS and, while leading, what keeps the voters from matching it (null when not leading). */
+  voterRegions: { regions: readonly string[]; notes: string[] | null };
+  identity: { id: string; rpcAddr: string; state: string; reason: string }[];
+  gossip: { id: string; state: string; rpcAddr: string; region: string }[];
+  decisions: DecisionRecord[];
+}
+
 export interface DecisionRecord {
   at: string;
   change: string;
@@ -48,6 +60,9 @@ export class MembershipManager {
   private readonly decisions: DecisionRecord[] = [];
   private lastRefusal = "";
   private readonly proofs = new Map<NodeId, Proof>();
+  /** What keeps the voters from matching VOTER_REGIONS, as last judged while leading; null when not leading. */
+  private notes: string[] | null = null;
+  private readonly voterRegions: readonly string[];
 
   constructor(
     private readonly node: PhalanxNode,
@@ -58,6 +73,7 @@ export class MembershipManager {
     private readonly checkIdentity: IdentityCheck,
   ) {
     this.autopilot = new Autopilot(cfg);
+    this.voterRegions = cfg.voterRegions;
   }
 
   start(): void {
@@ -83,20 +99,27 @@ export class MembershipManager {
     const self = this.agent.self().meta;
     if (self.role !== role || self.cluster !== this.clusterId) this.agent.setMeta({ role, cluster: this.clusterId });
     if (this.node.isLeader()) this.lead(members);
+    else this.notes = null;
   }
 
-  private lead(members: Member[]): void {
+  private lead(peers: GossipPeer[]): void {
     const s = this.node.status();
-    const servers: GossipServer[] = members.map((m) => ({
-      id: m.id,
-      rpcAddr: m.meta.rpcAddr,
-      region: m.meta.region,
-      role: m.meta.role,
-      cluster: m.meta.cluster,
-      state: m.state,
-      since: m.since,
-    }));
-    const view = { selfId: this.node.id, lastIndex: s.lastIndex, conf: s.conf, progress: s.progress, cluster: this.clusterId };
+    const servers = peers.map(serverHealth);
+    const members = this.node.members();
+    // A member's region as it advertises it goes into the log where the log has none yet (a
+    // founder's bootstrap row) or another (it was restarted with a new REGION): from then on
+    // every decider reads the replicated one.
+    const live = new Map(servers.filter((x) => x.state === "alive").map((x) => [x.id, x]));
+    for (const m of members) {
+      const g = live.get(m.id);
+      if (g !== undefined && g.region !== "" && g.region !== m.region) this.node.recordRegion(m.id, g.region);
+    }
+    const view = { selfId: this.node.id, lastIndex: s.lastIndex, conf: s.conf, members, progress: s.progress, cluster: this.clusterId };
+    const notes = this.autopilot.regionNotes(view, servers);
+    const before = this.notes ?? [];
+    for (const note of notes) if (!before.includes(note)) this.log.warn("autopilot: voter placement", { note });
+    if (notes.length === 0 && before.length > 0) this.log.info("autopilot: voters match VOTER_REGIONS");
+    this.notes = notes;
     const now = performance.now();
     for (const [id, p] of this.proofs) if (p.state !== "checking" && now >= p.until) this.proofs.delete(id);
     const unverified = new Set([...this.proofs].filter(([, p]) => p.state === "refused").map(([id]) => id));
@@ -104,8 +127,10 @@ export class MembershipManager {
     if (d === null) return;
     const change = `${d.change.op} ${d.change.node}`;
     // addVoter too: its context (the address Raft will store) comes from gossip as well.
-    if ((d.change.op === "addLearner" || d.change.op === "addVoter") && !this.proven(now, d.change.node, d.change.context, "must prove")) return;
-    if (d.change.op === "remove") {
+    if ((d.change.op === "addLearner" || d.change.op === "addVoter") && !this.proven(now, d.change.node, decodeMemberContext(d.change.context).address, "must prove")) return;
+    // A cleanup acts on gossip's claim of a death, which must not stand against a live server; a
+    // demotion removes a live voter on purpose (the log's region), and gossip brings it back.
+    if (d.kind === "cleanup") {
       const addr = this.node.members().find((m) => m.id === d.change.node)?.address || servers.find((x) => x.id === d.change.node)?.rpcAddr || "";
       // Here a proof is the reason NOT to act: a server that answers is alive, whatever gossip says.
       if (addr !== "" && !this.proven(now, d.change.node, addr, "must be silent")) return;
@@ -157,11 +182,13 @@ export class MembershipManager {
     if (want === "must prove") this.log.warn("autopilot: not adding a server gossip found: it did not prove its identity", { node: id, rpcAddr, reason: v.reason });
   }
 
-  private info(): unknown {
+  private info(): MembershipInfo {
     return {
       cluster: this.clusterId,
+      voterRegions: { regions: this.voterRegions, notes: this.notes },
       identity: [...this.proofs].map(([id, p]) => ({ id, rpcAddr: p.rpcAddr, state: p.state, reason: p.reason })),
-      gossip: this.agent.members().map((m) => ({ id: m.id, state: m.state, rpcAddr: m.meta.rpcAddr, region: m.meta.region, role: m.meta.role })),
+      // Liveness of every server gossip knows, members or not; roles and regions of members are the log's.
+      gossip: this.agent.members().map((m) => ({ id: m.id, state: m.state, rpcAddr: m.meta.rpcAddr, region: m.meta.region })),
       decisions: this.decisions,
     };
   }

@@ -1,12 +1,14 @@
-// What a member is, as the gossip layer knows it and as the node layer sees it.
+// What gossip knows about one server (a GossipPeer: its liveness and the metadata it advertises).
+// Not a cluster member: membership is the replicated Member (src/kv/member.ts); a peer may be a
+// server that is not (yet) a member, and a member may be unknown to gossip.
 
-export type MemberState = "alive" | "suspect" | "dead" | "left";
+export type PeerState = "alive" | "suspect" | "dead" | "left";
 
 export const ROLES = ["voter", "learner", "candidate"] as const;
 export type Role = (typeof ROLES)[number];
 
 /** Set by the member itself; changing it bumps its incarnation so the change wins everywhere. */
-export interface MemberMeta {
+export interface PeerMeta {
   /** "host:port" of its gossip UDP socket. */
   gossipAddr: string;
   /** "host:port" of its HTTP/2 server: Raft RPC and gossip push-pull. */
@@ -20,29 +22,29 @@ export interface MemberMeta {
   cluster: string;
 }
 
-export interface Member {
+export interface GossipPeer {
   id: string;
   incarnation: number;
-  state: MemberState;
-  meta: MemberMeta;
+  state: PeerState;
+  meta: PeerMeta;
   /** Core clock (ms) of the last state change. */
   since: number;
 }
 
-export type MemberEventType = "join" | "update" | "suspect" | "dead" | "leave";
+export type PeerEventType = "join" | "update" | "suspect" | "dead" | "leave";
 
-export interface MemberEvent {
-  type: MemberEventType;
+export interface PeerEvent {
+  type: PeerEventType;
   /** A snapshot taken when the event happened. */
-  member: Member;
+  member: GossipPeer;
 }
 
-export function sameMeta(a: MemberMeta, b: MemberMeta): boolean {
+export function sameMeta(a: PeerMeta, b: PeerMeta): boolean {
   return (
     a.gossipAddr === b.gossipAddr && a.rpcAddr === b.rpcAddr && a.region === b.region && a.role === b.role && a.cluster === b.cluster
   );
 }
 
-export function copyMember(m: Member): Member {
+export function copyPeer(m: GossipPeer): GossipPeer {
   return { ...m, meta: { ...m.meta } };
 }
