@@ -329,34 +329,37 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
    * `timeoutMs`; otherwise "unproven": the caller refuses rather than serve older data.
    */
   boundedRead(maxStalenessMs: number, timeoutMs: number): Promise<BoundedReadOutcome> {
-    return new Promise((resolve) => {
-      if (!this.readyForReads()) {
-        resolve({ kind: "closed" });
+    return new Promise((resolve) => this.awaitBoundedRead(maxStalenessMs, timeoutMs, resolve));
+  }
+
+  /** boundedRead() with a callback, called exactly once (synchronously when the proof at hand suffices). */
+  awaitBoundedRead(maxStalenessMs: number, timeoutMs: number, done: (o: BoundedReadOutcome) => void): void {
+    if (!this.readyForReads()) {
+      done({ kind: "closed" });
+      return;
+    }
+    this.freshness.boundedReadAt(this.clock.now());
+    if (this.freshness.judge(this.clock.now(), maxStalenessMs).kind === "within") {
+      this.metrics.readsBoundedLocal++;
+      done({ kind: "ready" });
+      return;
+    }
+    this.readIndexRound(timeoutMs, (o) => {
+      // Judged again now, whatever the round did: a background probe may have proved enough
+      // meanwhile, and a round that took longer than the bound does not prove the bound.
+      const j = this.freshness.judge(this.clock.now(), maxStalenessMs);
+      if (j.kind === "within") {
+        this.metrics.readsBoundedRound++;
+        done({ kind: "ready" });
         return;
       }
-      this.freshness.boundedReadAt(this.clock.now());
-      if (this.freshness.judge(this.clock.now(), maxStalenessMs).kind === "within") {
-        this.metrics.readsBoundedLocal++;
-        resolve({ kind: "ready" });
-        return;
-      }
-      this.readIndexRound(timeoutMs, (o) => {
-        // Judged again now, whatever the round did: a background probe may have proved enough
-        // meanwhile, and a round that took longer than the bound does not prove the bound.
-        const j = this.freshness.judge(this.clock.now(), maxStalenessMs);
-        if (j.kind === "within") {
-          this.metrics.readsBoundedRound++;
-          resolve({ kind: "ready" });
-          return;
-        }
-        this.metrics.readsBoundedRefused++;
-        const why =
-          o.kind === "ready" ? "the round trip to the leader took longer than the bound"
-          : o.kind === "failed" ? `no leader confirmed a read: ${o.reason}`
-          : o.kind === "timeout" ? "no leader confirmed a read before the deadline"
-          : "the node is shutting down";
-        resolve({ kind: "unproven", provableStalenessMs: j.provableStalenessMs, why });
-      });
+      this.metrics.readsBoundedRefused++;
+      const why =
+        o.kind === "ready" ? "the round trip to the leader took longer than the bound"
+        : o.kind === "failed" ? `no leader confirmed a read: ${o.reason}`
+        : o.kind === "timeout" ? "no leader confirmed a read before the deadline"
+        : "the node is shutting down";
+      done({ kind: "unproven", provableStalenessMs: j.provableStalenessMs, why });
     });
   }
 

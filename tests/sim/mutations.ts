@@ -19,6 +19,9 @@ const TICK = 10;
 /** Lease bugs live where clocks drift apart the most and elections are fast. */
 const leaseProfile: Partial<SimOptions> = { drift: 0.1, maxDelay: 3, leaseReads: true, faultEvery: 10 * TICK };
 
+/** Bounded-staleness reads, with stalls and partitions that leave a node serving on an old proof. */
+const boundedProfile: Partial<SimOptions> = { boundedReads: 0.6, stalls: true, faultEvery: 10 * TICK };
+
 export const MUTATIONS: Mutation[] = [
   {
     name: "commit an old-term entry by counting replicas (§5.4.2)",
@@ -86,6 +89,23 @@ export const MUTATIONS: Mutation[] = [
     find: 'const timeout = unknownOutcome("timeout", ',
     replace: 'const timeout = notApplied("overwritten", ',
     profile: {},
+  },
+  {
+    // A bounded read is served only within the bound the node can prove (freshness.ts).
+    name: "serve a bounded-staleness read without proving the bound",
+    file: "src/node/node.ts",
+    find: 'if (this.freshness.judge(this.clock.now(), maxStalenessMs).kind === "within") {\n      this.metrics.readsBoundedLocal++;',
+    replace: 'if (true) {\n      this.metrics.readsBoundedLocal++;',
+    profile: boundedProfile,
+  },
+  {
+    // The proof dates from when the round started: the leader read its commit index at some
+    // moment after that, which the follower cannot place more precisely on its own clock.
+    name: "date a freshness proof from when the ReadIndex answer was applied, not from when the round started",
+    file: "src/node/node.ts",
+    find: "if (o.kind === \"ready\") this.freshness.proved(started);",
+    replace: "if (o.kind === \"ready\") this.freshness.proved(this.clock.now());",
+    profile: boundedProfile,
   },
 ];
 
