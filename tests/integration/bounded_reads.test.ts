@@ -48,34 +48,46 @@ function mustSee(t: number): number {
 test("a follower answers bounded reads from its own state, with the bound it proved, and misses no write older than the bound", async () => {
   try {
     await write(0);
-    const bound = 300;
+    // Short enough that the loop below overlaps many bounds; long enough that on a loaded machine
+    // the background probe keeps most answers local (a refusal is a correct answer, counted).
+    const bound = 1000;
     const before = await metric(follower, 'phalanx_reads_total{kind="bounded_local"}');
     // Writes and bounded reads interleaved for a bounded number of rounds: every answer holds
     // every write acknowledged more than `bound` before the read was sent (so before it was answered).
     let v = 0;
     const deadline = performance.now() + 4000;
     let reads = 0;
+    let refused = 0;
     while (performance.now() < deadline && reads < 200) {
       if (reads % 4 === 0) await write(++v);
       const sent = performance.now();
       const res = await cluster.request(follower, "GET", `/v1/kv/counter?max_staleness=${bound}ms`);
       reads++;
+      if (res.status === 503) {
+        expect(res.json.error).toBe("too_stale");
+        expect(res.json.provable_staleness_ms === null || res.json.provable_staleness_ms > bound).toBe(true);
+        refused++;
+        continue;
+      }
       expect(res.status).toBe(200);
       const s = Number(res.headers[STALENESS]);
       expect(Number.isSafeInteger(s) && s >= 0 && s <= bound).toBe(true);
       expect(Number(res.json.kv.value)).toBeGreaterThanOrEqual(mustSee(sent - bound));
     }
     expect(reads).toBeGreaterThan(20);
+    expect(refused).toBeLessThan(reads / 2);
     // Most were answered from the proof the background probe keeps, without a round trip.
     const local = (await metric(follower, 'phalanx_reads_total{kind="bounded_local"}')) - before;
-    console.log(`${reads} bounded reads on follower ${follower}: ${local} answered locally`);
+    console.log(`${reads} bounded reads on follower ${follower}: ${local} answered locally, ${refused} refused`);
     expect(local).toBeGreaterThan(reads / 2);
     // A write acknowledged longer ago than the bound is always there.
     await write(++v);
     const ackedAt = acked[acked.length - 1]!.at;
     await waitFor("the bound to pass since the write was acknowledged", () => performance.now() > ackedAt + bound, 5000, 10);
-    const res = await cluster.request(follower, "GET", `/v1/kv/counter?max_staleness=${bound}ms`);
-    expect(res.status).toBe(200);
+    const res = await waitFor("a bounded answer", async () => {
+      const r = await cluster.request(follower, "GET", `/v1/kv/counter?max_staleness=${bound}ms`);
+      return r.status === 200 ? r : undefined;
+    });
     expect(res.json.kv.value).toBe(String(v));
   } catch (err) {
     console.log(cluster.dumpLogs());
@@ -102,7 +114,8 @@ test("a follower cut off from the leader refuses once its proof is older than th
           // Served within the bound: the proof predates the cut, and the value is the last one written.
           served++;
           expect(Number(res.headers[STALENESS])).toBeLessThanOrEqual(bound);
-          expect(performance.now() - cutAt).toBeLessThan(bound + 1000);
+          // Its proof predates the cut, so it was answered within `bound` of the cut (slack for a loaded machine).
+          expect(performance.now() - cutAt).toBeLessThan(bound + 3000);
           expect(Number(res.json.kv.value)).toBeGreaterThanOrEqual(mustSee(sent - bound));
           expect(res.json.kv.value).toBe(String(last.value));
           return undefined;
