@@ -198,7 +198,6 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         // While the disk is full the core stays still: an election would only fail to persist.
         if (!this.diskFull()) this.raw.tick();
         if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());
-        if (!this.stopped && !this.diskFull()) this.probeFreshness();
       },
       this.clock,
     );
@@ -355,7 +354,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       }
       this.metrics.readsBoundedRefused++;
       const why =
-        o.kind === "ready" ? "the round trip to the leader took longer than the bound"
+        o.kind === "ready" ? "the ReadIndex round (a round trip to the leader) took longer than the bound"
         : o.kind === "failed" ? `no leader confirmed a read: ${o.reason}`
         : o.kind === "timeout" ? "no leader confirmed a read before the deadline"
         : "the node is shutting down";
@@ -398,13 +397,21 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /**
-   * From the ticker: while bounded reads are being served, one background ReadIndex round per
+   * Each turn: while bounded reads are being served, one background ReadIndex round per
    * heartbeat interval keeps the proof fresh, so those reads answer locally without a round trip.
    * At most one is in flight; it gives up after an election timeout (the leader is likely gone).
+   *
+   * Never from inside a tick: while the ticker replays ticks a stalled loop missed, the core
+   * believes less time has passed than really has, so a leader that was stopped (SIGSTOP, a long
+   * GC) would still find its lease valid halfway through the replay and "prove" its old state
+   * fresh as of now. Like every read, the probe replays all missed ticks first (the simulator
+   * caught this: a resumed old leader answered a bounded read without the writes of its successor).
    */
   private probeFreshness(): void {
+    if (this.diskFull() || !this.freshness.shouldProbe(this.clock.now())) return;
+    this.ticker.catchUp();
+    if (this.stopped) return;
     const now = this.clock.now();
-    if (!this.freshness.shouldProbe(now)) return;
     this.freshness.probeStarted(now);
     this.metrics.freshnessProbes++;
     this.readIndexRound(this.config.electionTicks * this.config.tickMs, () => this.freshness.probeEnded());
@@ -519,6 +526,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     this.finishDeferredReady();
     if (this.stopped) return;
     try {
+      this.probeFreshness();
       for (let i = 0; i < MAX_READIES_PER_TURN && this.raw.hasReady(); i++) {
         if (this.handleReady()) {
           this.transport.releaseReplies();

@@ -576,6 +576,7 @@ export class Simulation implements ClockHost, Observer {
           this.stats.boundedReads++;
           // `bound` is in the node's own milliseconds; its clock runs at TICK / period of simulated time.
           const since = this.time - bound / (TICK / target.period);
+          this.trace(`client ${c.id} op ${op.id} bounded read (${bound} ms) of ${req.key} on ${target.id}: ${kv === null ? "null" : valueOf(kv.value)}, staleness ${node.provableStalenessMs()?.toFixed(1)}, since ${since.toFixed(1)}`);
           this.reply(c, op, attempt, { kind: "read", value: kv === null ? null : valueOf(kv.value), since });
         });
         return;
