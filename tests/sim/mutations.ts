@@ -107,6 +107,19 @@ export const MUTATIONS: Mutation[] = [
     replace: "if (o.kind === \"ready\") this.freshness.proved(this.clock.now());",
     profile: boundedProfile,
   },
+  {
+    // Mid-replay of missed ticks the core still finds a stalled leader's lease valid (node.ts, probeFreshness).
+    name: "start the freshness probe from inside a tick, before missed ticks are replayed",
+    file: "src/node/node.ts",
+    find: "        if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());",
+    replace:
+      "        if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());\n" +
+      "        if (!this.stopped && !this.diskFull() && this.freshness.shouldProbe(this.clock.now())) {\n" +
+      "          this.freshness.probeStarted(this.clock.now());\n" +
+      "          this.readIndexRound(this.config.electionTicks * this.config.tickMs, () => this.freshness.probeEnded());\n" +
+      "        }",
+    profile: { ...boundedProfile, stallTicks: [40, 120] },
+  },
 ];
 
 /** Copies src/ and tests/sim/ to a temp dir, applies the mutation, returns the copy's root. */
