@@ -11,7 +11,7 @@ import { BodyTooLargeError, incomingOf, readCappedBody } from "../transport/body
 import { plainZodMessage } from "../transport/zod_message.ts";
 import { Deadline } from "./deadline.ts";
 import { keyFromRawPath } from "./raw_path.ts";
-import { forward, forwardTarget, leaderHeaders, noLeader, notAppliedReply, outcomeUnknownReply, RETRY_AFTER_S } from "./forward.ts";
+import { forward, forwardTarget, leaderHeaders, notAppliedReply, outcomeUnknownReply, RETRY_AFTER_S } from "./forward.ts";
 import { BadRequest, bodyKind, decodeBody, errorReply, reply, valueEncodingOf } from "./wire.ts";
 import { ByteBudget } from "./byte_budget.ts";
 import { errorStatus, proposeAndReply } from "./propose_reply.ts";
