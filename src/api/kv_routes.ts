@@ -1,7 +1,8 @@
 // The key-value API: GET/PUT/DELETE /v1/kv/<key>, range reads on GET /v1/kv?prefix=, and
 // POST /v1/session for exactly-once writes. Writes go through the leader (forwarded from
 // followers); linearizable reads wait for the core's read barrier (lease or ReadIndex) and are
-// served locally, stale reads are served from whatever this node has applied.
+// served locally, stale reads are served from whatever this node has applied, bounded-staleness
+// reads (?max_staleness=5s) from this node's state once it proves the bound (read_consistency.ts).
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { DEFAULT_LIMITS, isError, validateCommand, type Command, type ErrorCode, type Expect, type Proposal, type Result } from "../kv/command.ts";
@@ -10,12 +11,13 @@ import { BodyTooLargeError, incomingOf, readCappedBody } from "../transport/body
 import { plainZodMessage } from "../transport/zod_message.ts";
 import { Deadline } from "./deadline.ts";
 import { keyFromRawPath } from "./raw_path.ts";
-import { forward, forwardTarget, leaderHeaders, noLeader, notAppliedReply, outcomeUnknownReply, RETRY_AFTER_S } from "./forward.ts";
+import { forward, forwardTarget, leaderHeaders, notAppliedReply, outcomeUnknownReply, RETRY_AFTER_S } from "./forward.ts";
 import { BadRequest, bodyKind, decodeBody, errorReply, reply, valueEncodingOf } from "./wire.ts";
 import { ByteBudget } from "./byte_budget.ts";
 import { errorStatus, proposeAndReply } from "./propose_reply.ts";
 import { chargeBody } from "./fairness.ts";
 import { DEFAULT_RANGE_BYTES } from "../kv/store.ts";
+import { readGate, readHeaders, readModeOf } from "./read_consistency.ts";
 
 export const SESSION_HEADER = "x-phalanx-session";
 export const REVISION_HEADER = "x-phalanx-revision";
@@ -166,27 +168,6 @@ export function kvRoutes(node: PhalanxNode): Hono {
   const write = (c: Context, body: Uint8Array | undefined, cmd: Command, session: Proposal["session"], deadline: Deadline) =>
     proposeAndReply(c, node, { body, cmd, session, deadline }, (r) => resultStatus(r, answerShape(c)));
 
-  /** Resolves once a linearizable read may be served here; a Response when it may not. */
-  const barrier = async (c: Context, deadline: Deadline): Promise<Response | null> => {
-    const consistency = c.req.query("consistency") ?? "linearizable";
-    if (consistency === "stale") {
-      node.metrics.readsStale++;
-      return null;
-    }
-    if (consistency !== "linearizable") throw new BadRequest("consistency must be linearizable or stale");
-    const o = await node.readBarrier(deadline.remaining());
-    switch (o.kind) {
-      case "ready":
-        return null;
-      case "failed":
-        return noLeader(c, node, `cannot confirm leadership for a linearizable read: ${o.reason}`);
-      case "timeout":
-        return noLeader(c, node, "no quorum confirmed the read before the deadline (use consistency=stale to read anyway)");
-      case "closed":
-        return noLeader(c, node, "node is shutting down");
-    }
-  };
-
   app.get("/v1/kv", async (c) => {
     const deadline = Deadline.of(c, defaultTimeout);
     const prefix = c.req.query("prefix") ?? "";
@@ -195,7 +176,8 @@ export function kvRoutes(node: PhalanxNode): Hono {
     const maxBytes = intQuery(c, "maxBytes", DEFAULT_RANGE_BYTES, MAX_RANGE_BYTES);
     const keysOnly = c.req.query("keys") !== undefined;
     valueEncodingOf(c);
-    const refused = await barrier(c, deadline);
+    const mode = readModeOf(c);
+    const refused = await readGate(c, node, mode, deadline, "serve a linearizable read");
     if (refused !== null) return refused;
     // A page may exceed its budget by one pair (it always returns at least one): reserve for that.
     const reserve = keysOnly ? Math.min(maxBytes, limit * DEFAULT_LIMITS.maxKeyBytes) : maxBytes + DEFAULT_LIMITS.maxKeyBytes + DEFAULT_LIMITS.maxValueBytes;
@@ -207,9 +189,12 @@ export function kvRoutes(node: PhalanxNode): Hono {
       });
     }
     try {
+      // The header is judged where the state is read: waiting for room aged the proof.
+      const staleness = readHeaders(c, node, mode);
+      if (staleness instanceof Response) return staleness;
       const r = node.kv.range({ prefix, limit, maxBytes, keysOnly, ...(after === undefined ? {} : { after }) });
       const page = { revision: r.revision, kvs: keysOnly ? r.kvs.map(({ value: _, ...meta }) => meta) : r.kvs, more: r.more, ...(r.next === null ? {} : { next: r.next }) };
-      return reply(c, 200, page, { [REVISION_HEADER]: String(r.revision), ...leaderHeaders(node.leader()) });
+      return reply(c, 200, page, { [REVISION_HEADER]: String(r.revision), ...staleness, ...leaderHeaders(node.leader()) });
     } finally {
       // The answer is encoded by now; its bytes leave with the response.
       release();
@@ -219,10 +204,13 @@ export function kvRoutes(node: PhalanxNode): Hono {
   app.get("/v1/kv/*", async (c) => {
     const deadline = Deadline.of(c, defaultTimeout);
     const key = keyOf(c);
-    const refused = await barrier(c, deadline);
+    const mode = readModeOf(c);
+    const refused = await readGate(c, node, mode, deadline, "serve a linearizable read");
     if (refused !== null) return refused;
+    const staleness = readHeaders(c, node, mode);
+    if (staleness instanceof Response) return staleness;
     const { revision, kv } = node.kv.get(key);
-    const headers = { [REVISION_HEADER]: String(revision), ...leaderHeaders(node.leader()) };
+    const headers = { [REVISION_HEADER]: String(revision), ...staleness, ...leaderHeaders(node.leader()) };
     if (kv === null) return errorReply(c, 404, "not_found", `no key ${JSON.stringify(key)}`, headers);
     const raw = c.req.query("raw") !== undefined || (c.req.header("accept") ?? "").startsWith("application/octet-stream");
     if (raw) {

@@ -90,7 +90,11 @@ export function metricsText(node: PhalanxNode): string {
   w.metric("phalanx_reads_total", "counter", "Reads served, by kind.", [
     [{ kind: "linearizable" }, m.readsLinearizable],
     [{ kind: "stale" }, m.readsStale],
+    [{ kind: "bounded_local" }, m.readsBoundedLocal],
+    [{ kind: "bounded_round" }, m.readsBoundedRound],
   ]);
+  w.one("phalanx_reads_bounded_refused_total", "counter", "Bounded-staleness reads refused: the node could not prove the bound.", m.readsBoundedRefused);
+  w.one("phalanx_freshness_probes_total", "counter", "Background ReadIndex rounds that keep bounded-staleness reads local.", m.freshnessProbes);
   w.one("phalanx_reads_lease_total", "counter", "Read barriers the leader answered from its lease.", m.readsLease);
   w.one("phalanx_reads_failed_total", "counter", "Linearizable reads refused or timed out.", m.readsFailed);
   w.one("phalanx_forwarded_total", "counter", "Requests forwarded to the leader.", m.forwarded);

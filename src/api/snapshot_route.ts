@@ -4,14 +4,15 @@
 //
 // By default the node first passes a linearizable read barrier, so the image holds every write
 // acknowledged before the request arrived (on any node: the barrier is the one reads use);
-// `?consistency=stale` skips it and takes whatever this node has applied (e.g. no quorum).
+// `?consistency=stale` skips it and takes whatever this node has applied (e.g. no quorum);
+// `?max_staleness=<duration>` takes this node's state once it proves the bound (read_consistency.ts).
 import { Hono } from "hono";
 import { encodeBackup } from "../kv/backup_file.ts";
 import { readClusterId } from "../node/membership/formation.ts";
 import type { PhalanxNode } from "../node/node.ts";
 import { Deadline } from "./deadline.ts";
 import { leaderHeaders, noLeader } from "./forward.ts";
-import { BadRequest } from "./wire.ts";
+import { readGate, readHeaders, readModeOf } from "./read_consistency.ts";
 
 export const SNAPSHOT_PATH = "/v1/snapshot";
 /** Slices the body is streamed in, so the response never holds a second copy of the image. */
@@ -21,16 +22,12 @@ export function snapshotRoutes(node: PhalanxNode): Hono {
   const app = new Hono();
   app.get(SNAPSHOT_PATH, async (c) => {
     const deadline = Deadline.of(c, node.config.requestTimeoutMs);
-    const consistency = c.req.query("consistency") ?? "linearizable";
-    if (consistency !== "linearizable" && consistency !== "stale") throw new BadRequest("consistency must be linearizable or stale");
-    if (consistency === "linearizable") {
-      const o = await node.readBarrier(deadline.remaining());
-      if (o.kind !== "ready") {
-        const why = o.kind === "failed" ? o.reason : o.kind === "timeout" ? "no quorum confirmed the barrier before the deadline" : "node is shutting down";
-        return noLeader(c, node, `cannot take a linearizable snapshot: ${why} (consistency=stale takes this node's state as it is)`);
-      }
-    }
+    const mode = readModeOf(c);
+    const refused = await readGate(c, node, mode, deadline, "take a linearizable snapshot");
+    if (refused !== null) return refused;
     if (node.isStopped) return noLeader(c, node, "node is shutting down");
+    const staleness = readHeaders(c, node, mode);
+    if (staleness instanceof Response) return staleness;
     const started = performance.now();
     // takeImage and term() run in one synchronous stretch: no entry is applied in between.
     const snap = node.kv.snapshot();
@@ -67,6 +64,7 @@ export function snapshotRoutes(node: PhalanxNode): Hono {
         "x-phalanx-snapshot-index": String(snap.index),
         "x-phalanx-snapshot-term": String(term),
         "x-phalanx-snapshot-sha256": file.header.dataSha256,
+        ...staleness,
         ...leaderHeaders(node.leader()),
       },
     });

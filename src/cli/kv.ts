@@ -10,13 +10,15 @@ import { watch, WATCH_HELP } from "./watch.ts";
 const HELP: Record<string, string> = {
   put: `usage: phalanx kv put <key> <value>  |  phalanx kv put <key> - (or < file)  |  phalanx kv put <key> --file <path|-> [--lease ID]
   "-", or no value with stdin not a terminal, reads the value's bytes from stdin`,
-  get: `usage: phalanx kv get <key> [--consistency linearizable|stale] [--raw]
+  get: `usage: phalanx kv get <key> [--consistency linearizable|stale | --max-staleness 5s] [--raw]
+  --max-staleness: answer from the node's own state if it can prove it is at most that stale
+  (every write acknowledged longer ago than that is in it), else fail (exit 3) rather than older data
   --raw (the default when stdout is not a terminal) writes the value's bytes exactly, no newline`,
   del: `usage: phalanx kv del <key> [--prev-revision N] [--ignore-missing]
   --ignore-missing: a key that does not exist is success (exit 0), for idempotent scripts`,
   cas: `usage: phalanx kv cas <key> <new-value> (--prev-revision N | --prev-value V | --absent)
   sets the key only if it currently matches; --prev-revision 0 or --absent: only if it does not exist`,
-  list: `usage: phalanx kv list [prefix] [--limit N] [--after key] [--consistency linearizable|stale]
+  list: `usage: phalanx kv list [prefix] [--limit N] [--after key] [--consistency linearizable|stale | --max-staleness 5s]
   the table escapes control characters and cuts values at 60 characters; --json has them whole`,
   txn: TXN_HELP,
   watch: WATCH_HELP,
@@ -30,6 +32,7 @@ ${CLIENT_HELP}`;
 const EXTRA = {
   file: { type: "string" },
   consistency: { type: "string" },
+  "max-staleness": { type: "string" },
   "prev-revision": { type: "string" },
   "prev-value": { type: "string" },
   absent: { type: "boolean" },
@@ -62,8 +65,15 @@ function valueBody(ctx: ClientContext, given: string | undefined): Record<string
   return { value: given };
 }
 
+/** The read's consistency as query parameters; the server judges the bound's syntax (read_consistency.ts). */
 function consistencyQuery(ctx: ClientContext): string {
-  const c = (ctx.values.consistency as string | undefined) ?? "linearizable";
+  const bound = ctx.values["max-staleness"] as string | undefined;
+  const given = ctx.values.consistency as string | undefined;
+  if (bound !== undefined) {
+    if (given !== undefined) throw new UsageError("give --consistency or --max-staleness, not both");
+    return `max_staleness=${encodeURIComponent(bound)}`;
+  }
+  const c = given ?? "linearizable";
   if (c !== "linearizable" && c !== "stale") throw new UsageError("--consistency must be linearizable or stale");
   return `consistency=${c}`;
 }

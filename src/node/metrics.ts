@@ -70,6 +70,12 @@ export class NodeMetrics {
   readsLease = 0;
   readsStale = 0;
   readsFailed = 0;
+  /** Bounded-staleness reads: answered from the proof at hand, after a ReadIndex round, refused. */
+  readsBoundedLocal = 0;
+  readsBoundedRound = 0;
+  readsBoundedRefused = 0;
+  /** Background ReadIndex rounds that keep the freshness proof current (freshness.ts). */
+  freshnessProbes = 0;
   forwarded = 0;
   /** Forwards sent again because the leader provably never saw the previous attempt. */
   forwardRetries = 0;

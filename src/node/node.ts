@@ -34,6 +34,7 @@ import { realScheduler, type Scheduler } from "./scheduler.ts";
 import type { StartupTimeline } from "./startup_timeline.ts";
 import { Ticker } from "./ticker.ts";
 import { ProposalWaiters, ReadWaiters, type ReadOutcome } from "./waiters.ts";
+import { Freshness } from "./freshness.ts";
 
 /** Readies handled per turn before yielding to I/O, so a long catch-up cannot starve the server. */
 const MAX_READIES_PER_TURN = 64;
@@ -41,6 +42,13 @@ const MAX_READIES_PER_TURN = 64;
 /** A Ready whose fsync, or whose applying, takes longer than this is logged (rate-limited). */
 const SLOW_PERSIST_MS = 100;
 const SLOW_APPLY_MS = 100;
+
+/**
+ * How long after the last bounded-staleness read a node keeps probing the leader in the
+ * background (one ReadIndex round per heartbeat interval), so the next bounded read answers
+ * locally. A node nobody reads bounded from sends no probes.
+ */
+const PROBE_IDLE_MS = 30_000;
 
 const DISK_FULL_MIN_BACKOFF_MS = 500;
 const DISK_FULL_MAX_BACKOFF_MS = 10_000;
@@ -94,6 +102,13 @@ export interface NodeParts<S extends NodeStorage> {
   timeline?: StartupTimeline;
 }
 
+/** A bounded-staleness read: may it be answered from this node's state now? */
+export type BoundedReadOutcome =
+  | { kind: "ready" }
+  /** Not within the bound, even after one ReadIndex round; null: the node has no proof at all. */
+  | { kind: "unproven"; provableStalenessMs: number | null; why: string }
+  | { kind: "closed" };
+
 export interface LeaderInfo {
   id: NodeId;
   /** Its RPC (and client API) address, "" when not known yet. */
@@ -117,6 +132,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private readonly ticker: Ticker;
   private readonly proposals: ProposalWaiters;
   private readonly reads: ReadWaiters;
+  private readonly freshness: Freshness;
   private memberList: Member[];
   private scheduled = false;
   private stopped = false;
@@ -156,6 +172,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     this.timeline = parts.timeline ?? null;
     this.proposals = new ProposalWaiters(this.clock);
     this.reads = new ReadWaiters(this.clock);
+    this.freshness = new Freshness({ probeEveryMs: config.heartbeatTicks * config.tickMs, probeIdleMs: PROBE_IDLE_MS });
     this.violationLog = rateLimited(this.log, 1000, () => this.clock.now());
     this.diskFullLog = rateLimited(this.log, 5000, () => this.clock.now());
     this.slowLog = rateLimited(this.log, 5000, () => this.clock.now());
@@ -333,13 +350,78 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
 
   /** readBarrier() with a callback, called exactly once. */
   awaitReadBarrier(timeoutMs: number, done: (o: ReadOutcome) => void): void {
-    this.finishDeferredReady();
-    if (this.stopped) {
+    if (!this.readyForReads()) {
       done({ kind: "closed" });
       return;
     }
+    this.readIndexRound(timeoutMs, (o) => {
+      if (o.kind === "ready") this.metrics.readsLinearizable++;
+      else this.metrics.readsFailed++;
+      done(o);
+    });
+  }
+
+  /**
+   * Waits until this node may answer a read that is at most `maxStalenessMs` stale (the rule:
+   * freshness.ts). From the proof it holds, at once; otherwise after one ReadIndex round within
+   * `timeoutMs`; otherwise "unproven": the caller refuses rather than serve older data.
+   */
+  boundedRead(maxStalenessMs: number, timeoutMs: number): Promise<BoundedReadOutcome> {
+    return new Promise((resolve) => this.awaitBoundedRead(maxStalenessMs, timeoutMs, resolve));
+  }
+
+  /** boundedRead() with a callback, called exactly once (synchronously when the proof at hand suffices). */
+  awaitBoundedRead(maxStalenessMs: number, timeoutMs: number, done: (o: BoundedReadOutcome) => void): void {
+    if (!this.readyForReads()) {
+      done({ kind: "closed" });
+      return;
+    }
+    this.freshness.boundedReadAt(this.clock.now());
+    if (this.freshness.judge(this.clock.now(), maxStalenessMs).kind === "within") {
+      this.metrics.readsBoundedLocal++;
+      done({ kind: "ready" });
+      return;
+    }
+    this.readIndexRound(timeoutMs, (o) => {
+      // Judged again now, whatever the round did: a background probe may have proved enough
+      // meanwhile, and a round that took longer than the bound does not prove the bound.
+      const j = this.freshness.judge(this.clock.now(), maxStalenessMs);
+      if (j.kind === "within") {
+        this.metrics.readsBoundedRound++;
+        done({ kind: "ready" });
+        return;
+      }
+      this.metrics.readsBoundedRefused++;
+      const why =
+        o.kind === "ready" ? "the ReadIndex round (a round trip to the leader) took longer than the bound"
+        : o.kind === "failed" ? `no leader confirmed a read: ${o.reason}`
+        : o.kind === "timeout" ? "no leader confirmed a read before the deadline"
+        : "the node is shutting down";
+      done({ kind: "unproven", provableStalenessMs: j.provableStalenessMs, why });
+    });
+  }
+
+  /** The staleness bound (ms) this node can prove for an answer given now (freshness.ts); null: none. */
+  provableStalenessMs(): number | null {
+    return this.freshness.stalenessAt(this.clock.now());
+  }
+
+  /** The checks before a read: the core is idle, the node runs, and the lease sees real elapsed time. */
+  private readyForReads(): boolean {
+    this.finishDeferredReady();
+    if (this.stopped) return false;
     // Replay ticks missed by a stalled loop first: the lease must be judged on real elapsed time.
     this.ticker.catchUp();
+    return true;
+  }
+
+  /**
+   * One ReadIndex round (lease or heartbeat round on the leader, a round trip to it from a
+   * follower). Once its index is applied, it proves this node fresh as of the moment it started
+   * (freshness.ts): the start time is taken before the request leaves, so the proof errs old.
+   */
+  private readIndexRound(timeoutMs: number, done: (o: ReadOutcome) => void): void {
+    const started = this.clock.now();
     this.reads.wait(
       timeoutMs,
       (ctx) => {
@@ -347,11 +429,31 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         this.schedule();
       },
       (o) => {
-        if (o.kind === "ready") this.metrics.readsLinearizable++;
-        else this.metrics.readsFailed++;
+        if (o.kind === "ready") this.freshness.proved(started);
         done(o);
       },
     );
+  }
+
+  /**
+   * Each turn: while bounded reads are being served, one background ReadIndex round per
+   * heartbeat interval keeps the proof fresh, so those reads answer locally without a round trip.
+   * At most one is in flight; it gives up after an election timeout (the leader is likely gone).
+   *
+   * Never from inside a tick: while the ticker replays ticks a stalled loop missed, the core
+   * believes less time has passed than really has, so a leader that was stopped (SIGSTOP, a long
+   * GC) would still find its lease valid halfway through the replay and "prove" its old state
+   * fresh as of now. Like every read, the probe replays all missed ticks first (the simulator
+   * caught this: a resumed old leader answered a bounded read without the writes of its successor).
+   */
+  private probeFreshness(): void {
+    if (this.diskFull() || !this.freshness.shouldProbe(this.clock.now())) return;
+    this.ticker.catchUp();
+    if (this.stopped) return;
+    const now = this.clock.now();
+    this.freshness.probeStarted(now);
+    this.metrics.freshnessProbes++;
+    this.readIndexRound(this.config.electionTicks * this.config.tickMs, () => this.freshness.probeEnded());
   }
 
   /**
@@ -482,6 +584,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     this.finishDeferredReady();
     if (this.stopped) return;
     try {
+      this.probeFreshness();
       for (let i = 0; i < MAX_READIES_PER_TURN && this.raw.hasReady(); i++) {
         if (this.handleReady()) {
           this.transport.releaseReplies();

@@ -89,8 +89,18 @@ export class ProposalWaiters {
 export class ReadWaiters {
   private readonly byCtx = new Map<string, ReadWaiter>();
   private seq = 0;
+  /**
+   * Tells this process's reads from an earlier incarnation's. A leader may answer a read after
+   * the node that asked restarted (the answer waited for a heartbeat round, or in a peer queue);
+   * with contexts counted from 1 again, that old answer, whose index the leader read before this
+   * incarnation even asked, would release a new read that happens to have the same number: a
+   * stale "linearizable" read, and a freshness proof dated too late (freshness.ts).
+   */
+  private readonly incarnation: string;
 
-  constructor(private readonly timers: Timers) {}
+  constructor(private readonly timers: Timers & Pick<Scheduler, "random">) {
+    this.incarnation = Math.floor(timers.random() * 2 ** 48).toString(36);
+  }
 
   get size(): number {
     return this.byCtx.size;
@@ -98,7 +108,7 @@ export class ReadWaiters {
 
   /** Registers a read; `start(ctx)` asks the core for its index. */
   wait(timeoutMs: number, start: (ctx: string) => void, done: (o: ReadOutcome) => void): void {
-    const ctx = `r${++this.seq}`;
+    const ctx = `r${this.incarnation}.${++this.seq}`;
     withDeadline<ReadOutcome>(this.timers, timeoutMs, { kind: "timeout" }, done, (settle) => {
       this.byCtx.set(ctx, { index: null, settle });
       return () => this.byCtx.delete(ctx);

@@ -55,7 +55,8 @@ test("learner first, promoted once caught up; unsafe removals refused with the r
     expect((await roles()).n4).toBe("learner");
 
     expect(cli("kv", "put", "joined", "yes").code).toBe(0);
-    cluster.start("n4", { PEERS: founders, INITIAL_CLUSTER_STATE: "existing" });
+    // Its own REGION agrees with what member add said (a voter's signed report of its region wins).
+    cluster.start("n4", { PEERS: founders, INITIAL_CLUSTER_STATE: "existing", REGION: "jnb" });
     await waitFor("n4 to replicate as a learner", async () => (await cluster.request("n4", "GET", "/v1/kv/joined?consistency=stale")).json?.kv?.value === "yes");
     await waitFor("n4 promoted", () => cli("member", "promote", "n4").code === 0);
     expect((await roles()).n4).toBe("voter");

@@ -65,3 +65,22 @@ test("a read is served only once the state machine reached its index", async () 
   expect(await closed).toEqual({ kind: "closed" });
   expect(r.size).toBe(0);
 });
+
+test("an answer meant for an earlier incarnation's read never releases a read of this one", async () => {
+  // The same node restarted: its first reads must not share contexts with the last process's.
+  const before = new ReadWaiters({ ...realScheduler, random: () => 0.25 });
+  const after = new ReadWaiters({ ...realScheduler, random: () => 0.75 });
+  const asked: string[] = [];
+  void readFor(before, 50, (c) => asked.push(c));
+  let served = false;
+  const p = readFor(after, 50, (c) => asked.push(c)).then((o) => {
+    served = o.kind === "ready";
+    return o;
+  });
+  expect(asked[0]).not.toBe(asked[1]);
+  // The leader's answer to the old process's read arrives at the new one.
+  after.answered(asked[0]!, 3, 10);
+  await Promise.resolve();
+  expect(served).toBe(false);
+  expect(await p).toEqual({ kind: "timeout" });
+});

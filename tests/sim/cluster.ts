@@ -52,9 +52,19 @@ export interface SimOptions {
   stalls: boolean;
   /** A stall lasts between these many ticks. */
   stallTicks: [number, number];
+  /**
+   * The share of reads that are bounded-staleness reads (`?max_staleness=`), each with a bound
+   * drawn from BOUNDS. The checker gives such a read a call time no later than the bound before
+   * its answer (in simulated time, through the node's clock rate): it must reflect every write
+   * that completed before then.
+   */
+  boundedReads: number;
   /** Record every message in the trace (for replaying one seed). */
   verbose: boolean;
 }
+
+/** Bounds of bounded-staleness reads, in the node's own milliseconds. */
+const BOUNDS = [2 * TICK, 5 * TICK, 20 * TICK, 60 * TICK];
 
 export function optionsForSeed(seed: number): SimOptions {
   const r = new Prng(seed ^ 0x5eed);
@@ -80,6 +90,7 @@ export function optionsForSeed(seed: number): SimOptions {
     clientTimeout: r.pick([40, 150, 150]) * TICK,
     stalls: r.chance(0.5),
     stallTicks: [20, 100],
+    boundedReads: r.pick([0, 0.3, 0.6]),
     verbose: false,
   };
 }
@@ -119,6 +130,8 @@ export interface SimReport {
     /** Writes whose outcome became unknown because a snapshot covered them on their node. */
     snapshotCovered: number;
     leaseReads: number;
+    /** Bounded-staleness reads answered (and checked). */
+    boundedReads: number;
     snapshotsSent: number;
     crashes: number;
     stalls: number;
@@ -148,9 +161,11 @@ interface SimNode {
   lastAck: { term: number; index: number } | null;
 }
 
-type Request = { kind: "write"; cmd: Command; session: { client: number; seq: number } | null } | { kind: "read"; key: string };
+/** A read; `maxStaleness` (the node's ms): a bounded-staleness read, null: linearizable. */
+type Request = { kind: "write"; cmd: Command; session: { client: number; seq: number } | null } | { kind: "read"; key: string; maxStaleness: number | null };
 
-type Reply = { kind: "write"; outcome: ProposeOutcome } | { kind: "read"; value: number | null } | { kind: "readFailed"; leader: NodeId | null };
+/** `since`: for a bounded read, the simulated time before which every completed write must show. */
+type Reply = { kind: "write"; outcome: ProposeOutcome } | { kind: "read"; value: number | null; since: number | null } | { kind: "readFailed"; leader: NodeId | null };
 
 interface ClientOp {
   id: number;
@@ -199,6 +214,11 @@ export class EventQueue {
       [h[p], h[i]] = [h[i]!, h[p]!];
       i = p;
     }
+  }
+
+  /** The time of the next event, without taking it. */
+  peekTime(): number | undefined {
+    return this.heap[0]?.time;
   }
 
   pop(): { time: number; fn: () => void } | undefined {
@@ -266,6 +286,7 @@ export class Simulation implements ClockHost, Observer {
     opsNotApplied: 0,
     snapshotCovered: 0,
     leaseReads: 0,
+    boundedReads: 0,
     snapshotsSent: 0,
     crashes: 0,
     stalls: 0,
@@ -547,10 +568,23 @@ export class Simulation implements ClockHost, Observer {
         node.submit(req.cmd, req.session, remaining, (outcome) => this.reply(c, op, attempt, { kind: "write", outcome }));
         return;
       }
+      const bound = req.maxStaleness;
+      if (bound !== null) {
+        node.awaitBoundedRead(bound, remaining, (o) => {
+          if (o.kind !== "ready") return this.reply(c, op, attempt, { kind: "readFailed", leader: node.leader()?.id ?? null });
+          const { kv } = node.kv.get(req.key);
+          this.stats.boundedReads++;
+          // `bound` is in the node's own milliseconds; its clock runs at TICK / period of simulated time.
+          const since = this.time - bound / (TICK / target.period);
+          this.trace(`client ${c.id} op ${op.id} bounded read (${bound} ms) of ${req.key} on ${target.id}: ${kv === null ? "null" : valueOf(kv.value)}, staleness ${node.provableStalenessMs()?.toFixed(1)}, since ${since.toFixed(1)}`);
+          this.reply(c, op, attempt, { kind: "read", value: kv === null ? null : valueOf(kv.value), since });
+        });
+        return;
+      }
       node.awaitReadBarrier(remaining, (o) => {
         if (o.kind !== "ready") return this.reply(c, op, attempt, { kind: "readFailed", leader: node.leader()?.id ?? null });
         const { kv } = node.kv.get(req.key);
-        this.reply(c, op, attempt, { kind: "read", value: kv === null ? null : valueOf(kv.value) });
+        this.reply(c, op, attempt, { kind: "read", value: kv === null ? null : valueOf(kv.value), since: null });
       });
     });
     this.q.push(this.time + this.opts.clientTimeout, () => {
@@ -564,7 +598,10 @@ export class Simulation implements ClockHost, Observer {
 
   private requestFor(c: Client, op: ClientOp): Request {
     const input = op.input;
-    if (input.op === "get") return { kind: "read", key: input.key };
+    if (input.op === "get") {
+      const bounded = this.opts.boundedReads > 0 && this.work.chance(this.opts.boundedReads);
+      return { kind: "read", key: input.key, maxStaleness: bounded ? this.work.pick(BOUNDS) : null };
+    }
     if (input.op === "register") return { kind: "write", cmd: { op: "register" }, session: null };
     const session = { client: c.session!, seq: op.seq };
     if (input.op === "put") return { kind: "write", cmd: { op: "put", key: input.key, value: valueBytes(input.value) }, session };
@@ -574,7 +611,8 @@ export class Simulation implements ClockHost, Observer {
 
   private onReply(c: Client, op: ClientOp, attempt: number, r: Reply): void {
     if (c.op !== op || op.attempt !== attempt) return; // an answer to an attempt already given up on
-    if (r.kind === "read") return this.complete(c, op, { value: r.value });
+    // A bounded read may be as old as its bound: as if it had been called that long before its answer.
+    if (r.kind === "read") return this.complete(c, op, { value: r.value }, r.since === null ? op.call : Math.min(op.call, r.since));
     if (r.kind === "readFailed") return this.retry(c, op, r.leader);
     const o = r.outcome;
     switch (o.kind) {
@@ -610,10 +648,10 @@ export class Simulation implements ClockHost, Observer {
     this.complete(c, op, {});
   }
 
-  private complete(c: Client, op: ClientOp, output: KvOutput): void {
+  private complete(c: Client, op: ClientOp, output: KvOutput, call = op.call): void {
     if (op.input.op === "register") return this.finishOp(c);
     this.openOps.delete(op.id);
-    this.history.push({ client: c.id, input: op.input, call: op.call, ret: this.time, output });
+    this.history.push({ client: c.id, input: op.input, call, ret: this.time, output });
     this.stats.opsOk++;
     this.trace(`client ${c.id} op ${op.id} ${JSON.stringify(op.input)} -> ${JSON.stringify(output)}`);
     this.finishOp(c);
@@ -800,10 +838,14 @@ export class Simulation implements ClockHost, Observer {
       const end = this.opts.duration + 400 * TICK;
       let opsAtHeal = -1;
       for (;;) {
-        const ev = this.q.pop();
-        if (ev === undefined || ev.time > end) break;
+        const next = this.q.peekTime();
+        if (next === undefined || next > end) break;
         // Leases are checked once per instant, after its last event: they overlap or not in time.
-        if (ev.time > this.time) this.checkLeases();
+        // Asking a node replays its missed ticks, which may schedule a turn at this instant: that
+        // turn runs before time moves on (taking the next event first made the clocks run back).
+        if (next > this.time) this.checkLeases();
+        const ev = this.q.pop()!;
+        if (ev.time < this.time) this.fail(`simulated time went back from ${this.time} to ${ev.time}`);
         this.time = ev.time;
         ev.fn();
         // A node that schedules without end (a busy loop in the event loop) is a bug, not a long run.

@@ -19,14 +19,19 @@ const TICK = 10;
 /** Lease bugs live where clocks drift apart the most and elections are fast. */
 const leaseProfile: Partial<SimOptions> = { drift: 0.1, maxDelay: 3, leaseReads: true, faultEvery: 10 * TICK };
 
+/** Bounded-staleness reads, with stalls and partitions that leave a node serving on an old proof. */
+const boundedProfile: Partial<SimOptions> = { boundedReads: 0.6, stalls: true, faultEvery: 10 * TICK };
+
 export const MUTATIONS: Mutation[] = [
   {
     name: "commit an old-term entry by counting replicas (§5.4.2)",
     file: "src/raft/raft.ts",
     find: "if (mci <= this.log.committed || this.log.term(mci) !== this.term) return false;",
     replace: "if (mci <= this.log.committed) return false;",
-    // Figure 8 needs old entries to trickle out one per message while leaders crash.
-    profile: { maxMsgBytes: 1, maxInflight: 1, faultEvery: 5 * TICK },
+    // Figure 8 needs old entries to trickle out one per message while leaders crash. Bounded
+    // reads off: their freshness probes and wider read intervals made this mutant survive 3,000
+    // seeds (caught at seed 230 without them).
+    profile: { maxMsgBytes: 1, maxInflight: 1, faultEvery: 5 * TICK, boundedReads: 0 },
   },
   {
     name: "grant a vote without the up-to-date check (§5.4.1)",
@@ -86,6 +91,36 @@ export const MUTATIONS: Mutation[] = [
     find: 'const timeout = unknownOutcome("timeout", ',
     replace: 'const timeout = notApplied("overwritten", ',
     profile: {},
+  },
+  {
+    // A bounded read is served only within the bound the node can prove (freshness.ts).
+    name: "serve a bounded-staleness read without proving the bound",
+    file: "src/node/node.ts",
+    find: 'if (this.freshness.judge(this.clock.now(), maxStalenessMs).kind === "within") {\n      this.metrics.readsBoundedLocal++;',
+    replace: 'if (true) {\n      this.metrics.readsBoundedLocal++;',
+    profile: boundedProfile,
+  },
+  {
+    // The proof dates from when the round started: the leader read its commit index at some
+    // moment after that, which the follower cannot place more precisely on its own clock.
+    name: "date a freshness proof from when the ReadIndex answer was applied, not from when the round started",
+    file: "src/node/node.ts",
+    find: "if (o.kind === \"ready\") this.freshness.proved(started);",
+    replace: "if (o.kind === \"ready\") this.freshness.proved(this.clock.now());",
+    profile: boundedProfile,
+  },
+  {
+    // Mid-replay of missed ticks the core still finds a stalled leader's lease valid (node.ts, probeFreshness).
+    name: "start the freshness probe from inside a tick, before missed ticks are replayed",
+    file: "src/node/node.ts",
+    find: "        if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());",
+    replace:
+      "        if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());\n" +
+      "        if (!this.stopped && !this.diskFull() && this.freshness.shouldProbe(this.clock.now())) {\n" +
+      "          this.freshness.probeStarted(this.clock.now());\n" +
+      "          this.readIndexRound(this.config.electionTicks * this.config.tickMs, () => this.freshness.probeEnded());\n" +
+      "        }",
+    profile: { ...boundedProfile, stallTicks: [40, 120] },
   },
 ];
 

@@ -29,13 +29,15 @@ test(`${SEEDS} simulated runs keep every safety property and stay linearizable`,
   const secs = ((performance.now() - started) / 1000).toFixed(1);
   console.log(
     `sim: ${SEEDS} seeds in ${secs} s, ${stats.opsOk} client ops, ${stats.opsNotApplied} told "not applied", ${stats.elections} elections, ${stats.snapshotsSent} snapshots sent, ` +
-      `${stats.snapshotCovered} writes covered by a snapshot while pending, ${stats.stalls} stalls, ${stats.leaseReads} lease reads`,
+      `${stats.snapshotCovered} writes covered by a snapshot while pending, ${stats.stalls} stalls, ${stats.leaseReads} lease reads, ${stats.boundedReads} bounded reads`,
   );
   expect(failures).toEqual([]);
   // The runs must actually exercise the interesting paths.
   expect(stats.elections).toBeGreaterThan(SEEDS);
   expect(stats.snapshotsSent).toBeGreaterThan(100);
   expect(stats.leaseReads).toBeGreaterThan(1000);
+  // Bounded-staleness reads, checked with their call moved back by the bound (cluster.ts).
+  expect(stats.boundedReads).toBeGreaterThan(10_000);
   // Definite failures are checked as "never took effect", so there must be some to check.
   expect(stats.opsNotApplied).toBeGreaterThan(1000);
   expect(stats.stalls).toBeGreaterThan(100);
