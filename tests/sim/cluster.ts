@@ -38,12 +38,11 @@ export interface SimOptions {
    * turn (a lease bug shows: the old leader keeps serving while the others elect);
    * "leaderTransfer" hands leadership on (a read bug shows: a new leader that does not yet know
    * what its predecessor committed); "leaderStall" stalls it (with stalls on: issue 8's path);
-   * "leaderCrash" kills it or restarts a dead node, half and half (Figure 8's leader turnover);
    * "leaderCut" cuts the link between it and one follower (both ways; the third node hears both),
    * then heals, in turn (a vote bug shows: the cut-off follower campaigns while the others still
    * hear the leader).
    */
-  faultKinds: "all" | "leaderIsolation" | "leaderTransfer" | "leaderStall" | "leaderCrash" | "leaderCut";
+  faultKinds: "all" | "leaderIsolation" | "leaderTransfer" | "leaderStall" | "leaderCut";
   snapshotEvery: number;
   snapshotChunkBytes: number;
   /** Small values split appends into one entry per message (Figure 8 needs that). */
@@ -787,12 +786,9 @@ export class Simulation implements ClockHost, Observer {
   private leaderFault(kind: Exclude<SimOptions["faultKinds"], "all">): void {
     const f = this.faults;
     const leader = this.leader();
-    const dead = this.nodes.filter((n) => n.node === null);
     if ((kind === "leaderIsolation" || kind === "leaderCut") && this.cut.size > 0) {
       this.cut.clear();
       this.trace("HEAL network");
-    } else if (kind === "leaderCrash" && dead.length > 0 && (leader === null || f.chance(0.5))) {
-      this.restart(f.pick(dead));
     } else if (leader === null) {
       // Nothing to aim at until the others elect.
     } else if (kind === "leaderIsolation") {
@@ -803,10 +799,8 @@ export class Simulation implements ClockHost, Observer {
       this.cutOneWay(other, leader.id);
     } else if (kind === "leaderTransfer") {
       this.transfer(leader);
-    } else if (kind === "leaderStall") {
-      this.stall(leader, f.range(this.opts.stallTicks[0], this.opts.stallTicks[1]) * TICK);
     } else {
-      this.crash(leader);
+      this.stall(leader, f.range(this.opts.stallTicks[0], this.opts.stallTicks[1]) * TICK);
     }
   }
 
