@@ -13,20 +13,30 @@ const ROOT = join(import.meta.dir, "..", "..");
 export const BUN = process.execPath;
 export const MAIN = join(ROOT, "main.ts");
 
+/** Every port freePort() gave out in this process: a port given out is free until its server starts. */
+const givenPorts = new Set<number>();
+
 /**
  * A port that is free now, below Linux's ephemeral range (32768-60999): a server a test restarts
  * must get its port back, and an ephemeral port may meanwhile be taken by some outgoing connection.
  * Random in 20000-32767 (so parallel suites rarely collide), checked by binding it, retried.
+ * Never the same port twice in one process: a cluster's ports are picked before its nodes start,
+ * so a later pick (a gossip or debug port) could otherwise get a node's port that is still free
+ * (seen: a debug server failing on the RPC port of a node started just before).
  */
 export async function freePort(host = "127.0.0.1"): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 12_768);
+    if (givenPorts.has(port)) continue;
     const ok = await new Promise<boolean>((resolve) => {
       const srv = createServer();
       srv.once("error", () => resolve(false));
       srv.listen(port, host, () => srv.close(() => resolve(true)));
     });
-    if (ok) return port;
+    if (ok) {
+      givenPorts.add(port);
+      return port;
+    }
   }
   throw new Error(`no free port in 20000-32767 on ${host}`);
 }

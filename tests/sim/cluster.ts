@@ -32,6 +32,17 @@ export interface SimOptions {
   drift: number;
   /** Mean time between fault actions (crash, restart, stall, partition, heal, conf change, transfer). */
   faultEvery: number;
+  /**
+   * "all": every kind above, drawn at random. The others each aim one kind at the leader many
+   * times a run instead of a few: "leaderIsolation" cuts it off from everyone, then heals, in
+   * turn (a lease bug shows: the old leader keeps serving while the others elect);
+   * "leaderTransfer" hands leadership on (a read bug shows: a new leader that does not yet know
+   * what its predecessor committed); "leaderStall" stalls it (with stalls on: issue 8's path);
+   * "leaderCut" cuts the link between it and one follower (both ways; the third node hears both),
+   * then heals, in turn (a vote bug shows: the cut-off follower campaigns while the others still
+   * hear the leader).
+   */
+  faultKinds: "all" | "leaderIsolation" | "leaderTransfer" | "leaderStall" | "leaderCut";
   snapshotEvery: number;
   snapshotChunkBytes: number;
   /** Small values split appends into one entry per message (Figure 8 needs that). */
@@ -79,6 +90,7 @@ export function optionsForSeed(seed: number): SimOptions {
     maxDelay: r.pick([3, 8, 20]),
     drift: r.pick([0, 0.05, 0.1, 0.1]),
     faultEvery: r.pick([5, 20, 60]) * TICK,
+    faultKinds: "all",
     snapshotEvery: r.pick([0, 8, 25, 200]),
     // A state machine image is about 20 KB: 1 KB chunks still make a transfer of many chunks.
     snapshotChunkBytes: r.pick([1024, 4096, 1 << 16]),
@@ -154,6 +166,13 @@ interface SimNode {
   period: number;
   /** Until this time the node is stalled (SIGSTOP): its events wait. */
   pausedUntil: number;
+  /**
+   * What reached the stalled incarnation, in arrival order; run when it resumes. One queue, not
+   * events re-pushed at the resume time: a stall shortened (heal, a new stall) would otherwise
+   * let later inputs overtake earlier ones, e.g. a write before the overdue tick, so the node
+   * would act on time it has not replayed (a false lease overlap at seed 633).
+   */
+  held: (() => void)[];
   wasLeader: boolean;
   /** Lease reads counted by earlier incarnations. */
   leaseReads: number;
@@ -312,6 +331,7 @@ export class Simulation implements ClockHost, Observer {
         // Near the bound's extremes, fast and slow: where lease bugs show.
         period: TICK * (1 + (this.rng.chance(0.5) ? 1 : -1) * opts.drift * this.rng.range(0.7, 1)),
         pausedUntil: 0,
+        held: [],
         wasLeader: false,
         leaseReads: 0,
         lastAck: null,
@@ -347,13 +367,30 @@ export class Simulation implements ClockHost, Observer {
   private runOn(clock: SimClock, fn: () => void): void {
     if (clock.dead) return;
     const n = this.byClock.get(clock)!;
-    // A stalled process handles nothing; what arrived meanwhile waits, in order, until it resumes.
-    if (this.time < n.pausedUntil) {
-      this.q.push(n.pausedUntil, () => this.runOn(clock, fn));
+    // A stalled process handles nothing; what arrived meanwhile waits, in order, until it resumes
+    // (also what comes at the instant it resumes, until the earlier inputs ran).
+    if (this.time < n.pausedUntil || n.held.length > 0) {
+      n.held.push(fn);
       return;
     }
     fn();
     this.checkRoles(n);
+  }
+
+  /** Sets the end of `n`'s stall; at that time it handles what it was sent meanwhile, in order. */
+  private pauseUntil(n: SimNode, time: number): void {
+    n.pausedUntil = time;
+    this.q.push(time, () => {
+      // A later stall moved the end: that stall's own event resumes the node.
+      if (this.time < n.pausedUntil || n.clock === null) return;
+      const held = n.held;
+      n.held = [];
+      for (const fn of held) {
+        if (n.clock === null) break; // it died while catching up (after an early send)
+        fn();
+        this.checkRoles(n);
+      }
+    });
   }
 
   fsyncWindow(clock: SimClock, fn: () => void): void {
@@ -385,6 +422,7 @@ export class Simulation implements ClockHost, Observer {
     });
     n.clock = clock;
     n.pausedUntil = 0;
+    n.held = [];
     this.byClock.set(clock, n);
     const log = simLogger(this.opts.verbose ? (line) => this.trace(`${n.id}: ${line}`) : null);
     n.node = new PhalanxNode(config, {
@@ -425,6 +463,7 @@ export class Simulation implements ClockHost, Observer {
     n.node = null;
     n.clock = null;
     n.pausedUntil = 0;
+    n.held = [];
     this.stats.crashes++;
     this.trace(`CRASH ${n.id}`);
   }
@@ -501,6 +540,11 @@ export class Simulation implements ClockHost, Observer {
 
   /** No two nodes may hold a lease at the same instant (global time). */
   private checkLeases(): void {
+    // Only a leader holds a lease: with one leader or none there is nothing to overlap, and asking
+    // (a quorum sort per leader) at every instant was a twentieth of the simulator's time.
+    let leaders = 0;
+    for (const n of this.nodes) if (n.node !== null && n.node.isLeader()) leaders++;
+    if (leaders < 2) return;
     let holder: SimNode | null = null;
     for (const n of this.nodes) {
       if (n.node === null || this.time < n.pausedUntil || !n.node.holdsLease()) continue;
@@ -733,6 +777,7 @@ export class Simulation implements ClockHost, Observer {
   }
 
   private fault(): void {
+    if (this.opts.faultKinds !== "all") return this.leaderFault(this.opts.faultKinds);
     const f = this.faults;
     const roll = f.next();
     const alive = this.nodes.filter((n) => n.node !== null);
@@ -744,9 +789,7 @@ export class Simulation implements ClockHost, Observer {
     } else if (roll < 0.2 && leader !== null) {
       this.crash(leader);
     } else if (roll < 0.35 && dead.length > 0) {
-      const n = f.pick(dead);
-      this.trace(`RESTART ${n.id}`);
-      this.start(n);
+      this.restart(f.pick(dead));
     } else if (roll < 0.45) {
       const side = new Set(ids.filter(() => f.chance(0.5)));
       this.partition(side);
@@ -755,9 +798,7 @@ export class Simulation implements ClockHost, Observer {
     } else if (roll < 0.6) {
       // One-way: the leader (or anyone) stops reaching one node, which still reaches everyone.
       const a = leader !== null && f.chance(0.7) ? leader.id : f.pick(ids);
-      const b = f.pick(ids.filter((id) => id !== a));
-      this.cut.add(`${a}>${b}`);
-      this.trace(`CUT one-way ${a} -> ${b}`);
+      this.cutOneWay(a, f.pick(ids.filter((id) => id !== a)));
     } else if (roll < 0.72) {
       this.cut.clear();
       this.trace("HEAL network");
@@ -768,16 +809,52 @@ export class Simulation implements ClockHost, Observer {
       // compacted log with writes pending, and installs a snapshot that may hold them.
       this.stall(leader, f.range(this.opts.stallTicks[0], this.opts.stallTicks[1]) * TICK);
     } else if (leader !== null) {
-      const target = f.pick(leader.node!.status().conf.voters);
-      const res = leader.node!.transferLeadership(target);
-      this.trace(`TRANSFER ${leader.id} -> ${target}: ${res.ok ? "started" : res.reason}`);
-      if (res.ok) this.stats.transfers++;
+      this.transfer(leader);
     }
+  }
+
+  private transfer(leader: SimNode): void {
+    const target = this.faults.pick(leader.node!.status().conf.voters);
+    const res = leader.node!.transferLeadership(target);
+    this.trace(`TRANSFER ${leader.id} -> ${target}: ${res.ok ? "started" : res.reason}`);
+    if (res.ok) this.stats.transfers++;
+  }
+
+  /** One fault of a profile aimed at the leader (SimOptions.faultKinds). */
+  private leaderFault(kind: Exclude<SimOptions["faultKinds"], "all">): void {
+    const f = this.faults;
+    const leader = this.leader();
+    if ((kind === "leaderIsolation" || kind === "leaderCut") && this.cut.size > 0) {
+      this.cut.clear();
+      this.trace("HEAL network");
+    } else if (leader === null) {
+      // Nothing to aim at until the others elect.
+    } else if (kind === "leaderIsolation") {
+      this.partition(new Set([leader.id]));
+    } else if (kind === "leaderCut") {
+      const other = f.pick(this.nodes.map((n) => n.id).filter((id) => id !== leader.id));
+      this.cutOneWay(leader.id, other);
+      this.cutOneWay(other, leader.id);
+    } else if (kind === "leaderTransfer") {
+      this.transfer(leader);
+    } else {
+      this.stall(leader, f.range(this.opts.stallTicks[0], this.opts.stallTicks[1]) * TICK);
+    }
+  }
+
+  private cutOneWay(from: NodeId, to: NodeId): void {
+    this.cut.add(`${from}>${to}`);
+    this.trace(`CUT one-way ${from} -> ${to}`);
+  }
+
+  private restart(n: SimNode): void {
+    this.trace(`RESTART ${n.id}`);
+    this.start(n);
   }
 
   /** SIGSTOP for `ms`: the process handles nothing, then catches up on its ticks and inputs. */
   private stall(n: SimNode, ms: number): void {
-    n.pausedUntil = this.time + ms;
+    this.pauseUntil(n, this.time + ms);
     this.stats.stalls++;
     this.trace(`STALL ${n.id} for ${ms.toFixed(0)}`);
   }
@@ -820,7 +897,7 @@ export class Simulation implements ClockHost, Observer {
     this.healed = true;
     this.cut.clear();
     for (const n of this.nodes) {
-      n.pausedUntil = Math.min(n.pausedUntil, this.time);
+      if (n.pausedUntil > this.time) this.pauseUntil(n, this.time);
       if (n.node === null) this.start(n);
     }
     this.trace("HEAL ALL: network healed, stalls ended, every node restarted");

@@ -23,9 +23,15 @@ async function seeds(from: number, count: number, profile: "default" | "stalled"
   return { failures: results.flatMap((r) => r.failures), stats };
 }
 
+// Both runs start now and share the worker slots (parallel.ts): the stalled-leader seeds take a
+// core as soon as one of the 1,000 seeds' parts ends, instead of after the last one.
+const started = performance.now();
+const mainRun = seeds(1, SEEDS, "default", 4);
+const stalledRun = seeds(1, STALLED_SEEDS, "stalled", 2);
+for (const r of [mainRun, stalledRun]) r.catch(() => undefined); // reported by its test
+
 test(`${SEEDS} simulated runs keep every safety property and stay linearizable`, async () => {
-  const started = performance.now();
-  const { failures, stats } = await seeds(1, SEEDS, "default", 4);
+  const { failures, stats } = await mainRun;
   const secs = ((performance.now() - started) / 1000).toFixed(1);
   console.log(
     `sim: ${SEEDS} seeds in ${secs} s, ${stats.opsOk} client ops, ${stats.opsNotApplied} told "not applied", ${stats.elections} elections, ${stats.snapshotsSent} snapshots sent, ` +
@@ -41,23 +47,25 @@ test(`${SEEDS} simulated runs keep every safety property and stay linearizable`,
   // Definite failures are checked as "never took effect", so there must be some to check.
   expect(stats.opsNotApplied).toBeGreaterThan(1000);
   expect(stats.stalls).toBeGreaterThan(100);
-  // The path of issue 8 §1: a leader resumes behind the compacted log with writes pending.
-  expect(stats.snapshotCovered).toBeGreaterThan(0);
-}, 300_000);
+  // The path of issue 8 §1 (a leader resumes behind the compacted log with writes pending) is
+  // rare in the default mix (0-5 per 1,000 seeds, depending on the trajectories): the
+  // stalled-leader profile below is the test that must reach it.
+  // A guard against a hang, not a budget: about a minute on two idle cores, several on a loaded one.
+}, 900_000);
 
 test("a stalled leader resumes behind the compacted log: its pending writes are never reported not applied", async () => {
   // Issue 8 §1: the snapshot it installs may hold those writes, so their outcome is unknown.
   // Rare even here (4 of the first 60 seeds cover a pending write): enough seeds that a change in
   // the trajectories still leaves some.
-  const { failures, stats } = await seeds(1, STALLED_SEEDS, "stalled", 2);
+  const { failures, stats } = await stalledRun;
   console.log(`stalled-leader profile: ${STALLED_SEEDS} seeds, ${stats.snapshotCovered} pending writes covered by a snapshot`);
   expect(failures).toEqual([]);
   expect(stats.snapshotCovered).toBeGreaterThan(0);
-}, 300_000);
+}, 900_000);
 
 test("a seed replays identically", () => {
   const a = runSim(4242, { verbose: true });
   const b = runSim(4242, { verbose: true });
   expect(a.trace).toEqual(b.trace);
   expect(a.stats).toEqual(b.stats);
-});
+}, 60_000); // two verbose runs: over 5 s on a loaded machine
