@@ -11,7 +11,7 @@ if [ ! -x node_modules/.bin/bun ]; then
   npm ci --no-audit --no-fund
 fi
 # --bytecode: the modules ship precompiled, so a start does not parse them (`phalanx serve` is
-# serving about 30 ms after exec instead of 65; docs-notes/startup.md). Bytecode needs ESM named
+# serving about 30 ms after exec instead of 65; BENCHMARKS.md, "Cluster start-up"). Bytecode needs ESM named
 # explicitly (its default is CommonJS, which has no top-level await).
 node_modules/.bin/bun build --compile --minify --bytecode --format=esm main.ts --outfile "$out"
 echo "compile.sh: built $out" >&2

@@ -1,6 +1,6 @@
 // phalanx: one binary for servers and clients. Only the subcommand dispatch lives here.
 // Each command's module is imported when that command runs, so `phalanx serve` starts without
-// evaluating the client commands and `phalanx kv get` without the server (docs-notes/startup.md).
+// evaluating the client commands and `phalanx kv get` without the server (BENCHMARKS.md, "Cluster start-up").
 import { EXIT, fail } from "./src/cli/output.ts";
 import { didYouMean } from "./src/cli/suggest.ts";
 

@@ -187,7 +187,7 @@ export interface ForceNewClusterResult {
 
 /**
  * Turns a stopped survivor's data dir into a one-voter cluster of `self`. Every entry in its
- * log is committed and applied (see docs-notes/ops.md, "losing a majority", for why entries past
+ * log is committed and applied (see docs/operations.md, "Losing a majority", for why entries past
  * the commit index are kept rather than dropped), the configuration becomes {self}, the term is
  * raised by one, and the cluster gets a new id so the old members' data cannot rejoin by gossip.
  * The caller holds `dd` open (the data-dir lock) and has checked that no quorum is running.

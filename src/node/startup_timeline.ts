@@ -4,7 +4,7 @@
 // already includes Bun's own start and the loading of the modules). One debug line lists them all
 // when the first write of a client has been applied here, and again at none of the later ones:
 //   LOG_LEVEL=debug phalanx serve ... 2>&1 | grep "startup timeline"
-// The breakdown measured with it is in docs-notes/startup.md.
+// The breakdown measured with it is in BENCHMARKS.md, "Cluster start-up".
 import type { Logger } from "./log.ts";
 
 /** The phases, in the order a brand-new node normally reaches them. */

@@ -37,7 +37,7 @@ const { SQLITE_OPEN_READONLY, SQLITE_OPEN_URI } = sqlite;
 /**
  * How often, at most, the state record follows commits and appends (term and vote changes are
  * recorded at once). A rollback younger than this is not seen locally; the leader sees a follower's
- * (raft.ts, "follower regressed"). Measured cost: docs-notes/storage.md.
+ * (raft.ts, "follower regressed"). Measured cost: BENCHMARKS.md, "What the safety and security checks cost".
  */
 export const RECORD_EVERY_MS = 100;
 
@@ -419,7 +419,7 @@ function createFile(dir: string, file: string, options: DataDirOptions, recordId
       // No fsync and the journal in memory while the file is built: until the rename it is only
       // a temporary file (a crash leaves an .init, removed above), and syncPath() below makes it
       // durable, whole, before the rename. Synced, each of its statements cost four fsyncs: 24
-      // in all, some tens of ms of a new node's start (docs-notes/startup.md). Not journal_mode
+      // in all, some tens of ms of a new node's start (BENCHMARKS.md, "Cluster start-up"). Not journal_mode
       // OFF: a failed statement must still roll back, as it would in a real file.
       db.run("PRAGMA synchronous = OFF");
       db.run("PRAGMA journal_mode = MEMORY");

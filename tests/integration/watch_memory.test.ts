@@ -1,6 +1,6 @@
 // What idle watchers cost: 2,000 watches on one real node (over 20 HTTP/2 connections), VmRSS
 // from /proc/<pid>/status before and after, then one write reaches every watcher and all of them
-// stay open. Prints the memory per idle watcher (docs-notes/kvfeatures.md quotes it).
+// stay open. Prints the memory per idle watcher (docs/kv.md, "Watch", quotes it).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
