@@ -38,11 +38,14 @@ export interface SimOptions {
    * turn (a lease bug shows: the old leader keeps serving while the others elect);
    * "leaderTransfer" hands leadership on (a read bug shows: a new leader that does not yet know
    * what its predecessor committed); "leaderStall" stalls it (with stalls on: issue 8's path);
+   * "leaderCrash" kills it right after it handles its next append acknowledgement, or restarts a
+   * dead node, half and half (Figure 8: a leader dies having replicated an entry to some, perhaps
+   * having counted them and committed, before its next append lands);
    * "leaderCut" cuts the link between it and one follower (both ways; the third node hears both),
    * then heals, in turn (a vote bug shows: the cut-off follower campaigns while the others still
    * hear the leader).
    */
-  faultKinds: "all" | "leaderIsolation" | "leaderTransfer" | "leaderStall" | "leaderCut";
+  faultKinds: "all" | "leaderIsolation" | "leaderTransfer" | "leaderStall" | "leaderCrash" | "leaderCut";
   snapshotEvery: number;
   snapshotChunkBytes: number;
   /** Small values split appends into one entry per message (Figure 8 needs that). */
@@ -282,6 +285,8 @@ export class Simulation implements ClockHost, Observer {
   /** Directed links that drop everything: "a>b". */
   private readonly cut = new Set<string>();
   private healed = false;
+  /** "leaderCrash": this leader dies right after it handles its next append acknowledgement. */
+  private crashOnAck: NodeId | null = null;
   private readonly traceRing: string[] = [];
   private nextOpId = 1;
   private nextValue = 1;
@@ -575,6 +580,13 @@ export class Simulation implements ClockHost, Observer {
         } catch {
           // Refused while shutting down or with a full disk: the peer sees a failed request.
         }
+        if (this.crashOnAck === m.to && m.type === "appendResp" && !m.reject && !this.healed) {
+          this.crashOnAck = null;
+          // Half the least delay later: the leader has applied what the ack let it commit, and its
+          // next append is still in flight.
+          const n = this.byId.get(m.to)!;
+          this.q.push(this.time + this.opts.minDelay / 2, () => this.crash(n));
+        }
       });
     }
   }
@@ -824,9 +836,12 @@ export class Simulation implements ClockHost, Observer {
   private leaderFault(kind: Exclude<SimOptions["faultKinds"], "all">): void {
     const f = this.faults;
     const leader = this.leader();
+    const dead = this.nodes.filter((n) => n.node === null);
     if ((kind === "leaderIsolation" || kind === "leaderCut") && this.cut.size > 0) {
       this.cut.clear();
       this.trace("HEAL network");
+    } else if (kind === "leaderCrash" && dead.length > 0 && (leader === null || f.chance(0.5))) {
+      this.restart(f.pick(dead));
     } else if (leader === null) {
       // Nothing to aim at until the others elect.
     } else if (kind === "leaderIsolation") {
@@ -837,6 +852,8 @@ export class Simulation implements ClockHost, Observer {
       this.cutOneWay(other, leader.id);
     } else if (kind === "leaderTransfer") {
       this.transfer(leader);
+    } else if (kind === "leaderCrash") {
+      this.crashOnAck = leader.id;
     } else {
       this.stall(leader, f.range(this.opts.stallTicks[0], this.opts.stallTicks[1]) * TICK);
     }

@@ -75,10 +75,24 @@ export const MUTATIONS: Mutation[] = [
     file: "src/raft/raft.ts",
     find: "if (mci <= this.log.committed || this.log.term(mci) !== this.term) return false;",
     replace: "if (mci <= this.log.committed) return false;",
-    // Figure 8 needs old entries to trickle out one per message while leaders crash. Bounded
-    // reads off: their freshness probes and wider read intervals made this mutant survive 3,000
-    // seeds (caught at seed 230 without them).
-    profile: { maxMsgBytes: 1, maxInflight: 1, faultEvery: 5 * TICK, boundedReads: 0 },
+    // Figure 8: a leader dies right after an append acknowledgement (having counted an old-term
+    // entry's replicas and committed it, its own-term entry still in flight), a node holding a
+    // newer-term entry at that index is elected. So leaders die on their next ack over and over
+    // ("leaderCrash"), on three nodes (two make a majority), entries trickle one per message,
+    // 30% loss leaves logs diverged, eight writers keep every leader appending: caught at seed 18
+    // (the mixed faults with one-entry messages took 2,689 seeds). Bounded reads off: their
+    // freshness probes and wider read intervals let the mutant survive.
+    profile: {
+      nodes: 3,
+      clients: 8,
+      maxMsgBytes: 1,
+      maxInflight: 1,
+      loss: 0.3,
+      faultKinds: "leaderCrash",
+      faultEvery: 5 * TICK,
+      duration: 1200 * TICK,
+      boundedReads: 0,
+    },
   },
   {
     name: "grant a vote without the up-to-date check (§5.4.1)",
