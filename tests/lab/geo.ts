@@ -28,21 +28,15 @@ import type { Subprocess } from "bun";
 import { waitFor } from "../integration/harness.ts";
 import type { AgentRequest, PeerSamples, WriteSample } from "./agent.ts";
 import type { RelayRoute } from "./relay.ts";
+import { REGION_RTT_MS, REGIONS, type Region } from "../regions.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const BUN = process.execPath;
 
-export const REGIONS = ["jnb", "lhr", "ord", "sin", "fra"] as const;
-export type Region = (typeof REGIONS)[number];
+export { REGIONS, type Region } from "../regions.ts";
 
-/** REFERENCE.md, "Round-trip times between the five regions" (ms, P95). */
-export const RTT_MS: Record<Region, Record<Region, number>> = {
-  lhr: { lhr: 0, fra: 20, ord: 101, jnb: 169, sin: 183 },
-  fra: { lhr: 20, fra: 0, ord: 115, jnb: 173, sin: 179 },
-  ord: { lhr: 101, fra: 115, ord: 0, jnb: 241, sin: 214 },
-  jnb: { lhr: 169, fra: 173, ord: 241, jnb: 0, sin: 200 },
-  sin: { lhr: 183, fra: 179, ord: 214, jnb: 200, sin: 0 },
-};
+/** tests/regions.ts's round trips (ms, P95), with 0 from a region to itself. */
+export const RTT_MS = Object.fromEntries(REGIONS.map((a) => [a, Object.fromEntries(REGIONS.map((b) => [b, a === b ? 0 : REGION_RTT_MS[a][b]!]))])) as Record<Region, Record<Region, number>>;
 const JITTER = 0.05;
 const NODE_PORT = 9000;
 const RELAY_BASE_PORT = 19100;

@@ -2,15 +2,10 @@ import { describe, expect, test } from "bun:test";
 import { commitFloorMs, DEFAULT_PLACEMENT, LeaderPlacement, type PlacementConfig, type PlacementView } from "../../src/node/placement.ts";
 import { resolveConfig, settingsFromEnv } from "../../src/node/config.ts";
 import { Prng } from "../sim/prng.ts";
+import { REGION_RTT_MS } from "../regions.ts";
 
-// REFERENCE.md, round trips between the five regions (ms, P95). Node ids are the region names.
-const REF: Record<string, Record<string, number>> = {
-  lhr: { fra: 20, ord: 101, jnb: 169, sin: 183 },
-  fra: { lhr: 20, ord: 115, jnb: 173, sin: 179 },
-  ord: { lhr: 101, fra: 115, jnb: 241, sin: 214 },
-  jnb: { lhr: 169, fra: 173, ord: 241, sin: 200 },
-  sin: { lhr: 183, fra: 179, ord: 214, jnb: 200 },
-};
+// The five regions' round trips (tests/regions.ts). Node ids are the region names.
+const REF = REGION_RTT_MS as Record<string, Record<string, number>>;
 const VOTERS = ["fra", "jnb", "lhr", "ord", "sin"];
 const REGIONS = Object.fromEntries(VOTERS.map((v) => [v, v]));
 

@@ -11,17 +11,12 @@ import { ElectionRank, rankVoters } from "../../src/node/election_rank.ts";
 import type { Entry, Message, NodeId } from "../../src/raft/types.ts";
 import { EventQueue } from "./cluster.ts";
 import { Prng } from "./prng.ts";
+import { REGION_RTT_MS } from "../regions.ts";
 import { SimClock, SimDisk, simConfig, simLogger, simTransport, TICK, type ClockHost, type Observer } from "./sim_node.ts";
 
 const REGIONS = ["lhr", "fra", "ord", "jnb", "sin"] as const;
-/** REFERENCE.md, round trips between the five regions (ms, P95). */
-const RTT_MS: Record<string, Record<string, number>> = {
-  lhr: { fra: 20, ord: 101, jnb: 169, sin: 183 },
-  fra: { lhr: 20, ord: 115, jnb: 173, sin: 179 },
-  ord: { lhr: 101, fra: 115, jnb: 241, sin: 214 },
-  jnb: { lhr: 169, fra: 173, ord: 241, sin: 200 },
-  sin: { lhr: 183, fra: 179, ord: 214, jnb: 200 },
-};
+/** The five regions' round trips (ms, tests/regions.ts). */
+const RTT_MS = REGION_RTT_MS as Record<string, Record<string, number>>;
 /** Real milliseconds per simulated one: fly.toml's 100 ms tick is the simulator's TICK. */
 const SCALE = TICK / 100;
 const ELECTION_TICKS = 30;
