@@ -53,7 +53,9 @@ describe("gossip agents over UDP on 127.0.0.1", () => {
     // Loopback may drop a few under load: most, not all, must be seen and refused.
     expect(await waitFor(() => dropped() - before >= 150, 10_000)).toBe(true);
     sock.close();
-    expect(converged(procs)).toBe(true);
+    // Still (or again, after a suspicion a loaded machine can cause on its own) five live members
+    // in every view, and no agent failed on the garbage.
+    expect(await waitFor(() => converged(procs), 10_000)).toBe(true);
     expect(target.status?.counters.internalErrors).toBe(0);
   }, 20_000);
 
