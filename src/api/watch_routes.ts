@@ -21,6 +21,7 @@ import type { KvEvent } from "../kv/history.ts";
 import { TooManyWatchers, Watcher, type CancelReason, type WatchHub, type WatchRange, type WatchSink } from "../kv/watch_hub.ts";
 import { REVISION_HEADER } from "./propose_reply.ts";
 import { BadRequest, errorReply, reply } from "./wire.ts";
+import { parseDuration } from "./duration.ts";
 
 /** A watcher's stream buffers this much before it stops taking live events (then it pages the history). */
 export const WATCH_BUFFER_BYTES = 256 * 1024;
@@ -70,10 +71,10 @@ function counterQuery(c: Context, name: string): number | undefined {
 /** "30s", "5m", "1500ms", "10" (seconds): Consul's wait syntax. */
 export function parseWait(v: string | undefined): number {
   if (v === undefined) return DEFAULT_WAIT_MS;
-  const m = /^(\d{1,9})(ms|s|m)?$/.exec(v.trim());
-  if (m === null) throw new BadRequest('wait must be a duration like "30s", "5m" or "500ms"');
-  const n = Number(m[1]);
-  const ms = m[2] === "ms" ? n : m[2] === "m" ? n * 60_000 : n * 1000;
+  const text = v.trim();
+  // Consul also takes a bare number of seconds; everything else is a Go duration (duration.ts).
+  const ms = /^\d{1,9}$/.test(text) ? Number(text) * 1000 : parseDuration(text);
+  if (ms === null) throw new BadRequest('wait must be a duration like "30s", "5m" or "500ms"');
   return Math.min(ms, MAX_WAIT_MS);
 }
 

@@ -126,7 +126,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private readonly log: Logger;
   private readonly clock: Scheduler;
   private readonly core: CoreTuning;
-  private readonly timeline: StartupTimeline | null;
+  /** Until the first client write is applied (then reported and dropped). */
+  private timeline: StartupTimeline | null;
   private raw: RawNode;
   private readonly transport: NodeTransport;
   private readonly ticker: Ticker;
@@ -754,6 +755,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       if (rd.committed.some((entry) => entry.type === "normal")) {
         this.timeline.mark("firstWrite");
         this.timeline.report(this.log);
+        // Reported once: from here on the hot path does not look at it again.
+        this.timeline = null;
       }
     }
     this.metrics.entriesApplied += rd.committed.length;
