@@ -19,7 +19,7 @@ import {
   type Proposal,
   type Result,
 } from "./command.ts";
-import { advanceLogTime, checkSession, type SessionRecord } from "./session.ts";
+import { advanceLogTime, checkSession, isExpired, type SessionRecord } from "./session.ts";
 import { DEFAULT_HISTORY_LIMITS, History, type HistoryLimits, type KvEvent } from "./history.ts";
 import { LEASE_DDL, LeaseTable, type LeaseInfo } from "./lease.ts";
 import { executeTxn, type TxnStore } from "./txn.ts";
@@ -77,6 +77,12 @@ interface KvState {
   applied: number;
   revision: number;
   logTime: number;
+  /**
+   * Not stored: at most the oldest last_active of kv_sessions (Infinity when there is none), so
+   * an entry whose log time expires no session skips the eviction statement. Kept here so that a
+   * rollback restores it with the rest.
+   */
+  sessionFloor: number;
 }
 
 type KvRow = [string, Uint8Array, number, number, number];
@@ -98,6 +104,7 @@ export class KvStore {
     | "session"
     | "setSession"
     | "evictSessions"
+    | "oldestSession"
     | "countSessions"
     | "member"
     | "setMember"
@@ -117,6 +124,10 @@ export class KvStore {
   /** The members table changed since takeMembersChanged() last asked (a spurious true after a rollback is harmless). */
   private membersDirty = false;
   private notifyScheduled = false;
+  /** Writes the kv_state row from `state`, once per transaction, just before it commits (setState). */
+  private readonly writeState = (): void => {
+    this.q.setState.run(this.state.applied, this.state.revision, this.state.logTime);
+  };
 
   constructor(
     private readonly dd: DataDir,
@@ -137,6 +148,7 @@ export class KvStore {
       session: db.prepare("SELECT seq, result, last_active FROM kv_sessions WHERE client = ?"),
       setSession: db.prepare("INSERT OR REPLACE INTO kv_sessions (client, seq, result, last_active) VALUES (?, ?, ?, ?)"),
       evictSessions: db.prepare("DELETE FROM kv_sessions WHERE last_active < ?"),
+      oldestSession: db.prepare("SELECT min(last_active) FROM kv_sessions"),
       countSessions: db.prepare("SELECT count(*) FROM kv_sessions"),
       member: db.prepare("SELECT address, region FROM members WHERE id = ?"),
       setMember: db.prepare("INSERT OR REPLACE INTO members (id, address, role, region) VALUES (?, ?, ?, ?)"),
@@ -325,7 +337,7 @@ export class KvStore {
   restore(data: Uint8Array, meta: SnapshotMeta): void {
     this.dd.tx.run(() => {
       const restored = restoreImage(this.dd.db, data, meta.index, `${this.dd.file} (snapshot ${meta.index})`);
-      this.setState({ applied: meta.index, revision: restored.revision, logTime: restored.logTime });
+      this.setState({ applied: meta.index, revision: restored.revision, logTime: restored.logTime, sessionFloor: this.oldestSession() });
       this.history.reload();
       this.dd.tx.onRollback(this.leases.reload());
       this.membersDirty = true;
@@ -346,8 +358,13 @@ export class KvStore {
 
   private applyProposal(index: number, p: Proposal, next: KvState): Result {
     next.logTime = advanceLogTime(next.logTime, p.time);
-    // Evicting on every write, by log time, makes every replica drop the same sessions at the same index.
-    this.q.evictSessions.run(next.logTime - this.ttl);
+    // Evicting on every write, by log time, makes every replica drop the same sessions at the same
+    // index. Skipped, with the same outcome, while even the oldest session (at least the floor) is
+    // not expired: then the statement would delete nothing. Most writes skip it.
+    if (isExpired({ lastActive: next.sessionFloor }, next.logTime, this.ttl)) {
+      this.q.evictSessions.run(next.logTime - this.ttl);
+      next.sessionFloor = this.oldestSession();
+    }
     if (p.cmd.op === "register") {
       // Counted after this entry's eviction, from replicated state only: every replica agrees.
       const live = (this.q.countSessions.values()[0] as [number])[0];
@@ -356,6 +373,7 @@ export class KvStore {
       }
       const result: Result = { op: "register", client: index };
       this.q.setSession.run(index, 0, encodeResult(result), next.logTime);
+      next.sessionFloor = Math.min(next.sessionFloor, next.logTime);
       return result;
     }
     this.sub = 0;
@@ -366,6 +384,7 @@ export class KvStore {
     if (verdict.kind === "error") return { error: verdict.code, message: verdict.message };
     const result = verdict.kind === "duplicate" ? verdict.result : this.executeAndPrune(index, p.cmd, next);
     this.q.setSession.run(client, seq, encodeResult(result), next.logTime);
+    next.sessionFloor = Math.min(next.sessionFloor, next.logTime);
     return result;
   }
 
@@ -493,8 +512,13 @@ export class KvStore {
     return { seq: row[0], result: this.decodeStored(row[1], `session ${client}`), lastActive: row[2] };
   }
 
+  /**
+   * The new state, in memory at once and in the kv_state row when the transaction commits: one
+   * UPDATE per Ready instead of one per entry. Still inside the transaction, so the row and the
+   * entries' effects commit or roll back together, and the applied index on disk is exact.
+   */
   private setState(next: KvState): void {
-    this.q.setState.run(next.applied, next.revision, next.logTime);
+    this.dd.tx.beforeCommit(this.writeState);
     const prev = this.state;
     this.dd.tx.onRollback(() => {
       this.state = prev;
@@ -514,7 +538,11 @@ export class KvStore {
     if (row === undefined) throw this.corrupt("the kv_state row is missing");
     const [applied, revision, logTime] = row;
     if (revision > applied) throw this.corrupt(`store revision ${revision} is beyond the applied index ${applied}`);
-    return { applied, revision, logTime };
+    return { applied, revision, logTime, sessionFloor: this.oldestSession() };
+  }
+
+  private oldestSession(): number {
+    return (this.q.oldestSession.values()[0] as [number | null])[0] ?? Infinity;
   }
 
   private decodeEntry(entry: Entry): Proposal {
