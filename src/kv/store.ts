@@ -506,10 +506,23 @@ export class KvStore {
     }
   }
 
+  /**
+   * The client's session, its cached result decoded only when read: only a retry (the duplicate
+   * verdict) reads it, and decoding with the result schema cost more than the rest of a write.
+   * A damaged result is still reported as corruption, by the retry that needs it; the next newer
+   * write of the client replaces it.
+   */
   private session(client: number): SessionRecord<Result> | undefined {
     const row = this.q.session.values(client)[0] as [number, Uint8Array, number] | undefined;
     if (row === undefined) return undefined;
-    return { seq: row[0], result: this.decodeStored(row[1], `session ${client}`), lastActive: row[2] };
+    const decode = () => this.decodeStored(row[1], `session ${client}`);
+    return {
+      seq: row[0],
+      lastActive: row[2],
+      get result() {
+        return decode();
+      },
+    };
   }
 
   /**

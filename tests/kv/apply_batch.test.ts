@@ -7,6 +7,7 @@ import { KvStore } from "../../src/kv/store.ts";
 import { isExpired } from "../../src/kv/session.ts";
 import type { Entry } from "../../src/raft/types.ts";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
+import { CorruptDataError } from "../../src/storage/errors.ts";
 import { Prng } from "../sim/prng.ts";
 import { TempDirs } from "../storage/temp_dir.ts";
 import { bytes, proposal } from "./fixtures.ts";
@@ -167,5 +168,21 @@ describe("session eviction only when due", () => {
       }
     }
     expect(checked).toBeGreaterThan(800);
+  });
+});
+
+describe("a session's cached result, decoded only for a retry", () => {
+  test("a retry gets the cached result; a damaged one is corruption for the retry, and a newer write replaces it", () => {
+    const { dd, kv } = fresh();
+    const [, first] = commit(dd, kv, [proposal(1, { op: "register" }, { time: 1_000 }), put(2, "k", 1_000, { client: 1, seq: 1 })]);
+    const [retry] = commit(dd, kv, [put(3, "k", 1_000, { client: 1, seq: 1 })]);
+    expect(retry).toEqual(first!);
+    dd.db.run("UPDATE kv_sessions SET result = x'c1' WHERE client = 1");
+    expect(() => commit(dd, kv, [put(4, "k", 1_000, { client: 1, seq: 1 })])).toThrow(CorruptDataError);
+    expect(kv.appliedIndex()).toBe(3);
+    const [newer] = commit(dd, kv, [put(4, "k", 1_000, { client: 1, seq: 2 })]);
+    expect(newer).toMatchObject({ op: "put", revision: 4 });
+    const [again] = commit(dd, kv, [put(5, "k", 1_000, { client: 1, seq: 2 })]);
+    expect(again).toEqual(newer!);
   });
 });
