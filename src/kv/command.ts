@@ -154,6 +154,11 @@ export function encodeProposal(p: Proposal): Uint8Array {
 }
 
 export function decodeProposal(data: Uint8Array): Proposal {
+  const quick = quickDecode(data);
+  if (quick !== null) {
+    const p = quickProposal(quick);
+    if (p !== null) return p;
+  }
   const raw = decodeMsgpack(data, "proposal");
   return quickProposal(raw) ?? check(proposalSchema, raw, "proposal");
 }
@@ -240,6 +245,148 @@ function hasExactly(o: Record<string, unknown>, keys: readonly string[]): boolea
     n++;
   }
   return n === keys.length;
+}
+
+/**
+ * The bytes our encoder writes for the common proposals, read in place: what the generic decoder
+ * would build from them, without its per-call DataView and state. Only this exact layout (keys
+ * in our order, unsigned integers, ASCII strings, nothing after the end); any other byte returns
+ * null and the generic decoder reads it. tests/kv/command_quick.test.ts checks it against the
+ * generic decoder on generated encodings, minimal and not, and damaged ones.
+ */
+function quickDecode(d: Uint8Array): Record<string, unknown> | null {
+  const r = { d, pos: 0 };
+  if (d[r.pos++] !== 0x83 || !literal(r, K_TIME)) return null;
+  const time = readUint(r);
+  if (time < 0 || !literal(r, K_SESSION)) return null;
+  let session: Record<string, unknown> | null = null;
+  if (d[r.pos] === 0xc0) r.pos++;
+  else {
+    if (d[r.pos++] !== 0x82 || !literal(r, K_CLIENT)) return null;
+    const client = readUint(r);
+    if (client < 0 || !literal(r, K_SEQ)) return null;
+    const seq = readUint(r);
+    if (seq < 0) return null;
+    session = { client, seq };
+  }
+  if (!literal(r, K_CMD)) return null;
+  const size = d[r.pos++];
+  let cmd: Record<string, unknown>;
+  if (size === 0x81) {
+    if (!literal(r, K_OP) || !literal(r, V_REGISTER)) return null;
+    cmd = { op: "register" };
+  } else if (size === 0x82) {
+    if (!literal(r, K_OP) || !literal(r, V_DEL) || !literal(r, K_KEY)) return null;
+    const key = readAscii(r);
+    if (key === null) return null;
+    cmd = { op: "del", key };
+  } else if (size === 0x83 || size === 0x84) {
+    if (!literal(r, K_OP) || !literal(r, V_PUT) || !literal(r, K_KEY)) return null;
+    const key = readAscii(r);
+    if (key === null || !literal(r, K_VALUE)) return null;
+    const value = readBin(r);
+    if (value === null) return null;
+    cmd = { op: "put", key, value };
+    if (size === 0x84) {
+      if (!literal(r, K_LEASE)) return null;
+      const lease = readUint(r);
+      if (lease < 0) return null;
+      cmd.lease = lease;
+    }
+  } else return null;
+  return r.pos === d.length ? { time, session, cmd } : null;
+}
+
+interface Reader {
+  d: Uint8Array;
+  pos: number;
+}
+
+/** A key or fixed string as our encoder writes it (fixstr). */
+const fixstr = (s: string): Uint8Array => Uint8Array.from([0xa0 | s.length, ...Array.from(s, (c) => c.charCodeAt(0))]);
+const K_TIME = fixstr("time");
+const K_SESSION = fixstr("session");
+const K_CLIENT = fixstr("client");
+const K_SEQ = fixstr("seq");
+const K_CMD = fixstr("cmd");
+const K_OP = fixstr("op");
+const K_KEY = fixstr("key");
+const K_VALUE = fixstr("value");
+const K_LEASE = fixstr("lease");
+const V_PUT = fixstr("put");
+const V_DEL = fixstr("del");
+const V_REGISTER = fixstr("register");
+
+function literal(r: Reader, bytes: Uint8Array): boolean {
+  if (r.pos + bytes.length > r.d.length) return false;
+  for (let i = 0; i < bytes.length; i++) if (r.d[r.pos + i] !== bytes[i]) return false;
+  r.pos += bytes.length;
+  return true;
+}
+
+/** An unsigned integer in any of msgpack's widths, as the generic decoder computes it; -1 for anything else. */
+function readUint(r: Reader): number {
+  const { d } = r;
+  const b = d[r.pos];
+  if (b === undefined) return -1;
+  if (b <= 0x7f) {
+    r.pos++;
+    return b;
+  }
+  const width = b === 0xcc ? 1 : b === 0xcd ? 2 : b === 0xce ? 4 : b === 0xcf ? 8 : 0;
+  if (width === 0 || r.pos + 1 + width > d.length) return -1;
+  const at = r.pos + 1;
+  r.pos = at + width;
+  if (width === 8) return be32(d, at) * 4294967296 + be32(d, at + 4);
+  return width === 4 ? be32(d, at) : width === 2 ? (d[at]! << 8) | d[at + 1]! : d[at]!;
+}
+
+function be32(d: Uint8Array, at: number): number {
+  return ((d[at]! << 24) >>> 0) + ((d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!);
+}
+
+/** Length of a str or bin header (`fix`: the fixstr range applies); -1 if the byte is neither. */
+function readLength(r: Reader, formats: readonly [number, number, number], fix: boolean): number {
+  const { d } = r;
+  const b = d[r.pos];
+  if (b === undefined) return -1;
+  let len: number;
+  let head: number;
+  if (fix && b >= 0xa0 && b <= 0xbf) [len, head] = [b & 0x1f, 1];
+  else if (b === formats[0] && r.pos + 2 <= d.length) [len, head] = [d[r.pos + 1]!, 2];
+  else if (b === formats[1] && r.pos + 3 <= d.length) [len, head] = [(d[r.pos + 1]! << 8) | d[r.pos + 2]!, 3];
+  else if (b === formats[2] && r.pos + 5 <= d.length) [len, head] = [be32(d, r.pos + 1), 5];
+  else return -1;
+  if (r.pos + head + len > d.length) return -1;
+  r.pos += head;
+  return len;
+}
+
+const STR_FORMATS = [0xd9, 0xda, 0xdb] as const;
+const BIN_FORMATS = [0xc4, 0xc5, 0xc6] as const;
+
+/** An ASCII-only string (its UTF-8 decoding is byte for byte); null for anything else. */
+function readAscii(r: Reader): string | null {
+  const len = readLength(r, STR_FORMATS, true);
+  if (len < 0) return null;
+  const { d, pos } = r;
+  let out = "";
+  for (let i = pos; i < pos + len; i++) {
+    const c = d[i]!;
+    if (c >= 0x80) return null;
+    out += String.fromCharCode(c);
+  }
+  r.pos = pos + len;
+  return out;
+}
+
+/** Bytes, as the generic decoder returns them: a view into the entry's data. */
+function readBin(r: Reader): Uint8Array | null {
+  const len = readLength(r, BIN_FORMATS, false);
+  if (len < 0) return null;
+  const value = r.d.subarray(r.pos, r.pos + len);
+  r.pos += len;
+  return value;
 }
 
 /** What `counter` accepts. */

@@ -109,7 +109,112 @@ function outcome(fn: () => Uint8Array): { ok: true; bytes: Uint8Array } | { ok: 
   }
 }
 
+/**
+ * msgpack of `v` in randomly chosen widths (valid, often not minimal), map keys sometimes
+ * reordered, integers sometimes as doubles: what another encoder could write.
+ */
+function writeLoose(r: Prng, v: unknown, out: number[]): void {
+  const be = (n: number, bytes: number) => {
+    for (let i = bytes - 1; i >= 0; i--) out.push(Math.floor(n / 2 ** (8 * i)) % 256);
+  };
+  const head = (len: number, fix: number | null, fixMax: number, formats: [number, number, number]) => {
+    const options: Array<() => void> = [];
+    if (fix !== null && len <= fixMax) options.push(() => out.push(fix | len));
+    if (len < 256) options.push(() => out.push(formats[0], len));
+    if (len < 65536) options.push(() => (out.push(formats[1]), be(len, 2)));
+    options.push(() => (out.push(formats[2]), be(len, 4)));
+    r.pick(options)();
+  };
+  if (v === null || v === undefined) out.push(0xc0);
+  else if (typeof v === "boolean") out.push(v ? 0xc3 : 0xc2);
+  else if (typeof v === "number") {
+    if (Number.isSafeInteger(v) && v >= 0 && !r.chance(0.05)) {
+      const widths = [v < 128 ? 0 : -1, v < 256 ? 1 : -1, v < 65536 ? 2 : -1, v < 2 ** 32 ? 4 : -1, 8].filter((w) => w >= 0);
+      const w = r.pick(widths);
+      if (w === 0) out.push(v);
+      else (out.push({ 1: 0xcc, 2: 0xcd, 4: 0xce, 8: 0xcf }[w]!), be(v, w));
+    } else {
+      const b = new DataView(new ArrayBuffer(8));
+      b.setFloat64(0, v);
+      out.push(0xcb, ...new Uint8Array(b.buffer));
+    }
+  } else if (typeof v === "string") {
+    const b = Buffer.from(v, "utf8");
+    head(b.length, 0xa0, 31, [0xd9, 0xda, 0xdb]);
+    out.push(...b);
+  } else if (v instanceof Uint8Array) {
+    head(v.length, null, 0, [0xc4, 0xc5, 0xc6]);
+    out.push(...v);
+  } else if (Array.isArray(v)) {
+    out.push(0x90 | v.length);
+    for (const x of v) writeLoose(r, x, out);
+  } else {
+    const entries = Object.entries(v as Record<string, unknown>);
+    if (r.chance(0.1)) entries.reverse();
+    const n = entries.length;
+    r.pick([...(n <= 15 ? [() => out.push(0x80 | n)] : []), () => (out.push(0xde), be(n, 2)), () => (out.push(0xdf), be(n, 4))])();
+    for (const [k, x] of entries) {
+      writeLoose(r, k, out);
+      writeLoose(r, x, out);
+    }
+  }
+}
+
+/** The encodings to try: ours, a loose one, or one of those damaged (a byte changed, cut short, or followed by more). */
+function encodings(r: Prng, p: unknown): Uint8Array[] {
+  const loose: number[] = [];
+  try {
+    writeLoose(r, p, loose);
+  } catch {
+    return [];
+  }
+  const out = [Uint8Array.from(loose)];
+  try {
+    out.push(encode(p));
+  } catch {
+    // not encodable by msgpack (undefined in a map is fine, a symbol is not): the loose one only
+  }
+  const base = r.pick(out);
+  const damaged = Uint8Array.from(base);
+  switch (r.int(3)) {
+    case 0:
+      damaged[r.int(damaged.length)] = r.int(256);
+      out.push(damaged);
+      break;
+    case 1:
+      out.push(base.subarray(0, r.int(base.length)));
+      break;
+    default:
+      out.push(Uint8Array.from([...base, r.int(256)]));
+  }
+  return out;
+}
+
 describe("the hand-written proposal check is the schema", () => {
+  test("decodeProposal reads loose, minimal and damaged encodings exactly as msgpack and the schema do", () => {
+    const r = new Prng(12);
+    let accepted = 0;
+    let tried = 0;
+    for (let i = 0; i < CASES; i++) {
+      const p = valid(r);
+      for (let m = r.int(3); m > 0; m--) mutate(r, p);
+      for (const data of encodings(r, p)) {
+        const want = oracleDecode(data);
+        let got: ReturnType<typeof oracleDecode>;
+        try {
+          got = { ok: true, ...shape(decodeProposal(data)) };
+        } catch (err) {
+          got = { ok: false, message: (err as Error).message };
+        }
+        expect(got).toEqual(want);
+        tried++;
+        if (got.ok) accepted++;
+      }
+    }
+    expect(accepted).toBeGreaterThan(tried / 5);
+    expect(accepted).toBeLessThan(tried * 0.9);
+  });
+
   test("decodeProposal accepts, returns and refuses exactly as the schema does", () => {
     const r = new Prng(10);
     let accepted = 0;
