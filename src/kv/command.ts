@@ -150,7 +150,8 @@ export function isError(r: Result): r is ErrorResult {
 }
 
 export function encodeProposal(p: Proposal): Uint8Array {
-  return encode(quickProposal(p) ?? proposalSchema.parse(p));
+  const quick = quickProposal(p);
+  return (quick === null ? null : quickEncode(quick)) ?? encode(quick ?? proposalSchema.parse(p));
 }
 
 export function decodeProposal(data: Uint8Array): Proposal {
@@ -297,6 +298,97 @@ function quickDecode(d: Uint8Array): Record<string, unknown> | null {
   return r.pos === d.length ? { time, session, cmd } : null;
 }
 
+/**
+ * The bytes the generic encoder writes for a checked put, del or register with an ASCII key
+ * (every integer and length in its smallest format, keys in the schema's order), written
+ * straight into a buffer of the exact size; null for anything else (the generic encoder then).
+ * tests/kv/command_quick.test.ts compares it with the generic encoder byte for byte.
+ */
+function quickEncode(p: Proposal): Uint8Array | null {
+  const { time, session, cmd } = p;
+  if (cmd.op !== "put" && cmd.op !== "del" && cmd.op !== "register") return null;
+  const key = cmd.op === "register" ? "" : cmd.key;
+  // Equal only when every UTF-16 unit is ASCII (any other, a lone surrogate too, takes 2+ bytes).
+  if (Buffer.byteLength(key, "utf8") !== key.length) return null;
+  const value = cmd.op === "put" ? cmd.value : null;
+  const lease = cmd.op === "put" ? cmd.lease : undefined;
+  let size = 1 + K_TIME.length + uintSize(time) + K_SESSION.length + 1 + K_CMD.length + 1 + K_OP.length;
+  if (session !== null) size += K_CLIENT.length + uintSize(session.client) + K_SEQ.length + uintSize(session.seq);
+  if (cmd.op === "register") size += V_REGISTER.length;
+  else size += V_PUT.length + K_KEY.length + strHeaderSize(key.length) + key.length;
+  if (value !== null) size += K_VALUE.length + binHeaderSize(value.byteLength) + value.byteLength;
+  if (lease !== undefined) size += K_LEASE.length + uintSize(lease);
+  const w = { d: new Uint8Array(size), pos: 0 };
+  w.d[w.pos++] = 0x83;
+  put(w, K_TIME);
+  writeUint(w, time);
+  put(w, K_SESSION);
+  if (session === null) w.d[w.pos++] = 0xc0;
+  else {
+    w.d[w.pos++] = 0x82;
+    put(w, K_CLIENT);
+    writeUint(w, session.client);
+    put(w, K_SEQ);
+    writeUint(w, session.seq);
+  }
+  put(w, K_CMD);
+  w.d[w.pos++] = 0x80 | (cmd.op === "register" ? 1 : cmd.op === "del" ? 2 : lease === undefined ? 3 : 4);
+  put(w, K_OP);
+  if (cmd.op === "register") put(w, V_REGISTER);
+  else {
+    put(w, cmd.op === "put" ? V_PUT : V_DEL);
+    put(w, K_KEY);
+    writeLength(w, key.length, [0xd9, 0xda, 0xdb], true);
+    for (let i = 0; i < key.length; i++) w.d[w.pos++] = key.charCodeAt(i);
+  }
+  if (value !== null) {
+    put(w, K_VALUE);
+    writeLength(w, value.byteLength, [0xc4, 0xc5, 0xc6], false);
+    w.d.set(value, w.pos);
+    w.pos += value.byteLength;
+  }
+  if (lease !== undefined) {
+    put(w, K_LEASE);
+    writeUint(w, lease);
+  }
+  if (w.pos !== size) throw new Error(`quickEncode wrote ${w.pos} bytes of ${size}`);
+  return w.d;
+}
+
+const uintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9);
+const strHeaderSize = (len: number): number => (len < 32 ? 1 : len < 0x100 ? 2 : len < 0x10000 ? 3 : 5);
+const binHeaderSize = (len: number): number => (len < 0x100 ? 2 : len < 0x10000 ? 3 : 5);
+
+function put(w: Reader, bytes: Uint8Array): void {
+  w.d.set(bytes, w.pos);
+  w.pos += bytes.length;
+}
+
+function writeBE(w: Reader, n: number, bytes: number): void {
+  for (let i = bytes - 1; i >= 0; i--) w.d[w.pos++] = (n >>> (8 * i)) & 0xff;
+}
+
+/** A safe non-negative integer in its smallest format, as the generic encoder writes it. */
+function writeUint(w: Reader, n: number): void {
+  if (n < 0x80) w.d[w.pos++] = n;
+  else if (n < 0x100) (w.d[w.pos++] = 0xcc), writeBE(w, n, 1);
+  else if (n < 0x10000) (w.d[w.pos++] = 0xcd), writeBE(w, n, 2);
+  else if (n < 0x100000000) (w.d[w.pos++] = 0xce), writeBE(w, n, 4);
+  else {
+    w.d[w.pos++] = 0xcf;
+    writeBE(w, Math.floor(n / 4294967296), 4);
+    writeBE(w, n >>> 0, 4);
+  }
+}
+
+function writeLength(w: Reader, len: number, formats: readonly [number, number, number], fix: boolean): void {
+  if (fix && len < 32) w.d[w.pos++] = 0xa0 | len;
+  else if (len < 0x100) (w.d[w.pos++] = formats[0]), writeBE(w, len, 1);
+  else if (len < 0x10000) (w.d[w.pos++] = formats[1]), writeBE(w, len, 2);
+  else (w.d[w.pos++] = formats[2]), writeBE(w, len, 4);
+}
+
+/** A cursor over bytes being read (or written, by quickEncode). */
 interface Reader {
   d: Uint8Array;
   pos: number;

@@ -28,15 +28,19 @@ function shape(v: unknown): { bytes: Uint8Array; value: unknown } {
   return { bytes: encode(v), value: v };
 }
 
-const counters = [0, 1, 7, 1_700_000_000_000, Number.MAX_SAFE_INTEGER];
+// Every width msgpack has for an unsigned integer, at its edges.
+const counters = [0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 1_700_000_000_000, Number.MAX_SAFE_INTEGER];
 const notCounters: unknown[] = [-1, -0.5, 1.5, Number.MAX_SAFE_INTEGER + 1, 2 ** 60, NaN, Infinity, -Infinity, "1", null, true, [], {}, undefined];
 const notStrings: unknown[] = [1, null, true, [], {}, new Uint8Array(1), undefined];
 const notBytes: unknown[] = ["v", 1, null, [1, 2], {}, undefined, new Uint16Array(2), new ArrayBuffer(2)];
 
 function valid(r: Prng): Record<string, unknown> {
-  const key = r.pick(["k", "", "key/ünï", "\u{1F600}", "a".repeat(5000), "\ud800"]);
+  // Every string header width (fixstr, str 8, str 16), ASCII and not.
+  const key = r.pick(["k", "", "key/ünï", "\u{1F600}", "a".repeat(31), "b".repeat(32), "c".repeat(255), "d".repeat(256), "a".repeat(5000), "\ud800", "é".repeat(20)]);
+  // Every bin header width (bin 8, 16, 32).
+  const size = r.chance(0.9) ? r.int(200) : r.pick([255, 256, 65_535, 65_536]);
   const cmd = r.pick<() => Record<string, unknown>>([
-    () => ({ op: "put", key, value: new Uint8Array(r.int(200)).fill(3) }),
+    () => ({ op: "put", key, value: new Uint8Array(size).fill(3) }),
     () => ({ op: "put", key, value: Buffer.from("v"), lease: r.pick(counters) }),
     () => ({ op: "del", key }),
     () => ({ op: "register" }),
