@@ -191,7 +191,7 @@ function encode(value: unknown): Uint8Array {
  * every node. Returns exactly what `proposalSchema` returns (fresh objects, keys in the schema's
  * order, the value's bytes by reference) for a subset of what it accepts; null for anything else,
  * which the schema then accepts or refuses with its own message. So the inputs refused, and the
- * messages, are the schema's alone: tests/kv/command.test.ts checks that against the schema on
+ * messages, are the schema's alone: tests/kv/command_quick.test.ts checks that against the schema on
  * generated inputs.
  */
 function quickProposal(raw: unknown): Proposal | null {
