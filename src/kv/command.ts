@@ -2,7 +2,7 @@
 // state machine returns. The API layer and the client encode proposals and decode results with
 // these helpers; the state machine decodes entries with them. Decoding validates with zod: an
 // entry in our own log that does not parse was damaged, so it is reported, never skipped.
-import { decode, encode } from "@msgpack/msgpack";
+import { Decoder, Encoder } from "@msgpack/msgpack";
 import { z } from "zod";
 import { plainZodMessage } from "../transport/zod_message.ts";
 import { invalidRegion } from "./member.ts";
@@ -70,7 +70,8 @@ const commandSchema = z.discriminatedUnion("op", [
   z.strictObject({ op: z.literal("member"), id: z.string().min(1).max(128), region: z.string() }),
 ]);
 
-const proposalSchema = z.strictObject({
+/** Exported for tests only: the oracle of the hand-written check (quickProposal). */
+export const proposalSchema = z.strictObject({
   /** The proposer's wall clock (ms): the log's clock, see session.ts. */
   time: counter,
   session: z.strictObject({ client: counter, seq: counter }).nullable(),
@@ -149,15 +150,340 @@ export function isError(r: Result): r is ErrorResult {
 }
 
 export function encodeProposal(p: Proposal): Uint8Array {
-  return encode(proposalSchema.parse(p));
+  const quick = quickProposal(p);
+  return (quick === null ? null : quickEncode(quick)) ?? encode(quick ?? proposalSchema.parse(p));
 }
 
 export function decodeProposal(data: Uint8Array): Proposal {
-  return parse(proposalSchema, data, "proposal");
+  const quick = quickDecode(data);
+  if (quick !== null) {
+    const p = quickProposal(quick);
+    if (p !== null) return p;
+  }
+  const raw = decodeMsgpack(data, "proposal");
+  return quickProposal(raw) ?? check(proposalSchema, raw, "proposal");
 }
 
 export function encodeResult(r: Result): Uint8Array {
   return encode(r);
+}
+
+/**
+ * One encoder and one decoder for every command and result: `encode()` and `decode()` of
+ * @msgpack/msgpack build a new one per call (a 2 KiB buffer each, and the encoded entry a view
+ * into it that kept the whole 2 KiB alive in the log caches). Encoder.encode() returns a copy of
+ * exactly the bytes; both handle a reentrant call by cloning. An encoder whose buffer grew for a
+ * large value is dropped, so one 1 MiB put does not pin 2 MiB for the life of the process.
+ */
+let encoder = new Encoder();
+const decoder = new Decoder();
+const KEEP_ENCODER_BYTES = 64 * 1024;
+
+function encode(value: unknown): Uint8Array {
+  const out = encoder.encode(value);
+  if (out.byteLength > KEEP_ENCODER_BYTES / 2) encoder = new Encoder();
+  return out;
+}
+
+/**
+ * The proposals of nearly every write (put without a lease or with one, del, register; with or
+ * without a client id) checked by hand, since the schema costs about a microsecond per entry on
+ * every node. Returns exactly what `proposalSchema` returns (fresh objects, keys in the schema's
+ * order, the value's bytes by reference) for a subset of what it accepts; null for anything else,
+ * which the schema then accepts or refuses with its own message. So the inputs refused, and the
+ * messages, are the schema's alone: tests/kv/command_quick.test.ts checks that against the schema on
+ * generated inputs.
+ */
+function quickProposal(raw: unknown): Proposal | null {
+  if (!isPlainObject(raw) || !hasExactly(raw, PROPOSAL_KEYS)) return null;
+  const { time, session, cmd } = raw;
+  if (!isCounter(time) || !isPlainObject(cmd)) return null;
+  let s: Proposal["session"] = null;
+  if (session !== null) {
+    if (!isPlainObject(session) || !hasExactly(session, SESSION_KEYS)) return null;
+    const { client, seq } = session;
+    if (!isCounter(client) || !isCounter(seq)) return null;
+    s = { client, seq };
+  }
+  const c = quickCommand(cmd);
+  return c === null ? null : { time, session: s, cmd: c };
+}
+
+function quickCommand(cmd: Record<string, unknown>): Command | null {
+  const { op, key } = cmd;
+  if (op === "put") {
+    const { value, lease } = cmd;
+    if (typeof key !== "string" || !(value instanceof Uint8Array)) return null;
+    if (lease === undefined) return hasExactly(cmd, PUT_KEYS) ? { op, key, value } : null;
+    return isCounter(lease) && hasExactly(cmd, LEASED_PUT_KEYS) ? { op, key, value, lease } : null;
+  }
+  if (op === "del") return typeof key === "string" && hasExactly(cmd, DEL_KEYS) ? { op, key } : null;
+  if (op === "register") return hasExactly(cmd, REGISTER_KEYS) ? { op } : null;
+  return null;
+}
+
+const PROPOSAL_KEYS = ["time", "session", "cmd"];
+const SESSION_KEYS = ["client", "seq"];
+const PUT_KEYS = ["op", "key", "value"];
+const LEASED_PUT_KEYS = ["op", "key", "value", "lease"];
+const DEL_KEYS = ["op", "key"];
+const REGISTER_KEYS = ["op"];
+
+/** An object as msgpack decodes a map (and as our own code writes a literal): nothing inherited to trip over. */
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && Object.getPrototypeOf(v) === Object.prototype;
+}
+
+/**
+ * Its enumerable keys (what the schema's strict check walks with for-in) are exactly `keys`, all
+ * its own. Counting alone would not do: a non-enumerable `time` beside an unknown enumerable key
+ * counts three, and the schema refuses the unknown key.
+ */
+function hasExactly(o: Record<string, unknown>, keys: readonly string[]): boolean {
+  let n = 0;
+  for (const k in o) {
+    if (!keys.includes(k) || !Object.hasOwn(o, k)) return false;
+    n++;
+  }
+  return n === keys.length;
+}
+
+/**
+ * The bytes our encoder writes for the common proposals, read in place: what the generic decoder
+ * would build from them, without its per-call DataView and state. Only this exact layout (keys
+ * in our order, unsigned integers, ASCII strings, nothing after the end); any other byte returns
+ * null and the generic decoder reads it. tests/kv/command_quick.test.ts checks it against the
+ * generic decoder on generated encodings, minimal and not, and damaged ones.
+ */
+function quickDecode(d: Uint8Array): Record<string, unknown> | null {
+  const r = { d, pos: 0 };
+  if (d[r.pos++] !== 0x83 || !literal(r, K_TIME)) return null;
+  const time = readUint(r);
+  if (time < 0 || !literal(r, K_SESSION)) return null;
+  let session: Record<string, unknown> | null = null;
+  if (d[r.pos] === 0xc0) r.pos++;
+  else {
+    if (d[r.pos++] !== 0x82 || !literal(r, K_CLIENT)) return null;
+    const client = readUint(r);
+    if (client < 0 || !literal(r, K_SEQ)) return null;
+    const seq = readUint(r);
+    if (seq < 0) return null;
+    session = { client, seq };
+  }
+  if (!literal(r, K_CMD)) return null;
+  const size = d[r.pos++];
+  let cmd: Record<string, unknown>;
+  if (size === 0x81) {
+    if (!literal(r, K_OP) || !literal(r, V_REGISTER)) return null;
+    cmd = { op: "register" };
+  } else if (size === 0x82) {
+    if (!literal(r, K_OP) || !literal(r, V_DEL) || !literal(r, K_KEY)) return null;
+    const key = readAscii(r);
+    if (key === null) return null;
+    cmd = { op: "del", key };
+  } else if (size === 0x83 || size === 0x84) {
+    if (!literal(r, K_OP) || !literal(r, V_PUT) || !literal(r, K_KEY)) return null;
+    const key = readAscii(r);
+    if (key === null || !literal(r, K_VALUE)) return null;
+    const value = readBin(r);
+    if (value === null) return null;
+    cmd = { op: "put", key, value };
+    if (size === 0x84) {
+      if (!literal(r, K_LEASE)) return null;
+      const lease = readUint(r);
+      if (lease < 0) return null;
+      cmd.lease = lease;
+    }
+  } else return null;
+  return r.pos === d.length ? { time, session, cmd } : null;
+}
+
+/**
+ * The bytes the generic encoder writes for a checked put, del or register with an ASCII key
+ * (every integer and length in its smallest format, keys in the schema's order), written
+ * straight into a buffer of the exact size; null for anything else (the generic encoder then).
+ * tests/kv/command_quick.test.ts compares it with the generic encoder byte for byte.
+ */
+function quickEncode(p: Proposal): Uint8Array | null {
+  const { time, session, cmd } = p;
+  if (cmd.op !== "put" && cmd.op !== "del" && cmd.op !== "register") return null;
+  const key = cmd.op === "register" ? "" : cmd.key;
+  // Equal only when every UTF-16 unit is ASCII (any other, a lone surrogate too, takes 2+ bytes).
+  if (Buffer.byteLength(key, "utf8") !== key.length) return null;
+  const value = cmd.op === "put" ? cmd.value : null;
+  const lease = cmd.op === "put" ? cmd.lease : undefined;
+  let size = 1 + K_TIME.length + uintSize(time) + K_SESSION.length + 1 + K_CMD.length + 1 + K_OP.length;
+  if (session !== null) size += K_CLIENT.length + uintSize(session.client) + K_SEQ.length + uintSize(session.seq);
+  if (cmd.op === "register") size += V_REGISTER.length;
+  else size += V_PUT.length + K_KEY.length + strHeaderSize(key.length) + key.length;
+  if (value !== null) size += K_VALUE.length + binHeaderSize(value.byteLength) + value.byteLength;
+  if (lease !== undefined) size += K_LEASE.length + uintSize(lease);
+  const w = { d: new Uint8Array(size), pos: 0 };
+  w.d[w.pos++] = 0x83;
+  put(w, K_TIME);
+  writeUint(w, time);
+  put(w, K_SESSION);
+  if (session === null) w.d[w.pos++] = 0xc0;
+  else {
+    w.d[w.pos++] = 0x82;
+    put(w, K_CLIENT);
+    writeUint(w, session.client);
+    put(w, K_SEQ);
+    writeUint(w, session.seq);
+  }
+  put(w, K_CMD);
+  w.d[w.pos++] = 0x80 | (cmd.op === "register" ? 1 : cmd.op === "del" ? 2 : lease === undefined ? 3 : 4);
+  put(w, K_OP);
+  if (cmd.op === "register") put(w, V_REGISTER);
+  else {
+    put(w, cmd.op === "put" ? V_PUT : V_DEL);
+    put(w, K_KEY);
+    writeLength(w, key.length, [0xd9, 0xda, 0xdb], true);
+    for (let i = 0; i < key.length; i++) w.d[w.pos++] = key.charCodeAt(i);
+  }
+  if (value !== null) {
+    put(w, K_VALUE);
+    writeLength(w, value.byteLength, [0xc4, 0xc5, 0xc6], false);
+    w.d.set(value, w.pos);
+    w.pos += value.byteLength;
+  }
+  if (lease !== undefined) {
+    put(w, K_LEASE);
+    writeUint(w, lease);
+  }
+  if (w.pos !== size) throw new Error(`quickEncode wrote ${w.pos} bytes of ${size}`);
+  return w.d;
+}
+
+const uintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9);
+const strHeaderSize = (len: number): number => (len < 32 ? 1 : len < 0x100 ? 2 : len < 0x10000 ? 3 : 5);
+const binHeaderSize = (len: number): number => (len < 0x100 ? 2 : len < 0x10000 ? 3 : 5);
+
+function put(w: Reader, bytes: Uint8Array): void {
+  w.d.set(bytes, w.pos);
+  w.pos += bytes.length;
+}
+
+function writeBE(w: Reader, n: number, bytes: number): void {
+  for (let i = bytes - 1; i >= 0; i--) w.d[w.pos++] = (n >>> (8 * i)) & 0xff;
+}
+
+/** A safe non-negative integer in its smallest format, as the generic encoder writes it. */
+function writeUint(w: Reader, n: number): void {
+  if (n < 0x80) w.d[w.pos++] = n;
+  else if (n < 0x100) (w.d[w.pos++] = 0xcc), writeBE(w, n, 1);
+  else if (n < 0x10000) (w.d[w.pos++] = 0xcd), writeBE(w, n, 2);
+  else if (n < 0x100000000) (w.d[w.pos++] = 0xce), writeBE(w, n, 4);
+  else {
+    w.d[w.pos++] = 0xcf;
+    writeBE(w, Math.floor(n / 4294967296), 4);
+    writeBE(w, n >>> 0, 4);
+  }
+}
+
+function writeLength(w: Reader, len: number, formats: readonly [number, number, number], fix: boolean): void {
+  if (fix && len < 32) w.d[w.pos++] = 0xa0 | len;
+  else if (len < 0x100) (w.d[w.pos++] = formats[0]), writeBE(w, len, 1);
+  else if (len < 0x10000) (w.d[w.pos++] = formats[1]), writeBE(w, len, 2);
+  else (w.d[w.pos++] = formats[2]), writeBE(w, len, 4);
+}
+
+/** A cursor over bytes being read (or written, by quickEncode). */
+interface Reader {
+  d: Uint8Array;
+  pos: number;
+}
+
+/** A key or fixed string as our encoder writes it (fixstr). */
+const fixstr = (s: string): Uint8Array => Uint8Array.from([0xa0 | s.length, ...Array.from(s, (c) => c.charCodeAt(0))]);
+const K_TIME = fixstr("time");
+const K_SESSION = fixstr("session");
+const K_CLIENT = fixstr("client");
+const K_SEQ = fixstr("seq");
+const K_CMD = fixstr("cmd");
+const K_OP = fixstr("op");
+const K_KEY = fixstr("key");
+const K_VALUE = fixstr("value");
+const K_LEASE = fixstr("lease");
+const V_PUT = fixstr("put");
+const V_DEL = fixstr("del");
+const V_REGISTER = fixstr("register");
+
+function literal(r: Reader, bytes: Uint8Array): boolean {
+  if (r.pos + bytes.length > r.d.length) return false;
+  for (let i = 0; i < bytes.length; i++) if (r.d[r.pos + i] !== bytes[i]) return false;
+  r.pos += bytes.length;
+  return true;
+}
+
+/** An unsigned integer in any of msgpack's widths, as the generic decoder computes it; -1 for anything else. */
+function readUint(r: Reader): number {
+  const { d } = r;
+  const b = d[r.pos];
+  if (b === undefined) return -1;
+  if (b <= 0x7f) {
+    r.pos++;
+    return b;
+  }
+  const width = b === 0xcc ? 1 : b === 0xcd ? 2 : b === 0xce ? 4 : b === 0xcf ? 8 : 0;
+  if (width === 0 || r.pos + 1 + width > d.length) return -1;
+  const at = r.pos + 1;
+  r.pos = at + width;
+  if (width === 8) return be32(d, at) * 4294967296 + be32(d, at + 4);
+  return width === 4 ? be32(d, at) : width === 2 ? (d[at]! << 8) | d[at + 1]! : d[at]!;
+}
+
+function be32(d: Uint8Array, at: number): number {
+  return ((d[at]! << 24) >>> 0) + ((d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!);
+}
+
+/** Length of a str or bin header (`fix`: the fixstr range applies); -1 if the byte is neither. */
+function readLength(r: Reader, formats: readonly [number, number, number], fix: boolean): number {
+  const { d } = r;
+  const b = d[r.pos];
+  if (b === undefined) return -1;
+  let len: number;
+  let head: number;
+  if (fix && b >= 0xa0 && b <= 0xbf) [len, head] = [b & 0x1f, 1];
+  else if (b === formats[0] && r.pos + 2 <= d.length) [len, head] = [d[r.pos + 1]!, 2];
+  else if (b === formats[1] && r.pos + 3 <= d.length) [len, head] = [(d[r.pos + 1]! << 8) | d[r.pos + 2]!, 3];
+  else if (b === formats[2] && r.pos + 5 <= d.length) [len, head] = [be32(d, r.pos + 1), 5];
+  else return -1;
+  if (r.pos + head + len > d.length) return -1;
+  r.pos += head;
+  return len;
+}
+
+const STR_FORMATS = [0xd9, 0xda, 0xdb] as const;
+const BIN_FORMATS = [0xc4, 0xc5, 0xc6] as const;
+
+/** An ASCII-only string (its UTF-8 decoding is byte for byte); null for anything else. */
+function readAscii(r: Reader): string | null {
+  const len = readLength(r, STR_FORMATS, true);
+  if (len < 0) return null;
+  const { d, pos } = r;
+  let out = "";
+  for (let i = pos; i < pos + len; i++) {
+    const c = d[i]!;
+    if (c >= 0x80) return null;
+    out += String.fromCharCode(c);
+  }
+  r.pos = pos + len;
+  return out;
+}
+
+/** Bytes, as the generic decoder returns them: a view into the entry's data. */
+function readBin(r: Reader): Uint8Array | null {
+  const len = readLength(r, BIN_FORMATS, false);
+  if (len < 0) return null;
+  const value = r.d.subarray(r.pos, r.pos + len);
+  r.pos += len;
+  return value;
+}
+
+/** What `counter` accepts. */
+function isCounter(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
 
 export function decodeResult(data: Uint8Array): Result {
@@ -178,7 +504,8 @@ export function validateCommand(cmd: Command, limits: Limits): ErrorResult | nul
   if (cmd.key.length === 0 || !cmd.key.isWellFormed()) {
     return { error: "invalid_key", message: "a key must be a non-empty, well-formed Unicode string" };
   }
-  const keyBytes = utf8.encode(cmd.key).byteLength;
+  // Well-formed (checked above), so byteLength counts exactly the UTF-8 encoding, without building it.
+  const keyBytes = Buffer.byteLength(cmd.key, "utf8");
   if (keyBytes > limits.maxKeyBytes) {
     return { error: "key_too_large", message: `key of ${keyBytes} bytes exceeds the limit of ${limits.maxKeyBytes}` };
   }
@@ -248,12 +575,18 @@ function validateTxn(cmd: TxnCommand, limits: Limits): ErrorResult | null {
 }
 
 function parse<T>(schema: z.ZodType<T>, data: Uint8Array, what: string): T {
-  let raw: unknown;
+  return check(schema, decodeMsgpack(data, what), what);
+}
+
+function decodeMsgpack(data: Uint8Array, what: string): unknown {
   try {
-    raw = decode(data);
+    return decoder.decode(data);
   } catch (err) {
     throw new MalformedError(`malformed ${what}: not msgpack (${(err as Error).message})`);
   }
+}
+
+function check<T>(schema: z.ZodType<T>, raw: unknown, what: string): T {
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw new MalformedError(`malformed ${what}: ${plainZodMessage(parsed.error)}`);
   return parsed.data;

@@ -14,6 +14,12 @@ import type { Transactor } from "./tx.ts";
 
 const ENTRY_TYPES: EntryType[] = ["normal", "noop", "conf"];
 const ENTRY_PAGE = 256;
+/**
+ * Entries inserted per statement when a Ready carries many: one multi-row INSERT costs about
+ * 1.1 µs of CPU per row against 1.9 µs for a row per statement (bench/apply_cpu.ts). 32 rows are
+ * 128 parameters, far below SQLite's limit of 32,766.
+ */
+const INSERT_ROWS = 32;
 
 /** Entries from index `start` on have term `term`, until the next run. */
 interface TermRun {
@@ -44,6 +50,7 @@ export class SqliteLogStorage implements WritableLogStorage {
     termAt: Statement;
     snapData: Statement;
     insert: Statement;
+    insertMany: Statement;
     truncateFrom: Statement;
     compactTo: Statement;
     clear: Statement;
@@ -63,6 +70,7 @@ export class SqliteLogStorage implements WritableLogStorage {
       termAt: db.prepare("SELECT term FROM raft_log WHERE idx = ?"),
       snapData: db.prepare("SELECT data FROM raft_snapshot WHERE id = 1"),
       insert: db.prepare("INSERT INTO raft_log (idx, term, type, data) VALUES (?, ?, ?, ?)"),
+      insertMany: db.prepare(`INSERT INTO raft_log (idx, term, type, data) VALUES ${Array(INSERT_ROWS).fill("(?, ?, ?, ?)").join(", ")}`),
       truncateFrom: db.prepare("DELETE FROM raft_log WHERE idx >= ?"),
       compactTo: db.prepare("DELETE FROM raft_log WHERE idx <= ?"),
       clear: db.prepare("DELETE FROM raft_log"),
@@ -202,11 +210,33 @@ export class SqliteLogStorage implements WritableLogStorage {
       const e = entries[i]!;
       if (e.index !== first + i) throw new Error(`entries not contiguous: ${e.index} after ${first + i - 1}`);
       if (e.term < prevTerm) throw new Error(`entry ${e.index} has term ${e.term} below its predecessor's ${prevTerm}`);
-      this.q.insert.run(e.index, e.term, ENTRY_TYPE_CODES[e.type], e.data);
       if (e.term !== prevTerm || next.runs.length === 0) next.runs.push({ start: e.index, term: e.term });
       prevTerm = e.term;
     }
+    this.insertRows(entries);
     next.last = first + entries.length - 1;
+  }
+
+  /** The rows of checked, contiguous entries: whole groups of INSERT_ROWS per statement, the rest one by one. */
+  private insertRows(entries: Entry[]): void {
+    let i = 0;
+    if (entries.length >= INSERT_ROWS) {
+      const args: Array<number | Uint8Array> = new Array(INSERT_ROWS * 4);
+      for (; i + INSERT_ROWS <= entries.length; i += INSERT_ROWS) {
+        for (let r = 0; r < INSERT_ROWS; r++) {
+          const e = entries[i + r]!;
+          args[r * 4] = e.index;
+          args[r * 4 + 1] = e.term;
+          args[r * 4 + 2] = ENTRY_TYPE_CODES[e.type];
+          args[r * 4 + 3] = e.data;
+        }
+        this.q.insertMany.run(...args);
+      }
+    }
+    for (; i < entries.length; i++) {
+      const e = entries[i]!;
+      this.q.insert.run(e.index, e.term, ENTRY_TYPE_CODES[e.type], e.data);
+    }
   }
 
   private writeSnapshot(snap: Snapshot): void {

@@ -11,6 +11,9 @@ export class Transactor {
   /** Prepared once: a transaction per Ready makes these the hottest statements. */
   private readonly statements = new Map<string, Statement>();
 
+  /** Registered by beforeCommit() for the open outermost transaction; a Set, so registering twice runs once. */
+  private readonly commitHooks = new Set<() => void>();
+
   /** Runs right after each outermost COMMIT (the storage's own bookkeeping, see data_dir.ts). */
   afterCommit: (() => void) | null = null;
 
@@ -38,11 +41,14 @@ export class Transactor {
       result = fn();
       // SQLite rolls the whole transaction back by itself on some errors (SQLITE_FULL); if `fn`
       // caught such an error and went on, its later writes were autocommitted: refuse loudly.
+      // Checked before the commit hooks, whose writes must never autocommit on their own.
       if (!this.db.inTransaction) throw new Error("transaction was rolled back by SQLite while still in use");
+      if (depth === 0) this.runCommitHooks();
       this.exec(depth === 0 ? "COMMIT" : `RELEASE ${savepoint}`);
       const undo = this.levels.pop()!;
       if (depth > 0) this.levels[depth - 1]!.push(...undo);
     } catch (err) {
+      if (depth === 0) this.commitHooks.clear();
       const undo = this.levels.pop()!;
       for (let i = undo.length - 1; i >= 0; i--) undo[i]!();
       if (this.db.inTransaction) {
@@ -63,6 +69,23 @@ export class Transactor {
       this.statements.set(sql, stmt);
     }
     stmt.run();
+  }
+
+  /**
+   * Runs `hook` once just before the outermost transaction commits, inside it (a throw rolls the
+   * whole transaction back), however often it was registered. For a row written from an in-memory
+   * cache (the kv_state row): the hook must write the cache as it is then, so a rolled-back
+   * savepoint's change, already undone in the cache, is not written.
+   */
+  beforeCommit(hook: () => void): void {
+    if (!this.active) throw new Error("beforeCommit outside a transaction");
+    this.commitHooks.add(hook);
+  }
+
+  private runCommitHooks(): void {
+    // A hook registered by a hook runs too (Set iteration visits added members).
+    for (const hook of this.commitHooks) hook();
+    this.commitHooks.clear();
   }
 
   /** Registers how to restore a cache if the enclosing transaction rolls back. */
