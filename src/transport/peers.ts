@@ -338,11 +338,13 @@ export type ForwardOutcome =
 /** A forward's answer may take this much longer than its deadline (the peer's own timeout answer must get back). */
 export const FORWARD_GRACE_MS = 500;
 
+/**
+ * Queued (Peer.forwardQueue) until its frame is written, then on its stream (Link.forwards): where
+ * it is says what its caller may be told, "unprocessed" only from the queue.
+ */
 interface PendingForward {
   id: number;
   req: ForwardRequest;
-  /** The frame went into the stream: from here on the outcome can only be an answer or unknown. */
-  written: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
   settle: (o: ForwardOutcome) => void;
 }
@@ -417,7 +419,7 @@ class Peer {
       return Promise.resolve({ kind: "unprocessed", reason: `${this.forwardQueue.size} forwards to ${this.id} are already waiting to be sent` });
     }
     return new Promise((resolve) => {
-      const f: PendingForward = { id: this.nextForwardId++, req, written: false, timer: undefined, settle: resolve };
+      const f: PendingForward = { id: this.nextForwardId++, req, timer: undefined, settle: resolve };
       f.timer = setTimeout(() => this.forwardTimedOut(f), req.timeoutMs + FORWARD_GRACE_MS);
       this.forwardQueue.set(f.id, f);
       // Now, not at the end of the turn: a forward is one client's latency, and it does not change
@@ -671,8 +673,8 @@ class Peer {
         f.settle({ kind: "unprocessed", reason: `encode: ${errorText(err)}` });
         continue;
       }
-      // Marked before the write: once any of its bytes may be on the wire, "unprocessed" is no longer provable.
-      f.written = true;
+      // Onto the stream before the write: once any of its bytes may be on the wire, "unprocessed"
+      // is no longer provable (a failing write or stream settles it "unknown" from here).
       link.forwards.set(f.id, f);
       this.bytesSent += frame.byteLength;
       this.writeFrame(link, frame);
