@@ -140,6 +140,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private memberList: Member[];
   private scheduled = false;
   private stopped = false;
+  /** Runs forwarded client requests through the node's app (serveForwards); null until the app is built. */
   private forwardHandler: ((req: ForwardRequest, from: NodeId) => Promise<ForwardAnswer>) | null = null;
   /** The rest of a leader's Ready whose messages went out before its fsync; see handleReady(). */
   private deferred: (() => void) | null = null;
