@@ -181,9 +181,13 @@ export class RaftStreamRoute {
     const onForward = this.opts.onForward;
     if (onForward === undefined) return answer({ kind: "refused", reason: "this node does not take forwarded requests" });
     const running = this.running.get(from) ?? 0;
-    if (running >= this.maxForwardsPerPeer) return answer({ kind: "refused", reason: `${running} forwards from ${from} are running (the cap)` });
     const budget = this.gate.budget;
-    if (!budget.tryTake(bytes)) return answer({ kind: "refused", reason: `peer body budget (${budget.limit} bytes) in use` });
+    const over = running >= this.maxForwardsPerPeer ? `${running} forwards from ${from} are running (the cap)` : budget.tryTake(bytes) ? null : `peer body budget (${budget.limit} bytes) in use`;
+    if (over !== null) {
+      // The follower tries again within the client's deadline; the operator should know the leader is full.
+      this.opts.warn?.("refused a forwarded request", { from, reason: over });
+      return answer({ kind: "refused", reason: over });
+    }
     this.running.set(from, running + 1);
     let answered = false;
     const once = (reply: ForwardReply) => {
