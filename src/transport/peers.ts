@@ -317,6 +317,8 @@ interface Link {
   unacked: Fifo<{ count: number; at: number }>;
   /** Forwards written on this stream and not answered yet, by id. */
   forwards: Map<number, PendingForward>;
+  /** When bytes of a frame not yet complete last arrived (0: never): a large answer in transit. */
+  arrivingAt: number;
   waitingDrain: boolean;
   startedAt: number;
   watch: ReturnType<typeof setTimeout> | undefined;
@@ -533,7 +535,7 @@ class Peer {
     let done!: () => void;
     const ended = new Promise<void>((resolve) => (done = resolve));
     this.s.track(ended);
-    const link: Link = { stream: null, open: false, writer: null, reader: null, unacked: new Fifo(), forwards: new Map(), waitingDrain: false, startedAt: performance.now(), watch: undefined, refusal: null, done };
+    const link: Link = { stream: null, open: false, writer: null, reader: null, unacked: new Fifo(), forwards: new Map(), arrivingAt: 0, waitingDrain: false, startedAt: performance.now(), watch: undefined, refusal: null, done };
     this.link = link;
     this.watch(link);
     const path = RAFT_STREAM_PATH;
@@ -685,13 +687,18 @@ class Peer {
    * The peer answers every frame, in order, each tick at least (heartbeats): silence while we wait
    * for an answer (or for the open) means it is dead, or blackholed, or no longer reading. The
    * stream is reset and reopened rather than left to fill the connection window.
+   *
+   * A frame still arriving is not silence: a large forward answer (a transaction's reads, MiBs)
+   * takes many round trips on a long link with a small connection window, and the batch answers
+   * behind it wait for it. Counting only completed answers reset such a stream, and answered the
+   * forward "outcome unknown", every time. A peer that stops mid-frame is silent again.
    */
   private watch(link: Link): void {
     link.watch = undefined;
     if (this.link !== link) return;
     const since = link.open ? link.unacked.peek()?.at : link.startedAt;
     if (since === undefined) return;
-    const left = since + this.s.silenceTimeoutMs - performance.now();
+    const left = Math.max(since, link.arrivingAt) + this.s.silenceTimeoutMs - performance.now();
     if (left <= 0) return this.linkFailed(link, `no answer from the peer for ${this.s.silenceTimeoutMs} ms`, { unreachable: true });
     link.watch = setTimeout(() => this.watch(link), left);
   }
@@ -707,6 +714,7 @@ class Peer {
     } catch (err) {
       return this.linkFailed(link, `bad answer: ${errorText(err)}`, { unreachable: true });
     }
+    if (reader.partial) link.arrivingAt = performance.now();
     if (frames.length === 0) return;
     this.markUp();
     const now = performance.now();

@@ -13,6 +13,8 @@ import { FRAMES_CONTENT_TYPE, RAFT_STREAM_PATH } from "../../src/transport/raft_
 import { peerRequestHeaders } from "../../src/transport/auth.ts";
 import { Direction, FrameError, FrameKind, FrameReader, FrameWriter, streamKey } from "../../src/transport/stream_frame.ts";
 import { Encoder } from "@msgpack/msgpack";
+import { Hono } from "hono";
+import { serveApp, type StreamRoute } from "../../src/transport/server.ts";
 import { freePort } from "../integration/harness.ts";
 import { HMAC, heartbeat, type NodeOptions, startNode, type TestNode, until } from "./helpers.ts";
 
@@ -224,6 +226,80 @@ describe("forwarding on the peer stream", () => {
       gates[done]!(answer(`#${done}`));
     }
     expect((await Promise.all(all)).map((o) => o.kind)).toEqual(["answered", "answered", "answered", "answered", "answered"]);
+  });
+});
+
+describe("a large answer on a slow link", () => {
+  /**
+   * Node "b" as a slow link shows it: it takes a's stream, waits for a's Forward and Batch frames,
+   * then sends the forward's 512 KiB answer in 32 KiB pieces every 50 ms and the batch's answer
+   * after it; with `stallAt`, it stops after that many pieces.
+   */
+  async function trickling(opts: { stallAt?: number }): Promise<string> {
+    const route: StreamRoute = {
+      handle: (req, res) => {
+        const id = { nonce: String(req.headers["x-phalanx-nonce"]), opener: "a", acceptor: "b" };
+        const reader = new FrameReader({ key: streamKey(HMAC, id, Direction.FromOpener), maxPayload: 1 << 22, maxForwardPayload: 1 << 24 });
+        const writer = new FrameWriter(streamKey(HMAC, id, Direction.FromAcceptor));
+        const out = res as http2.Http2ServerResponse;
+        out.writeHead(200, { "content-type": FRAMES_CONTENT_TYPE });
+        req.on("error", () => undefined);
+        let seen = 0;
+        req.on("data", (c: Buffer) => {
+          seen += reader.push(c).length;
+          if (seen !== 2) return;
+          const reply = writer.encode(FrameKind.ForwardReply, encodeForwardReply(0, { kind: "answer", ...answer("x".repeat(512 * 1024)) }));
+          const batchAnswer = writer.encode(FrameKind.Batch, encodeMessages([]));
+          let at = 0;
+          let pieces = 0;
+          const timer = setInterval(() => {
+            if (opts.stallAt !== undefined && pieces === opts.stallAt) return clearInterval(timer);
+            if (at >= reply.byteLength) {
+              clearInterval(timer);
+              out.write(batchAnswer);
+              return;
+            }
+            out.write(reply.subarray(at, at + 32 * 1024));
+            at += 32 * 1024;
+            pieces++;
+          }, 50);
+          cleanup.push(() => clearInterval(timer));
+        });
+      },
+      closeAll: () => undefined,
+    };
+    const server = await serveApp(new Hono(), { listen: "127.0.0.1:0", streamRoutes: new Map([[RAFT_STREAM_PATH, route]]) });
+    cleanup.push(() => server.close());
+    return `127.0.0.1:${server.port}`;
+  }
+
+  test("bytes of an answer still arriving are not silence: the forward is answered, the batch behind it too, the stream stays up", async () => {
+    const address = await trickling({});
+    // 16 pieces at 50 ms: the answers take ~800 ms, well past the 300 ms silence timeout.
+    const a = await start("a", { transport: { silenceTimeoutMs: 300 } });
+    a.transport.setPeers(new Map([["b", address]]));
+    const pending = a.transport.forward("b", put("/v1/kv/big", 5000));
+    a.transport.send(heartbeat("a", "b", 1));
+    const o = await pending;
+    expect(o.kind).toBe("answered");
+    if (o.kind === "answered") expect(o.answer.body.byteLength).toBe(512 * 1024);
+    await until(() => a.transport.stats()[0]?.sent === 1, "the batch's answer");
+    expect(a.transport.stats()[0]).toMatchObject({ errors: 0, reachable: true });
+  });
+
+  test("a peer that stops in the middle of an answer is silent: the stream is reset, the forward 'unknown'", async () => {
+    const address = await trickling({ stallAt: 4 });
+    const a = await start("a", { transport: { silenceTimeoutMs: 300 } });
+    a.transport.setPeers(new Map([["b", address]]));
+    const pending = a.transport.forward("b", put("/v1/kv/big", 5000));
+    a.transport.send(heartbeat("a", "b", 1));
+    const t0 = performance.now();
+    const o = await pending;
+    expect(o.kind).toBe("unknown");
+    // Four pieces (200 ms), then 300 ms of silence.
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(450);
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(a.transport.stats()[0]?.lastError).toBe("no answer from the peer for 300 ms");
   });
 });
 
