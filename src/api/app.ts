@@ -24,6 +24,8 @@ import { leaseRoutes } from "./lease_routes.ts";
 import { clientRoutes } from "./client_routes.ts";
 import { BadRequest, errorReply } from "./wire.ts";
 import { allowedMethods } from "./method_not_allowed.ts";
+import { runForwarded } from "./forward.ts";
+import { DEFAULT_MAX_FORWARD_BYTES } from "../transport/forward_frame.ts";
 
 /** Hands a peer's batch to the node; a refusal is logged (the peer is told by its route). */
 function peerInbox(node: PhalanxNode, log: Logger): (msgs: Parameters<PhalanxNode["receive"]>[0], from: string) => void {
@@ -45,6 +47,8 @@ export function nodeStreams(node: PhalanxNode, log: Logger): Map<string, RaftStr
     auth: node.auth,
     onMessages: peerInbox(node, log),
     awaitReplies: (from) => node.awaitReplies(from),
+    // A follower's forwarded client request runs through this node's app (api/forward.ts).
+    onForward: (req, from) => node.runForwarded(req, from),
     // A stranger can open (and be refused) many streams: one line per 10 s says it is happening.
     warn: rateLimited(log, 10_000).warn,
   });
@@ -93,5 +97,8 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
     log.error("request failed", { method: c.req.method, path: new URL(c.req.url).pathname, error: err });
     return errorReply(c, 500, "internal", err.message);
   });
+  // Forwards from followers (and this node's own, once it leads) run through this same app; the
+  // answer leaves room in its frame for the status and headers.
+  node.serveForwards(runForwarded(app, DEFAULT_MAX_FORWARD_BYTES - 64 * 1024));
   return app;
 }

@@ -17,7 +17,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import type { Context, MiddlewareHandler } from "hono";
-import { FORWARDED_HEADER } from "./forward.ts";
 import { errorReply } from "./wire.ts";
 
 export const SCOPES = ["metrics", "read", "write", "admin"] as const;
@@ -139,7 +138,6 @@ export function tokenIdentity(cfg: ClientAuthConfig, token: string): ClientIdent
 
 interface PeerCert {
   subject?: { CN?: string | string[] };
-  subjectaltname?: string;
 }
 
 /** The verified client certificate of the connection a request came on, if any. */
@@ -155,11 +153,21 @@ function commonName(cert: PeerCert): string | null {
   return typeof cn === "string" ? cn : null;
 }
 
-/** DNS names and the CN of a certificate: the names a node certificate may carry its id in. */
-function certNames(cert: PeerCert): string[] {
-  const sans = (cert.subjectaltname ?? "").split(",").map((s) => s.trim()).filter((s) => s.startsWith("DNS:")).map((s) => s.slice(4));
-  const cn = commonName(cert);
-  return cn === null ? sans : [cn, ...sans];
+/**
+ * The env api/forward.ts runForwarded() gives the app: the raw path (raw_path.ts reads
+ * `incoming.url`) and the member that forwarded the request. Only this process builds it, for a
+ * stream frame whose sender the peer stream proved (its tag, or the mTLS connection): no header a
+ * client sends makes a request forwarded.
+ */
+export interface ForwardedEnv {
+  incoming: { url: string };
+  forwardedBy: string;
+}
+
+/** The member that forwarded this request to us over its peer stream; null for a client's own request. */
+export function forwardedBy(c: Context): string | null {
+  const by = (c.env as Partial<ForwardedEnv> | undefined)?.forwardedBy;
+  return typeof by === "string" ? by : null;
 }
 
 export type AuthVerdict = { ok: true; who: ClientIdentity } | { ok: false; status: 401 | 403; message: string };
@@ -171,27 +179,28 @@ export interface AuthContext {
 }
 
 /**
- * Who sent this request. Order: a bearer token (explicit), else a listed client certificate,
- * else — for a request a follower forwarded with a client's certificate identity — the identity
- * the follower vouches for, accepted only when the forwarding connection's own certificate names
- * the member it claims to be (a client with some CA-signed certificate cannot vouch for itself).
- * Token clients are never vouched for: the follower passes the token and the leader checks it.
+ * Who sent this request. Order: a bearer token (explicit); else, for a request a member forwarded
+ * over its peer stream (forwardedBy), the certificate client it vouches for; else a listed client
+ * certificate. Only the peer stream carries vouching: a client (whatever CA-signed certificate it
+ * has, a node's included) cannot vouch for anyone by sending the headers. Token clients are never
+ * vouched for: the follower passes the token and the leader checks it.
  */
 export function identify(ctx: AuthContext, c: Context): ClientIdentity | null {
   const { cfg } = ctx;
   if (!authRequired(cfg)) return { name: "anonymous", scope: "admin", via: "open" };
   const token = bearerToken(c.req.header("authorization"));
   if (token !== null) return tokenIdentity(cfg, token);
-  const cert = verifiedPeerCert(c.env);
-  if (cert === null) return null;
-  const cn = commonName(cert);
-  const listed = cn === null ? undefined : cfg.certs.get(cn);
-  if (listed !== undefined) return { ...listed, via: "cert" };
-  const from = c.req.header(FORWARDED_HEADER);
+  const from = forwardedBy(c);
+  if (from === null) {
+    const cert = verifiedPeerCert(c.env);
+    const cn = cert === null ? null : commonName(cert);
+    const listed = cn === null ? undefined : cfg.certs.get(cn);
+    return listed === undefined ? null : { ...listed, via: "cert" };
+  }
   const name = c.req.header(CLIENT_NAME_HEADER);
   const scope = c.req.header(CLIENT_SCOPE_HEADER);
-  if (from === undefined || name === undefined || scope === undefined || !isScope(scope)) return null;
-  if (!ctx.isMember(from) || !certNames(cert).includes(from)) return null;
+  if (name === undefined || scope === undefined || !isScope(scope)) return null;
+  if (!ctx.isMember(from)) return null;
   // The vouched identity must be a listed certificate client with exactly that scope: a member
   // cannot invent clients or upgrade one.
   const vouched = cfg.certs.get(name);

@@ -6,7 +6,7 @@
 // Session registration is rate-limited per client (each session is replicated state).
 import type { Context, MiddlewareHandler } from "hono";
 import type { ClientIdentity } from "./client_auth.ts";
-import { FORWARDED_HEADER } from "./forward.ts";
+import { isForwarded } from "./forward.ts";
 import { errorReply } from "./wire.ts";
 
 export interface FairnessLimits {
@@ -113,7 +113,7 @@ export class Fairness {
       // follower already held each client to its shares: on the leader a forwarded write counts
       // only against its (re-authenticated) client, never against the connection; in open mode
       // (no credentials: loopback or INSECURE_CLIENTS) it is not counted again at all.
-      const forwarded = c.req.header(FORWARDED_HEADER) !== undefined;
+      const forwarded = isForwarded(c);
       if (forwarded && (who === undefined || who.via === "open")) return next();
       const conn = forwarded ? null : connectionOf(c);
       const key = clientKey(c, who);
@@ -146,7 +146,7 @@ export class Fairness {
       const who = (c.var as { client?: ClientIdentity }).client;
       // As for writes: in open mode the follower that forwarded the registration already counted
       // it, and here every client behind that follower would share the follower's address.
-      if (c.req.header(FORWARDED_HEADER) !== undefined && (who === undefined || who.via === "open")) return next();
+      if (isForwarded(c) && (who === undefined || who.via === "open")) return next();
       const key = clientKey(c, who);
       if (!this.sessions.take(key, performance.now())) {
         return busy(c, `session registrations are limited to ${this.limits.sessionsPerSecond}/s per client (burst ${this.limits.sessionBurst}); reuse a session for many writes`);

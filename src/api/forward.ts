@@ -1,29 +1,36 @@
-// Followers hand writes to the leader over the pooled HTTP/2 client, so any node accepts any
-// request. One hop only: a forwarded request that lands on a non-leader (leadership moved in
-// between) gets a 503 and the client retries, instead of bouncing between nodes.
+// Followers hand writes to the leader, so any node accepts any request. The request travels on
+// the follower's long-lived peer stream to the leader (a Forward frame, src/transport/
+// forward_frame.ts: method, raw path and query, the passed headers, body, remaining deadline), and
+// the leader runs it through its own app, marked as forwarded by the authenticated peer
+// (runForwarded below), exactly as the client's own request would run there: the leader
+// authorizes the client again and answers with status, the passed headers and the body. One hop
+// only: a forwarded request that lands on a non-leader (leadership moved in between) gets a 503
+// and the client retries, instead of bouncing between nodes.
 //
-// A forward the leader provably never saw (no connection, the session closed before the request
-// was written, REFUSED_STREAM, a stream above GOAWAY's last stream id: H2Error.unprocessed) is
-// sent again once a leader is known, within the request's deadline: a reset connection to a live
-// leader (or a leader that just died, with a new one elected in time) then costs the client a
-// moment instead of a 503. Anything that may have reached the leader is never sent again from
+// A forward the leader provably never ran (never written to the stream: still queued when the
+// stream failed, or the stream not open by the deadline; or refused unrun by the leader, over its
+// caps) is sent again once a leader is known, within the request's deadline: a reset connection to
+// a live leader (or a leader that just died, with a new one elected in time) then costs the client
+// a moment instead of a 503. Anything that may have reached the leader is never sent again from
 // here: its outcome is unknown (src/node/outcome.ts, lost_leader), and only the client can retry
 // it safely, with a session.
-import type { Context } from "hono";
+import type { Context, Hono } from "hono";
 import type { LeaderInfo, PhalanxNode } from "../node/node.ts";
-import { H2Error } from "../transport/h2_client.ts";
+import type { NodeId } from "../raft/types.ts";
+import type { ForwardAnswer, ForwardRequest } from "../transport/forward_frame.ts";
 import { TIMEOUT_HEADER, type Deadline } from "./deadline.ts";
 import { rawPathAndQuery } from "./raw_path.ts";
-import { forwardedIdentityHeaders } from "./client_auth.ts";
+import { CLIENT_NAME_HEADER, CLIENT_SCOPE_HEADER, type ForwardedEnv, forwardedBy, forwardedIdentityHeaders } from "./client_auth.ts";
 import { errorReply, reply } from "./wire.ts";
 
-export const FORWARDED_HEADER = "x-phalanx-forwarded-by";
 export const LEADER_HEADER = "x-phalanx-leader";
 export const LEADER_ADDR_HEADER = "x-phalanx-leader-addr";
 /** Seconds a client should wait before retrying when there is no leader (about one election). */
 export const RETRY_AFTER_S = "1";
 
 const PASSED_REQUEST_HEADERS = ["content-type", "accept", "x-phalanx-session"];
+/** What the leader takes from a forward: the passed headers and the client's credential or vouched identity. */
+const FORWARDED_REQUEST_HEADERS = [...PASSED_REQUEST_HEADERS, "authorization", CLIENT_NAME_HEADER, CLIENT_SCOPE_HEADER];
 const PASSED_RESPONSE_HEADERS = ["content-type", "retry-after", "x-phalanx-revision", LEADER_HEADER, LEADER_ADDR_HEADER];
 
 export function leaderHeaders(leader: LeaderInfo | null): Record<string, string> {
@@ -32,7 +39,7 @@ export function leaderHeaders(leader: LeaderInfo | null): Record<string, string>
 }
 
 export function isForwarded(c: Context): boolean {
-  return c.req.header(FORWARDED_HEADER) !== undefined;
+  return forwardedBy(c) !== null;
 }
 
 export function noLeader(c: Context, node: PhalanxNode, why: string): Response {
@@ -70,52 +77,100 @@ const MIN_RETRY_MS = 50;
 const POLL_MS = 20;
 
 export async function forward(c: Context, node: PhalanxNode, leader: LeaderInfo, body: Uint8Array | undefined, deadline: Deadline): Promise<Response> {
-  const headers: Record<string, string> = { [FORWARDED_HEADER]: node.id };
+  const headers: Record<string, string> = {};
   for (const name of PASSED_REQUEST_HEADERS) {
     const v = c.req.header(name);
     if (v !== undefined) headers[name] = v;
   }
   // The leader authorizes the client again: its token travels along, a certificate client is
-  // vouched for by name (accepted only over this node's own certificate; see client_auth.ts).
+  // vouched for by name (accepted only from a member's peer stream; see client_auth.ts).
   // Never anything broader than what the client proved here.
   Object.assign(headers, forwardedIdentityHeaders(c));
   node.metrics.forwarded++;
+  // The raw path: the parsed URL maps `\` to `/`, so the leader would see another key.
+  const path = rawPathAndQuery(c);
   let target = leader;
   for (let attempt = 1; ; attempt++) {
-    try {
-      const res = await node.client.request(node.client.originFor(target.address), {
-        method: c.req.method,
-        // The raw path: the parsed URL maps `\` to `/`, so the leader would see another key.
-        path: rawPathAndQuery(c),
-        headers: { ...headers, [TIMEOUT_HEADER]: String(deadline.remaining()) },
-        ...(body === undefined ? {} : { body }),
-        // A little more than the leader's own deadline, so its answer (even a timeout) gets back.
-        timeoutMs: deadline.remaining() + 500,
-      });
+    const o = await node.forwardTo(target.id, { method: c.req.method, path, headers, body: body ?? null, timeoutMs: deadline.remaining() });
+    if (o.kind === "answered") {
       const out = new Headers({ [LEADER_HEADER]: target.id, [LEADER_ADDR_HEADER]: target.address });
       for (const name of PASSED_RESPONSE_HEADERS) {
-        const v = res.headers[name];
-        if (typeof v === "string") out.set(name, v);
+        const v = o.answer.headers[name];
+        if (v !== undefined) out.set(name, v);
       }
-      return new Response(res.body, { status: res.status, headers: out });
-    } catch (err) {
-      const why = err instanceof H2Error ? err.message : String(err);
-      // Once the request may have reached the leader it may have been applied (outcome.ts:
-      // lost_leader): never sent again, never "not applied".
-      if (!(err instanceof H2Error && err.unprocessed)) {
-        return outcomeUnknownReply(c, 502, "outcome_unknown", `the request to leader ${target.id} at ${target.address} failed after it was sent: ${why}; its outcome is unknown (retry with a session to apply a write exactly once)`, leaderHeaders(target));
-      }
-      const next = await leaderAgain(node, target, deadline, Math.min(SAME_LEADER_BACKOFF_CAP_MS, SAME_LEADER_BACKOFF_MS * 2 ** (attempt - 1)));
-      if (next === null) {
-        // Every attempt provably never reached a leader: definitely not applied (outcome.ts: unreachable).
-        return notAppliedReply(c, "unavailable", `leader ${target.id} at ${target.address} is unreachable: ${why}; the request was not applied`, {
-          "retry-after": RETRY_AFTER_S,
-          ...leaderHeaders(target),
-        });
-      }
-      node.metrics.forwardRetries++;
-      target = next;
+      return new Response(o.answer.body.byteLength === 0 ? null : o.answer.body, { status: o.answer.status, headers: out });
     }
+    // Once the request may have reached the leader it may have been applied (outcome.ts:
+    // lost_leader): never sent again, never "not applied".
+    if (o.kind === "unknown") {
+      return outcomeUnknownReply(c, 502, "outcome_unknown", `the request to leader ${target.id} at ${target.address} failed after it was sent: ${o.reason}; its outcome is unknown (retry with a session to apply a write exactly once)`, leaderHeaders(target));
+    }
+    const next = await leaderAgain(node, target, deadline, Math.min(SAME_LEADER_BACKOFF_CAP_MS, SAME_LEADER_BACKOFF_MS * 2 ** (attempt - 1)));
+    if (next === null) {
+      // Every attempt provably never reached a leader: definitely not applied (outcome.ts: unreachable).
+      return notAppliedReply(c, "unavailable", `leader ${target.id} at ${target.address} is unreachable: ${o.reason}; the request was not applied`, {
+        "retry-after": RETRY_AFTER_S,
+        ...leaderHeaders(target),
+      });
+    }
+    node.metrics.forwardRetries++;
+    target = next;
+  }
+}
+
+/**
+ * The leader's side: runs a forward from peer `from` through this node's `app` as the client's own
+ * request would run, with only the forwarded headers, the remaining deadline and the forwarder
+ * (ForwardedEnv). The answer's body is read up to `maxAnswerBytes` and for no longer than the
+ * deadline plus a second (a route that streams must not hold the forward for ever).
+ */
+export function runForwarded(app: Hono, maxAnswerBytes: number): (req: ForwardRequest, from: NodeId) => Promise<ForwardAnswer> {
+  return async (req, from) => {
+    const headers = new Headers();
+    for (const name of FORWARDED_REQUEST_HEADERS) {
+      const v = req.headers[name];
+      if (v !== undefined) headers.set(name, v);
+    }
+    headers.set(TIMEOUT_HEADER, String(req.timeoutMs));
+    if (req.body !== null) headers.set("content-length", String(req.body.byteLength));
+    const request = new Request(`http://forwarded${req.path}`, { method: req.method, headers, ...(req.body === null ? {} : { body: req.body }) });
+    const env: ForwardedEnv = { incoming: { url: req.path }, forwardedBy: from };
+    const res = await app.fetch(request, env);
+    const out: Record<string, string> = {};
+    for (const name of PASSED_RESPONSE_HEADERS) {
+      const v = res.headers.get(name);
+      if (v !== null) out[name] = v;
+    }
+    return { status: res.status, headers: out, body: await readAnswer(res, maxAnswerBytes, req.timeoutMs + 1000) };
+  };
+}
+
+/** A response body in memory, capped in size and in time (a streaming route is cancelled). */
+async function readAnswer(res: Response, maxBytes: number, withinMs: number): Promise<Uint8Array> {
+  if (res.body === null) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    void reader.cancel().catch(() => undefined);
+  }, withinMs);
+  try {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (late) throw new Error(`the answer did not end within ${withinMs} ms`);
+      if (done) break;
+      total += value.byteLength;
+      if (total > maxBytes) {
+        await reader.cancel().catch(() => undefined);
+        throw new Error(`the answer exceeds ${maxBytes} bytes`);
+      }
+      chunks.push(value);
+    }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

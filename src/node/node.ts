@@ -22,7 +22,8 @@ import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
 import { DiskFullError } from "../storage/errors.ts";
 import type { PeerAuth } from "../transport/auth.ts";
 import { H2Client } from "../transport/h2_client.ts";
-import { PeerTransport, type PeerStats } from "../transport/peers.ts";
+import { type ForwardOutcome, PeerTransport, type PeerStats } from "../transport/peers.ts";
+import type { ForwardAnswer, ForwardRequest } from "../transport/forward_frame.ts";
 import type { NodeConfig } from "./config.ts";
 import type { PlacementHooks } from "./placement_report.ts";
 import type { MembershipInfo } from "./membership/manager.ts";
@@ -70,6 +71,8 @@ export interface NodeTransport {
   flushNow(): void;
   holdReplies(from: NodeId): Promise<Message[]>;
   releaseReplies(): void;
+  /** Sends a client request to peer `to`, to be run there (PeerTransport.forward). */
+  forward(to: NodeId, req: ForwardRequest): Promise<ForwardOutcome>;
   /** Returns the ids whose addresses cannot be used. */
   setPeers(peers: ReadonlyMap<NodeId, string>): NodeId[];
   stats(): PeerStats[];
@@ -137,6 +140,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private memberList: Member[];
   private scheduled = false;
   private stopped = false;
+  /** Runs forwarded client requests through the node's app (serveForwards); null until the app is built. */
+  private forwardHandler: ((req: ForwardRequest, from: NodeId) => Promise<ForwardAnswer>) | null = null;
   /** The rest of a leader's Ready whose messages went out before its fsync; see handleReady(). */
   private deferred: (() => void) | null = null;
   /** Term and vote as last persisted: messages may go out before an fsync only if these stand. */
@@ -310,6 +315,29 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
    */
   awaitReplies(from: NodeId): Promise<Message[]> {
     return this.transport.holdReplies(from);
+  }
+
+  /**
+   * Has a client request run by `to` (the leader): over the peer stream, or by this node's own
+   * app when `to` is this node (it became leader while a forward waited to be sent again).
+   */
+  forwardTo(to: NodeId, req: ForwardRequest): Promise<ForwardOutcome> {
+    if (to !== this.id) return this.transport.forward(to, req);
+    return this.runForwarded(req, this.id).then(
+      (answer): ForwardOutcome => ({ kind: "answered", answer }),
+      (err: unknown): ForwardOutcome => ({ kind: "unknown", reason: `running it here failed: ${err instanceof Error ? err.message : String(err)}` }),
+    );
+  }
+
+  /** The app that runs forwarded requests (api/app.ts sets it once it is built). */
+  serveForwards(handler: (req: ForwardRequest, from: NodeId) => Promise<ForwardAnswer>): void {
+    this.forwardHandler = handler;
+  }
+
+  /** Runs a client request `from` forwarded to this node (raft_stream.ts). Rejects when there is no app yet. */
+  runForwarded(req: ForwardRequest, from: NodeId): Promise<ForwardAnswer> {
+    if (this.forwardHandler === null) return Promise.reject(new Error("this node serves no client API yet"));
+    return this.forwardHandler(req, from);
   }
 
   /** Proposes one command; resolves when applied, definitely not applied, refused or unknown (outcome.ts). */

@@ -21,8 +21,9 @@
 //   overwritten  The entry at the write's index was applied with a different term. An entry
 //                never changes its index, and one index commits exactly one entry on every node
 //                (Raft's State Machine Safety), so ours can never commit.
-//   unreachable  The request to the leader could not even be sent (the connection to it
-//                failed): the leader never saw it.
+//   unreachable  A forwarded request never reached the leader's app: its frame was never
+//                written to the peer stream (no connection, the stream failed or was not open
+//                before the deadline), or the leader refused it unrun (over its caps).
 //
 // Everything else is "unknown", never "not applied":
 //
@@ -36,7 +37,8 @@
 //                log lost the entry before it committed, but a follower that holds it may still
 //                win an election and commit it. (Not "not applied": that follower's log can be
 //                as up to date as a majority's while ours was cut.)
-//   lost_leader  A forwarded request failed after it was sent: the leader may have applied it.
+//   lost_leader  A forwarded request failed after its frame was written (the stream broke, no
+//                answer by the deadline, the leader's app failed): the leader may have applied it.
 //
 // On the HTTP API every failed write carries `outcome: "not_applied" | "unknown"` next to its
 // `error` code: not_applied answers are 503 (retry freely, `retry-after` says when); unknown

@@ -32,25 +32,14 @@ export type H2ErrorKind = "connect" | "timeout" | "stream" | "tooLarge" | "close
 
 export class H2Error extends Error {
   override readonly name = "H2Error";
-  /**
-   * The server provably did not process the request, so sending it again cannot apply it twice:
-   * no connection, the session closed before the request was written, the stream refused
-   * (REFUSED_STREAM, RFC 9113 §8.7), or its id above a GOAWAY's last stream id (§6.8).
-   */
-  readonly unprocessed: boolean;
 
   constructor(
     readonly kind: H2ErrorKind,
     message: string,
-    opts: { unprocessed?: boolean } = {},
   ) {
     super(message);
-    this.unprocessed = kind === "connect" || opts.unprocessed === true;
   }
 }
-
-/** The last stream id each session's peer said it may process (GOAWAY), for H2Error.unprocessed. */
-const goawayLastStream = new WeakMap<http2.ClientHttp2Session, number>();
 
 export interface H2Request {
   method?: string;
@@ -126,9 +115,6 @@ export class H2Client {
     };
     // After GOAWAY the session finishes its streams; new requests get a fresh session.
     session.once("goaway", forget);
-    session.on("goaway", (_code: number, lastStreamID: number) => {
-      if (Number.isInteger(lastStreamID)) goawayLastStream.set(session, Math.min(lastStreamID, goawayLastStream.get(session) ?? Infinity));
-    });
     session.once("close", forget);
     const entry: PoolEntry = { session, ready, connected: false };
     this.pool.set(origin, entry);
@@ -159,7 +145,7 @@ export class H2Client {
           { endStream: req.body === undefined },
         );
       } catch (err) {
-        reject(new H2Error("closed", `${where}: ${err instanceof Error ? err.message : String(err)}`, { unprocessed: true }));
+        reject(new H2Error("closed", `${where}: ${err instanceof Error ? err.message : String(err)}`));
         return;
       }
       let status = 0;
@@ -189,17 +175,12 @@ export class H2Client {
         if (size > maxBytes) done(new H2Error("tooLarge", `${where}: response exceeds ${maxBytes} bytes`));
         else chunks.push(chunk);
       });
-      // Whether the server provably left this stream alone (H2Error.unprocessed); judged when it fails.
-      const unprocessed = (): boolean => {
-        const last = goawayLastStream.get(session);
-        return stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM || (stream.id !== undefined && last !== undefined && stream.id > last);
-      };
       stream.on("end", () => done(status > 0 ? null : new H2Error("stream", `${where}: ended without a response`)));
-      stream.on("error", (err) => done(new H2Error("stream", `${where}: ${err.message}`, { unprocessed: status === 0 && unprocessed() })));
+      stream.on("error", (err) => done(new H2Error("stream", `${where}: ${err.message}`)));
       // A server that answers early (413, 401) may reset the upload with NO_ERROR: the answer stands.
       stream.on("close", () => {
         const clean = status > 0 && stream.rstCode === http2.constants.NGHTTP2_NO_ERROR;
-        done(clean ? null : new H2Error("stream", `${where}: stream closed (code ${stream.rstCode}) before the response completed`, { unprocessed: status === 0 && unprocessed() }));
+        done(clean ? null : new H2Error("stream", `${where}: stream closed (code ${stream.rstCode}) before the response completed`));
       });
       if (req.body !== undefined) writeBody(stream, req.body);
     });

@@ -13,6 +13,12 @@
 // and reopened after a backoff. Loss is acceptable (Raft retransmits), blocking is not: when a
 // queue is full the oldest non-essential message goes, and snapshot chunks travel as requests of
 // their own, one at a time per peer, so a large chunk never sits in front of a heartbeat.
+//
+// The same stream carries the client requests a follower forwards to its leader (forward(),
+// forward_frame.ts): a Forward frame each, answered by a ForwardReply frame matched by id, in any
+// order, outside the batches' answer order and silence clock. What a forward's caller is told
+// is exactly what we know: "unprocessed" while it never left our queue (or the peer refused it
+// unrun), "unknown" once its frame was written and the stream broke or the deadline passed.
 
 import http2 from "node:http2";
 import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
@@ -22,7 +28,8 @@ import { H2Error, type H2Client, type H2Response, serverCertificate } from "./h2
 import { Fifo } from "./fifo.ts";
 import { checkBatch, DEFAULT_MAX_BATCH_BODY, RAFT_SNAPSHOT_PATH } from "./raft_routes.ts";
 import { FRAMES_CONTENT_TYPE, RAFT_STREAM_PATH } from "./raft_stream.ts";
-import { Direction, type Frame, FrameKind, FrameReader, FrameWriter, streamKey } from "./stream_frame.ts";
+import { Direction, type Frame, FrameError, FrameKind, FrameReader, FrameWriter, streamKey } from "./stream_frame.ts";
+import { DEFAULT_MAX_FORWARD_BYTES, DEFAULT_MAX_FORWARDS_PER_PEER, decodeForwardReply, encodeForward, type ForwardAnswer, type ForwardRequest } from "./forward_frame.ts";
 
 export interface PeerTransportOptions {
   self: NodeId;
@@ -50,6 +57,12 @@ export interface PeerTransportOptions {
   maxInflight?: number;
   /** Largest answer frame taken from a peer (the receiver's batch limit). */
   maxFrameBytes?: number;
+  /** Largest Forward or ForwardReply frame, either way (the receiver's forward limit). */
+  maxForwardBytes?: number;
+  /** Forwards per peer written and not yet answered; more wait in the queue. */
+  maxForwardsInflight?: number;
+  /** Forwards per peer waiting to be written; more are refused at once (unprocessed). */
+  maxForwardQueue?: number;
   backoffMinMs?: number;
   backoffMaxMs?: number;
   /** A stream whose peer answers nothing this long while a frame (or the open) waits is reset. */
@@ -126,6 +139,9 @@ interface Settings {
   maxBatchBytes: number;
   maxInflight: number;
   maxFrameBytes: number;
+  maxForwardBytes: number;
+  maxForwardsInflight: number;
+  maxForwardQueue: number;
   backoffMinMs: number;
   backoffMaxMs: number;
   silenceTimeoutMs: number;
@@ -165,6 +181,11 @@ export class PeerTransport {
       // The queue and batch caps still bound memory; past 64 messages wait and share a frame.
       maxInflight: opts.maxInflight ?? 64,
       maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_BATCH_BODY,
+      maxForwardBytes: opts.maxForwardBytes ?? DEFAULT_MAX_FORWARD_BYTES,
+      // As many as HTTP/2 let one connection carry when each forward was a request of its own
+      // (SETTINGS_MAX_CONCURRENT_STREAMS, server.ts), and the receiver's cap (raft_stream.ts).
+      maxForwardsInflight: opts.maxForwardsInflight ?? DEFAULT_MAX_FORWARDS_PER_PEER,
+      maxForwardQueue: opts.maxForwardQueue ?? 1024,
       backoffMinMs: opts.backoffMinMs ?? 50,
       backoffMaxMs: opts.backoffMaxMs ?? 5000,
       // About an election timeout and a half (the node derives it from its own; this is for 10
@@ -226,6 +247,17 @@ export class PeerTransport {
   }
 
   /**
+   * Sends a client request to peer `to` (the leader) on our stream to it, to be run by its app.
+   * Never throws; resolves exactly once, by the request's timeoutMs plus FORWARD_GRACE_MS at the
+   * latest. Never sent twice: a caller that wants to try again after "unprocessed" calls again.
+   */
+  forward(to: NodeId, req: ForwardRequest): Promise<ForwardOutcome> {
+    const peer = this.closed ? undefined : this.peers.get(to);
+    if (peer === undefined) return Promise.resolve({ kind: "unprocessed", reason: `${to} is not a peer of this node` });
+    return peer.forward(req);
+  }
+
+  /**
    * Until releaseReplies(), messages for `id` are held for the answer to its request instead of
    * being queued; resolves with them (empty for an unknown peer or once closed).
    */
@@ -283,6 +315,10 @@ interface Link {
   reader: FrameReader | null;
   /** Frames written and not answered yet, oldest first: how many messages each carried, when sent. */
   unacked: Fifo<{ count: number; at: number }>;
+  /** Forwards written on this stream and not answered yet, by id. */
+  forwards: Map<number, PendingForward>;
+  /** When bytes of a frame not yet complete last arrived (0: never): a large answer in transit. */
+  arrivingAt: number;
   waitingDrain: boolean;
   startedAt: number;
   watch: ReturnType<typeof setTimeout> | undefined;
@@ -293,10 +329,35 @@ interface Link {
 
 const EMPTY = new Uint8Array(0);
 
+/** How a forward ended, as far as this node can know (ForwardReply kinds folded into what they prove). */
+export type ForwardOutcome =
+  | { kind: "answered"; answer: ForwardAnswer }
+  /** It never reached the peer's app: never written (still queued when the stream failed, the deadline passed) or refused unrun. */
+  | { kind: "unprocessed"; reason: string }
+  /** Its frame was written: the peer may have run it (the stream broke, the deadline passed, the app failed). */
+  | { kind: "unknown"; reason: string };
+
+/** A forward's answer may take this much longer than its deadline (the peer's own timeout answer must get back). */
+export const FORWARD_GRACE_MS = 500;
+
+/**
+ * Queued (Peer.forwardQueue) until its frame is written, then on its stream (Link.forwards): where
+ * it is says what its caller may be told, "unprocessed" only from the queue.
+ */
+interface PendingForward {
+  id: number;
+  req: ForwardRequest;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  settle: (o: ForwardOutcome) => void;
+}
+
 class Peer {
   private readonly essential = new Fifo<Message>();
   private readonly bulk = new Fifo<Message>();
   private readonly chunks = new Fifo<SnapshotMsg>();
+  /** Forwards not written yet, oldest first (a Map: a timed-out one leaves from the middle). */
+  private readonly forwardQueue = new Map<number, PendingForward>();
+  private nextForwardId = 0;
   /** Open answers to this peer's frames: messages for it go into the first one. */
   private replies: Array<{ msgs: Message[]; resolve: (msgs: Message[]) => void }> = [];
   private state: PeerState = "idle";
@@ -344,7 +405,7 @@ class Peer {
   /** Writes what the stream and its in-flight limit allow, opening it first; a peer in backoff waits for its timer. */
   pump(): void {
     if (this.removed || this.state === "backoff") return;
-    if (this.queued() > 0) {
+    if (this.queued() > 0 || this.forwardQueue.size > 0) {
       if (this.link === null) this.openLink();
       else if (this.link.open) this.writeFrames(this.link);
     }
@@ -353,6 +414,37 @@ class Peer {
       this.snapshotInflight = true;
       this.launchSnapshot(chunk);
     }
+  }
+
+  forward(req: ForwardRequest): Promise<ForwardOutcome> {
+    if (this.forwardQueue.size >= this.s.maxForwardQueue) {
+      return Promise.resolve({ kind: "unprocessed", reason: `${this.forwardQueue.size} forwards to ${this.id} are already waiting to be sent` });
+    }
+    return new Promise((resolve) => {
+      const f: PendingForward = { id: this.nextForwardId++, req, timer: undefined, settle: resolve };
+      f.timer = setTimeout(() => this.forwardTimedOut(f), req.timeoutMs + FORWARD_GRACE_MS);
+      this.forwardQueue.set(f.id, f);
+      // Now, not at the end of the turn: a forward is one client's latency, and it does not change
+      // how the turn's messages are batched (writeForwards writes forwards only).
+      if (this.removed || this.state === "backoff") return;
+      if (this.link === null) this.openLink();
+      else if (this.link.open) this.writeForwards(this.link);
+    });
+  }
+
+  private forwardTimedOut(f: PendingForward): void {
+    const ms = f.req.timeoutMs + FORWARD_GRACE_MS;
+    if (this.forwardQueue.delete(f.id)) return f.settle({ kind: "unprocessed", reason: `not sent to ${this.id} within ${ms} ms (the stream was not open)` });
+    if (this.link?.forwards.delete(f.id) === true) f.settle({ kind: "unknown", reason: `no answer from ${this.id} within ${ms} ms` });
+  }
+
+  /** Every forward still queued is answered "unprocessed": it never left this node. */
+  private refuseQueuedForwards(why: string): void {
+    for (const f of this.forwardQueue.values()) {
+      clearTimeout(f.timer);
+      f.settle({ kind: "unprocessed", reason: `not sent to ${this.id}: ${why}` });
+    }
+    this.forwardQueue.clear();
   }
 
   holdReply(): Promise<Message[]> {
@@ -387,6 +479,7 @@ class Peer {
     this.releaseReplies();
     clearTimeout(this.timer);
     this.dropped += this.dropLink() + this.queued() + this.chunks.length;
+    this.refuseQueuedForwards("the peer was removed");
     this.essential.clear();
     this.bulk.clear();
     this.chunks.clear();
@@ -442,7 +535,7 @@ class Peer {
     let done!: () => void;
     const ended = new Promise<void>((resolve) => (done = resolve));
     this.s.track(ended);
-    const link: Link = { stream: null, open: false, writer: null, reader: null, unacked: new Fifo(), waitingDrain: false, startedAt: performance.now(), watch: undefined, refusal: null, done };
+    const link: Link = { stream: null, open: false, writer: null, reader: null, unacked: new Fifo(), forwards: new Map(), arrivingAt: 0, waitingDrain: false, startedAt: performance.now(), watch: undefined, refusal: null, done };
     this.link = link;
     this.watch(link);
     const path = RAFT_STREAM_PATH;
@@ -480,7 +573,11 @@ class Peer {
             }
           }
           link.writer = new FrameWriter(streamKey(this.s.auth, identity, Direction.FromOpener));
-          link.reader = new FrameReader({ key: streamKey(this.s.auth, identity, Direction.FromAcceptor), maxPayload: this.s.maxFrameBytes });
+          link.reader = new FrameReader({
+            key: streamKey(this.s.auth, identity, Direction.FromAcceptor),
+            maxPayload: this.s.maxFrameBytes,
+            maxForwardPayload: this.s.maxForwardBytes,
+          });
           link.open = true;
           this.markUp();
           this.pump();
@@ -515,7 +612,7 @@ class Peer {
 
   /** The open never left (no connection): keep the queue and open again in STARTUP_RETRY_MS. */
   private retrySoon(link: Link, why: string): void {
-    if (link.open || link.unacked.length > 0) throw new Error("bug: only an open that never connected is retried at once");
+    if (link.open || link.unacked.length > 0 || link.forwards.size > 0) throw new Error("bug: only an open that never connected is retried at once");
     this.dropLink();
     if (this.removed) return;
     this.lastError = why;
@@ -532,6 +629,7 @@ class Peer {
     const stream = link.stream;
     const writer = link.writer;
     if (stream === null || writer === null) throw new Error("writeFrames on a stream that is not open");
+    this.writeForwards(link);
     while (!link.waitingDrain && link.unacked.length < this.s.maxInflight && this.queued() > 0) {
       const batch = this.takeBatch();
       let frame: Uint8Array;
@@ -544,14 +642,44 @@ class Peer {
       link.unacked.push({ count: batch.length, at: performance.now() });
       this.bytesSent += frame.byteLength;
       if (link.watch === undefined) this.watch(link);
-      if (!stream.write(frame)) {
-        // Flow control: the peer (or the connection) is full. Keep queueing within the bound.
-        link.waitingDrain = true;
-        stream.once("drain", () => {
-          link.waitingDrain = false;
-          if (this.link === link) this.pump();
-        });
+      this.writeFrame(link, frame);
+    }
+  }
+
+  /** Flow control: when the peer (or the connection) is full, stop writing until it drains; queues keep within their bounds. */
+  private writeFrame(link: Link, frame: Uint8Array): void {
+    const stream = link.stream;
+    if (stream === null) throw new Error("writeFrame on a stream that is not open");
+    if (stream.write(frame)) return;
+    link.waitingDrain = true;
+    stream.once("drain", () => {
+      link.waitingDrain = false;
+      if (this.link === link) this.pump();
+    });
+  }
+
+  /** Queued forwards, oldest first, while the stream takes them and fewer than maxForwardsInflight wait for answers. */
+  private writeForwards(link: Link): void {
+    const writer = link.writer;
+    if (writer === null) throw new Error("writeForwards on a stream that is not open");
+    for (const f of this.forwardQueue.values()) {
+      if (link.waitingDrain || link.forwards.size >= this.s.maxForwardsInflight) return;
+      this.forwardQueue.delete(f.id);
+      let frame: Uint8Array;
+      try {
+        const payload = encodeForward(f.id, f.req);
+        if (payload.byteLength > this.s.maxForwardBytes) throw new Error(`${payload.byteLength} bytes exceed the ${this.s.maxForwardBytes}-byte forward cap`);
+        frame = writer.encode(FrameKind.Forward, payload);
+      } catch (err) {
+        clearTimeout(f.timer);
+        f.settle({ kind: "unprocessed", reason: `encode: ${errorText(err)}` });
+        continue;
       }
+      // Onto the stream before the write: once any of its bytes may be on the wire, "unprocessed"
+      // is no longer provable (a failing write or stream settles it "unknown" from here).
+      link.forwards.set(f.id, f);
+      this.bytesSent += frame.byteLength;
+      this.writeFrame(link, frame);
     }
   }
 
@@ -559,13 +687,18 @@ class Peer {
    * The peer answers every frame, in order, each tick at least (heartbeats): silence while we wait
    * for an answer (or for the open) means it is dead, or blackholed, or no longer reading. The
    * stream is reset and reopened rather than left to fill the connection window.
+   *
+   * A frame still arriving is not silence: a large forward answer (a transaction's reads, MiBs)
+   * takes many round trips on a long link with a small connection window, and the batch answers
+   * behind it wait for it. Counting only completed answers reset such a stream, and answered the
+   * forward "outcome unknown", every time. A peer that stops mid-frame is silent again.
    */
   private watch(link: Link): void {
     link.watch = undefined;
     if (this.link !== link) return;
     const since = link.open ? link.unacked.peek()?.at : link.startedAt;
     if (since === undefined) return;
-    const left = since + this.s.silenceTimeoutMs - performance.now();
+    const left = Math.max(since, link.arrivingAt) + this.s.silenceTimeoutMs - performance.now();
     if (left <= 0) return this.linkFailed(link, `no answer from the peer for ${this.s.silenceTimeoutMs} ms`, { unreachable: true });
     link.watch = setTimeout(() => this.watch(link), left);
   }
@@ -581,10 +714,19 @@ class Peer {
     } catch (err) {
       return this.linkFailed(link, `bad answer: ${errorText(err)}`, { unreachable: true });
     }
+    if (reader.partial) link.arrivingAt = performance.now();
     if (frames.length === 0) return;
     this.markUp();
     const now = performance.now();
     for (const frame of frames) {
+      if (frame.kind === FrameKind.ForwardReply) {
+        const bad = this.takeForwardReply(link, frame.payload);
+        if (bad !== null) return this.linkFailed(link, `bad answer: ${bad}`, { unreachable: true });
+        continue;
+      }
+      if (frame.kind !== FrameKind.Batch && frame.kind !== FrameKind.Refused) {
+        return this.linkFailed(link, `bad answer: a frame of kind ${frame.kind} downstream`, { unreachable: true });
+      }
       const asked = link.unacked.shift();
       if (asked === undefined) return this.linkFailed(link, "an answer to no frame", { unreachable: true });
       const rtt = now - asked.at;
@@ -602,6 +744,28 @@ class Peer {
       if (this.link !== link) return;
     }
     this.pump();
+  }
+
+  /** Settles the forward a reply names; the reason when the reply is nonsense (the stream then ends). */
+  private takeForwardReply(link: Link, payload: Uint8Array): string | null {
+    let decoded;
+    try {
+      decoded = decodeForwardReply(payload);
+    } catch (err) {
+      if (err instanceof FrameError) return err.message;
+      throw err;
+    }
+    const { id, reply } = decoded;
+    if (id >= this.nextForwardId) return `a reply to forward ${id}, which was never sent`;
+    const f = link.forwards.get(id);
+    // Answered after its deadline here: its caller was already told "unknown".
+    if (f === undefined) return null;
+    link.forwards.delete(id);
+    clearTimeout(f.timer);
+    if (reply.kind === "answer") f.settle({ kind: "answered", answer: { status: reply.status, headers: reply.headers, body: reply.body } });
+    else if (reply.kind === "refused") f.settle({ kind: "unprocessed", reason: `${this.id} refused it: ${reply.reason}` });
+    else f.settle({ kind: "unknown", reason: `${this.id} ran it without an answer: ${reply.reason}` });
+    return null;
   }
 
   /** Messages in an answer pass the same checks as a request's: schema, sender, recipient. */
@@ -634,6 +798,7 @@ class Peer {
     if (this.link !== link) return;
     const lost = this.dropLink();
     if (this.removed) return;
+    this.refuseQueuedForwards(why);
     const queued = this.queued();
     this.essential.clear();
     this.bulk.clear();
@@ -649,6 +814,12 @@ class Peer {
     link.reader?.close();
     let lost = 0;
     for (let f = link.unacked.shift(); f !== undefined; f = link.unacked.shift()) lost += f.count;
+    // Written: the peer may have read and run them. Only its answer could have told.
+    for (const f of link.forwards.values()) {
+      clearTimeout(f.timer);
+      f.settle({ kind: "unknown", reason: `the stream to ${this.id} ended after the request was sent` });
+    }
+    link.forwards.clear();
     const stream = link.stream;
     if (stream !== null && !stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
     link.done();

@@ -7,6 +7,13 @@
 // there were none, or "refused" with the reason the node did not take the batch. The answer is
 // also the peer's acknowledgement, its round trip and its proof that we still read.
 //
+// A follower's stream to its leader also carries the client requests it forwards (Forward frames,
+// forward_frame.ts). Each runs through onForward (the node's own app) and is answered by a
+// ForwardReply frame as soon as it is done, in any order, never in the batches' answer slots: a
+// slow write must not hold up the answers the peer's silence clock waits for. Every forward gets
+// exactly one reply: the app's answer, "refused" when it was not run (over the caps below, no
+// app), or "failed" when the app threw or outlived the request's deadline by forwardGraceMs.
+//
 // Served below Hono (server.ts routes this one path to handle()): @hono/node-server destroys a
 // POST's request and response two timers after the handler returns unless its body has ended, so
 // a stream cannot live behind it; and what the stream saves is exactly the per-request dispatch.
@@ -14,8 +21,11 @@
 // Limits: frames are capped at maxFrameBytes (the batch body limit) and their lengths drawn from
 // the peer body budget until complete; a frame must finish within frameTimeoutMs of its first
 // byte; answers not yet written pause the reading (HTTP/2 flow control then holds the sender);
-// one stream per peer, a new authenticated one replacing the old. Anything wrong ends the stream
-// with RST_STREAM and a rate-limited log line; the peer reopens it.
+// one stream per peer, a new authenticated one replacing the old. Forwards: at most
+// maxForwardsPerPeer running per peer (across its streams: a replaced stream's forwards still run),
+// each holding its frame's length of the peer body budget until it is done; past either the
+// forward is refused unrun. Anything wrong ends the stream with RST_STREAM and a rate-limited log
+// line; the peer reopens it.
 
 import type http from "node:http";
 import http2 from "node:http2";
@@ -24,6 +34,7 @@ import { type PeerAuth, PeerGate, verifiedPeerCertificate } from "./auth.ts";
 import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
 import { checkBatch, DEFAULT_MAX_BATCH_BODY } from "./raft_routes.ts";
 import { Direction, FrameError, FrameKind, FrameReader, FrameWriter, streamKey } from "./stream_frame.ts";
+import { DEFAULT_MAX_FORWARD_BYTES, DEFAULT_MAX_FORWARDS_PER_PEER, decodeForward, encodeForwardReply, type ForwardAnswer, type ForwardReply, type ForwardRequest } from "./forward_frame.ts";
 import { DEFAULT_BODY_TIMEOUT_MS } from "./server.ts";
 
 export const RAFT_STREAM_PATH = "/raft/v1/stream";
@@ -40,7 +51,17 @@ export interface RaftStreamOptions {
   onMessages: (msgs: Message[], from: NodeId) => void;
   /** Called right after onMessages: the messages for `from` to answer with. Without it answers are empty. */
   awaitReplies?: (from: NodeId) => Promise<Message[]>;
+  /**
+   * Runs a client request `from` forwarded to us (the node's app). Without it forwards are
+   * refused. Its answer's body must fit maxForwardBytes (the caller caps what it reads).
+   */
+  onForward?: (req: ForwardRequest, from: NodeId) => Promise<ForwardAnswer>;
   maxFrameBytes?: number;
+  /** Largest Forward frame taken, and largest ForwardReply sent. */
+  maxForwardBytes?: number;
+  maxForwardsPerPeer?: number;
+  /** A forward not answered this long after its own deadline is answered "failed" (outcome unknown). */
+  forwardGraceMs?: number;
   frameTimeoutMs?: number;
   /** Why a stream was refused or ended; rate-limit it (a stranger can make many). */
   warn?: (msg: string, fields: Record<string, unknown>) => void;
@@ -52,13 +73,28 @@ type Response = http2.Http2ServerResponse | http.ServerResponse;
 export class RaftStreamRoute {
   private readonly gate: PeerGate;
   private readonly open = new Map<NodeId, Inbound>();
+  /** Forwards running now, by the peer that sent them. */
+  private readonly running = new Map<NodeId, number>();
   private readonly maxFrameBytes: number;
+  private readonly maxForwardBytes: number;
+  private readonly maxForwardsPerPeer: number;
+  private readonly forwardGraceMs: number;
   private readonly frameTimeoutMs: number;
 
   constructor(private readonly opts: RaftStreamOptions) {
     this.gate = opts.gate ?? new PeerGate(opts.auth, opts.self);
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_BATCH_BODY;
+    this.maxForwardBytes = opts.maxForwardBytes ?? DEFAULT_MAX_FORWARD_BYTES;
+    this.maxForwardsPerPeer = opts.maxForwardsPerPeer ?? DEFAULT_MAX_FORWARDS_PER_PEER;
+    this.forwardGraceMs = opts.forwardGraceMs ?? 1000;
     this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
+  }
+
+  /** Forwards running now (all peers). */
+  forwardsRunning(): number {
+    let n = 0;
+    for (const k of this.running.values()) n += k;
+    return n;
   }
 
   /** Streams open now, by peer. */
@@ -91,7 +127,12 @@ export class RaftStreamRoute {
     const from = admission.from;
     const id = { nonce: admission.nonce, opener: from, acceptor: this.opts.self };
     const inbound = new Inbound(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, from, {
-      reader: new FrameReader({ key: streamKey(this.opts.auth, id, Direction.FromOpener), maxPayload: this.maxFrameBytes, budget: this.gate.budget }),
+      reader: new FrameReader({
+        key: streamKey(this.opts.auth, id, Direction.FromOpener),
+        maxPayload: this.maxFrameBytes,
+        maxForwardPayload: this.maxForwardBytes,
+        budget: this.gate.budget,
+      }),
       writer: new FrameWriter(streamKey(this.opts.auth, id, Direction.FromAcceptor)),
       route: this,
     });
@@ -129,6 +170,57 @@ export class RaftStreamRoute {
       return { refused: `core rejected the batch: ${err instanceof Error ? err.message : String(err)}` };
     }
     return { replies: this.opts.awaitReplies?.(from) ?? null };
+  }
+
+  /**
+   * @internal Runs one forward from `from` within the caps; `answer` is called exactly once, by the
+   * request's deadline plus forwardGraceMs at the latest. Its slot and budget are held until the
+   * app is done, not until the answer: a request that outlives its answer still holds memory.
+   */
+  forward(from: NodeId, req: ForwardRequest, bytes: number, answer: (reply: ForwardReply) => void): void {
+    const onForward = this.opts.onForward;
+    if (onForward === undefined) return answer({ kind: "refused", reason: "this node does not take forwarded requests" });
+    const running = this.running.get(from) ?? 0;
+    const budget = this.gate.budget;
+    const over = running >= this.maxForwardsPerPeer ? `${running} forwards from ${from} are running (the cap)` : budget.tryTake(bytes) ? null : `peer body budget (${budget.limit} bytes) in use`;
+    if (over !== null) {
+      // The follower tries again within the client's deadline; the operator should know the leader is full.
+      this.opts.warn?.("refused a forwarded request", { from, reason: over });
+      return answer({ kind: "refused", reason: over });
+    }
+    this.running.set(from, running + 1);
+    let answered = false;
+    const once = (reply: ForwardReply) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      if (reply.kind === "answer") {
+        // The opener refuses a larger frame (and the stream with it): say so instead.
+        const size = reply.body.byteLength + 16 * 1024;
+        if (size > this.maxForwardBytes) reply = { kind: "failed", reason: `the answer of ${reply.body.byteLength} bytes exceeds the forward cap` };
+      }
+      answer(reply);
+    };
+    const ms = req.timeoutMs + this.forwardGraceMs;
+    const timer = setTimeout(() => once({ kind: "failed", reason: `no answer within ${ms} ms` }), ms);
+    timer.unref?.();
+    let done: Promise<ForwardAnswer>;
+    try {
+      done = onForward(req, from);
+    } catch (err) {
+      done = Promise.reject(err);
+    }
+    done
+      .then(
+        (a) => once({ kind: "answer", ...a }),
+        (err: unknown) => once({ kind: "failed", reason: `the request failed: ${err instanceof Error ? err.message : String(err)}` }),
+      )
+      .finally(() => {
+        budget.give(bytes);
+        const left = (this.running.get(from) ?? 1) - 1;
+        if (left > 0) this.running.set(from, left);
+        else this.running.delete(from);
+      });
   }
 
   /** @internal */
@@ -193,6 +285,17 @@ class Inbound {
       return this.end(err instanceof Error ? err.message : String(err));
     }
     for (const frame of frames) {
+      if (frame.kind === FrameKind.Forward) {
+        let forward;
+        try {
+          forward = decodeForward(frame.payload);
+        } catch (err) {
+          return this.end(err instanceof Error ? err.message : String(err));
+        }
+        const id = forward.id;
+        this.parts.route.forward(this.from, forward.req, frame.payload.byteLength, (reply) => this.write(FrameKind.ForwardReply, encodeForwardReply(id, reply)));
+        continue;
+      }
       if (frame.kind !== FrameKind.Batch) return this.end(`a peer sent a frame of kind ${frame.kind} upstream`);
       let outcome;
       try {
@@ -238,15 +341,21 @@ class Inbound {
     if (this.ended) return;
     while (this.slots.length > 0 && this.slots[0]!.payload !== null) {
       const slot = this.slots.shift()!;
-      const more = this.res.write(this.parts.writer.encode(slot.kind, slot.payload!));
-      if (!more && !this.waitingDrain) {
-        this.waitingDrain = true;
-        this.req.pause();
-        this.res.once("drain", () => {
-          this.waitingDrain = false;
-          if (!this.ended) this.req.resume();
-        });
-      }
+      this.write(slot.kind, slot.payload!);
+    }
+  }
+
+  /** One answer frame, numbered as it is written; dropped once the stream ended (the opener then knows nothing came). */
+  private write(kind: FrameKind, payload: Uint8Array): void {
+    if (this.ended) return;
+    const more = this.res.write(this.parts.writer.encode(kind, payload));
+    if (!more && !this.waitingDrain) {
+      this.waitingDrain = true;
+      this.req.pause();
+      this.res.once("drain", () => {
+        this.waitingDrain = false;
+        if (!this.ended) this.req.resume();
+      });
     }
   }
 }

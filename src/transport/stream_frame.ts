@@ -20,10 +20,24 @@ import type { NodeId } from "../raft/types.ts";
 export const FRAME_HEADER_BYTES = 5;
 export const FRAME_TAG_BYTES = 32;
 
-/** A batch of messages (msgpack, codec.ts); "refused" carries the reason (UTF-8) a batch was not taken. */
+/**
+ * Batch: messages (msgpack, codec.ts), either way; Refused: the reason (UTF-8) a batch was not
+ * taken, acceptor → opener, in the batch's answer slot. Forward: a client request a follower
+ * tunnels to the leader, opener → acceptor; ForwardReply: its answer, acceptor → opener, matched
+ * by request id, in any order (forward_frame.ts has both payloads).
+ */
 export enum FrameKind {
   Batch = 0,
   Refused = 1,
+  Forward = 2,
+  ForwardReply = 3,
+}
+
+const KNOWN_KINDS: ReadonlySet<number> = new Set([FrameKind.Batch, FrameKind.Refused, FrameKind.Forward, FrameKind.ForwardReply]);
+
+/** The kinds a tunnelled client request travels in, each with its own payload cap (maxForwardPayload). */
+function isForwardKind(kind: number): boolean {
+  return kind === FrameKind.Forward || kind === FrameKind.ForwardReply;
 }
 
 export interface Frame {
@@ -84,6 +98,11 @@ export interface FrameReaderOptions {
   key: Buffer | null;
   /** Largest payload accepted; a length above it ends the stream before a byte of it is kept. */
   maxPayload: number;
+  /**
+   * The same for Forward and ForwardReply frames (default maxPayload): a tunnelled request or its
+   * answer is as large as the client API allows (an 8 MiB transaction), larger than a batch.
+   */
+  maxForwardPayload?: number;
   /** Each frame's announced length is taken from it until the frame is complete. */
   budget?: ByteBudget;
 }
@@ -119,9 +138,10 @@ export class FrameReader {
     while (this.buffered >= FRAME_HEADER_BYTES) {
       const head = this.peekHeader();
       const length = head.readUInt32BE(0);
-      const kind = head[4];
-      if (length > this.opts.maxPayload) return this.fail(`frame of ${length} bytes exceeds the ${this.opts.maxPayload}-byte cap`);
-      if (kind !== FrameKind.Batch && kind !== FrameKind.Refused) return this.fail(`unknown frame kind ${kind}`);
+      const kind = head[4]!;
+      if (!KNOWN_KINDS.has(kind)) return this.fail(`unknown frame kind ${kind}`);
+      const cap = isForwardKind(kind) ? (this.opts.maxForwardPayload ?? this.opts.maxPayload) : this.opts.maxPayload;
+      if (length > cap) return this.fail(`frame of ${length} bytes exceeds the ${cap}-byte cap`);
       if (this.held === 0 && length > 0 && this.opts.budget !== undefined) {
         if (!this.opts.budget.tryTake(length)) return this.fail(`peer body budget (${this.opts.budget.limit} bytes) in use`);
         this.held = length;

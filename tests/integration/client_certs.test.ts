@@ -1,8 +1,9 @@
 // Client certificates as the second way to authenticate, on a real 3-node mutual-TLS cluster over
 // loopback with one certificate per node (CN = node id). A listed client certificate gets its
-// scope, directly and through a follower (which vouches for it over its own node certificate); an
-// unlisted certificate from the same CA (a node's, or any other) gets nothing, and a client
-// cannot pass for a forwarding follower by sending the follower's headers.
+// scope, directly and through a follower (which vouches for it on its peer stream to the leader,
+// proved by its node certificate); an unlisted certificate from the same CA (a node's, or any
+// other) gets nothing, and no client connection, not even one with a member's own certificate,
+// passes for a forwarding follower by sending the follower's headers.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -68,7 +69,7 @@ test("a listed client certificate gets its scope, directly and through a followe
   const intruder = clientWith("intruder");
   try {
     expect(await put(app, leader, "direct")).toBe(200);
-    // The follower vouches for "app" over its own certificate (CN = its node id); the leader accepts.
+    // The follower vouches for "app" on its peer stream (mTLS: its certificate names it); the leader accepts.
     expect(await put(app, follower, "via-follower")).toBe(200);
     expect(await put(viewer, leader, "nope")).toBe(403);
     expect(await put(viewer, follower, "nope")).toBe(403);
@@ -84,6 +85,14 @@ test("a listed client certificate gets its scope, directly and through a followe
     // vouched identity must be a listed certificate with exactly that scope.
     expect(await put(nodeCert, leader, "nope", { ...forged, "x-phalanx-forwarded-by": "n9" })).toBe(401);
     expect(await put(nodeCert, leader, "nope", { ...forged, "x-phalanx-forwarded-by": "n2", "x-phalanx-client-name": "ops", "x-phalanx-client-scope": "write" })).toBe(401);
+    // Not even a member's own certificate vouches over a client connection: only its peer stream
+    // carries a forward (a stolen node key is not a client credential). The old forward took this.
+    const member = clientWith(follower);
+    try {
+      expect(await put(member, leader, "nope", { ...forged, "x-phalanx-forwarded-by": follower })).toBe(401);
+    } finally {
+      await member.close();
+    }
     const read = await cluster.request(leader, "GET", "/v1/kv?prefix=");
     const keys = (read.json.kvs as Array<{ key: string }>).map((k) => k.key);
     expect(keys).toEqual(["direct", "via-follower"]);

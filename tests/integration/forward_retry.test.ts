@@ -1,15 +1,16 @@
-// A follower forwards a client's write to the leader (src/api/forward.ts). When that forward
-// provably never reached the leader (here: the connection to it is reset before a single byte
-// of HTTP/2 passed), the follower sends it again once it can, within the request's deadline, and
-// the client gets a definite answer instead of a 503. When it may have reached the leader (the
-// connection dies after the request went out and the leader applied it), the answer stays
-// "outcome unknown": never "not applied", and never sent a second time.
+// A follower forwards a client's write to the leader on its peer stream (src/api/forward.ts,
+// src/transport/peers.ts). When that forward provably never reached the leader (here: every
+// connection to it is refused, so the Forward frame never left the follower's queue), the follower
+// sends it again once it can, within the request's deadline, and the client gets a definite answer
+// instead of a 503. When it may have reached the leader (the frame went out, the leader applied
+// it, its reply was lost and then the connection died), the answer stays "outcome unknown" (502):
+// never "not applied", and never sent a second time.
 //
-// Between n2 and n1 sits a proxy the test controls (n2's PEERS names n1 by the proxy's address):
-// "forward" passes bytes both ways, "swallow" passes n2's bytes to n1 but drops n1's answers, and
-// refuse() stops listening, so every connection to the leader is refused (nothing sent: provably
-// unprocessed). A connection accepted and then reset would not do: a request written to it may
-// have been read, so that forward's outcome is unknown (as h2_client.ts rules).
+// Between n2 and n1 sits a proxy the test controls (n2's PEERS names n1 by the proxy's address, so
+// n2's stream to n1 runs through it): "forward" passes bytes both ways, "swallow" passes n2's
+// bytes to n1 but drops n1's answers, and refuse() stops listening, so every connection to the
+// leader is refused (nothing sent: provably unprocessed). A connection accepted and then reset
+// would not do: a frame written to it may have been read, so that forward's outcome is unknown.
 import { afterAll, expect, test } from "bun:test";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { freePort, TestCluster, waitFor } from "./harness.ts";
@@ -125,7 +126,7 @@ test("a forward refused before it reached the leader is sent again until its dea
   proxy.resetAll();
   proxy.mode = "forward";
   const unknown = await lost;
-  expect(unknown.status).not.toBe(503);
+  expect(unknown.status).toBe(502);
   expect(unknown.json?.outcome).toBe("unknown");
   const c = await cluster.request("n1", "GET", "/v1/kv/c");
   expect(c.json.kv.version).toBe(1); // applied once, not retried

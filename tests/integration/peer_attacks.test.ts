@@ -6,7 +6,8 @@
 // the leader's VmRSS grows by less than 150 MiB; of 2,000 idle connections, everything over the
 // caps (1,024 in total, 128 per remote address) is reset at once; never-finished signed streams
 // are reset within the 15 s body timeout (+ slack); a replayed signed request is refused every
-// time; a CA-signed certificate that does not name the claimed node is refused.
+// time; a CA-signed certificate that does not name the claimed node is refused; of 2,000 forwarded
+// requests written at once on one stream, 128 run and the rest are refused at once, unrun.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
@@ -19,7 +20,8 @@ import { decodeMessages, encodeMessages } from "../../src/transport/codec.ts";
 import { H2Client } from "../../src/transport/h2_client.ts";
 import { RAFT_SNAPSHOT_PATH } from "../../src/transport/raft_routes.ts";
 import { FRAMES_CONTENT_TYPE, RAFT_STREAM_PATH } from "../../src/transport/raft_stream.ts";
-import { Direction, FrameKind, FrameWriter, streamKey } from "../../src/transport/stream_frame.ts";
+import { Direction, FrameKind, FrameReader, FrameWriter, streamKey } from "../../src/transport/stream_frame.ts";
+import { decodeForwardReply, encodeForward, type ForwardReply } from "../../src/transport/forward_frame.ts";
 import { haveOpenssl, makePki } from "../transport/helpers.ts";
 import { freePort, TestCluster, waitFor } from "./harness.ts";
 
@@ -343,6 +345,88 @@ describe("HMAC cluster", () => {
       session.destroy();
     }
   }, 30_000);
+
+  /** Forward replies on an opened stream, by kind, as the follower's transport would read them. */
+  const forwardReplies = (opened: ReturnType<typeof openStream>, from: string) => {
+    const reader = new FrameReader({ key: streamKey(KEY, { nonce: opened.headers[NONCE_HEADER] ?? "", opener: from, acceptor: leader }, Direction.FromAcceptor), maxPayload: 4 * MiB, maxForwardPayload: 16 * MiB });
+    const replies: ForwardReply[] = [];
+    const take = (c: Uint8Array) => {
+      for (const f of reader.push(c)) if (f.kind === FrameKind.ForwardReply) replies.push(decodeForwardReply(f.payload).reply);
+    };
+    // Chunks that came before this listener, then the rest.
+    for (const c of opened.answers) take(c);
+    opened.s.on("data", take);
+    return replies;
+  };
+
+  test("stream: a forward frame forged or replayed is refused unrun; the genuine one is applied once", async () => {
+    const session = http2.connect(origin());
+    session.on("error", () => undefined);
+    try {
+      const victim = follower();
+      const put = encodeForward(0, { method: "PUT", path: "/v1/kv/fwd-once", headers: { "content-type": "application/octet-stream" }, body: new TextEncoder().encode("v"), timeoutMs: 3000 });
+      // Without the key: the frame's tag is wrong, the stream is reset, nothing is written.
+      const forged = openStream(session, KEY, victim);
+      expect(await forged.status).toBe(200);
+      forged.s.write(new FrameWriter(streamKey(WRONG_KEY, { nonce: "0".repeat(32), opener: victim, acceptor: leader }, Direction.FromOpener)).encode(FrameKind.Forward, put));
+      expect(await forged.closed).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect((await cluster.request(leader, "GET", "/v1/kv/fwd-once")).status).toBe(404);
+      // The genuine frame (as the victim would send it): run through the leader's app, answered.
+      const genuine = openStream(session, KEY, victim);
+      expect(await genuine.status).toBe(200);
+      const replies = forwardReplies(genuine, victim);
+      const frame = genuine.writer.encode(FrameKind.Forward, put);
+      genuine.s.write(frame);
+      await waitFor("the forward's reply", () => replies.length > 0, 5000, 5);
+      expect(replies[0]).toMatchObject({ kind: "answer", status: 200 });
+      // Captured and replayed: onto its own stream (the next sequence number) and onto a fresh one.
+      genuine.s.write(frame);
+      expect(await genuine.closed).toBe(http2.constants.NGHTTP2_CANCEL);
+      const fresh = openStream(session, KEY, victim);
+      expect(await fresh.status).toBe(200);
+      fresh.s.write(frame);
+      expect(await fresh.closed).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect(fresh.answers).toEqual([]);
+      const got = await cluster.request(leader, "GET", "/v1/kv/fwd-once");
+      expect(got.json.kv.version).toBe(1);
+      expect(replies.length).toBe(1);
+      await expectLeaderKept(cluster, leader, term);
+    } finally {
+      session.destroy();
+    }
+  }, 30_000);
+
+  test("stream: 2,000 forwards at once from one peer: past the cap of 128 running they are refused unrun, at once; RSS stays bounded", async () => {
+    const pid = cluster.procs.get(leader)!.pid;
+    const before = rssMiB(pid);
+    const writer = politeWriter(cluster, leader, "fwdflood");
+    const session = http2.connect(origin());
+    session.on("error", () => undefined);
+    try {
+      const victim = follower();
+      const flood = openStream(session, KEY, victim);
+      expect(await flood.status).toBe(200);
+      const replies = forwardReplies(flood, victim);
+      // Blocking reads that wait out their 3 s: each holds its slot on the leader while it waits.
+      const wait = encodeForward(0, { method: "GET", path: "/v1/kv/fwd-flood?index=999999999&wait=3s", headers: {}, body: null, timeoutMs: 3000 });
+      const started = performance.now();
+      for (let i = 0; i < 2000; i++) flood.s.write(flood.writer.encode(FrameKind.Forward, wait));
+      await waitFor("1,872 refusals", () => replies.filter((r) => r.kind === "refused").length === 1872, 10_000, 10);
+      expect(performance.now() - started).toBeLessThan(2500);
+      expect(replies.length).toBe(1872);
+      expect(replies[0]).toEqual({ kind: "refused", reason: `128 forwards from ${victim} are running (the cap)` });
+      // The 128 that ran answer when their wait ends, as the route answers a blocking read.
+      await waitFor("the 128 answers", () => replies.length === 2000, 15_000, 20);
+      expect(replies.filter((r) => r.kind === "answer").length).toBe(128);
+      expect(rssMiB(pid) - before).toBeLessThan(100);
+      const { ok } = await writer.stop();
+      expect(ok).toBeGreaterThan(0);
+      await expectLeaderKept(cluster, leader, term);
+    } finally {
+      await writer.stop();
+      session.destroy();
+    }
+  }, 40_000);
 });
 
 describe.skipIf(!haveOpenssl)("mutual TLS cluster", () => {

@@ -220,6 +220,7 @@ export function simTransport(send: (m: Message) => void): NodeTransport {
     flushNow: () => undefined,
     holdReplies: () => Promise.resolve([]),
     releaseReplies: () => undefined,
+    forward: () => Promise.resolve({ kind: "unprocessed", reason: "the simulator runs no client API" }),
     setPeers: () => [],
     stats: () => [],
     heardFrom: () => undefined,
