@@ -67,6 +67,10 @@ function cpuUs(): number {
   return u.user + u.system;
 }
 
+function sysUs(): number {
+  return process.cpuUsage().system;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // ---- the child: an h2c client that sends `n` requests of one route and exits ----
@@ -123,11 +127,13 @@ async function fetchRound(route: Route): Promise<number> {
 }
 
 async function h2Round(route: Route): Promise<number> {
-  const c0 = cpuUs();
+  const [c0, s0] = [cpuUs(), sysUs()];
   const child = Bun.spawn([process.execPath, import.meta.path, "--client", String(port), route.name, String(n), String(conc)], { stdout: "pipe", stderr: "inherit" });
   const out = await new Response(child.stdout).text();
   await child.exited;
   const us = (cpuUs() - c0) / n;
+  // BENCH_SYS=1: how much of it is the kernel's (socket writes, fsync).
+  if (process.env.BENCH_SYS === "1") console.log(`  ${route.name}: ${us.toFixed(1)} µs, of which system ${((sysUs() - s0) / n).toFixed(1)}`);
   if (out.trim() !== "0") throw new Error(`${route.name} over h2: ${out.trim()} requests failed`);
   return us;
 }
