@@ -13,16 +13,14 @@
 //          `conc` streams on one session): only the server process's CPU is counted, as with the
 //          Go load generator (tools/one.sh), without its ±20% swings.
 // Prints CPU µs per request (user + system, process.cpuUsage) for each route and round, then the
-// median over rounds. Every loop is bounded by --n; the child exits when its requests are done.
+// median over rounds. `--against <checkout>` serves a second node from that tree's src/ in the
+// same process and alternates the two round by round: a before/after that sees the same machine
+// load (e.g. `git worktree add /tmp/base main`, or `git archive main | tar -x -C /tmp/base`
+// with node_modules linked). Every loop is bounded by --n; the child exits when its requests are done.
 import http2 from "node:http2";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nodeApp, nodeStreams } from "../src/api/app.ts";
-import { resolveConfig } from "../src/node/config.ts";
-import { createLogger } from "../src/node/log.ts";
-import { PhalanxNode } from "../src/node/node.ts";
-import { serveApp } from "../src/transport/server.ts";
 import { freePort, waitFor } from "../tests/integration/harness.ts";
 
 const KEYS = 1000;
@@ -103,61 +101,101 @@ const n = Number(arg("n", "10000"));
 const rounds = Number(arg("rounds", "5"));
 const conc = Number(arg("conc", "16"));
 const only = arg("only", "");
-const dir = mkdtempSync(join(tmpdir(), "phalanx-client-path-"));
-const port = await freePort();
-const log = createLogger("n1", { minLevel: "warn" });
-const node = PhalanxNode.open(resolveConfig({ id: "n1", dataDir: join(dir, "d"), rpcAddr: `127.0.0.1:${port}` }), log);
-const app = nodeApp(node, log);
-const server = await serveApp(app, { listen: `127.0.0.1:${port}`, streamRoutes: nodeStreams(node, log) });
-node.run();
-await waitFor("n1 to lead", () => node.leader()?.id === "n1", 10_000, 5);
-await waitFor("n1 to hold its lease", () => node.holdsLease(), 10_000, 5);
+/** `--against <checkout>`: a second node built from that tree's src/, alternated round by round. */
+const against = arg("against", "");
 
-async function fetchOne(route: Route, i: number): Promise<void> {
+interface Served {
+  label: string;
+  port: number;
+  fetch: (req: Request) => Response | Promise<Response>;
+  stop: () => Promise<void>;
+}
+
+/** One node from the src/ of `root` (this checkout, or --against's), served on loopback h2c. */
+async function serveNode(root: string, label: string, dir: string): Promise<Served> {
+  const api = (await import(join(root, "src/api/app.ts"))) as typeof import("../src/api/app.ts");
+  const config = (await import(join(root, "src/node/config.ts"))) as typeof import("../src/node/config.ts");
+  const logs = (await import(join(root, "src/node/log.ts"))) as typeof import("../src/node/log.ts");
+  const nodes = (await import(join(root, "src/node/node.ts"))) as typeof import("../src/node/node.ts");
+  const transport = (await import(join(root, "src/transport/server.ts"))) as typeof import("../src/transport/server.ts");
+  const port = await freePort();
+  const log = logs.createLogger("n1", { minLevel: "warn" });
+  const node = nodes.PhalanxNode.open(config.resolveConfig({ id: "n1", dataDir: join(dir, label), rpcAddr: `127.0.0.1:${port}` }), log);
+  const app = api.nodeApp(node, log);
+  const server = await transport.serveApp(app, { listen: `127.0.0.1:${port}`, streamRoutes: api.nodeStreams(node, log) });
+  node.run();
+  await waitFor(`${label} to lead`, () => node.leader()?.id === "n1", 10_000, 5);
+  await waitFor(`${label} to hold its lease`, () => node.holdsLease(), 10_000, 5);
+  return {
+    label,
+    port,
+    fetch: (req) => app.fetch(req),
+    stop: async () => {
+      await server.close();
+      await node.stop();
+    },
+  };
+}
+
+async function fetchOne(s: Served, route: Route, i: number): Promise<void> {
   const init: RequestInit = route.method === "PUT" ? { method: "PUT", body: VALUE, headers: { "content-type": "application/octet-stream" } } : {};
-  const res = await app.fetch(new Request(`http://127.0.0.1:${port}${route.path(i)}`, init));
+  const res = await s.fetch(new Request(`http://127.0.0.1:${s.port}${route.path(i)}`, init));
   await res.arrayBuffer();
   if (res.status !== 200) throw new Error(`${route.name}: status ${res.status}`);
 }
 
-async function fetchRound(route: Route): Promise<number> {
+async function fetchRound(s: Served, route: Route): Promise<number> {
   const c0 = cpuUs();
-  await closedLoop(n, conc, (i) => fetchOne(route, i));
+  await closedLoop(n, conc, (i) => fetchOne(s, route, i));
   return (cpuUs() - c0) / n;
 }
 
-async function h2Round(route: Route): Promise<number> {
+async function h2Round(s: Served, route: Route): Promise<number> {
   const [c0, s0] = [cpuUs(), sysUs()];
-  const child = Bun.spawn([process.execPath, import.meta.path, "--client", String(port), route.name, String(n), String(conc)], { stdout: "pipe", stderr: "inherit" });
+  const child = Bun.spawn([process.execPath, import.meta.path, "--client", String(s.port), route.name, String(n), String(conc)], { stdout: "pipe", stderr: "inherit" });
   const out = await new Response(child.stdout).text();
   await child.exited;
   const us = (cpuUs() - c0) / n;
   // BENCH_SYS=1: how much of it is the kernel's (socket writes, fsync).
-  if (process.env.BENCH_SYS === "1") console.log(`  ${route.name}: ${us.toFixed(1)} µs, of which system ${((sysUs() - s0) / n).toFixed(1)}`);
+  if (process.env.BENCH_SYS === "1") console.log(`  ${s.label} ${route.name}: ${us.toFixed(1)} µs, of which system ${((sysUs() - s0) / n).toFixed(1)}`);
   if (out.trim() !== "0") throw new Error(`${route.name} over h2: ${out.trim()} requests failed`);
   return us;
 }
 
+const dir = mkdtempSync(join(tmpdir(), "phalanx-client-path-"));
+const served: Served[] = [];
 try {
+  served.push(await serveNode(join(import.meta.dir, ".."), "this", dir));
+  if (against !== "") served.push(await serveNode(against, "against", dir));
   // The keys the reads find; also the JIT's warm-up for the write path.
-  await closedLoop(KEYS, conc, (i) => fetchOne(PUT, i));
-  const ways: [string, (r: Route) => Promise<number>][] = [
+  for (const s of served) await closedLoop(KEYS, conc, (i) => fetchOne(s, PUT, i));
+  const ways: [string, (s: Served, r: Route) => Promise<number>][] = [
     ["fetch", fetchRound],
     ["h2", h2Round],
   ];
   console.log(`client path: 1 node, ${n} requests per route and round, ${conc} in flight, ${rounds} rounds (CPU µs per request)`);
   for (const [way, round] of ways) {
     if (only !== "" && only !== way) continue;
-    for (const route of ROUTES) await round(route); // warm-up round, not counted
-    const results = new Map<string, number[]>(ROUTES.map((r) => [r.name, []]));
-    for (let k = 0; k < rounds; k++) for (const route of ROUTES) results.get(route.name)!.push(await round(route));
+    for (const s of served) for (const route of ROUTES) await round(s, route); // warm-up round, not counted
+    const results = new Map<string, number[]>();
+    // Round by round, each node in turn: both see the same machine load (it swings on 2 shared cores).
+    for (let k = 0; k < rounds; k++) {
+      for (const s of k % 2 === 0 ? served : [...served].reverse()) {
+        for (const route of ROUTES) {
+          const key = `${s.label} ${route.name}`;
+          results.set(key, [...(results.get(key) ?? []), await round(s, route)]);
+        }
+      }
+    }
     for (const route of ROUTES) {
-      const xs = results.get(route.name)!;
-      console.log(`${way.padEnd(5)} ${route.name.padEnd(9)} median ${median(xs).toFixed(1).padStart(6)} µs  (rounds: ${xs.map((x) => x.toFixed(1)).join(", ")})`);
+      for (const s of served) {
+        const xs = results.get(`${s.label} ${route.name}`)!;
+        const who = served.length > 1 ? `${s.label.padEnd(8)}` : "";
+        console.log(`${way.padEnd(5)} ${who}${route.name.padEnd(9)} median ${median(xs).toFixed(1).padStart(6)} µs  (rounds: ${xs.map((x) => x.toFixed(1)).join(", ")})`);
+      }
     }
   }
 } finally {
-  await server.close();
-  await node.stop();
+  for (const s of served) await s.stop();
   rmSync(dir, { recursive: true, force: true });
 }

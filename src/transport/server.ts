@@ -209,7 +209,7 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
    * Per session: streams open on it, and the timer that closes it when there are none. Keyed by
    * session, not socket: with TLS the 'connection' socket is the TCP one, the session's the TLS one.
    */
-  const idle = new WeakMap<http2.Http2Session, { open: number; timer: ReturnType<typeof setTimeout> | undefined }>();
+  const idle = new WeakMap<http2.Http2Session, { open: number; timer: ReturnType<typeof setTimeout> | undefined; peer: string | undefined }>();
   function armIdle(session: http2.Http2Session): void {
     const state = idle.get(session);
     if (state === undefined) return;
@@ -225,7 +225,7 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
   }
   h2.on("session", (session: http2.ServerHttp2Session) => {
     sessions.add(session);
-    idle.set(session, { open: 0, timer: undefined });
+    idle.set(session, { open: 0, timer: undefined, peer: undefined });
     armIdle(session);
     session.once("close", () => {
       sessions.delete(session);
@@ -234,26 +234,30 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     // A broken session must not surface as an unhandled 'error' event.
     session.on("error", () => undefined);
   });
+  /** The connection key of openStreams and lastStreamAt (see above): read through Bun's socket proxy. */
+  const peerOf = (session: http2.Http2Session | undefined) => `${session?.socket?.remoteAddress}:${session?.socket?.remotePort}`;
   h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     const session = stream.session;
-    const peer = `${session?.socket?.remoteAddress}:${session?.socket?.remotePort}`;
+    const state = session === undefined ? undefined : idle.get(session);
+    // Once per session, not per stream: a session keeps its socket, and every request pays here.
+    const peer = state === undefined ? peerOf(session) : (state.peer ??= peerOf(session));
     openStreams.set(peer, (openStreams.get(peer) ?? 0) + 1);
     lastStreamAt.set(peer, performance.now());
+    if (session !== undefined && state !== undefined) {
+      state.open++;
+      clearTimeout(state.timer);
+    }
+    // One listener for both counts (each listener costs per request too).
     stream.once("close", () => {
       lastStreamAt.set(peer, performance.now());
       const left = (openStreams.get(peer) ?? 1) - 1;
       if (left > 0) openStreams.set(peer, left);
       else openStreams.delete(peer);
-    });
-    const state = session === undefined ? undefined : idle.get(session);
-    if (session !== undefined && state !== undefined) {
-      state.open++;
-      clearTimeout(state.timer);
-      stream.once("close", () => {
+      if (session !== undefined && state !== undefined) {
         state.open--;
         if (state.open === 0) armIdle(session);
-      });
-    }
+      }
+    });
     if (stream.endAfterHeaders) return;
     const path = headers[":path"];
     if (typeof path === "string" && streamRoutes.has(path)) return;
