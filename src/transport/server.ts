@@ -206,27 +206,31 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     if (tls === undefined) sniffProtocol(socket, { h2, h1 });
   });
   /**
-   * Per session: streams open on it, and the timer that closes it when there are none. Keyed by
-   * session, not socket: with TLS the 'connection' socket is the TCP one, the session's the TLS one.
+   * Per session: streams open on it, since when it has had none, and the one timer that closes it
+   * once that lasts idleNoStreamMs. Keyed by session, not socket: with TLS the 'connection' socket
+   * is the TCP one, the session's the TLS one. Streams only count and stamp; the timer, when it
+   * fires early (streams came and went), sleeps again for what is left. Re-arming a timer at every
+   * stream's open and close instead cost a setTimeout and a clearTimeout per request.
    */
-  const idle = new WeakMap<http2.Http2Session, { open: number; timer: ReturnType<typeof setTimeout> | undefined; peer: string | undefined }>();
-  function armIdle(session: http2.Http2Session): void {
+  const idle = new WeakMap<http2.Http2Session, { open: number; quietSince: number; timer: ReturnType<typeof setTimeout> | undefined; peer: string | undefined }>();
+  function checkIdle(session: http2.Http2Session): void {
     const state = idle.get(session);
-    if (state === undefined) return;
-    clearTimeout(state.timer);
-    state.timer = setTimeout(() => {
-      if (state.open > 0 || session.destroyed) return;
-      counters.idleClosed++;
-      // GOAWAY first, so a client about to reuse the session opens a new one instead of failing.
-      session.close();
-      setTimeout(() => session.destroyed || session.destroy(), 1000).unref?.();
-    }, idleNoStreamMs);
-    state.timer.unref?.();
+    if (state === undefined || session.destroyed) return;
+    const quietFor = state.open > 0 ? 0 : performance.now() - state.quietSince;
+    if (quietFor < idleNoStreamMs) {
+      state.timer = setTimeout(() => checkIdle(session), Math.max(1, idleNoStreamMs - quietFor));
+      state.timer.unref?.();
+      return;
+    }
+    counters.idleClosed++;
+    // GOAWAY first, so a client about to reuse the session opens a new one instead of failing.
+    session.close();
+    setTimeout(() => session.destroyed || session.destroy(), 1000).unref?.();
   }
   h2.on("session", (session: http2.ServerHttp2Session) => {
     sessions.add(session);
-    idle.set(session, { open: 0, timer: undefined, peer: undefined });
-    armIdle(session);
+    idle.set(session, { open: 0, quietSince: performance.now(), timer: undefined, peer: undefined });
+    checkIdle(session);
     session.once("close", () => {
       sessions.delete(session);
       clearTimeout(idle.get(session)?.timer);
@@ -243,20 +247,14 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
     const peer = state === undefined ? peerOf(session) : (state.peer ??= peerOf(session));
     openStreams.set(peer, (openStreams.get(peer) ?? 0) + 1);
     lastStreamAt.set(peer, performance.now());
-    if (session !== undefined && state !== undefined) {
-      state.open++;
-      clearTimeout(state.timer);
-    }
+    if (state !== undefined) state.open++;
     // One listener for both counts (each listener costs per request too).
     stream.once("close", () => {
       lastStreamAt.set(peer, performance.now());
       const left = (openStreams.get(peer) ?? 1) - 1;
       if (left > 0) openStreams.set(peer, left);
       else openStreams.delete(peer);
-      if (session !== undefined && state !== undefined) {
-        state.open--;
-        if (state.open === 0) armIdle(session);
-      }
+      if (state !== undefined && --state.open === 0) state.quietSince = performance.now();
     });
     if (stream.endAfterHeaders) return;
     const path = headers[":path"];
