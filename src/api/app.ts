@@ -65,7 +65,7 @@ export function nodeApp(node: PhalanxNode, log: Logger): Hono {
   app.route("/", raft as unknown as Hono);
   app.route("/", placementReportRoutes({ self: node.id, auth: node.auth, report: () => node.placement?.report() ?? null, ranked: (from, r) => node.placement?.ranked(from, r) }) as unknown as Hono);
   // Every client route authenticates first; peer routes above carry their own (peer) proof.
-  app.use("/v1/*", clientAuth({ cfg: node.config.clientAuth, isMember: (id) => node.members().some((m) => m.id === id) }));
+  app.use("/v1/*", clientAuth({ cfg: node.config.clientAuth, isMember: (id) => node.isMember(id) }));
   // One share per connection and per client across every route that proposes: a client cannot
   // dodge its write share by switching between puts, transactions and leases.
   const fair = new Fairness();

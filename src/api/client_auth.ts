@@ -170,6 +170,9 @@ export function forwardedBy(c: Context): string | null {
   return typeof by === "string" ? by : null;
 }
 
+/** Every client of an open node (no credential configured): one frozen identity, not one per request. */
+const OPEN_CLIENT: ClientIdentity = Object.freeze({ name: "anonymous", scope: "admin", via: "open" });
+
 export type AuthVerdict = { ok: true; who: ClientIdentity } | { ok: false; status: 401 | 403; message: string };
 
 export interface AuthContext {
@@ -187,7 +190,7 @@ export interface AuthContext {
  */
 export function identify(ctx: AuthContext, c: Context): ClientIdentity | null {
   const { cfg } = ctx;
-  if (!authRequired(cfg)) return { name: "anonymous", scope: "admin", via: "open" };
+  if (!authRequired(cfg)) return OPEN_CLIENT;
   const token = bearerToken(c.req.header("authorization"));
   if (token !== null) return tokenIdentity(cfg, token);
   const from = forwardedBy(c);
@@ -240,17 +243,20 @@ export function authorize(ctx: AuthContext, c: Context, need: Scope): AuthVerdic
   return { ok: true, who };
 }
 
-/** Middleware for the client routes (/v1/*): 401 without a valid credential, 403 without the scope. */
+/**
+ * Middleware for the client routes (/v1/*): 401 without a valid credential, 403 without the scope.
+ * Not an async function (nothing runs after next()): it is on every client request.
+ */
 export function clientAuth(ctx: AuthContext): MiddlewareHandler {
-  return async (c, next) => {
+  return (c, next) => {
     // The scope is judged on the path Hono routes on (the handler that will run), never the raw one.
     const verdict = authorize(ctx, c, requiredScope(c.req.method, c.req.path));
     if (!verdict.ok) {
       const headers: Record<string, string> = verdict.status === 401 ? { "www-authenticate": 'Bearer realm="phalanx"' } : {};
-      return errorReply(c, verdict.status, verdict.status === 401 ? "unauthenticated" : "forbidden", verdict.message, headers);
+      return Promise.resolve(errorReply(c, verdict.status, verdict.status === 401 ? "unauthenticated" : "forbidden", verdict.message, headers));
     }
     c.set("client", verdict.who);
-    await next();
+    return next();
   };
 }
 

@@ -165,27 +165,33 @@ export function watchRoutes(hub: WatchHub): Hono {
  * `?recurse`): waits for a change after N, then the read runs.
  */
 export function blockingReads(hub: WatchHub): MiddlewareHandler {
-  return async (c, next) => {
+  // Every key read passes here and almost none blocks: only a read with ?index= becomes async.
+  return (c, next) => {
     if (c.req.method !== "GET") return next();
     const index = counterQuery(c, "index");
     if (index === undefined) return next();
-    const waitMs = parseWait(c.req.query("wait"));
-    const path = new URL(c.req.url).pathname;
-    let range: WatchRange;
-    if (path === "/v1/kv" || path === "/v1/kv/") range = { prefix: c.req.query("prefix") ?? "" };
-    else {
-      try {
-        range = { key: decodeURIComponent(path.slice("/v1/kv/".length)) };
-      } catch {
-        throw new BadRequest("the key is not valid percent-encoding");
-      }
-    }
-    try {
-      await hub.waitForChange(range, index, waitMs);
-    } catch (err) {
-      if (err instanceof TooManyWatchers) return errorReply(c, 503, "too_many_watchers", err.message, { "retry-after": "5" });
-      throw err;
-    }
-    return next();
+    return blockUntilChanged(hub, c, next, index);
   };
+}
+
+/** The blocking read itself: waits for a change after `index` (or the wait), then the normal read. */
+async function blockUntilChanged(hub: WatchHub, c: Context, next: () => Promise<void>, index: number): Promise<Response | void> {
+  const waitMs = parseWait(c.req.query("wait"));
+  const path = new URL(c.req.url).pathname;
+  let range: WatchRange;
+  if (path === "/v1/kv" || path === "/v1/kv/") range = { prefix: c.req.query("prefix") ?? "" };
+  else {
+    try {
+      range = { key: decodeURIComponent(path.slice("/v1/kv/".length)) };
+    } catch {
+      throw new BadRequest("the key is not valid percent-encoding");
+    }
+  }
+  try {
+    await hub.waitForChange(range, index, waitMs);
+  } catch (err) {
+    if (err instanceof TooManyWatchers) return errorReply(c, 503, "too_many_watchers", err.message, { "retry-after": "5" });
+    throw err;
+  }
+  return next();
 }

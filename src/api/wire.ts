@@ -154,14 +154,16 @@ function toJson(v: unknown, encoding: ValueEncoding): unknown {
   return v;
 }
 
-/** Sends `payload` as msgpack or JSON, per the Accept header. */
+/**
+ * Sends `payload` as msgpack or JSON, per the Accept header. `headers` use lower-case names (ours
+ * all do); they go out as a plain object, not a Headers: @hono/node-server writes a plain object
+ * as it is, while a Headers is copied into one first, on every answer.
+ */
 export function reply(c: Context, status: number, payload: unknown, headers: Record<string, string> = {}): Response {
-  const h = new Headers(headers);
   if (wantsMsgpack(c)) {
-    h.set("content-type", MSGPACK);
-    return new Response(encode(payload, { ignoreUndefined: true }), { status, headers: h });
+    return new Response(encode(payload, { ignoreUndefined: true }), { status, headers: { ...headers, "content-type": MSGPACK } });
   }
-  h.set("content-type", "application/json");
+  const h = { ...headers, "content-type": "application/json" };
   // A bad ?encoding on an error answer must not hide the error: errors fall back to auto.
   let encoding: ValueEncoding = "auto";
   try {

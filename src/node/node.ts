@@ -547,6 +547,12 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     ];
   }
 
+  /** Whether `id` is a voter or learner now (members() without building the list: asked per request). */
+  isMember(id: NodeId): boolean {
+    const conf = this.raw.raft.conf();
+    return conf.voters.includes(id) || conf.learners.includes(id);
+  }
+
   private addressOf(id: NodeId): string {
     const stored = this.memberList.find((m) => m.id === id)?.address ?? "";
     return stored !== "" ? stored : (this.hints.get(id) ?? "");

@@ -105,6 +105,39 @@ test("a connection that never sends a byte is reset after idleTimeoutMs; a sessi
   expect(await ping(server.port)).toBe(200);
 });
 
+test("a session that served requests is closed idleNoStreamMs after its last stream, not before", async () => {
+  // The session's one timer is armed when the session opens and fires while requests come and
+  // go: it must then wait out the rest of the quiet time after the last stream, not close early.
+  const { server } = await start({ idleTimeoutMs: 10_000, idleNoStreamMs: 400 });
+  const session = http2.connect(`http://127.0.0.1:${server.port}`);
+  session.on("error", () => undefined);
+  cleanup.push(() => void session.destroy());
+  const sessionClosed = new Promise<void>((r) => session.once("close", () => r()));
+  // Bounded: requests for 600 ms (past the first firing of the timer), 20 ms apart.
+  const until = performance.now() + 600;
+  while (performance.now() < until) {
+    const status = await withDeadline(
+      new Promise<number>((resolve, reject) => {
+        const req = session.request({ ":path": "/ping" });
+        req.on("response", (h) => resolve(Number(h[":status"])));
+        req.on("error", reject);
+        req.resume();
+        req.end();
+      }),
+      3000,
+      "a request",
+    );
+    expect(status).toBe(200);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const lastAnswer = performance.now();
+  expect(server.stats().idleClosed).toBe(0);
+  await withDeadline(sessionClosed, 5000, "the session closed once quiet");
+  // The server's stream closed a little before our answer arrived: a few ms of slack.
+  expect(performance.now() - lastAnswer).toBeGreaterThanOrEqual(400 - 50);
+  expect(server.stats().idleClosed).toBe(1);
+});
+
 test("a connection busy with short requests is never reset as idle, whenever the socket timer fires", async () => {
   // Bun's socket timeout fires even while HTTP/2 frames flow; a timer that found the connection
   // between two requests used to reset it (dropping whatever was in flight next).
