@@ -4,10 +4,12 @@
 // whole run, fsync on for both, the 9 loads of issue 10, the two systems alternated test by test
 // (and which goes first alternated round by round), medians over the rounds, ratio = phalanx / etcd.
 //
-// Usage: bun bench/vs_etcd_native.ts [--duration 5] [--warmup 1] [--rounds 3] [--only <text>]
+// Usage: bun bench/vs_etcd_native.ts [--duration 5] [--warmup 1] [--warm-round 3] [--rounds 3] [--only <text>]
 //          [--conns 1] [--keys 10000] [--value-bytes 100] [--binary ./phalanx] [--token <t>]
 //          [--phalanx-env KEY=VALUE ...] [--json results.jsonl] [--cpu-prof <dir>]
 //   (npm run bench:etcd -- <flags>)
+// --warm-round: seconds of every test on each system before round 1, not recorded (a JIT runtime's
+// first ~15,000 writes also compile its hot code; 0 measures from cold).
 // --cpu-prof profiles each phalanx node (Bun's sampling profiler, markdown, <dir>/<node id>/, written
 // when the nodes stop at the end); narrow the run with --only to profile one load.
 // Installs what is missing from Debian (golang-go, golang-etcd-server-dev, golang-golang-x-net-dev,
@@ -23,6 +25,7 @@ const { values: args } = parseArgs({
   options: {
     duration: { type: "string", default: "5" },
     warmup: { type: "string", default: "1" },
+    "warm-round": { type: "string", default: "3" },
     rounds: { type: "string", default: "3" },
     only: { type: "string", default: "" },
     conns: { type: "string", default: "1" },
@@ -161,7 +164,7 @@ try {
     "--etcd", etcd.addrs.join(","), "--etcd-pids", pids(etcd),
     "--phalanx", phalanx.addrs.join(","), "--phalanx-pids", pids(phalanx),
     "--phalanx-token", args.token ?? "",
-    "--duration", args.duration, "--warmup", args.warmup, "--rounds", args.rounds, "--only", args.only,
+    "--duration", args.duration, "--warmup", args.warmup, "--warm-round", args["warm-round"], "--rounds", args.rounds, "--only", args.only,
     "--conns", args.conns, "--keys", args.keys, "--value-bytes", args["value-bytes"],
   ], { stdout: "pipe", stderr: "inherit" }));
   const out = await new Response(gen.stdout).text();
@@ -175,6 +178,7 @@ try {
   if (args.json !== undefined) writeFileSync(args.json, out);
   const header =
     `3 members each on loopback, fsync on, ${args["value-bytes"]}-byte values over ${args.keys} keys (all written first), closed loop, ` +
+    `a warm round of ${args["warm-round"]} s per test and system first (not recorded), ` +
     `${args.warmup} s warm-up + ${args.duration} s measured per phase, ${args.conns} HTTP/2 connection(s) per member per system. ` +
     `etcd ${spawnSync([ETCD_BIN, "--version"]).stdout.toString().split("\n")[0]!.replace("etcd Version: ", "")} via clientv3; ` +
     `phalanx ${args.binary ?? "bun main.ts"} via h2c, raw values.`;

@@ -71,6 +71,7 @@ type system interface {
 type config struct {
 	durationS   float64
 	warmupS     float64
+	warmRoundS  float64
 	rounds      int
 	keys        int
 	valueBytes  int
@@ -116,6 +117,7 @@ func main() {
 	flag.Float64Var(&cfg.durationS, "duration", 5, "measured seconds per phase")
 	flag.Float64Var(&cfg.warmupS, "warmup", 1, "seconds of the same load before each measured phase")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds; each runs every test once on each system")
+	flag.Float64Var(&cfg.warmRoundS, "warm-round", 3, "seconds of each test on each system, unmeasured, before round 1 (0: none)")
 	flag.IntVar(&cfg.keys, "keys", 10000, "distinct keys (all written before the first test)")
 	flag.IntVar(&cfg.valueBytes, "value-bytes", 100, "bytes per value")
 	flag.IntVar(&cfg.conns, "conns", 1, "HTTP/2 connections per endpoint, per system")
@@ -125,8 +127,8 @@ func main() {
 	flag.Parse()
 	cfg.timeout = time.Duration(timeoutMs) * time.Millisecond
 
-	if !(cfg.durationS > 0 && cfg.durationS <= 600) || !(cfg.warmupS >= 0 && cfg.warmupS <= 600) {
-		fail("--duration must be in (0, 600] and --warmup in [0, 600] seconds")
+	if !(cfg.durationS > 0 && cfg.durationS <= 600) || !(cfg.warmupS >= 0 && cfg.warmupS <= 600) || !(cfg.warmRoundS >= 0 && cfg.warmRoundS <= 600) {
+		fail("--duration must be in (0, 600], --warmup and --warm-round in [0, 600] seconds")
 	}
 	if cfg.rounds < 1 || cfg.rounds > 100 || cfg.keys < 1 || cfg.keys > 10_000_000 || cfg.valueBytes < 1 || cfg.valueBytes > 1<<20 || cfg.conns < 1 || cfg.conns > 64 {
 		fail("--rounds in [1, 100], --keys in [1, 1e7], --value-bytes in [1, 1 MiB], --conns in [1, 64]")
@@ -190,6 +192,25 @@ func main() {
 		progress("%s: writing %d keys of %d bytes", s.sys.name(), cfg.keys, cfg.valueBytes)
 		if err := prefill(s.sys, cfg); err != nil {
 			fail("%s: prefill: %v", s.sys.name(), err)
+		}
+	}
+
+	// A warm round first: every test once on each system, nothing recorded. Bun's JIT tiers a
+	// server's hot code up over its first ~15,000 writes (a lone write to the leader costs it 250 µs
+	// of compiler thread at first, about 0 once warm; BENCHMARKS.md), etcd is compiled ahead of
+	// time: without it the first round measured phalanx's warm-up, not its steady state.
+	if cfg.warmRoundS > 0 {
+		warm := cfg
+		warm.warmupS = 0
+		warm.durationS = cfg.warmRoundS
+		for _, t := range selected {
+			for _, s := range suts {
+				r, err := runPhase(s.sys, s.pids, t, warm)
+				if err != nil {
+					fail("%s: warm round: %s: %v", s.sys.name(), t.name, err)
+				}
+				progress("warm round %s: %s: %.0f ops/s (not recorded)", s.sys.name(), t.name, r.OpsPerSec)
+			}
 		}
 	}
 
