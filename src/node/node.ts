@@ -451,17 +451,13 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
    */
   private readIndexRound(timeoutMs: number, done: (o: ReadOutcome) => void): void {
     const started = this.clock.now();
-    this.reads.wait(
-      timeoutMs,
-      (ctx) => {
-        this.raw.readIndex(ctx);
-        this.schedule();
-      },
-      (o) => {
-        if (o.kind === "ready") this.freshness.proved(started);
-        done(o);
-      },
-    );
+    this.reads.wait(timeoutMs, (o) => {
+      if (o.kind === "ready") this.freshness.proved(started);
+      done(o);
+    });
+    // The round itself is asked in the next turn, together with every read that arrives before
+    // it (drive(), ReadWaiters.issue()).
+    this.schedule();
   }
 
   /**
@@ -475,6 +471,20 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
    * fresh as of now. Like every read, the probe replays all missed ticks first (the simulator
    * caught this: a resumed old leader answered a bounded read without the writes of its successor).
    */
+  /**
+   * The reads that arrived since the last turn share one ReadIndex round, asked now, after the
+   * last of them arrived (waiters.ts says why not when the first one did). A read may have been
+   * registered before the loop stalled: the ticks the stall missed are replayed first, so the
+   * leader's lease is judged on real elapsed time when the round is asked (a leader deposed
+   * during the stall would otherwise still find its lease valid and serve a stale index).
+   */
+  private issueReads(): void {
+    if (this.reads.unasked === 0) return;
+    this.ticker.catchUp();
+    if (this.stopped) return;
+    this.reads.issue((ctx) => this.raw.readIndex(ctx));
+  }
+
   private probeFreshness(): void {
     if (this.diskFull() || !this.freshness.shouldProbe(this.clock.now())) return;
     this.ticker.catchUp();
@@ -620,6 +630,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     if (this.stopped) return;
     try {
       this.probeFreshness();
+      this.issueReads();
       for (let i = 0; i < MAX_READIES_PER_TURN && this.raw.hasReady(); i++) {
         if (this.handleReady()) {
           this.transport.releaseReplies();

@@ -20,10 +20,12 @@ interface ProposalWaiter {
   settle: (o: ProposalOutcome) => void;
 }
 
-interface ReadWaiter {
+/** Reads asked of the core with one context: one ReadIndex round answers all of them. */
+interface ReadBatch {
   /** Set once the core answered. */
   index: number | null;
-  settle: (o: ReadOutcome) => void;
+  /** Settles of the reads still waiting, in arrival order. */
+  waiters: Set<(o: ReadOutcome) => void>;
 }
 
 /** Calls `done` exactly once: with the first settle(), or with `onTimeout` after `timeoutMs`. */
@@ -86,8 +88,22 @@ export class ProposalWaiters {
   }
 }
 
+/**
+ * Linearizable reads wait here in batches, as etcd's read loop batches them: the reads that
+ * arrive before the node's next turn share one ReadIndex round (one context, one message to the
+ * leader from a follower, one confirmation on the leader) instead of one each.
+ *
+ * The batch is asked of the core only in that turn (issue()), after its last read arrived, never
+ * when its first one did. The order is what makes a shared round linearizable: the index the core
+ * gives is its commit index when asked, and every write any client was told "applied" before a
+ * read of the batch arrived had committed by then. Asking at the first read's arrival would hand
+ * a later read of the batch an index older than a write acknowledged in between (that read would
+ * miss it: a stale "linearizable" read, which the simulator's checker reports).
+ */
 export class ReadWaiters {
-  private readonly byCtx = new Map<string, ReadWaiter>();
+  private readonly byCtx = new Map<string, ReadBatch>();
+  /** Reads that arrived since the last issue(): not asked of the core yet. */
+  private pending = new Set<(o: ReadOutcome) => void>();
   private seq = 0;
   /**
    * Tells this process's reads from an earlier incarnation's. A leader may answer a read after
@@ -102,38 +118,64 @@ export class ReadWaiters {
     this.incarnation = Math.floor(timers.random() * 2 ** 48).toString(36);
   }
 
+  /** Reads waiting, asked of the core or not. */
   get size(): number {
-    return this.byCtx.size;
+    let n = this.pending.size;
+    for (const b of this.byCtx.values()) n += b.waiters.size;
+    return n;
   }
 
-  /** Registers a read; `start(ctx)` asks the core for its index. */
-  wait(timeoutMs: number, start: (ctx: string) => void, done: (o: ReadOutcome) => void): void {
-    const ctx = `r${this.incarnation}.${++this.seq}`;
+  /** Reads registered since the last issue(). */
+  get unasked(): number {
+    return this.pending.size;
+  }
+
+  /** Registers a read; it joins the batch that the next issue() asks the core for. */
+  wait(timeoutMs: number, done: (o: ReadOutcome) => void): void {
     withDeadline<ReadOutcome>(this.timers, timeoutMs, { kind: "timeout" }, done, (settle) => {
-      this.byCtx.set(ctx, { index: null, settle });
-      return () => this.byCtx.delete(ctx);
+      const batch = this.pending;
+      batch.add(settle);
+      return () => batch.delete(settle);
     });
+  }
+
+  /** Asks the core (`start(ctx)`) for one index for every read registered since the last call. */
+  issue(start: (ctx: string) => void): void {
+    if (this.pending.size === 0) return;
+    const ctx = `r${this.incarnation}.${++this.seq}`;
+    const batch: ReadBatch = { index: null, waiters: this.pending };
+    this.pending = new Set();
+    this.byCtx.set(ctx, batch);
     start(ctx);
   }
 
   /** The core answered `ctx` with `index`; served now or by a later served(). */
   answered(ctx: string, index: number, applied: number): void {
-    const w = this.byCtx.get(ctx);
-    if (w === undefined) return;
-    if (index <= applied) w.settle({ kind: "ready", index });
-    else w.index = index;
+    const b = this.byCtx.get(ctx);
+    if (b === undefined) return;
+    if (index <= applied) this.settleBatch(ctx, b, { kind: "ready", index });
+    else b.index = index;
   }
 
   failed(ctx: string, reason: string): void {
-    this.byCtx.get(ctx)?.settle({ kind: "failed", reason });
+    const b = this.byCtx.get(ctx);
+    if (b !== undefined) this.settleBatch(ctx, b, { kind: "failed", reason });
   }
 
   /** The state machine reached `applied`: release reads waiting for it. */
   served(applied: number): void {
-    for (const w of [...this.byCtx.values()]) if (w.index !== null && w.index <= applied) w.settle({ kind: "ready", index: w.index });
+    for (const [ctx, b] of [...this.byCtx]) if (b.index !== null && b.index <= applied) this.settleBatch(ctx, b, { kind: "ready", index: b.index });
   }
 
   closeAll(): void {
-    for (const w of [...this.byCtx.values()]) w.settle({ kind: "closed" });
+    const closed: ReadOutcome = { kind: "closed" };
+    for (const [ctx, b] of [...this.byCtx]) this.settleBatch(ctx, b, closed);
+    for (const settle of [...this.pending]) settle(closed);
+  }
+
+  private settleBatch(ctx: string, b: ReadBatch, o: ReadOutcome): void {
+    this.byCtx.delete(ctx);
+    // Each settle removes itself from the set (withDeadline's unregister): iterate a copy.
+    for (const settle of [...b.waiters]) settle(o);
   }
 }

@@ -7,8 +7,12 @@ const put = { op: "put" as const, revision: 5, prev: null };
 
 const waitFor = (w: ProposalWaiters, index: number, term: number, timeoutMs: number) =>
   new Promise<ProposalOutcome>((resolve) => w.wait(index, term, timeoutMs, resolve));
+/** One read, asked of the core at once (a batch of one). */
 const readFor = (r: ReadWaiters, timeoutMs: number, start: (ctx: string) => void) =>
-  new Promise<ReadOutcome>((resolve) => r.wait(timeoutMs, start, resolve));
+  new Promise<ReadOutcome>((resolve) => {
+    r.wait(timeoutMs, resolve);
+    r.issue(start);
+  });
 
 test("a proposal succeeds only if its index is applied with its term; another term there is definite", async () => {
   const w = new ProposalWaiters(realScheduler);
@@ -83,4 +87,57 @@ test("an answer meant for an earlier incarnation's read never releases a read of
   await Promise.resolve();
   expect(served).toBe(false);
   expect(await p).toEqual({ kind: "timeout" });
+});
+
+test("reads that arrive before the core is asked share one round; a read arriving after it is asked never does", async () => {
+  const r = new ReadWaiters(realScheduler);
+  const asked: string[] = [];
+  const outcomes: string[] = [];
+  const read = (name: string) =>
+    new Promise<ReadOutcome>((resolve) =>
+      r.wait(1000, (o) => {
+        outcomes.push(name);
+        resolve(o);
+      }),
+    );
+  const a = read("a");
+  const b = read("b");
+  r.issue((c) => asked.push(c));
+  // Asked after the round started: the index it will get was read before this read existed.
+  const late = read("late");
+  expect(asked.length).toBe(1);
+  expect(r.size).toBe(3);
+  r.answered(asked[0]!, 7, 7);
+  expect(await a).toEqual({ kind: "ready", index: 7 });
+  expect(await b).toEqual({ kind: "ready", index: 7 });
+  expect(outcomes).toEqual(["a", "b"]);
+  // The late read waits for a round of its own.
+  expect(r.size).toBe(1);
+  r.issue((c) => asked.push(c));
+  expect(asked.length).toBe(2);
+  expect(asked[1]).not.toBe(asked[0]);
+  r.answered(asked[0]!, 9, 9);
+  expect(r.size).toBe(1);
+  r.answered(asked[1]!, 9, 9);
+  expect(await late).toEqual({ kind: "ready", index: 9 });
+  expect(r.size).toBe(0);
+  // Nothing registered: nothing asked.
+  r.issue((c) => asked.push(c));
+  expect(asked.length).toBe(2);
+});
+
+test("a read of a batch that times out leaves the others waiting; a failure answers the whole batch", async () => {
+  const r = new ReadWaiters(realScheduler);
+  const asked: string[] = [];
+  const short = new Promise<ReadOutcome>((resolve) => r.wait(10, resolve));
+  const long = new Promise<ReadOutcome>((resolve) => r.wait(1000, resolve));
+  r.issue((c) => asked.push(c));
+  expect(await short).toEqual({ kind: "timeout" });
+  expect(r.size).toBe(1);
+  r.failed(asked[0]!, "no leader");
+  expect(await long).toEqual({ kind: "failed", reason: "no leader" });
+  const pending = new Promise<ReadOutcome>((resolve) => r.wait(1000, resolve));
+  r.closeAll();
+  expect(await pending).toEqual({ kind: "closed" });
+  expect(r.size).toBe(0);
 });

@@ -132,6 +132,15 @@ export const MUTATIONS: Mutation[] = [
     profile: readIndexProfile,
   },
   {
+    // A shared ReadIndex round is asked after its last read arrived (waiters.ts): a read that
+    // joins a round already asked gets an index older than writes acknowledged in between.
+    name: "a read joins a ReadIndex round that was already asked",
+    file: "src/node/waiters.ts",
+    find: "    this.pending = new Set();\n    this.byCtx.set(ctx, batch);",
+    replace: "    this.byCtx.set(ctx, batch);",
+    profile: { nodes: 3, clients: 8, keys: 1, maxDelay: 20, loss: 0, leaseReads: false },
+  },
+  {
     // The node's early send (Raft thesis §10.2.1) is only safe for a leader's own appends.
     name: "acknowledge entries before persisting them (early send on followers)",
     file: "src/node/node.ts",
@@ -163,19 +172,6 @@ export const MUTATIONS: Mutation[] = [
     find: "if (o.kind === \"ready\") this.freshness.proved(started);",
     replace: "if (o.kind === \"ready\") this.freshness.proved(this.clock.now());",
     profile: boundedProfile,
-  },
-  {
-    // Mid-replay of missed ticks the core still finds a stalled leader's lease valid (node.ts, probeFreshness).
-    name: "start the freshness probe from inside a tick, before missed ticks are replayed",
-    file: "src/node/node.ts",
-    find: "        if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());",
-    replace:
-      "        if (!this.stopped) this.stateLog.observe(this.raw.status(), this.transport.stats());\n" +
-      "        if (!this.stopped && !this.diskFull() && this.freshness.shouldProbe(this.clock.now())) {\n" +
-      "          this.freshness.probeStarted(this.clock.now());\n" +
-      "          this.readIndexRound(this.config.electionTicks * this.config.tickMs, () => this.freshness.probeEnded());\n" +
-      "        }",
-    profile: { ...boundedProfile, stallTicks: [40, 120] },
   },
 ];
 
