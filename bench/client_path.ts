@@ -11,7 +11,7 @@
 //          on the app's cost; it moves with every change to our code and little else.
 //   h2     the node served by serveApp on loopback h2c, driven by a child process (node:http2,
 //          `conc` streams on one session): only the server process's CPU is counted, as with the
-//          Go load generator (tools/one.sh), without its ±20% swings.
+//          Go load generator (bench/loadgen against one node), without its ±20% swings.
 // Prints CPU µs per request (user + system, process.cpuUsage) for each route and round, then the
 // median over rounds. `--against <checkout>` serves a second node from that tree's src/ in the
 // same process and alternates the two round by round: a before/after that sees the same machine
