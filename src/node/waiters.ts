@@ -104,6 +104,8 @@ export class ReadWaiters {
   private readonly byCtx = new Map<string, ReadBatch>();
   /** Reads that arrived since the last issue(): not asked of the core yet. */
   private pending = new Set<(o: ReadOutcome) => void>();
+  /** The context each asked batch went out with, so a batch whose reads all gave up is forgotten. */
+  private readonly ctxOf = new WeakMap<Set<(o: ReadOutcome) => void>, string>();
   private seq = 0;
   /**
    * Tells this process's reads from an earlier incarnation's. A leader may answer a read after
@@ -125,6 +127,11 @@ export class ReadWaiters {
     return n;
   }
 
+  /** Rounds asked of the core and not answered yet. */
+  get rounds(): number {
+    return this.byCtx.size;
+  }
+
   /** Reads registered since the last issue(). */
   get unasked(): number {
     return this.pending.size;
@@ -135,7 +142,13 @@ export class ReadWaiters {
     withDeadline<ReadOutcome>(this.timers, timeoutMs, { kind: "timeout" }, done, (settle) => {
       const batch = this.pending;
       batch.add(settle);
-      return () => batch.delete(settle);
+      return () => {
+        batch.delete(settle);
+        // The last read of an asked round gave up (its deadline): the core may never answer it
+        // (a follower's request to a leader that died), so nothing may stay behind for it.
+        const ctx = batch.size === 0 ? this.ctxOf.get(batch) : undefined;
+        if (ctx !== undefined) this.byCtx.delete(ctx);
+      };
     });
   }
 
@@ -146,6 +159,7 @@ export class ReadWaiters {
     const batch: ReadBatch = { index: null, waiters: this.pending };
     this.pending = new Set();
     this.byCtx.set(ctx, batch);
+    this.ctxOf.set(batch.waiters, ctx);
     start(ctx);
   }
 

@@ -134,10 +134,26 @@ test("a read of a batch that times out leaves the others waiting; a failure answ
   r.issue((c) => asked.push(c));
   expect(await short).toEqual({ kind: "timeout" });
   expect(r.size).toBe(1);
+  expect(r.rounds).toBe(1);
   r.failed(asked[0]!, "no leader");
   expect(await long).toEqual({ kind: "failed", reason: "no leader" });
   const pending = new Promise<ReadOutcome>((resolve) => r.wait(1000, resolve));
   r.closeAll();
   expect(await pending).toEqual({ kind: "closed" });
   expect(r.size).toBe(0);
+});
+
+test("a round whose reads all gave up is forgotten, answered or not", async () => {
+  const r = new ReadWaiters(realScheduler);
+  const asked: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const gone = new Promise<ReadOutcome>((resolve) => r.wait(5, resolve));
+    r.issue((c) => asked.push(c));
+    expect(await gone).toEqual({ kind: "timeout" });
+  }
+  // A follower's requests to a leader that died are never answered: nothing stays behind.
+  expect(r.rounds).toBe(0);
+  expect(r.size).toBe(0);
+  r.answered(asked[0]!, 1, 1);
+  expect(r.rounds).toBe(0);
 });
