@@ -22,6 +22,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, waitFor } from "../tests/integration/harness.ts";
+import { median } from "./cluster.ts";
 
 const KEYS = 1000;
 const VALUE = new Uint8Array(100).fill(0x61);
@@ -69,7 +70,6 @@ function sysUs(): number {
   return process.cpuUsage().system;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // ---- the child: an h2c client that sends `n` requests of one route and exits ----
 if (process.argv[2] === "--client") {

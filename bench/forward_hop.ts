@@ -8,6 +8,7 @@
 // Usage: node_modules/.bin/bun bench/forward_hop.ts [forwards per run, default 3000] [rounds, default 3]
 
 import { Hono } from "hono";
+import { median } from "./cluster.ts";
 import { runForwarded } from "../src/api/forward.ts";
 import type { PeerAuth } from "../src/transport/auth.ts";
 import { DEFAULT_MAX_FORWARD_BYTES } from "../src/transport/forward_frame.ts";
@@ -71,7 +72,6 @@ for (let r = 0; r < rounds; r++) {
     console.log(`round ${r + 1} ${name.padEnd(7)}: ${cpuUs.toFixed(0)} µs CPU, ${wallUs.toFixed(0)} µs wall per forward`);
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 for (const [name, r] of Object.entries(results)) console.log(`${name.padEnd(7)} median: ${median(r.cpuUs).toFixed(0)} µs CPU, ${median(r.wallUs).toFixed(0)} µs wall per forward (both ends, ${n} forwards × ${rounds})`);
 await transport.close();
 await client.close();

@@ -15,8 +15,9 @@
 // (config.ts refuses to start otherwise), so `npm start` and `phalanx dev` need no setup while a
 // server reachable from the network never runs without client authentication by accident.
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { TLSSocket } from "node:tls";
+import type { PeerCertificate } from "node:tls";
 import type { Context, MiddlewareHandler } from "hono";
+import { verifiedPeerCertificate } from "../transport/auth.ts";
 import { errorReply } from "./wire.ts";
 
 export const SCOPES = ["metrics", "read", "write", "admin"] as const;
@@ -136,20 +137,8 @@ export function tokenIdentity(cfg: ClientAuthConfig, token: string): ClientIdent
   return found === null ? null : { name: found.name, scope: found.scope, via: "token" };
 }
 
-interface PeerCert {
-  subject?: { CN?: string | string[] };
-}
-
-/** The verified client certificate of the connection a request came on, if any. */
-export function verifiedPeerCert(env: unknown): PeerCert | null {
-  const socket = (env as { incoming?: { socket?: unknown } } | undefined)?.incoming?.socket as Partial<TLSSocket> | undefined;
-  if (socket === undefined || socket.authorized !== true || typeof socket.getPeerCertificate !== "function") return null;
-  const cert = socket.getPeerCertificate() as PeerCert | null;
-  return cert !== null && typeof cert === "object" ? cert : null;
-}
-
-function commonName(cert: PeerCert): string | null {
-  const cn = cert.subject?.CN;
+function commonName(cert: PeerCertificate): string | null {
+  const cn = (cert.subject as { CN?: string | string[] } | undefined)?.CN;
   return typeof cn === "string" ? cn : null;
 }
 
@@ -195,7 +184,7 @@ export function identify(ctx: AuthContext, c: Context): ClientIdentity | null {
   if (token !== null) return tokenIdentity(cfg, token);
   const from = forwardedBy(c);
   if (from === null) {
-    const cert = verifiedPeerCert(c.env);
+    const cert = verifiedPeerCertificate(c.env);
     const cn = cert === null ? null : commonName(cert);
     const listed = cn === null ? undefined : cfg.certs.get(cn);
     return listed === undefined ? null : { ...listed, via: "cert" };

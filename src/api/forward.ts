@@ -17,7 +17,7 @@
 import type { Context, Hono } from "hono";
 import type { LeaderInfo, PhalanxNode } from "../node/node.ts";
 import type { NodeId } from "../raft/types.ts";
-import type { ForwardAnswer, ForwardRequest } from "../transport/forward_frame.ts";
+import { type ForwardAnswer, type ForwardRequest, LEADER_FORWARD_GRACE_MS } from "../transport/forward_frame.ts";
 import { TIMEOUT_HEADER, type Deadline } from "./deadline.ts";
 import { rawPathAndQuery } from "./raw_path.ts";
 import { CLIENT_NAME_HEADER, CLIENT_SCOPE_HEADER, type ForwardedEnv, forwardedBy, forwardedIdentityHeaders } from "./client_auth.ts";
@@ -141,7 +141,7 @@ export function runForwarded(app: Hono, maxAnswerBytes: number): (req: ForwardRe
       const v = res.headers.get(name);
       if (v !== null) out[name] = v;
     }
-    return { status: res.status, headers: out, body: await readAnswer(res, maxAnswerBytes, req.timeoutMs + 1000) };
+    return { status: res.status, headers: out, body: await readAnswer(res, maxAnswerBytes, req.timeoutMs + LEADER_FORWARD_GRACE_MS) };
   };
 }
 

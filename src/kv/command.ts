@@ -156,10 +156,7 @@ export function encodeProposal(p: Proposal): Uint8Array {
 
 export function decodeProposal(data: Uint8Array): Proposal {
   const quick = quickDecode(data);
-  if (quick !== null) {
-    const p = quickProposal(quick);
-    if (p !== null) return p;
-  }
+  if (quick !== null) return quick;
   const raw = decodeMsgpack(data, "proposal");
   return quickProposal(raw) ?? check(proposalSchema, raw, "proposal");
 }
@@ -255,12 +252,12 @@ function hasExactly(o: Record<string, unknown>, keys: readonly string[]): boolea
  * null and the generic decoder reads it. tests/kv/command_quick.test.ts checks it against the
  * generic decoder on generated encodings, minimal and not, and damaged ones.
  */
-function quickDecode(d: Uint8Array): Record<string, unknown> | null {
+function quickDecode(d: Uint8Array): Proposal | null {
   const r = { d, pos: 0 };
   if (d[r.pos++] !== 0x83 || !literal(r, K_TIME)) return null;
   const time = readUint(r);
   if (time < 0 || !literal(r, K_SESSION)) return null;
-  let session: Record<string, unknown> | null = null;
+  let session: Proposal["session"] = null;
   if (d[r.pos] === 0xc0) r.pos++;
   else {
     if (d[r.pos++] !== 0x82 || !literal(r, K_CLIENT)) return null;
@@ -272,7 +269,7 @@ function quickDecode(d: Uint8Array): Record<string, unknown> | null {
   }
   if (!literal(r, K_CMD)) return null;
   const size = d[r.pos++];
-  let cmd: Record<string, unknown>;
+  let cmd: Command;
   if (size === 0x81) {
     if (!literal(r, K_OP) || !literal(r, V_REGISTER)) return null;
     cmd = { op: "register" };
@@ -287,13 +284,12 @@ function quickDecode(d: Uint8Array): Record<string, unknown> | null {
     if (key === null || !literal(r, K_VALUE)) return null;
     const value = readBin(r);
     if (value === null) return null;
-    cmd = { op: "put", key, value };
     if (size === 0x84) {
       if (!literal(r, K_LEASE)) return null;
       const lease = readUint(r);
       if (lease < 0) return null;
-      cmd.lease = lease;
-    }
+      cmd = { op: "put", key, value, lease };
+    } else cmd = { op: "put", key, value };
   } else return null;
   return r.pos === d.length ? { time, session, cmd } : null;
 }
@@ -315,7 +311,7 @@ function quickEncode(p: Proposal): Uint8Array | null {
   let size = 1 + K_TIME.length + uintSize(time) + K_SESSION.length + 1 + K_CMD.length + 1 + K_OP.length;
   if (session !== null) size += K_CLIENT.length + uintSize(session.client) + K_SEQ.length + uintSize(session.seq);
   if (cmd.op === "register") size += V_REGISTER.length;
-  else size += V_PUT.length + K_KEY.length + strHeaderSize(key.length) + key.length;
+  else size += (cmd.op === "put" ? V_PUT : V_DEL).length + K_KEY.length + strHeaderSize(key.length) + key.length;
   if (value !== null) size += K_VALUE.length + binHeaderSize(value.byteLength) + value.byteLength;
   if (lease !== undefined) size += K_LEASE.length + uintSize(lease);
   const w = { d: new Uint8Array(size), pos: 0 };
@@ -338,12 +334,12 @@ function quickEncode(p: Proposal): Uint8Array | null {
   else {
     put(w, cmd.op === "put" ? V_PUT : V_DEL);
     put(w, K_KEY);
-    writeLength(w, key.length, [0xd9, 0xda, 0xdb], true);
+    writeLength(w, key.length, STR_FORMATS, true);
     for (let i = 0; i < key.length; i++) w.d[w.pos++] = key.charCodeAt(i);
   }
   if (value !== null) {
     put(w, K_VALUE);
-    writeLength(w, value.byteLength, [0xc4, 0xc5, 0xc6], false);
+    writeLength(w, value.byteLength, BIN_FORMATS, false);
     w.d.set(value, w.pos);
     w.pos += value.byteLength;
   }
@@ -429,7 +425,11 @@ function readUint(r: Reader): number {
   if (width === 0 || r.pos + 1 + width > d.length) return -1;
   const at = r.pos + 1;
   r.pos = at + width;
-  if (width === 8) return be32(d, at) * 4294967296 + be32(d, at + 4);
+  if (width === 8) {
+    // Above 2^53 the generic decoder's number is not the integer written: the schema decides.
+    const n = be32(d, at) * 4294967296 + be32(d, at + 4);
+    return Number.isSafeInteger(n) ? n : -1;
+  }
   return width === 4 ? be32(d, at) : width === 2 ? (d[at]! << 8) | d[at + 1]! : d[at]!;
 }
 
@@ -490,7 +490,6 @@ export function decodeResult(data: Uint8Array): Result {
   return parse(resultSchema, data, "result");
 }
 
-const utf8 = new TextEncoder();
 
 /** Checks a command against the limits: the API rejects early, the state machine deterministically. */
 export function validateCommand(cmd: Command, limits: Limits): ErrorResult | null {
@@ -554,7 +553,7 @@ function validateTxn(cmd: TxnCommand, limits: Limits): ErrorResult | null {
         if (op.op === "range" && (op.limit < 1 || op.limit > TXN_LIMITS.maxRangeLimit)) {
           return invalid(`${name}: a range limit must be in [1, ${TXN_LIMITS.maxRangeLimit}]`);
         }
-        if (utf8.encode(op.prefix).byteLength > limits.maxKeyBytes || !op.prefix.isWellFormed()) return invalid(`${name}: prefix too long or not well-formed`);
+        if (Buffer.byteLength(op.prefix, "utf8") > limits.maxKeyBytes || !op.prefix.isWellFormed()) return invalid(`${name}: prefix too long or not well-formed`);
         if (op.op === "delPrefix") prefixes.push(op.prefix);
         continue;
       }

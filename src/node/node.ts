@@ -461,17 +461,6 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /**
-   * Each turn: while bounded reads are being served, one background ReadIndex round per
-   * heartbeat interval keeps the proof fresh, so those reads answer locally without a round trip.
-   * At most one is in flight; it gives up after an election timeout (the leader is likely gone).
-   *
-   * Never from inside a tick: while the ticker replays ticks a stalled loop missed, the core
-   * believes less time has passed than really has, so a leader that was stopped (SIGSTOP, a long
-   * GC) would still find its lease valid halfway through the replay and "prove" its old state
-   * fresh as of now. Like every read, the probe replays all missed ticks first (the simulator
-   * caught this: a resumed old leader answered a bounded read without the writes of its successor).
-   */
-  /**
    * The reads that arrived since the last turn share one ReadIndex round, asked now, after the
    * last of them arrived (waiters.ts says why not when the first one did). A read may have been
    * registered before the loop stalled: the ticks the stall missed are replayed first, so the
@@ -485,6 +474,17 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     this.reads.issue((ctx) => this.raw.readIndex(ctx));
   }
 
+  /**
+   * Each turn: while bounded reads are being served, one background ReadIndex round per
+   * heartbeat interval keeps the proof fresh, so those reads answer locally without a round trip.
+   * At most one is in flight; it gives up after an election timeout (the leader is likely gone).
+   *
+   * Never from inside a tick: while the ticker replays ticks a stalled loop missed, the core
+   * believes less time has passed than really has, so a leader that was stopped (SIGSTOP, a long
+   * GC) would still find its lease valid halfway through the replay and "prove" its old state
+   * fresh as of now. Like every read, the probe replays all missed ticks first (the simulator
+   * caught this: a resumed old leader answered a bounded read without the writes of its successor).
+   */
   private probeFreshness(): void {
     if (this.diskFull() || !this.freshness.shouldProbe(this.clock.now())) return;
     this.ticker.catchUp();

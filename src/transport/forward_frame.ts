@@ -48,6 +48,16 @@ export const DEFAULT_MAX_FORWARDS_PER_PEER = 128;
  * room to spare, and the largest answer the old per-request forward took (16 MiB).
  */
 export const DEFAULT_MAX_FORWARD_BYTES = 16 << 20;
+/**
+ * How long past a forward's deadline each side waits, side by side so they can be read together:
+ * the follower gives the leader's answer this long to arrive (then "outcome unknown", peers.ts);
+ * the leader gives its app this long before it answers "failed" (raft_stream.ts) and reads the
+ * app's answer body within the same time (api/forward.ts). The follower's wait is the shorter: a
+ * leader's "failed" past it finds the follower's caller already told "unknown", which says the same.
+ */
+export const FOLLOWER_FORWARD_GRACE_MS = 500;
+export const LEADER_FORWARD_GRACE_MS = 1000;
+
 /** Above any client deadline (deadline.ts caps them at 60 s), below setTimeout's limit. */
 export const MAX_FORWARD_TIMEOUT_MS = 600_000;
 

@@ -29,7 +29,7 @@ import { Fifo } from "./fifo.ts";
 import { checkBatch, DEFAULT_MAX_BATCH_BODY, RAFT_SNAPSHOT_PATH } from "./raft_routes.ts";
 import { FRAMES_CONTENT_TYPE, RAFT_STREAM_PATH } from "./raft_stream.ts";
 import { Direction, type Frame, FrameError, FrameKind, FrameReader, FrameWriter, streamKey } from "./stream_frame.ts";
-import { DEFAULT_MAX_FORWARD_BYTES, DEFAULT_MAX_FORWARDS_PER_PEER, decodeForwardReply, encodeForward, type ForwardAnswer, type ForwardRequest } from "./forward_frame.ts";
+import { DEFAULT_MAX_FORWARD_BYTES, FOLLOWER_FORWARD_GRACE_MS, DEFAULT_MAX_FORWARDS_PER_PEER, decodeForwardReply, encodeForward, type ForwardAnswer, type ForwardRequest } from "./forward_frame.ts";
 
 export interface PeerTransportOptions {
   self: NodeId;
@@ -248,7 +248,7 @@ export class PeerTransport {
 
   /**
    * Sends a client request to peer `to` (the leader) on our stream to it, to be run by its app.
-   * Never throws; resolves exactly once, by the request's timeoutMs plus FORWARD_GRACE_MS at the
+   * Never throws; resolves exactly once, by the request's timeoutMs plus FOLLOWER_FORWARD_GRACE_MS at the
    * latest. Never sent twice: a caller that wants to try again after "unprocessed" calls again.
    */
   forward(to: NodeId, req: ForwardRequest): Promise<ForwardOutcome> {
@@ -337,8 +337,6 @@ export type ForwardOutcome =
   /** Its frame was written: the peer may have run it (the stream broke, the deadline passed, the app failed). */
   | { kind: "unknown"; reason: string };
 
-/** A forward's answer may take this much longer than its deadline (the peer's own timeout answer must get back). */
-export const FORWARD_GRACE_MS = 500;
 
 /**
  * Queued (Peer.forwardQueue) until its frame is written, then on its stream (Link.forwards): where
@@ -421,8 +419,17 @@ class Peer {
       return Promise.resolve({ kind: "unprocessed", reason: `${this.forwardQueue.size} forwards to ${this.id} are already waiting to be sent` });
     }
     return new Promise((resolve) => {
-      const f: PendingForward = { id: this.nextForwardId++, req, timer: undefined, settle: resolve };
-      f.timer = setTimeout(() => this.forwardTimedOut(f), req.timeoutMs + FORWARD_GRACE_MS);
+      // Settling stops its timer, whichever way it ends (on time-out the timer is spent anyway).
+      const f: PendingForward = {
+        id: this.nextForwardId++,
+        req,
+        timer: undefined,
+        settle: (o) => {
+          clearTimeout(f.timer);
+          resolve(o);
+        },
+      };
+      f.timer = setTimeout(() => this.forwardTimedOut(f), req.timeoutMs + FOLLOWER_FORWARD_GRACE_MS);
       this.forwardQueue.set(f.id, f);
       // Now, not at the end of the turn: a forward is one client's latency, and it does not change
       // how the turn's messages are batched (writeForwards writes forwards only).
@@ -433,7 +440,7 @@ class Peer {
   }
 
   private forwardTimedOut(f: PendingForward): void {
-    const ms = f.req.timeoutMs + FORWARD_GRACE_MS;
+    const ms = f.req.timeoutMs + FOLLOWER_FORWARD_GRACE_MS;
     if (this.forwardQueue.delete(f.id)) return f.settle({ kind: "unprocessed", reason: `not sent to ${this.id} within ${ms} ms (the stream was not open)` });
     if (this.link?.forwards.delete(f.id) === true) f.settle({ kind: "unknown", reason: `no answer from ${this.id} within ${ms} ms` });
   }
@@ -441,7 +448,6 @@ class Peer {
   /** Every forward still queued is answered "unprocessed": it never left this node. */
   private refuseQueuedForwards(why: string): void {
     for (const f of this.forwardQueue.values()) {
-      clearTimeout(f.timer);
       f.settle({ kind: "unprocessed", reason: `not sent to ${this.id}: ${why}` });
     }
     this.forwardQueue.clear();
@@ -671,7 +677,6 @@ class Peer {
         if (payload.byteLength > this.s.maxForwardBytes) throw new Error(`${payload.byteLength} bytes exceed the ${this.s.maxForwardBytes}-byte forward cap`);
         frame = writer.encode(FrameKind.Forward, payload);
       } catch (err) {
-        clearTimeout(f.timer);
         f.settle({ kind: "unprocessed", reason: `encode: ${errorText(err)}` });
         continue;
       }
@@ -761,7 +766,6 @@ class Peer {
     // Answered after its deadline here: its caller was already told "unknown".
     if (f === undefined) return null;
     link.forwards.delete(id);
-    clearTimeout(f.timer);
     if (reply.kind === "answer") f.settle({ kind: "answered", answer: { status: reply.status, headers: reply.headers, body: reply.body } });
     else if (reply.kind === "refused") f.settle({ kind: "unprocessed", reason: `${this.id} refused it: ${reply.reason}` });
     else f.settle({ kind: "unknown", reason: `${this.id} ran it without an answer: ${reply.reason}` });
@@ -816,7 +820,6 @@ class Peer {
     for (let f = link.unacked.shift(); f !== undefined; f = link.unacked.shift()) lost += f.count;
     // Written: the peer may have read and run them. Only its answer could have told.
     for (const f of link.forwards.values()) {
-      clearTimeout(f.timer);
       f.settle({ kind: "unknown", reason: `the stream to ${this.id} ended after the request was sent` });
     }
     link.forwards.clear();

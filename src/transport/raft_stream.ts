@@ -34,7 +34,7 @@ import { type PeerAuth, PeerGate, verifiedPeerCertificate } from "./auth.ts";
 import { CodecError, decodeMessages, encodeMessages } from "./codec.ts";
 import { checkBatch, DEFAULT_MAX_BATCH_BODY } from "./raft_routes.ts";
 import { Direction, FrameError, FrameKind, FrameReader, FrameWriter, streamKey } from "./stream_frame.ts";
-import { DEFAULT_MAX_FORWARD_BYTES, DEFAULT_MAX_FORWARDS_PER_PEER, decodeForward, encodeForwardReply, type ForwardAnswer, type ForwardReply, type ForwardRequest } from "./forward_frame.ts";
+import { DEFAULT_MAX_FORWARD_BYTES, LEADER_FORWARD_GRACE_MS, DEFAULT_MAX_FORWARDS_PER_PEER, decodeForward, encodeForwardReply, type ForwardAnswer, type ForwardReply, type ForwardRequest } from "./forward_frame.ts";
 import { DEFAULT_BODY_TIMEOUT_MS } from "./server.ts";
 
 export const RAFT_STREAM_PATH = "/raft/v1/stream";
@@ -86,7 +86,7 @@ export class RaftStreamRoute {
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_BATCH_BODY;
     this.maxForwardBytes = opts.maxForwardBytes ?? DEFAULT_MAX_FORWARD_BYTES;
     this.maxForwardsPerPeer = opts.maxForwardsPerPeer ?? DEFAULT_MAX_FORWARDS_PER_PEER;
-    this.forwardGraceMs = opts.forwardGraceMs ?? 1000;
+    this.forwardGraceMs = opts.forwardGraceMs ?? LEADER_FORWARD_GRACE_MS;
     this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
   }
 
@@ -172,6 +172,13 @@ export class RaftStreamRoute {
     return { replies: this.opts.awaitReplies?.(from) ?? null };
   }
 
+  /** @internal A reply as its frame's payload; one over the forward cap becomes "failed" (the opener would refuse the frame, and the stream with it). */
+  encodeReply(id: number, reply: ForwardReply): Uint8Array {
+    const payload = encodeForwardReply(id, reply);
+    if (payload.byteLength <= this.maxForwardBytes) return payload;
+    return encodeForwardReply(id, { kind: "failed", reason: `the answer of ${payload.byteLength} bytes exceeds the forward cap` });
+  }
+
   /**
    * @internal Runs one forward from `from` within the caps; `answer` is called exactly once, by the
    * request's deadline plus forwardGraceMs at the latest. Its slot and budget are held until the
@@ -194,11 +201,6 @@ export class RaftStreamRoute {
       if (answered) return;
       answered = true;
       clearTimeout(timer);
-      if (reply.kind === "answer") {
-        // The opener refuses a larger frame (and the stream with it): say so instead.
-        const size = reply.body.byteLength + 16 * 1024;
-        if (size > this.maxForwardBytes) reply = { kind: "failed", reason: `the answer of ${reply.body.byteLength} bytes exceeds the forward cap` };
-      }
       answer(reply);
     };
     const ms = req.timeoutMs + this.forwardGraceMs;
@@ -293,7 +295,7 @@ class Inbound {
           return this.end(err instanceof Error ? err.message : String(err));
         }
         const id = forward.id;
-        this.parts.route.forward(this.from, forward.req, frame.payload.byteLength, (reply) => this.write(FrameKind.ForwardReply, encodeForwardReply(id, reply)));
+        this.parts.route.forward(this.from, forward.req, frame.payload.byteLength, (reply) => this.write(FrameKind.ForwardReply, this.parts.route.encodeReply(id, reply)));
         continue;
       }
       if (frame.kind !== FrameKind.Batch) return this.end(`a peer sent a frame of kind ${frame.kind} upstream`);

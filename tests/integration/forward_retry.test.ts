@@ -13,7 +13,7 @@
 // would not do: a frame written to it may have been read, so that forward's outcome is unknown.
 import { afterAll, expect, test } from "bun:test";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { freePort, TestCluster, waitFor } from "./harness.ts";
+import { freePort, metricValue, TestCluster, waitFor } from "./harness.ts";
 
 type Mode = "forward" | "swallow";
 
@@ -73,11 +73,7 @@ afterAll(async () => {
 let n2Debug = "";
 
 /** A counter from n2's /metrics (its debug server). */
-async function counter(name: string): Promise<number> {
-  const text = await (await fetch(`http://${n2Debug}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line === undefined ? 0 : Number(line.split(" ")[1]);
-}
+const counter = (name: string) => metricValue(n2Debug, name);
 
 test("a forward refused before it reached the leader is sent again until its deadline: the write is applied, not a 503; one that reached the leader stays outcome unknown", async () => {
   cluster = await TestCluster.create(3);

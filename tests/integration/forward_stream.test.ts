@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { freePort, TestCluster } from "./harness.ts";
+import { freePort, metricValue, TestCluster } from "./harness.ts";
 
 const APP = "app-write-token-0123456789abcdef";
 const ONLY = (id: string) => `only-${id}-write-token-0123456789abcdef`;
@@ -34,11 +34,7 @@ afterAll(async () => {
   await cluster?.stopAll();
 });
 
-async function counter(id: string, name: string): Promise<number> {
-  const text = await (await fetch(`http://${debug.get(id)}/metrics`, { headers: bearer(APP) })).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line === undefined ? 0 : Number(line.split(" ")[1]);
-}
+const counter = (id: string, name: string) => metricValue(debug.get(id)!, name, bearer(APP));
 
 test("a write through a follower is answered as the leader answers it (status, body, headers) and applied once", async () => {
   try {

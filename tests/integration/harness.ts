@@ -61,6 +61,13 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === null ? "" : ` (last error: ${String(lastError)})`}`);
 }
 
+/** An unlabelled sample from a node's /metrics (its debug server at `debugAddr`); 0 when absent. */
+export async function metricValue(debugAddr: string, name: string, headers: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`http://${debugAddr}/metrics`, { headers })).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.split(" ")[1]);
+}
+
 /** How a new cluster's first write is tried and seen (the startup test and bench/startup.ts). */
 export interface FirstWriteProbe {
   nodes: number;

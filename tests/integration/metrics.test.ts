@@ -173,11 +173,11 @@ test("the exposition is valid and carries what operators alert on", async () => 
     for (const id of ids) {
       // A follower that missed heartbeats on a loaded machine pre-votes for a moment and reports
       // no leader meanwhile (truly: it has none); the figures are read from a scrape that has one.
-      const text = await waitFor(`${id} to report a leader`, async () => {
+      const { text, m } = await waitFor(`${id} to report a leader`, async () => {
         const t = await scrape(id);
-        return value(checkExposition(t), "phalanx_raft_has_leader") === 1 ? t : undefined;
+        const parsed = checkExposition(t);
+        return value(parsed, "phalanx_raft_has_leader") === 1 ? { text: t, m: parsed } : undefined;
       });
-      const m = checkExposition(text);
       const lint = await promtool(text);
       if (lint === null) console.log("promtool not installed: strict format check only");
       else expect(lint).toBe("clean");

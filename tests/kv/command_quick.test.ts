@@ -23,6 +23,15 @@ function oracleDecode(data: Uint8Array): { ok: true; bytes: Uint8Array; value: u
   return { ok: true, ...shape(parsed.data) };
 }
 
+/** What decodeProposal makes of `data`, in oracleDecode's terms. */
+function decodedBy(data: Uint8Array): ReturnType<typeof oracleDecode> {
+  try {
+    return { ok: true, ...shape(decodeProposal(data)) };
+  } catch (err) {
+    return { ok: false, message: (err as Error).message };
+  }
+}
+
 function shape(v: unknown): { bytes: Uint8Array; value: unknown } {
   // msgpack keeps key order, so equal bytes mean equal values with keys in the same order.
   return { bytes: encode(v), value: v };
@@ -204,12 +213,7 @@ describe("the hand-written proposal check is the schema", () => {
       for (let m = r.int(3); m > 0; m--) mutate(r, p);
       for (const data of encodings(r, p)) {
         const want = oracleDecode(data);
-        let got: ReturnType<typeof oracleDecode>;
-        try {
-          got = { ok: true, ...shape(decodeProposal(data)) };
-        } catch (err) {
-          got = { ok: false, message: (err as Error).message };
-        }
+        const got = decodedBy(data);
         expect(got).toEqual(want);
         tried++;
         if (got.ok) accepted++;
@@ -232,12 +236,7 @@ describe("the hand-written proposal check is the schema", () => {
         continue;
       }
       const want = oracleDecode(data);
-      let got: ReturnType<typeof oracleDecode>;
-      try {
-        got = { ok: true, ...shape(decodeProposal(data)) };
-      } catch (err) {
-        got = { ok: false, message: (err as Error).message };
-      }
+      const got = decodedBy(data);
       expect(got).toEqual(want);
       if (got.ok) accepted++;
     }
