@@ -37,6 +37,7 @@ const failures: string[] = [];
 async function stream(from: ReadableStream<Uint8Array>, to: NodeJS.WriteStream): Promise<void> {
   let file = "";
   let unhandled = 0;
+  let summary = false;
   const since: string[] = [];
   let partial = "";
   const decoder = new TextDecoder();
@@ -45,6 +46,9 @@ async function stream(from: ReadableStream<Uint8Array>, to: NodeJS.WriteStream):
     const lines = (partial + decoder.decode(chunk, { stream: true })).split("\n");
     partial = lines.pop() ?? "";
     for (const line of lines) {
+      // Bun's closing summary lists the failures again ("1 tests failed:"): already kept.
+      if (/^\d+ tests? failed:$/.test(line)) summary = true;
+      if (summary) continue;
       if (/^tests\/\S+\.test\.ts:$/.test(line)) file = line;
       if (/^tests\/\S+\.test\.ts:$/.test(line) || line.startsWith("(pass)")) {
         since.length = 0;
