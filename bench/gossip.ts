@@ -3,7 +3,8 @@
 // under 10% loss in the simulator. Usage: bun bench/gossip.ts [preset=local]
 
 import { detectionBoundMs, gossipConfig, type PresetName } from "../src/gossip/config.ts";
-import { type AgentProc, converged, startCluster, waitFor } from "../tests/gossip/cluster.ts";
+import { type AgentProc, converged, startCluster, views } from "../tests/gossip/cluster.ts";
+import { waitFor } from "../tests/integration/harness.ts";
 import { Sim } from "../tests/gossip/sim.ts";
 
 const preset = (process.argv[2] ?? "local") as PresetName;
@@ -15,7 +16,7 @@ async function realRun(n: number): Promise<void> {
   const procs = await startCluster(n, "127.0.0.1", KEY, 30_000, preset);
   try {
     let t = performance.now();
-    if (!(await waitFor(() => converged(procs), 60_000))) throw new Error(`${n} agents did not converge`);
+    await waitFor(() => `${n} agents to converge: ${views(procs)}`, () => converged(procs), 60_000);
     const convergeMs = performance.now() - t;
     // Let join traffic settle, then measure what steady state costs.
     await Bun.sleep(2 * cfg.probeIntervalMs);
@@ -30,7 +31,10 @@ async function realRun(n: number): Promise<void> {
     await victim.exited;
     t = performance.now();
     const bound = detectionBoundMs(cfg, n);
-    const detected = await waitFor(() => rest.every((p) => p.stateOf(victim.id) === "dead"), bound + 10_000);
+    const detected = await waitFor("the kill to be seen", () => rest.every((p) => p.stateOf(victim.id) === "dead"), bound + 10_000).then(
+      () => true,
+      () => false,
+    );
     const detectMs = performance.now() - t;
     console.log(
       `real UDP, ${preset}, ${n} processes: converged ${Math.round(convergeMs)} ms after the last start; ` +

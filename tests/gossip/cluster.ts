@@ -91,16 +91,6 @@ export class AgentProc {
   }
 }
 
-/** Polls `cond` every `everyMs` until it holds or `timeoutMs` passes; returns whether it held. */
-export async function waitFor(cond: () => boolean, timeoutMs: number, everyMs = 50): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (performance.now() < deadline) {
-    if (cond()) return true;
-    await Bun.sleep(everyMs);
-  }
-  return cond();
-}
-
 /** Starts n agents one after another; each joins through one earlier agent only (a binary tree of seeds). */
 export async function startCluster(n: number, host: string, key: string, readyMs = 10_000, preset = "local"): Promise<AgentProc[]> {
   const procs: AgentProc[] = [];
@@ -111,6 +101,11 @@ export async function startCluster(n: number, host: string, key: string, readyMs
     if (!(await withTimeout(p.ready, readyMs))) throw new Error(`agent ${p.id} did not start`);
   }
   return procs;
+}
+
+/** Each agent's view, for a wait that timed out: "a0 sees a1 alive, a2 suspect; a1 sees ...". */
+export function views(procs: readonly AgentProc[]): string {
+  return procs.map((p) => `${p.id} sees ${p.status === null ? "nothing yet" : p.status.members.map((m) => `${m[0]} ${m[1]}`).join(", ")}`).join("; ");
 }
 
 /** Every agent in `procs` sees exactly the agents in `procs` as alive. */

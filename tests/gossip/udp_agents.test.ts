@@ -5,7 +5,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { detectionBoundMs, gossipConfig } from "../../src/gossip/config.ts";
 import { parseHostPort } from "../../src/gossip/address.ts";
-import { AgentProc, converged, startCluster, waitFor } from "./cluster.ts";
+import { waitFor } from "../integration/harness.ts";
+import { AgentProc, converged, startCluster, views } from "./cluster.ts";
 
 const KEY = Buffer.alloc(32, 7).toString("base64");
 const WRONG_KEY = Buffer.alloc(32, 8).toString("base64");
@@ -25,7 +26,7 @@ describe("gossip agents over UDP on 127.0.0.1", () => {
     procs = await startCluster(5, "127.0.0.1", KEY);
     spawned.push(...procs);
     const start = performance.now();
-    expect(await waitFor(() => converged(procs), 15_000)).toBe(true);
+    await waitFor(() => `every agent to see all ${procs.length} alive: ${views(procs)}`, () => converged(procs), 15_000);
     console.log(`udp: 5 agents converged ${Math.round(performance.now() - start)} ms after the last started`);
   }, 30_000);
 
@@ -34,8 +35,11 @@ describe("gossip agents over UDP on 127.0.0.1", () => {
     const bad = new AgentProc("intruder", { host: "127.0.0.1", key: WRONG_KEY, join: seed.gossipAddr });
     spawned.push(bad);
     await bad.ready;
-    const attempted = await waitFor(() => (bad.status?.counters.joinAttempts ?? 0) >= 3 && (seed.status?.counters.decryptFailures ?? 0) > 0, 15_000);
-    expect(attempted).toBe(true);
+    await waitFor(
+      () => `3 join attempts (${bad.status?.counters.joinAttempts ?? 0}) refused by the seed (decrypt failures: ${seed.status?.counters.decryptFailures ?? 0})`,
+      () => (bad.status?.counters.joinAttempts ?? 0) >= 3 && (seed.status?.counters.decryptFailures ?? 0) > 0,
+      15_000,
+    );
     expect(seed.stderr).toContain("no key decrypts");
     expect(bad.status?.members.map((m) => m[0])).toEqual(["intruder"]);
     for (const p of procs) expect(p.stateOf("intruder")).toBeUndefined();
@@ -51,11 +55,11 @@ describe("gossip agents over UDP on 127.0.0.1", () => {
     const sock = await Bun.udpSocket({});
     for (let i = 0; i < 200; i++) sock.send(crypto.getRandomValues(new Uint8Array(1 + (i % 1200))), to.port, to.host);
     // Loopback may drop a few under load: most, not all, must be seen and refused.
-    expect(await waitFor(() => dropped() - before >= 150, 10_000)).toBe(true);
+    await waitFor(() => `150 of 200 garbage packets refused (${dropped() - before} were)`, () => dropped() - before >= 150, 10_000);
     sock.close();
     // Still (or again, after a suspicion a loaded machine can cause on its own) five live members
     // in every view, and no agent failed on the garbage.
-    expect(await waitFor(() => converged(procs), 10_000)).toBe(true);
+    await waitFor(() => `every agent to see all ${procs.length} alive again: ${views(procs)}`, () => converged(procs), 10_000);
     expect(target.status?.counters.internalErrors).toBe(0);
   }, 20_000);
 
@@ -66,7 +70,7 @@ describe("gossip agents over UDP on 127.0.0.1", () => {
     await victim.exited;
     const start = performance.now();
     const bound = detectionBoundMs(LOCAL, 5);
-    expect(await waitFor(() => rest.every((p) => p.stateOf(victim.id) === "dead"), bound + SLACK_MS)).toBe(true);
+    await waitFor(() => `every survivor to see ${victim.id} dead: ${views(rest)}`, () => rest.every((p) => p.stateOf(victim.id) === "dead"), bound + SLACK_MS);
     console.log(`udp: 5 agents, kill -9 detected by all in ${Math.round(performance.now() - start)} ms (bound ${Math.round(bound)} ms)`);
   }, 60_000);
 });
@@ -76,10 +80,10 @@ describe("gossip agents over UDP on ::1", () => {
     const procs = await startCluster(3, "::1", KEY);
     spawned.push(...procs);
     expect(procs[0]?.gossipAddr.startsWith("[::1]:")).toBe(true);
-    expect(await waitFor(() => converged(procs), 15_000)).toBe(true);
+    await waitFor(() => `every agent to see all ${procs.length} alive: ${views(procs)}`, () => converged(procs), 15_000);
     const leaver = procs[2] as AgentProc;
     leaver.kill("SIGTERM");
     expect(await leaver.exited).toBe(0);
-    expect(await waitFor(() => procs.slice(0, 2).every((p) => p.stateOf(leaver.id) === "left"), 10_000)).toBe(true);
+    await waitFor(() => `both others to see ${leaver.id} left: ${views(procs.slice(0, 2))}`, () => procs.slice(0, 2).every((p) => p.stateOf(leaver.id) === "left"), 10_000);
   }, 40_000);
 });

@@ -44,8 +44,12 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
 /** Thrown from a waitFor check to stop waiting at once (e.g. a node process died). */
 export class GiveUp extends Error {}
 
-/** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+/**
+ * Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`.
+ * `what` names the wait in the error; a function is asked at the time-out, so the error can say
+ * what the state was then (each agent's view, say).
+ */
+export async function waitFor<T>(what: string | (() => string), check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 50): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   let lastError: unknown = null;
   while (performance.now() < deadline) {
@@ -58,7 +62,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     }
     await Bun.sleep(everyMs);
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === null ? "" : ` (last error: ${String(lastError)})`}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "string" ? what : what()}${lastError === null ? "" : ` (last error: ${String(lastError)})`}`);
 }
 
 /** An unlabelled sample from a node's /metrics (its debug server at `debugAddr`); 0 when absent. */
