@@ -35,6 +35,7 @@ import nodeTls from "node:tls";
 import { getRequestListener } from "@hono/node-server";
 import type { Hono } from "hono";
 import { parseHostPort } from "./address.ts";
+import { endOnStream } from "./h2_answer.ts";
 
 export interface TlsConfig {
   cert: string | Uint8Array;
@@ -150,6 +151,7 @@ export async function serveApp(app: Hono<any, any, any>, opts: ServeOptions): Pr
       route.handle(req, res);
       return;
     }
+    if (res instanceof http2.Http2ServerResponse) endOnStream(req as http2.Http2ServerRequest, res);
     if (queued.length === 0) setImmediate(runQueued);
     queued.push([req, res]);
   };
