@@ -69,18 +69,18 @@ export class History {
   ) {
     this.onRollback = onRollback;
     this.q = {
-      insert: db.prepare(`INSERT INTO kv_events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-      setFloor: db.prepare("INSERT OR REPLACE INTO kv_history (id, floor) VALUES (1, ?)"),
-      floor: db.prepare("SELECT floor FROM kv_history WHERE id = 1"),
-      after: db.prepare(`SELECT ${EVENT_COLUMNS} FROM kv_events WHERE revision > ? AND revision <= ? ORDER BY revision, sub LIMIT ?`),
-      sizes: db.prepare(
+      insert: db.query(`INSERT INTO kv_events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+      setFloor: db.query("INSERT OR REPLACE INTO kv_history (id, floor) VALUES (1, ?)"),
+      floor: db.query("SELECT floor FROM kv_history WHERE id = 1"),
+      after: db.query(`SELECT ${EVENT_COLUMNS} FROM kv_events WHERE revision > ? AND revision <= ? ORDER BY revision, sub LIMIT ?`),
+      sizes: db.query(
         "SELECT revision, sub, length(CAST(key AS BLOB)) + length(value) FROM kv_events WHERE (revision, sub) > (?, ?) ORDER BY revision, sub LIMIT ?",
       ),
-      prune: db.prepare("DELETE FROM kv_events WHERE revision <= ?"),
-      totals: db.prepare("SELECT count(*), coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv_events"),
-      keyAfter: db.prepare("SELECT 1 FROM kv_events WHERE key = ? AND revision > ? LIMIT 1"),
-      rangeAfter: db.prepare("SELECT 1 FROM kv_events WHERE key >= ? AND key < ? AND revision > ? LIMIT 1"),
-      anyAfter: db.prepare("SELECT 1 FROM kv_events WHERE key >= ? AND revision > ? LIMIT 1"),
+      prune: db.query("DELETE FROM kv_events WHERE revision <= ?"),
+      totals: db.query("SELECT count(*), coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv_events"),
+      keyAfter: db.query("SELECT 1 FROM kv_events WHERE key = ? AND revision > ? LIMIT 1"),
+      rangeAfter: db.query("SELECT 1 FROM kv_events WHERE key >= ? AND key < ? AND revision > ? LIMIT 1"),
+      anyAfter: db.query("SELECT 1 FROM kv_events WHERE key >= ? AND revision > ? LIMIT 1"),
     };
     this.reload();
   }

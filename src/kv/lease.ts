@@ -25,16 +25,16 @@ export class LeaseTable {
 
   constructor(db: Database) {
     this.q = {
-      grant: db.prepare("INSERT INTO kv_leases (id, ttl_ms, granted_at) VALUES (?, ?, ?)"),
-      get: db.prepare("SELECT id, ttl_ms, granted_at FROM kv_leases WHERE id = ?"),
-      all: db.prepare("SELECT id, ttl_ms, granted_at FROM kv_leases ORDER BY id"),
-      remove: db.prepare("DELETE FROM kv_leases WHERE id = ?"),
-      attach: db.prepare("INSERT OR REPLACE INTO kv_lease_keys (key, lease) VALUES (?, ?)"),
-      detach: db.prepare("DELETE FROM kv_lease_keys WHERE key = ?"),
-      leaseOf: db.prepare("SELECT lease FROM kv_lease_keys WHERE key = ?"),
-      keys: db.prepare("SELECT key FROM kv_lease_keys WHERE lease = ? ORDER BY key LIMIT ?"),
-      anyKey: db.prepare("SELECT 1 FROM kv_lease_keys LIMIT 1"),
-      shape: db.prepare("SELECT count(*), coalesce(max(id), 0) FROM kv_leases"),
+      grant: db.query("INSERT INTO kv_leases (id, ttl_ms, granted_at) VALUES (?, ?, ?)"),
+      get: db.query("SELECT id, ttl_ms, granted_at FROM kv_leases WHERE id = ?"),
+      all: db.query("SELECT id, ttl_ms, granted_at FROM kv_leases ORDER BY id"),
+      remove: db.query("DELETE FROM kv_leases WHERE id = ?"),
+      attach: db.query("INSERT OR REPLACE INTO kv_lease_keys (key, lease) VALUES (?, ?)"),
+      detach: db.query("DELETE FROM kv_lease_keys WHERE key = ?"),
+      leaseOf: db.query("SELECT lease FROM kv_lease_keys WHERE key = ?"),
+      keys: db.query("SELECT key FROM kv_lease_keys WHERE lease = ? ORDER BY key LIMIT ?"),
+      anyKey: db.query("SELECT 1 FROM kv_lease_keys LIMIT 1"),
+      shape: db.query("SELECT count(*), coalesce(max(id), 0) FROM kv_leases"),
     };
     this.reload();
   }

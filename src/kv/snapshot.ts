@@ -2,9 +2,10 @@
 // (BENCHMARKS.md): copying the tables into an in-memory database and serializing it takes a
 // quarter of a second in SQLite's C code, where encoding the same rows as msgpack in JS took
 // about 1.5 s; restoring copies rows in pages, bounded in memory, inside one transaction.
-// The copy runs on a second connection inside one read transaction, so it sees exactly the last
-// committed state (a consistent cut at one applied index) and never blocks on the writer.
-import { constants, Database, SQLiteError } from "bun:sqlite";
+// The copy runs on the node's own connection (the data file is opened with exclusive locking, so
+// no second connection can read it: data_dir.ts says why), in one transaction of its own outside
+// any other, so it sees exactly the last committed state: a consistent cut at one applied index.
+import { Database, SQLiteError } from "bun:sqlite";
 import type { ConfState } from "../raft/types.ts";
 import { CorruptDataError } from "../storage/errors.ts";
 import { APPLICATION_ID, FORMAT_VERSION, READABLE_VERSIONS } from "../storage/schema.ts";
@@ -47,39 +48,45 @@ const MEMBERS_V1 = "id, address, role";
 /** Tables an image taken by an older phalanx lacks; see restoreImage. */
 const OPTIONAL_TABLES = ["kv_events", "kv_history", "kv_leases", "kv_lease_keys"] as const;
 
-export function takeImage(file: string): KvSnapshot {
-  const db = openSecondConnection(file);
-  try {
-    db.run("ATTACH ':memory:' AS image");
-    db.run("BEGIN");
-    for (const [table, cols] of Object.entries(TABLES)) {
-      const order = ORDER[table as keyof typeof TABLES];
-      // Ordered so the image's rowid order is the main table's key order: restoring inserts in order.
-      db.run(`CREATE TABLE image.${table} AS SELECT ${cols} FROM main.${table} ORDER BY ${order}`);
+export function takeImage(db: Database): KvSnapshot {
+  // Inside a transaction the copy would hold its uncommitted writes (and ATTACH is refused there).
+  if (db.inTransaction) throw new Error("takeImage must run outside a transaction: it copies the last committed state");
+  const file = db.filename;
+  // One-off statements, finalized at once: a statement left open on the image would keep DETACH from succeeding.
+  const once = <T>(sql: string): T[] => {
+    const st = db.prepare(sql);
+    try {
+      return st.values() as T[];
+    } finally {
+      st.finalize();
     }
-    db.run("COMMIT");
+  };
+  db.run("ATTACH ':memory:' AS image");
+  try {
+    db.run("BEGIN");
+    try {
+      for (const [table, cols] of Object.entries(TABLES)) {
+        const order = ORDER[table as keyof typeof TABLES];
+        // Ordered so the image's rowid order is the main table's key order: restoring inserts in order.
+        db.run(`CREATE TABLE image.${table} AS SELECT ${cols} FROM main.${table} ORDER BY ${order}`);
+      }
+      db.run("COMMIT");
+    } finally {
+      if (db.inTransaction) db.run("ROLLBACK");
+    }
     db.run(`PRAGMA image.application_id = ${APPLICATION_ID}`);
     db.run(`PRAGMA image.user_version = ${FORMAT_VERSION}`);
-    const state = db.query("SELECT applied_index FROM image.kv_state").values()[0] as [number] | undefined;
+    const state = once<[number]>("SELECT applied_index FROM image.kv_state")[0];
     if (state === undefined) throw new CorruptDataError(`${file}: the kv_state row is missing`, file);
-    const members = db.query("SELECT id, role FROM image.members ORDER BY id").values() as Array<[string, string]>;
+    const members = once<[string, string]>("SELECT id, role FROM image.members ORDER BY id");
     const conf: ConfState = {
       voters: members.filter((m) => m[1] === "voter").map((m) => m[0]),
       learners: members.filter((m) => m[1] === "learner").map((m) => m[0]),
     };
     return { index: state[0], conf, data: db.serialize("image") };
   } finally {
-    db.close();
+    db.run("DETACH image");
   }
-}
-
-/**
- * A data file by its path; or a shared in-memory database by its "file:…?mode=memory" URI (the
- * simulator's disk), which SQLite opens only with URI names on.
- */
-function openSecondConnection(file: string): Database {
-  if (file.startsWith("file:") && file.includes("?mode=memory")) return new Database(file, constants.SQLITE_OPEN_READWRITE | constants.SQLITE_OPEN_URI);
-  return new Database(file, { readwrite: true, create: false, strict: true });
 }
 
 /**
@@ -131,8 +138,8 @@ export function restoreImage(
         continue;
       }
       const cols = table === "members" && version === 1 ? MEMBERS_V1 : TABLES[table];
-      const insert = db.prepare(`INSERT INTO ${table} (${cols}) VALUES (${cols.replace(/[a-z_]+/g, "?")})`);
-      const page = image.prepare(`SELECT rowid, ${cols} FROM ${table} WHERE rowid > ? ORDER BY rowid LIMIT ${COPY_PAGE}`);
+      const insert = db.query(`INSERT INTO ${table} (${cols}) VALUES (${cols.replace(/[a-z_]+/g, "?")})`);
+      const page = image.query(`SELECT rowid, ${cols} FROM ${table} WHERE rowid > ? ORDER BY rowid LIMIT ${COPY_PAGE}`);
       let after = 0;
       // Each page advances `after` strictly, and the image is finite, so this ends.
       for (;;) {

@@ -139,33 +139,33 @@ export class KvStore {
     this.maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
     const db = dd.db;
     this.q = {
-      get: db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`),
-      upsert: db.prepare(
+      get: db.query(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`),
+      upsert: db.query(
         `INSERT INTO kv (${KV_COLUMNS}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET ` +
           "value = excluded.value, mod_revision = excluded.mod_revision, version = excluded.version",
       ),
-      delete: db.prepare("DELETE FROM kv WHERE key = ?"),
-      setState: db.prepare("UPDATE kv_state SET applied_index = ?, revision = ?, log_time = ? WHERE id = 1"),
-      session: db.prepare("SELECT seq, result, last_active FROM kv_sessions WHERE client = ?"),
-      setSession: db.prepare("INSERT OR REPLACE INTO kv_sessions (client, seq, result, last_active) VALUES (?, ?, ?, ?)"),
+      delete: db.query("DELETE FROM kv WHERE key = ?"),
+      setState: db.query("UPDATE kv_state SET applied_index = ?, revision = ?, log_time = ? WHERE id = 1"),
+      session: db.query("SELECT seq, result, last_active FROM kv_sessions WHERE client = ?"),
+      setSession: db.query("INSERT OR REPLACE INTO kv_sessions (client, seq, result, last_active) VALUES (?, ?, ?, ?)"),
       // The row exists (its session was just read): an UPDATE, about half the cost of a REPLACE's delete and insert.
-      updateSession: db.prepare("UPDATE kv_sessions SET seq = ?, result = ?, last_active = ? WHERE client = ?"),
-      evictSessions: db.prepare("DELETE FROM kv_sessions WHERE last_active < ?"),
-      oldestSession: db.prepare("SELECT min(last_active) FROM kv_sessions"),
-      countSessions: db.prepare("SELECT count(*) FROM kv_sessions"),
-      member: db.prepare("SELECT address, region FROM members WHERE id = ?"),
-      setMember: db.prepare("INSERT OR REPLACE INTO members (id, address, role, region) VALUES (?, ?, ?, ?)"),
-      setRegion: db.prepare("UPDATE members SET region = ? WHERE id = ?"),
-      removeMember: db.prepare("DELETE FROM members WHERE id = ?"),
-      members: db.prepare("SELECT id, address, role, region FROM members ORDER BY id"),
+      updateSession: db.query("UPDATE kv_sessions SET seq = ?, result = ?, last_active = ? WHERE client = ?"),
+      evictSessions: db.query("DELETE FROM kv_sessions WHERE last_active < ?"),
+      oldestSession: db.query("SELECT min(last_active) FROM kv_sessions"),
+      countSessions: db.query("SELECT count(*) FROM kv_sessions"),
+      member: db.query("SELECT address, region FROM members WHERE id = ?"),
+      setMember: db.query("INSERT OR REPLACE INTO members (id, address, role, region) VALUES (?, ?, ?, ?)"),
+      setRegion: db.query("UPDATE members SET region = ? WHERE id = ?"),
+      removeMember: db.query("DELETE FROM members WHERE id = ?"),
+      members: db.query("SELECT id, address, role, region FROM members ORDER BY id"),
     };
     const range = (columns: string, lower: string, upper: boolean) =>
-      db.prepare(`SELECT ${columns} FROM kv WHERE key ${lower} ?${upper ? " AND key < ?" : ""} ORDER BY key LIMIT ?`);
+      db.query(`SELECT ${columns} FROM kv WHERE key ${lower} ?${upper ? " AND key < ?" : ""} ORDER BY key LIMIT ?`);
     this.rangeQ = [KEY_COLUMNS, KV_COLUMNS].map((cols) => [
       [range(cols, ">", false), range(cols, ">", true)],
       [range(cols, ">=", false), range(cols, ">=", true)],
     ]);
-    this.countQ = [db.prepare("SELECT count(*) FROM kv WHERE key >= ?"), db.prepare("SELECT count(*) FROM kv WHERE key >= ? AND key < ?")];
+    this.countQ = [db.query("SELECT count(*) FROM kv WHERE key >= ?"), db.query("SELECT count(*) FROM kv WHERE key >= ? AND key < ?")];
     this.state = this.loadState();
     // One transaction, so a new data dir pays one fsync for these tables, not one per statement.
     dd.transaction(() => {
@@ -333,7 +333,7 @@ export class KvStore {
 
   /** A consistent copy of the state as last committed; see snapshot.ts. */
   snapshot(): KvSnapshot {
-    return takeImage(this.dd.file);
+    return takeImage(this.dd.db);
   }
 
   /** Replaces the whole state with a snapshot's, atomically (inside the caller's transaction if any). */

@@ -65,18 +65,18 @@ export class SqliteLogStorage implements WritableLogStorage {
     private readonly file: string,
   ) {
     this.q = {
-      entries: db.prepare("SELECT idx, term, type, data FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT ?"),
-      confEntries: db.prepare("SELECT idx, term, type, data FROM raft_log WHERE type = 2 AND idx >= ? AND idx < ? ORDER BY idx"),
-      termAt: db.prepare("SELECT term FROM raft_log WHERE idx = ?"),
-      snapData: db.prepare("SELECT data FROM raft_snapshot WHERE id = 1"),
-      insert: db.prepare("INSERT INTO raft_log (idx, term, type, data) VALUES (?, ?, ?, ?)"),
-      insertMany: db.prepare(`INSERT INTO raft_log (idx, term, type, data) VALUES ${Array(INSERT_ROWS).fill("(?, ?, ?, ?)").join(", ")}`),
-      truncateFrom: db.prepare("DELETE FROM raft_log WHERE idx >= ?"),
-      compactTo: db.prepare("DELETE FROM raft_log WHERE idx <= ?"),
-      clear: db.prepare("DELETE FROM raft_log"),
-      setHardState: db.prepare("UPDATE raft_hard_state SET term = ?, vote = ?, commit_index = ? WHERE id = 1"),
-      setBase: db.prepare("UPDATE raft_log_base SET idx = ?, term = ? WHERE id = 1"),
-      setSnapshot: db.prepare("UPDATE raft_snapshot SET idx = ?, term = ?, conf = ?, data = ? WHERE id = 1"),
+      entries: db.query("SELECT idx, term, type, data FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT ?"),
+      confEntries: db.query("SELECT idx, term, type, data FROM raft_log WHERE type = 2 AND idx >= ? AND idx < ? ORDER BY idx"),
+      termAt: db.query("SELECT term FROM raft_log WHERE idx = ?"),
+      snapData: db.query("SELECT data FROM raft_snapshot WHERE id = 1"),
+      insert: db.query("INSERT INTO raft_log (idx, term, type, data) VALUES (?, ?, ?, ?)"),
+      insertMany: db.query(`INSERT INTO raft_log (idx, term, type, data) VALUES ${Array(INSERT_ROWS).fill("(?, ?, ?, ?)").join(", ")}`),
+      truncateFrom: db.query("DELETE FROM raft_log WHERE idx >= ?"),
+      compactTo: db.query("DELETE FROM raft_log WHERE idx <= ?"),
+      clear: db.query("DELETE FROM raft_log"),
+      setHardState: db.query("UPDATE raft_hard_state SET term = ?, vote = ?, commit_index = ? WHERE id = 1"),
+      setBase: db.query("UPDATE raft_log_base SET idx = ?, term = ? WHERE id = 1"),
+      setSnapshot: db.query("UPDATE raft_snapshot SET idx = ?, term = ?, conf = ?, data = ? WHERE id = 1"),
     };
     this.cache = this.load();
   }

@@ -2,15 +2,12 @@
 // inner = SAVEPOINT), with undo hooks so in-memory caches roll back together with the rows.
 // Caches are updated eagerly (reads inside the transaction must see its own writes) and each
 // change registers how to undo itself if the transaction fails.
-import type { Database, Statement } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { translateSqliteError } from "./errors.ts";
 
 export class Transactor {
   /** Undo hooks per open level, innermost last. */
   private readonly levels: Array<Array<() => void>> = [];
-  /** Prepared once: a transaction per Ready makes these the hottest statements. */
-  private readonly statements = new Map<string, Statement>();
-
   /** Registered by beforeCommit() for the open outermost transaction; a Set, so registering twice runs once. */
   private readonly commitHooks = new Set<() => void>();
 
@@ -63,12 +60,9 @@ export class Transactor {
   }
 
   private exec(sql: string): void {
-    let stmt = this.statements.get(sql);
-    if (stmt === undefined) {
-      stmt = this.db.prepare(sql);
-      this.statements.set(sql, stmt);
-    }
-    stmt.run();
+    // db.query() keeps the statement for the next call, and close() finalizes it (a prepared
+    // statement left unfinalized would keep the closed connection, and its exclusive lock, alive).
+    this.db.query(sql).run();
   }
 
   /**

@@ -94,15 +94,22 @@ describe("KV snapshots", () => {
     expect(b.kv.get("x").kv?.value).toEqual(bytes("1"));
   });
 
-  test("the snapshot is the last committed state, not the open transaction's", () => {
+  test("the snapshot is the last committed state: refused inside a transaction, which goes on unharmed", () => {
     const a = node();
     commit(a.dd, a.kv, [proposal(1, { op: "put", key: "x", value: bytes("1") })]);
     a.dd.transaction(() => {
       a.dd.log.save(null, [proposal(2, { op: "put", key: "x", value: bytes("2") })], null);
       a.kv.apply(proposal(2, { op: "put", key: "x", value: bytes("2") }));
-      expect(a.kv.snapshot().index).toBe(1);
+      expect(() => a.kv.snapshot()).toThrow(/outside a transaction/);
     });
-    expect(a.kv.snapshot().index).toBe(2);
+    const snap = a.kv.snapshot();
+    expect(snap.index).toBe(2);
+    // Taken on the node's own connection, which stays usable: the image holds x = 2.
+    const b = node();
+    b.dd.transaction(() => b.kv.restore(snap.data, { index: 2, term: 1, conf: snap.conf }));
+    expect(new TextDecoder().decode(b.kv.get("x").kv!.value)).toBe("2");
+    commit(a.dd, a.kv, [proposal(3, { op: "put", key: "x", value: bytes("3") })]);
+    expect(new TextDecoder().decode(a.kv.get("x").kv!.value)).toBe("3");
   });
 
   test("garbage, a foreign image or an image at another index is refused and nothing changes", () => {
