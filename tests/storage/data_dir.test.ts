@@ -5,6 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { KvStore } from "../../src/kv/store.ts";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
 import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, RolledBackError } from "../../src/storage/errors.ts";
 import { FORMAT_VERSION } from "../../src/storage/schema.ts";
@@ -170,6 +171,27 @@ describe("openDataDir", () => {
       expect(readFileSync(join(dir, "LOCK"), "utf8")).toBe(`${process.pid}\n`);
       again.close();
     }
+  });
+
+  test("an open data file is held with SQLite's exclusive lock, and close() releases it at once", () => {
+    const { dir, file } = populated();
+    const dd = openDataDir(dir, BOOT);
+    // Every kind of statement the node keeps has run at least once before the close below.
+    const snap = new KvStore(dd).snapshot();
+    expect(snap.index).toBe(0);
+    expect(dd.log.entries(1, 3, Infinity)).toHaveLength(2);
+    dd.transaction(() => dd.log.save(null, entries(201, 1, 10), null));
+    const other = new Database(file, { readonly: true });
+    try {
+      expect(() => other.query("SELECT count(*) FROM raft_log").values()).toThrow(/database is locked/);
+    } finally {
+      other.close();
+    }
+    dd.close();
+    // Not held by a closed connection kept alive by an unfinalized statement.
+    const after = new Database(file, { readonly: true });
+    expect(after.query("SELECT max(idx) FROM raft_log").values()).toEqual([[201]]);
+    after.close();
   });
 
   test("a read-only data dir is refused with a clear error", () => {
