@@ -50,7 +50,7 @@ export class Freshness {
     if (this.freshAsOf === null) return null;
     const s = now - this.freshAsOf;
     // A proof from the future is our own bug (a clock that is not monotonic, or a mixed-up caller).
-    assert(s >= 0, `freshness proof at ${this.freshAsOf} is later than now (${now})`);
+    assert(s >= 0, "a freshness proof is later than now: proof, now", this.freshAsOf, now);
     return s;
   }
 

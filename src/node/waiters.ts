@@ -73,7 +73,7 @@ export class ProposalWaiters {
       return;
     }
     // (index, term) names one entry, and this one is the client's proposal: it has a result.
-    assert(result !== null, `entry ${index}/${term} is a client's proposal but applying it gave no result`);
+    assert(result !== null, "a client's proposal gave no result when applied: index, term", index, term);
     w.settle({ kind: "applied", result });
   }
 

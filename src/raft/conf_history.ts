@@ -43,7 +43,7 @@ export class ConfHistory {
     let changed = false;
     for (const e of entries) {
       if (e.type !== "conf") continue;
-      assert(e.index > this.currentIndex(), `conf entry ${e.index} not after ${this.currentIndex()}`);
+      assert(e.index > this.currentIndex(), "a conf entry not after the current one: entry, current", e.index, this.currentIndex());
       this.history.push({ index: e.index, conf: decodeConfEntry(e.data).conf });
       changed = true;
     }

@@ -69,7 +69,7 @@ export class RaftLog {
   slice(lo: number, hi: number, maxBytes: number): Entry[] {
     if (lo >= hi) return [];
     if (lo < this.firstIndex()) throw new CompactedError(lo, this.firstIndex());
-    assert(hi <= this.lastIndex() + 1, `slice [${lo}, ${hi}) beyond last index ${this.lastIndex()}`);
+    assert(hi <= this.lastIndex() + 1, "a slice beyond the last index: lo, hi, last", lo, hi, this.lastIndex());
     let out: Entry[] = [];
     if (lo < this.unstableOffset) {
       out = this.storage.entries(lo, Math.min(hi, this.unstableOffset), maxBytes);
@@ -93,7 +93,7 @@ export class RaftLog {
   append(entries: Entry[]): void {
     if (entries.length === 0) return;
     const first = entries[0]!.index;
-    assert(first === this.lastIndex() + 1, `append at ${first} after last index ${this.lastIndex()}`);
+    assert(first === this.lastIndex() + 1, "an append not right after the last index: first, last", first, this.lastIndex());
     if (this.unstable.length === 0) this.unstableOffset = first;
     for (const e of entries) this.unstable.push(e);
   }
@@ -103,7 +103,7 @@ export class RaftLog {
    * (`first`, from findConflict): replaces any conflicting suffix.
    */
   appendFromLeader(entries: Entry[], first: number): void {
-    assert(first > this.committed, `leader overwrites committed entry ${first} (commit ${this.committed})`);
+    assert(first > this.committed, "a leader overwrites a committed entry: first, commit", first, this.committed);
     const i = first - entries[0]!.index;
     this.truncateAndAppend(i === 0 ? entries : entries.slice(i));
   }
@@ -134,13 +134,13 @@ export class RaftLog {
 
   commitTo(index: number): void {
     if (index <= this.committed) return;
-    assert(index <= this.lastIndex(), `commit ${index} beyond last index ${this.lastIndex()}`);
+    assert(index <= this.lastIndex(), "a commit beyond the last index: commit, last", index, this.lastIndex());
     this.committed = index;
   }
 
   /** Replaces the log with a snapshot from the leader (§7). */
   restore(snap: Snapshot): void {
-    assert(snap.meta.index > this.committed, `restore of snapshot ${snap.meta.index} at commit ${this.committed}`);
+    assert(snap.meta.index > this.committed, "a snapshot restore at or below the commit: snapshot, commit", snap.meta.index, this.committed);
     this.pendingSnapshot = snap;
     this.unstable = [];
     this.unstableOffset = snap.meta.index + 1;
@@ -177,7 +177,7 @@ export class RaftLog {
   }
 
   appliedTo(index: number): void {
-    assert(index <= this.committed, `applied ${index} beyond commit ${this.committed}`);
+    assert(index <= this.committed, "applied beyond the commit: applied, commit", index, this.committed);
     if (index > this.applied) this.applied = index;
   }
 

@@ -206,7 +206,7 @@ export class Raft {
 
   private reset(term: number): void {
     if (term !== this.term) {
-      assert(term > this.term, `term went back from ${this.term} to ${term}`);
+      assert(term > this.term, "the term went back: from, to", this.term, term);
       this.term = term;
       this.vote = null;
     }
@@ -247,9 +247,9 @@ export class Raft {
    */
   setElectionWindow(w: ElectionWindow | null): void {
     if (w !== null) {
-      assert(Number.isInteger(w.offsetTicks) && w.offsetTicks >= 0, `election window offset ${w.offsetTicks}`);
-      assert(Number.isInteger(w.widthTicks) && w.widthTicks >= 1, `election window width ${w.widthTicks}`);
-      assert(w.offsetTicks + w.widthTicks <= 2 * this.cfg.electionTicks, `election window ${w.offsetTicks}+${w.widthTicks} beyond 3 election timeouts`);
+      assert(Number.isInteger(w.offsetTicks) && w.offsetTicks >= 0, "election window offset", w.offsetTicks);
+      assert(Number.isInteger(w.widthTicks) && w.widthTicks >= 1, "election window width", w.widthTicks);
+      assert(w.offsetTicks + w.widthTicks <= 2 * this.cfg.electionTicks, "an election window beyond 3 election timeouts: offset, width", w.offsetTicks, w.widthTicks);
     }
     const now = this.electionWindow;
     if (now?.offsetTicks === w?.offsetTicks && now?.widthTicks === w?.widthTicks) return;
@@ -282,7 +282,7 @@ export class Raft {
   }
 
   private becomeLeader(): void {
-    assert(this.role === "candidate", `becomeLeader from ${this.role}`);
+    assert(this.role === "candidate", "becomeLeader from", this.role);
     this.reset(this.term);
     this.firstElection = false;
     this.role = "leader";

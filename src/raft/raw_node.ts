@@ -81,7 +81,7 @@ export class RawNode {
   }
 
   private checkIdle(what: string): void {
-    assert(this.inFlight === null, `${what} between ready() and advance()`);
+    assert(this.inFlight === null, "called between ready() and advance():", what);
   }
 
   tick(): void {
