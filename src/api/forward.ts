@@ -17,6 +17,7 @@
 import type { Context, Hono } from "hono";
 import type { LeaderInfo, PhalanxNode } from "../node/node.ts";
 import type { NodeId } from "../raft/types.ts";
+import { readStreamCapped } from "../transport/body.ts";
 import { type ForwardAnswer, type ForwardRequest, LEADER_FORWARD_GRACE_MS } from "../transport/forward_frame.ts";
 import { TIMEOUT_HEADER, type Deadline } from "./deadline.ts";
 import { rawPathAndQuery } from "./raw_path.ts";
@@ -141,37 +142,16 @@ export function runForwarded(app: Hono, maxAnswerBytes: number): (req: ForwardRe
       const v = res.headers.get(name);
       if (v !== null) out[name] = v;
     }
-    return { status: res.status, headers: out, body: await readAnswer(res, maxAnswerBytes, req.timeoutMs + LEADER_FORWARD_GRACE_MS) };
+    // In memory, capped in size and in time (a streaming route is cancelled).
+    const withinMs = req.timeoutMs + LEADER_FORWARD_GRACE_MS;
+    const body = await readStreamCapped(res.body, {
+      maxBytes: maxAnswerBytes,
+      tooLarge: () => new Error(`the answer exceeds ${maxAnswerBytes} bytes`),
+      withinMs,
+      late: () => new Error(`the answer did not end within ${withinMs} ms`),
+    });
+    return { status: res.status, headers: out, body };
   };
-}
-
-/** A response body in memory, capped in size and in time (a streaming route is cancelled). */
-async function readAnswer(res: Response, maxBytes: number, withinMs: number): Promise<Uint8Array> {
-  if (res.body === null) return new Uint8Array(0);
-  const reader = res.body.getReader();
-  let late = false;
-  const timer = setTimeout(() => {
-    late = true;
-    void reader.cancel().catch(() => undefined);
-  }, withinMs);
-  try {
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (late) throw new Error(`the answer did not end within ${withinMs} ms`);
-      if (done) break;
-      total += value.byteLength;
-      if (total > maxBytes) {
-        await reader.cancel().catch(() => undefined);
-        throw new Error(`the answer exceeds ${maxBytes} bytes`);
-      }
-      chunks.push(value);
-    }
-    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

@@ -31,28 +31,45 @@ export async function readCappedBody(req: Request, limit: number, incoming?: Inc
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > limit) throw new BodyTooLargeError(limit);
   if (incoming !== undefined) return readIncoming(incoming, limit);
-  if (req.body === null) return new Uint8Array(0);
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > limit) {
-      await reader.cancel().catch(() => undefined);
-      throw new BodyTooLargeError(limit);
+  return readStreamCapped(req.body, { maxBytes: limit, tooLarge: () => new BodyTooLargeError(limit) });
+}
+
+/**
+ * A web stream read into memory, cancelled (and `tooLarge()` thrown) once it passes `maxBytes`,
+ * and with `withinMs`, cancelled (and `late()` thrown) when it has not ended by then.
+ */
+export async function readStreamCapped(
+  body: ReadableStream<Uint8Array> | null,
+  cap: { maxBytes: number; tooLarge: () => Error; withinMs?: number; late?: () => Error },
+): Promise<Uint8Array> {
+  if (body === null) return new Uint8Array(0);
+  const reader = body.getReader();
+  let late = false;
+  const timer =
+    cap.withinMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          late = true;
+          void reader.cancel().catch(() => undefined);
+        }, cap.withinMs);
+  try {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (late) throw cap.late?.() ?? new Error(`the stream did not end within ${cap.withinMs} ms`);
+      if (done) break;
+      total += value.byteLength;
+      if (total > cap.maxBytes) {
+        await reader.cancel().catch(() => undefined);
+        throw cap.tooLarge();
+      }
+      chunks.push(value);
     }
-    chunks.push(value);
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  } finally {
+    clearTimeout(timer);
   }
-  if (chunks.length === 1 && chunks[0] !== undefined) return chunks[0];
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }
 
 function readIncoming(incoming: IncomingBody, limit: number): Promise<Uint8Array> {
