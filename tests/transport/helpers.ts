@@ -144,7 +144,15 @@ export const NODE_CERT_IDS = ["a", "b", "c", "n1", "n2", "n3", "n4"];
  * A throwaway CA with a server cert (IP SANs 127.0.0.1 and ::1), a client cert (CN=client, names
  * no node), per-node certs, and a stranger's cert from another CA, in a temp dir.
  */
-export async function makePki(): Promise<TestPki> {
+export function makePki(): Promise<TestPki> {
+  // Made once per test process and shared: it takes about 25 openssl runs, some seconds on a
+  // loaded machine, which a test's own 5 s budget did not always cover (a CI flake).
+  made ??= buildPki();
+  return made;
+}
+let made: Promise<TestPki> | undefined;
+
+async function buildPki(): Promise<TestPki> {
   const dir = mkdtempSync(join(tmpdir(), "phalanx-pki-"));
   const run = async (...args: string[]) => {
     const p = Bun.spawn(["openssl", ...args], { cwd: dir, stdout: "ignore", stderr: "pipe" });

@@ -158,4 +158,4 @@ test.skipIf(!haveOpenssl)("mTLS: the stream is used only when the server's certi
       await server.close();
     }
   }
-});
+}, 30_000);
