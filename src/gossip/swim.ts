@@ -64,6 +64,12 @@ interface Relay {
   nacked: boolean;
 }
 
+/** Who a packet with piggybacked updates goes to: a member's id (null for a seed not known yet) and its gossip address. */
+interface Recipient {
+  id: string | null;
+  addr: string;
+}
+
 /** Room for the packet's array header (3 bytes covers up to 65,535 messages). */
 const PACKET_HEADER = 3;
 /** Garbage from an authenticated peer should not grow memory without bound. */
@@ -126,7 +132,7 @@ export class Swim {
     this.nextPushPullAt = o.now + o.config.pushPullIntervalMs;
     this.table.set(o.id, { id: o.id, incarnation: o.incarnation ?? 0, state: "alive", meta: { ...o.meta }, since: o.now });
     // Announce ourselves with the first packets we send, not only to the seed we join through.
-    this.queue.enqueue(o.id, encodeMessage(this.selfAlive()));
+    this.queue.enqueue(o.id, "alive", encodeMessage(this.selfAlive()));
   }
 
   // ---- inputs ----
@@ -171,7 +177,7 @@ export class Swim {
   join(now: number, addrs: readonly string[]): void {
     this.advance(now);
     for (const addr of addrs) {
-      this.sendWithPiggyback(addr, [
+      this.sendWithPiggyback({ id: null, addr }, [
         encodeMessage({ type: "ping", seq: this.nextSeq(), from: this.id, target: "" }),
         encodeMessage(this.selfAlive()),
       ]);
@@ -187,7 +193,7 @@ export class Swim {
     self.state = "left";
     self.since = now;
     this.probe = null;
-    this.queue.enqueue(this.id, encodeMessage({ type: "dead", node: this.id, incarnation: self.incarnation, from: this.id }));
+    this.queue.enqueue(this.id, "dead", encodeMessage({ type: "dead", node: this.id, incarnation: self.incarnation, from: this.id }));
   }
 
   /** Changes our metadata; the higher incarnation makes the change win everywhere. */
@@ -198,7 +204,7 @@ export class Swim {
     self.meta = { ...meta };
     if (self.incarnation >= MAX_INCARNATION) throw new Error("gossip: incarnation exhausted");
     self.incarnation++;
-    this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
+    this.queue.enqueue(this.id, "alive", encodeMessage(this.selfAlive()));
   }
 
   /**
@@ -282,7 +288,7 @@ export class Swim {
     if (target.state === "suspect") {
       parts.push(encodeMessage({ type: "suspect", node: target.id, incarnation: target.incarnation, from: this.id }));
     }
-    this.sendWithPiggyback(target.meta.gossipAddr, parts);
+    this.sendWithPiggyback({ id: target.id, addr: target.meta.gossipAddr }, parts);
   }
 
   private checkProbe(now: number): void {
@@ -298,7 +304,7 @@ export class Swim {
       const helpers = this.randomMembers(this.cfg.indirectChecks, (m) => m.id !== p.target && m.state === "alive");
       for (const h of helpers) {
         const req = encodeMessage({ type: "pingReq", seq: p.seq, from: this.id, target: p.target, targetAddr: target.meta.gossipAddr });
-        this.sendWithPiggyback(h.meta.gossipAddr, [req]);
+        this.sendWithPiggyback({ id: h.id, addr: h.meta.gossipAddr }, [req]);
         p.expectedNacks++;
       }
     }
@@ -350,8 +356,10 @@ export class Swim {
       m.state === "alive" || m.state === "suspect" || now - m.since < this.cfg.gossipToTheDeadMs,
     );
     for (const t of targets) {
-      const parts = this.queue.take(this.maxPayload - PACKET_HEADER, this.limit());
-      if (parts.length === 0) return;
+      // Not `return` on an empty take: what is left may be news to the next target (an alive
+      // about this target is not spent on it).
+      const parts = this.queue.take(this.maxPayload - PACKET_HEADER, this.limit(), t.id);
+      if (parts.length === 0) continue;
       this.send(t.meta.gossipAddr, parts);
     }
   }
@@ -392,7 +400,7 @@ export class Swim {
         const parts = [encodeMessage({ type: "ack", seq: m.seq, from: this.id })];
         // A join ping: tell the newcomer who we are so it can push-pull with us.
         if (m.target === "") parts.push(encodeMessage(this.selfAlive()));
-        this.sendWithPiggyback(to, parts);
+        this.sendWithPiggyback({ id: m.from, addr: to }, parts);
         return;
       }
       case "pingReq": {
@@ -412,7 +420,7 @@ export class Swim {
           expiresAt: now + this.cfg.probeIntervalMs,
           nacked: false,
         });
-        this.sendWithPiggyback(target.meta.gossipAddr, [encodeMessage({ type: "ping", seq, from: this.id, target: m.target })]);
+        this.sendWithPiggyback({ id: target.id, addr: target.meta.gossipAddr }, [encodeMessage({ type: "ping", seq, from: this.id, target: m.target })]);
         return;
       }
       case "ack": {
@@ -493,7 +501,7 @@ export class Swim {
       this.table.set(a.node, fresh);
       // A random slot in the current pass, so a newcomer is probed within one round on average.
       this.probeOrder.splice(randomInt(this.rng, this.probeOrder.length - this.probeIndex + 1) + this.probeIndex, 0, a.node);
-      this.queue.enqueue(a.node, encodeMessage(a));
+      this.queue.enqueue(a.node, "alive", encodeMessage(a));
       this.emit("join", fresh);
       if (this.needSync) {
         this.needSync = false;
@@ -514,7 +522,7 @@ export class Swim {
       m.state = "alive";
       m.since = now;
     }
-    this.queue.enqueue(a.node, encodeMessage(a));
+    this.queue.enqueue(a.node, "alive", encodeMessage(a));
     if (was === "dead" || was === "left") this.emit("join", m);
     else if (was === "suspect" || metaChanged) this.emit("update", m);
   }
@@ -525,7 +533,7 @@ export class Swim {
     if (m === undefined || s.incarnation < m.incarnation || !this.plausible(s.incarnation, m.incarnation)) return;
     if (m.state === "suspect") {
       // Pass on news of an independent confirmation so the others' timers shrink too.
-      if (this.suspicions.get(s.node)?.confirm(s.from) === true) this.queue.enqueue(s.node, encodeMessage(s));
+      if (this.suspicions.get(s.node)?.confirm(s.from) === true) this.queue.enqueue(s.node, "suspect", encodeMessage(s));
       return;
     }
     if (m.state !== "alive") return;
@@ -534,7 +542,7 @@ export class Swim {
     m.since = now;
     const n = this.liveCount();
     this.suspicions.set(s.node, new Suspicion(now, expectedConfirmations(this.cfg, n), suspicionBounds(this.cfg, n), s.from));
-    this.queue.enqueue(s.node, encodeMessage(s));
+    this.queue.enqueue(s.node, "suspect", encodeMessage(s));
     this.emit("suspect", m);
   }
 
@@ -547,7 +555,7 @@ export class Swim {
     m.incarnation = d.incarnation;
     m.state = d.from === d.node ? "left" : "dead";
     m.since = now;
-    this.queue.enqueue(d.node, encodeMessage(d));
+    this.queue.enqueue(d.node, "dead", encodeMessage(d));
     this.emit(m.state === "left" ? "leave" : "dead", m);
   }
 
@@ -559,12 +567,12 @@ export class Swim {
   private accused(now: number, incarnation: number, accuser: string): void {
     if (this.leaving || !this.plausible(incarnation, this.self().incarnation)) return;
     if (incarnation >= this.self().incarnation) this.refute(incarnation);
-    else this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
+    else this.queue.enqueue(this.id, "alive", encodeMessage(this.selfAlive()));
     const to = this.table.get(accuser);
     const last = this.answered.get(accuser);
     if (to === undefined || accuser === this.id || (last !== undefined && now - last < this.cfg.probeIntervalMs)) return;
     this.answered.set(accuser, now);
-    this.sendWithPiggyback(to.meta.gossipAddr, [encodeMessage(this.selfAlive())]);
+    this.sendWithPiggyback({ id: to.id, addr: to.meta.gossipAddr }, [encodeMessage(this.selfAlive())]);
   }
 
   /** Someone thinks we are suspect or dead (or alive with other meta): outbid them. */
@@ -574,15 +582,15 @@ export class Swim {
     // plausible() admits claims below MAX_INCARNATION only, so the refutation always fits the wire.
     if (self.incarnation > MAX_INCARNATION) throw new Error(`gossip invariant: refutation to incarnation ${self.incarnation}`);
     this.awareness.apply(1);
-    this.queue.enqueue(this.id, encodeMessage(this.selfAlive()));
+    this.queue.enqueue(this.id, "alive", encodeMessage(this.selfAlive()));
   }
 
   // ---- helpers ----
 
-  private sendWithPiggyback(addr: string, parts: Uint8Array[]): void {
+  private sendWithPiggyback(to: Recipient, parts: Uint8Array[]): void {
     let used = PACKET_HEADER;
     for (const p of parts) used += p.length;
-    this.send(addr, parts.concat(this.queue.take(this.maxPayload - used, this.limit())));
+    this.send(to.addr, parts.concat(this.queue.take(this.maxPayload - used, this.limit(), to.id)));
   }
 
   private send(addr: string, parts: Uint8Array[]): void {

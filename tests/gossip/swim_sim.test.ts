@@ -32,6 +32,32 @@ describe("gossip simulator", () => {
     });
   }
 
+  test("5 members each joining through one earlier member (the UDP test's cluster) converge by gossip, not push-pull", () => {
+    // Seeds as tests/gossip/cluster.ts startCluster gives them: n1, n2 via n0; n3, n4 via n1. With
+    // the local preset an update goes out twice; right after n0 learns of n2 it acks and gossips
+    // to n2, and when both copies of "n2 alive" went to n2 itself, n1 heard of n2 only at a
+    // push-pull, 15 s later (seeds 5, 14 and 33 here, before an alive stopped being spent on
+    // the member it is about).
+    const LOCAL = gossipConfig("local");
+    let worst = 0;
+    const slow: string[] = [];
+    for (let seed = 1; seed <= 40; seed++) {
+      const sim = new Sim({ seed, config: LOCAL });
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        ids.push(`n${i}`);
+        sim.add(`n${i}`, i === 0 ? [] : [`n${(i - 1) >> 1}`]);
+        sim.run(200);
+      }
+      const start = sim.now;
+      const ok = sim.runUntil(() => sim.converged(ids), 3 * LOCAL.probeIntervalMs);
+      worst = Math.max(worst, sim.now - start);
+      if (!ok) slow.push(`seed ${seed}: ${ids.map((id) => `${id} sees ${sim.node(id).swim.members().map((m) => `${m.id} ${m.state}`).join(", ")}`).join("; ")}`);
+    }
+    console.log(`sim: 40 runs of 5 members joining a tree of seeds, slowest converged ${worst} ms after the last join`);
+    expect(slow).toEqual([]);
+  });
+
   for (const n of [5, 20]) {
     test(`a crashed member among ${n} is declared dead by all within the bound`, () => {
       const sim = new Sim({ seed: 100 + n });

@@ -70,9 +70,9 @@ describe("broadcast queue", () => {
 
   test("each update is sent at most `limit` times", () => {
     const q = new BroadcastQueue();
-    q.enqueue("a", msg(10));
+    q.enqueue("a", "alive", msg(10));
     let sent = 0;
-    for (let i = 0; i < 10; i++) sent += q.take(1000, 3).length;
+    for (let i = 0; i < 10; i++) sent += q.take(1000, 3, "z").length;
     expect(sent).toBe(3);
     expect(q.size()).toBe(0);
   });
@@ -87,22 +87,41 @@ describe("broadcast queue", () => {
 
   test("a newer update about the same member replaces the older", () => {
     const q = new BroadcastQueue();
-    q.enqueue("a", msg(10));
-    q.enqueue("a", msg(20));
-    expect(q.take(1000, 5).map((b) => b.length)).toEqual([20]);
+    q.enqueue("a", "alive", msg(10));
+    q.enqueue("a", "alive", msg(20));
+    expect(q.take(1000, 5, "z").map((b) => b.length)).toEqual([20]);
   });
 
   test("takes only what fits the byte budget, least-sent first", () => {
     const q = new BroadcastQueue();
-    q.enqueue("a", msg(400));
-    q.take(1000, 5);
-    q.enqueue("b", msg(400));
-    q.enqueue("c", msg(400));
-    q.enqueue("d", msg(100));
-    const got = q.take(1000, 5);
+    q.enqueue("a", "alive", msg(400));
+    q.take(1000, 5, "z");
+    q.enqueue("b", "alive", msg(400));
+    q.enqueue("c", "alive", msg(400));
+    q.enqueue("d", "alive", msg(100));
+    const got = q.take(1000, 5, "z");
     expect(got.reduce((s, b) => s + b.length, 0)).toBeLessThanOrEqual(1000);
     expect(got.map((b) => b.length)).toEqual([100, 400, 400]);
-    expect(q.take(0, 5)).toEqual([]);
+    expect(q.take(0, 5, "z")).toEqual([]);
+  });
+
+  test("an alive update is not spent on the member it is about; a suspect or dead one is", () => {
+    const q = new BroadcastQueue();
+    q.enqueue("a", "alive", msg(10));
+    q.enqueue("b", "suspect", msg(20));
+    q.enqueue("c", "dead", msg(30));
+    // "a" learns nothing from its own alive: none of its 2 transmits goes to it.
+    expect(q.take(1000, 2, "a").map((b) => b.length)).toEqual([30, 20]);
+    expect(q.take(1000, 2, "a").map((b) => b.length)).toEqual([30, 20]);
+    expect(q.size()).toBe(1);
+    expect(q.take(1000, 2, "z")).toEqual([msg(10)]);
+    expect(q.take(1000, 2, null)).toEqual([msg(10)]);
+    expect(q.size()).toBe(0);
+    // An accusation goes to the accused, who must refute it.
+    q.enqueue("b", "suspect", msg(20));
+    q.enqueue("c", "dead", msg(30));
+    expect(q.take(1000, 1, "b").map((b) => b.length)).toEqual([30, 20]);
+    expect(q.size()).toBe(0);
   });
 });
 
