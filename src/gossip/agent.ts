@@ -392,10 +392,10 @@ export class GossipAgent {
     );
   }
 
-  /** Pings the seeds with backoff until someone answers (we then know another member). */
+  /** Pings the seeds with backoff until one of them answers (the core's joined(): see there). */
   private joinLoop(join: readonly string[], discoveryDns: string | undefined, backoffMs: number): void {
     const attempt = async () => {
-      if (this.stopped || this.core.memberCount() > 1) {
+      if (this.stopped || this.core.joined()) {
         if (!this.stopped) this.log("info", "gossip joined", { members: this.core.memberCount(), attempts: this.c.joinAttempts });
         return;
       }

@@ -113,8 +113,12 @@ export class Swim {
   private nextGossipAt: number;
   private nextPushPullAt: number;
   private leaving = false;
-  /** Until the first member is learned a full push-pull with it is due (join). */
+  /** Until the first member is learned a full push-pull with it is due (a member started without seeds). */
   private needSync = true;
+  /** Seqs of the join pings of the latest join() call: an ack to one is a seed's answer. */
+  private joinPings = new Set<number>();
+  /** Whether a seed answered a join ping (see joined()). */
+  private seedAnswered = false;
   private out: SwimOutput = { packets: [], pushPulls: [], events: [] };
 
   constructor(o: SwimOptions) {
@@ -173,15 +177,32 @@ export class Swim {
     return decoded.malformed === 0;
   }
 
-  /** Pings each seed (gossip "host:port") announcing ourselves; the first answer triggers a push-pull. */
+  /**
+   * Pings each seed (gossip "host:port") announcing ourselves; a seed's ack triggers a push-pull
+   * with it. The caller retries with backoff until joined(). Only the latest call's pings count:
+   * retries are at least a probe interval apart, far longer than an ack takes.
+   */
   join(now: number, addrs: readonly string[]): void {
     this.advance(now);
+    // We sync with the seed that answers (see the ack handler), not with whoever we hear of first.
+    this.needSync = false;
+    this.joinPings = new Set();
     for (const addr of addrs) {
-      this.sendWithPiggyback({ id: null, addr }, [
-        encodeMessage({ type: "ping", seq: this.nextSeq(), from: this.id, target: "" }),
-        encodeMessage(this.selfAlive()),
-      ]);
+      const seq = this.nextSeq();
+      this.joinPings.add(seq);
+      this.sendWithPiggyback({ id: null, addr }, [encodeMessage({ type: "ping", seq, from: this.id, target: "" }), encodeMessage(this.selfAlive())]);
     }
+  }
+
+  /**
+   * Whether one of the seeds given to join() answered us: the join loop retries until then.
+   * Knowing some member is not enough. With seeds n1 via n0 and n3 via n1, if n1's join ping is
+   * lost and n3 then finds n1, n1 knows a member but nobody in {n1, n3} knows n0; push-pull only
+   * goes to known members, so the cluster stayed split for good (memberlist counts a join only
+   * when a seed answered, for the same reason).
+   */
+  joined(): boolean {
+    return this.seedAnswered;
   }
 
   /** Announces a graceful leave; keep ticking a little so the news is gossiped before stopping. */
@@ -250,7 +271,7 @@ export class Swim {
     return m === undefined ? undefined : copyPeer(m);
   }
 
-  /** Members known, ourselves and the dead included: 1 until a join has succeeded. */
+  /** Members known, ourselves and the dead included (more than 1 does not mean joined(): see there). */
   memberCount(): number {
     return this.table.size;
   }
@@ -434,6 +455,15 @@ export class Swim {
         if (this.probe !== null && this.probe.seq === m.seq) {
           this.probe = null;
           this.awareness.apply(-1);
+          return;
+        }
+        if (this.joinPings.has(m.seq)) {
+          // A seed answered our join ping; its ack came with its alive (handled first), so it is known.
+          const seed = this.table.get(m.from);
+          if (seed === undefined || seed.id === this.id) return;
+          this.joinPings = new Set();
+          this.seedAnswered = true;
+          this.syncWith(now, seed);
         }
         return;
       }
@@ -505,10 +535,7 @@ export class Swim {
       this.emit("join", fresh);
       if (this.needSync) {
         this.needSync = false;
-        this.out.pushPulls.push({ addr: fresh.meta.rpcAddr, to: fresh.id, state: this.localState() });
-        // Members joining at the same moment through different seeds may each miss the other:
-        // a second exchange, with a random member, soon after joining catches that up.
-        this.nextPushPullAt = Math.min(this.nextPushPullAt, now + 2 * this.cfg.probeIntervalMs);
+        this.syncWith(now, fresh);
       }
       return;
     }
@@ -586,6 +613,14 @@ export class Swim {
   }
 
   // ---- helpers ----
+
+  /** A full push-pull with `m` now, on joining. */
+  private syncWith(now: number, m: GossipPeer): void {
+    this.out.pushPulls.push({ addr: m.meta.rpcAddr, to: m.id, state: this.localState() });
+    // Members joining at the same moment through different seeds may each miss the other:
+    // a second exchange, with a random member, soon after joining catches that up.
+    this.nextPushPullAt = Math.min(this.nextPushPullAt, now + 2 * this.cfg.probeIntervalMs);
+  }
 
   private sendWithPiggyback(to: Recipient, parts: Uint8Array[]): void {
     let used = PACKET_HEADER;

@@ -22,7 +22,7 @@ interface SimNode {
   up: boolean;
   /** Extra inbound delay, uniform in [0, slowMs]: a member that handles packets late. */
   slowMs: number;
-  /** Seeds to retry, with backoff, while the member knows nobody (as the agent does). */
+  /** Seeds to retry, with backoff, until one answers (the core's joined(), as the agent does). */
   seeds: readonly string[];
   nextJoinAt: number;
   joinBackoffMs: number;
@@ -79,7 +79,7 @@ export class Sim {
   }
 
   private maybeJoin(n: SimNode): void {
-    if (n.seeds.length === 0 || this.now < n.nextJoinAt || n.swim.memberCount() > 1) return;
+    if (n.seeds.length === 0 || this.now < n.nextJoinAt || n.swim.joined()) return;
     n.swim.join(this.now, n.seeds.map((s) => `${s}:7946`));
     n.nextJoinAt = this.now + n.joinBackoffMs;
     n.joinBackoffMs = Math.min(n.joinBackoffMs * 2, 8_000);
