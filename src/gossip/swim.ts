@@ -179,8 +179,8 @@ export class Swim {
 
   /**
    * Pings each seed (gossip "host:port") announcing ourselves; a seed's ack triggers a push-pull
-   * with it. The caller retries with backoff until joined(). Only the latest call's pings count:
-   * retries are at least a probe interval apart, far longer than an ack takes.
+   * with it. The caller retries with backoff until joined(). Only the latest call's pings count
+   * (a bounded set): the agent retries a probe interval apart at the least, far longer than an ack's round trip.
    */
   join(now: number, addrs: readonly string[]): void {
     this.advance(now);
