@@ -80,8 +80,8 @@ export class DataDir {
   migrated: { from: number; to: number } | null = null;
 
   /**
-   * A data dir on an in-memory database (`file` names it for messages and for the snapshot's second
-   * connection): nothing to lock, and its durable-state record lives in memory like the data.
+   * A data dir on an in-memory database (`file` names it in messages): nothing to lock, and its
+   * durable-state record lives in memory like the data.
    */
   static inMemory(name: string, file: string, db: Database): DataDir {
     const state = new SqliteLogStorage(db, new Transactor(db, file), file).durableState();

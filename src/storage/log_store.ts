@@ -64,6 +64,9 @@ export class SqliteLogStorage implements WritableLogStorage {
     private readonly tx: Transactor,
     private readonly file: string,
   ) {
+    // db.query(), never db.prepare(), here and in every class on the node's connection: close()
+    // finalizes the statements db.query() made, and one left unfinalized would keep the closed
+    // connection, with its exclusive lock on the file, alive (tests/storage/data_dir.test.ts).
     this.q = {
       entries: db.query("SELECT idx, term, type, data FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT ?"),
       confEntries: db.query("SELECT idx, term, type, data FROM raft_log WHERE type = 2 AND idx >= ? AND idx < ? ORDER BY idx"),

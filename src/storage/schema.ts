@@ -65,7 +65,7 @@ export function initSchema(db: Database, conf: ConfState, addresses: Record<Node
     db.run("INSERT INTO kv_state VALUES (1, 0, 0, 0)");
     // Regions unknown (""): each founder knows only its own, and a bootstrap row written from
     // local knowledge would differ between replicas. The leader records them through the log.
-    const member = db.prepare("INSERT INTO members (id, address, role, region) VALUES (?, ?, ?, '')");
+    const member = db.query("INSERT INTO members (id, address, role, region) VALUES (?, ?, ?, '')");
     for (const id of conf.voters) member.run(id, addresses[id] ?? "", "voter");
     for (const id of conf.learners) member.run(id, addresses[id] ?? "", "learner");
   })();
