@@ -6,9 +6,10 @@
 // still work), so its end() cannot put END_STREAM on the body's DATA frame: it sends an empty
 // frame to end the stream and flushes the socket at once, one write(2) per answer. Ended on the
 // stream itself (stream.respond(), then stream.end(body)), the body's frame carries END_STREAM and
-// the flush waits for the end of the turn: the answers of one turn leave in one write. One node
-// under 64 concurrent clients (bench/client_path.ts): a stale GET 70 → 61 µs of server CPU, a PUT
-// 131 → 118 (BENCHMARKS.md, "Cluster").
+// the flush waits for the end of the turn: the answers of one turn leave in one write (a bare
+// server under 64 streams, bench/h2_answer.ts: 1 sendto per answer → 0.055). One node under 64
+// concurrent clients (bench/client_path.ts): a stale GET 70 → 61 µs of server CPU, a PUT 131 →
+// 118 (BENCHMARKS.md, "Cluster").
 //
 // Only that one shape is taken to the stream; everything else goes the compatibility way as
 // before: a body written in parts or with headers flushed first (a watch, a large range read), a
