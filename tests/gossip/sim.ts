@@ -142,6 +142,25 @@ export class Sim {
   }
 
   /** Every up member in `ids` sees every other as alive, and knows nobody else as alive. */
+  /** Each member's view, for a failure message: "n0 sees n0 alive, n1 suspect; n1 sees ...". */
+  views(ids: readonly string[]): string {
+    return ids.map((id) => `${id} sees ${this.node(id).swim.members().map((m) => `${m.id} ${m.state}`).join(", ")}`).join("; ");
+  }
+
+  /**
+   * Adds n0..n(n-1) 200 ms apart, each joining through one earlier member as
+   * tests/gossip/cluster.ts startCluster seeds real agents: n1, n2 via n0; n3, n4 via n1; ...
+   */
+  addTree(n: number): string[] {
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) {
+      ids.push(`n${i}`);
+      this.add(`n${i}`, i === 0 ? [] : [`n${(i - 1) >> 1}`]);
+      this.run(200);
+    }
+    return ids;
+  }
+
   converged(ids: readonly string[]): boolean {
     const want = new Set(ids);
     for (const id of ids) {

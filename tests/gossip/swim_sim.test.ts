@@ -33,26 +33,20 @@ describe("gossip simulator", () => {
   }
 
   test("5 members each joining through one earlier member (the UDP test's cluster) converge by gossip, not push-pull", () => {
-    // Seeds as tests/gossip/cluster.ts startCluster gives them: n1, n2 via n0; n3, n4 via n1. With
-    // the local preset an update goes out twice; right after n0 learns of n2 it acks and gossips
-    // to n2, and when both copies of "n2 alive" went to n2 itself, n1 heard of n2 only at a
-    // push-pull, 15 s later (seeds 5, 14 and 33 here, before an alive stopped being spent on
-    // the member it is about).
+    // Seeds as tests/gossip/cluster.ts startCluster gives them (Sim.addTree). With the local
+    // preset an update goes out twice; right after n0 learns of n2 it acks and gossips to n2, and
+    // when both copies of "n2 alive" went to n2 itself, n1 heard of n2 only at a push-pull, 15 s
+    // later (seeds 5, 14 and 33 here, before an alive stopped being spent on the member it is about).
     const LOCAL = gossipConfig("local");
     let worst = 0;
     const slow: string[] = [];
     for (let seed = 1; seed <= 40; seed++) {
       const sim = new Sim({ seed, config: LOCAL });
-      const ids: string[] = [];
-      for (let i = 0; i < 5; i++) {
-        ids.push(`n${i}`);
-        sim.add(`n${i}`, i === 0 ? [] : [`n${(i - 1) >> 1}`]);
-        sim.run(200);
-      }
+      const ids = sim.addTree(5);
       const start = sim.now;
       const ok = sim.runUntil(() => sim.converged(ids), 3 * LOCAL.probeIntervalMs);
       worst = Math.max(worst, sim.now - start);
-      if (!ok) slow.push(`seed ${seed}: ${ids.map((id) => `${id} sees ${sim.node(id).swim.members().map((m) => `${m.id} ${m.state}`).join(", ")}`).join("; ")}`);
+      if (!ok) slow.push(`seed ${seed}: ${sim.views(ids)}`);
     }
     console.log(`sim: 40 runs of 5 members joining a tree of seeds, slowest converged ${worst} ms after the last join`);
     expect(slow).toEqual([]);
@@ -70,16 +64,11 @@ describe("gossip simulator", () => {
     let worst = 0;
     for (let seed = 1; seed <= 200; seed++) {
       const sim = new Sim({ seed, config: LOCAL, loss: 0.05 });
-      const ids: string[] = [];
-      for (let i = 0; i < 5; i++) {
-        ids.push(`n${i}`);
-        sim.add(`n${i}`, i === 0 ? [] : [`n${(i - 1) >> 1}`]);
-        sim.run(200);
-      }
+      const ids = sim.addTree(5);
       const start = sim.now;
       const ok = sim.runUntil(() => sim.converged(ids), bound);
       worst = Math.max(worst, sim.now - start);
-      if (!ok) split.push(`seed ${seed}: ${ids.map((id) => `${id} sees ${sim.node(id).swim.members().map((m) => `${m.id} ${m.state}`).join(", ")}`).join("; ")}`);
+      if (!ok) split.push(`seed ${seed}: ${sim.views(ids)}`);
     }
     console.log(`sim: 200 runs of 5 members joining a tree of seeds at 5% loss, ${split.length} not converged within ${bound} ms, slowest converged ${worst} ms after the last join`);
     expect(split).toEqual([]);
@@ -102,8 +91,7 @@ describe("gossip simulator", () => {
     expect(sim.converged(["n1", "n3", "n4"])).toBe(true);
     sim.heal();
     const ok = sim.runUntil(() => sim.converged(ids), 2 * LOCAL.pushPullIntervalMs);
-    const views = ids.map((id) => `${id} sees ${sim.node(id).swim.members().map((m) => `${m.id} ${m.state}`).join(", ")}`).join("; ");
-    expect(ok ? "converged" : views).toBe("converged");
+    expect(ok ? "converged" : sim.views(ids)).toBe("converged");
     expect(sim.node("n1").swim.joined()).toBe(true);
   });
 
