@@ -6,27 +6,19 @@ import http2 from "node:http2";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { PhalanxNode } from "../../src/node/node.ts";
-import { serveApp, type RunningServer } from "../../src/transport/server.ts";
-import { freePort } from "../integration/harness.ts";
-import { startSingleNode } from "./single_node.ts";
+import { serveSingleNode, type ServedNode } from "./single_node.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "phalanx-h2-bodies-"));
-let node: PhalanxNode;
-let server: RunningServer;
+let served: ServedNode;
 let session: http2.ClientHttp2Session;
 
 beforeAll(async () => {
-  const started = await startSingleNode(join(dir, "data"));
-  node = started.node;
-  server = await serveApp(started.app, { listen: `127.0.0.1:${await freePort()}` });
-  session = http2.connect(`http://127.0.0.1:${server.port}`);
+  served = await serveSingleNode(join(dir, "data"));
+  session = served.session;
 });
 
 afterAll(async () => {
-  session.close();
-  await server.close();
-  await node.stop();
+  await served.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -9,30 +9,23 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Hono } from "hono";
-import type { PhalanxNode } from "../../src/node/node.ts";
-import { serveApp, type RunningServer } from "../../src/transport/server.ts";
-import { freePort } from "../integration/harness.ts";
-import { startSingleNode } from "./single_node.ts";
+import { serveSingleNode, type ServedNode } from "./single_node.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "phalanx-guards-"));
 const ADMIN = "admin-token-0123456789abcdef";
 const tokenFile = join(dir, "tokens");
 writeFileSync(tokenFile, `ops admin ${ADMIN}\n`);
-let node: PhalanxNode;
+let served: ServedNode;
 let app: Hono;
-let server: RunningServer;
 let session: http2.ClientHttp2Session;
 
 beforeAll(async () => {
-  ({ node, app } = await startSingleNode(join(dir, "data"), { clientTokensFile: tokenFile }));
-  server = await serveApp(app, { listen: `127.0.0.1:${await freePort()}` });
-  session = http2.connect(`http://127.0.0.1:${server.port}`);
+  served = await serveSingleNode(join(dir, "data"), { clientTokensFile: tokenFile });
+  ({ app, session } = served);
 });
 
 afterAll(async () => {
-  session.close();
-  await server.close();
-  await node.stop();
+  await served.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

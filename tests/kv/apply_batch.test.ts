@@ -2,7 +2,7 @@
 // session eviction runs only when some session can have expired. Both must leave every result,
 // the applied index on disk and the sessions evicted exactly as a statement per entry did.
 import { afterEach, describe, expect, test } from "bun:test";
-import { isError, type Result } from "../../src/kv/command.ts";
+import { isError } from "../../src/kv/command.ts";
 import { KvStore } from "../../src/kv/store.ts";
 import { isExpired } from "../../src/kv/session.ts";
 import type { Entry } from "../../src/raft/types.ts";
@@ -10,7 +10,7 @@ import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
 import { CorruptDataError } from "../../src/storage/errors.ts";
 import { Prng } from "../sim/prng.ts";
 import { TempDirs } from "../storage/temp_dir.ts";
-import { bytes, proposal } from "./fixtures.ts";
+import { bytes, commit, proposal } from "./fixtures.ts";
 
 const TTL = 10_000;
 const temp = new TempDirs();
@@ -24,13 +24,6 @@ function fresh(dir = temp.make("phalanx-apply")): { dd: DataDir; kv: KvStore; di
   const dd = openDataDir(dir, { bootstrap: { voters: ["n1"], learners: [] } });
   open.push(dd);
   return { dd, kv: new KvStore(dd, { sessionTtlMs: TTL }), dir };
-}
-
-function commit(dd: DataDir, kv: KvStore, entries: Entry[]): Array<Result | null> {
-  return dd.transaction(() => {
-    dd.log.save(null, entries, { term: 1, vote: "n1", commit: entries[entries.length - 1]!.index });
-    return entries.map((e) => kv.apply(e));
-  });
 }
 
 /** The kv_state row as stored (what a restart resumes from). */

@@ -205,14 +205,20 @@ function encodings(r: Prng, p: unknown): Uint8Array[] {
   return out;
 }
 
+/** A valid proposal after 0 to `below - 1` random mutations (as many as r.int(below) draws). */
+function mutated(r: Prng, below: number): Record<string, unknown> {
+  const p = valid(r);
+  for (let m = r.int(below); m > 0; m--) mutate(r, p);
+  return p;
+}
+
 describe("the hand-written proposal check is the schema", () => {
   test("decodeProposal reads loose, minimal and damaged encodings exactly as msgpack and the schema do", () => {
     const r = new Prng(12);
     let accepted = 0;
     let tried = 0;
     for (let i = 0; i < CASES; i++) {
-      const p = valid(r);
-      for (let m = r.int(3); m > 0; m--) mutate(r, p);
+      const p = mutated(r, 3);
       for (const data of encodings(r, p)) {
         const want = oracleDecode(data);
         const got = decodedBy(data);
@@ -229,8 +235,7 @@ describe("the hand-written proposal check is the schema", () => {
     const r = new Prng(10);
     let accepted = 0;
     for (let i = 0; i < CASES; i++) {
-      const p = valid(r);
-      for (let m = r.int(4); m > 0; m--) mutate(r, p);
+      const p = mutated(r, 4);
       let data: Uint8Array;
       try {
         data = encode(p);
@@ -251,8 +256,7 @@ describe("the hand-written proposal check is the schema", () => {
     const r = new Prng(11);
     let accepted = 0;
     for (let i = 0; i < CASES; i++) {
-      const p = valid(r);
-      for (let m = r.int(4); m > 0; m--) mutate(r, p);
+      const p = mutated(r, 4);
       const input = r.chance(0.2) ? oddly(r, p) : p;
       const want = outcome(() => encode(proposalSchema.parse(input)));
       const got = outcome(() => encodeProposal(input as never));

@@ -2,11 +2,10 @@ import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { encodeMemberContext } from "../../src/kv/member.ts";
 import { KvStore } from "../../src/kv/store.ts";
-import type { Entry } from "../../src/raft/types.ts";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
 import { CorruptDataError } from "../../src/storage/errors.ts";
 import { TempDirs } from "../storage/temp_dir.ts";
-import { bytes, conf, proposal } from "./fixtures.ts";
+import { bytes, commit, conf, proposal } from "./fixtures.ts";
 
 const temp = new TempDirs();
 const open: DataDir[] = [];
@@ -19,13 +18,6 @@ function node(): { dd: DataDir; kv: KvStore } {
   const dd = openDataDir(temp.make("phalanx-snap"), { bootstrap: { voters: ["n1"], learners: [] } });
   open.push(dd);
   return { dd, kv: new KvStore(dd) };
-}
-
-function commit(dd: DataDir, kv: KvStore, entries: Entry[]): void {
-  dd.transaction(() => {
-    dd.log.save(null, entries, { term: 1, vote: "n1", commit: entries[entries.length - 1]!.index });
-    for (const e of entries) kv.apply(e);
-  });
 }
 
 function dump(kv: KvStore) {

@@ -1,12 +1,12 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { isError, type Result } from "../../src/kv/command.ts";
+import { isError } from "../../src/kv/command.ts";
 import { encodeMemberContext } from "../../src/kv/member.ts";
 import { KvStore, prefixEnd } from "../../src/kv/store.ts";
 import type { Entry } from "../../src/raft/types.ts";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
 import { CorruptDataError } from "../../src/storage/errors.ts";
 import { TempDirs } from "../storage/temp_dir.ts";
-import { bytes, conf, noop, proposal } from "./fixtures.ts";
+import { bytes, commit, conf, noop, proposal } from "./fixtures.ts";
 
 const temp = new TempDirs();
 const open: DataDir[] = [];
@@ -19,14 +19,6 @@ function fresh(dir = temp.make("phalanx-kv")): { dd: DataDir; kv: KvStore; dir: 
   const dd = openDataDir(dir, { bootstrap: { voters: ["n1", "n2"], learners: [] }, addresses: { n1: "10.0.0.1:7000" } });
   open.push(dd);
   return { dd, kv: new KvStore(dd, { sessionTtlMs: 10_000 }), dir };
-}
-
-/** Appends the entries to the log and applies them, as the node does for a single-node Ready. */
-function commit(dd: DataDir, kv: KvStore, entries: Entry[]): Array<Result | null> {
-  return dd.transaction(() => {
-    dd.log.save(null, entries, { term: 1, vote: "n1", commit: entries[entries.length - 1]!.index });
-    return entries.map((e) => kv.apply(e));
-  });
 }
 
 describe("KvStore operations", () => {

@@ -5,10 +5,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { type Command, type Result } from "../../src/kv/command.ts";
 import { KvStore } from "../../src/kv/store.ts";
-import type { Entry } from "../../src/raft/types.ts";
 import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
 import { TempDirs } from "../storage/temp_dir.ts";
-import { bytes, proposal } from "./fixtures.ts";
+import { bytes, commit, proposal } from "./fixtures.ts";
 
 const temp = new TempDirs();
 const open: DataDir[] = [];
@@ -23,13 +22,6 @@ function fresh(dir = temp.make("phalanx-kvx")): { dd: DataDir; kv: KvStore; dir:
   const dd = openDataDir(dir, { bootstrap: { voters: ["n1"], learners: [] }, addresses: {} });
   open.push(dd);
   return { dd, kv: new KvStore(dd, { history: HISTORY }), dir };
-}
-
-function commit(dd: DataDir, kv: KvStore, entries: Entry[]): Array<Result | null> {
-  return dd.transaction(() => {
-    dd.log.save(null, entries, { term: 1, vote: "n1", commit: entries[entries.length - 1]!.index });
-    return entries.map((e) => kv.apply(e));
-  });
 }
 
 /** Applies commands one entry each from the next index; returns their results. */

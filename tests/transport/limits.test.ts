@@ -38,20 +38,26 @@ async function connect(port: number, localAddress?: string): Promise<{ socket: n
   return { socket, closed };
 }
 
+/** GET /ping on an open session: its status, within 3 s. */
+function pingOn(session: http2.ClientHttp2Session, what: string): Promise<number> {
+  return withDeadline(
+    new Promise<number>((resolve, reject) => {
+      const req = session.request({ ":path": "/ping" });
+      req.on("response", (h) => resolve(Number(h[":status"])));
+      req.on("error", reject);
+      req.resume();
+      req.end();
+    }),
+    3000,
+    what,
+  );
+}
+
 async function ping(port: number): Promise<number> {
   const session = http2.connect(`http://127.0.0.1:${port}`);
   session.on("error", () => undefined);
   try {
-    return await withDeadline(
-      new Promise<number>((resolve, reject) => {
-        const req = session.request({ ":path": "/ping" });
-        req.on("response", (h) => resolve(Number(h[":status"])));
-        req.on("error", reject);
-        req.end();
-      }),
-      3000,
-      "ping",
-    );
+    return await pingOn(session, "ping");
   } finally {
     session.destroy();
   }
@@ -116,17 +122,7 @@ test("a session that served requests is closed idleNoStreamMs after its last str
   // Bounded: requests for 600 ms (past the first firing of the timer), 20 ms apart.
   const until = performance.now() + 600;
   while (performance.now() < until) {
-    const status = await withDeadline(
-      new Promise<number>((resolve, reject) => {
-        const req = session.request({ ":path": "/ping" });
-        req.on("response", (h) => resolve(Number(h[":status"])));
-        req.on("error", reject);
-        req.resume();
-        req.end();
-      }),
-      3000,
-      "a request",
-    );
+    const status = await pingOn(session, "a request");
     expect(status).toBe(200);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -149,19 +145,7 @@ test("a connection busy with short requests is never reset as idle, whenever the
   const statuses: number[] = [];
   // Bounded: 60 sequential requests with a 15 ms pause between them, about 1.2 s: six timer periods.
   for (let i = 0; i < 60 && !closed; i++) {
-    statuses.push(
-      await withDeadline(
-        new Promise<number>((resolve, reject) => {
-          const req = session.request({ ":path": "/ping" });
-          req.on("response", (h) => resolve(Number(h[":status"])));
-          req.on("error", reject);
-          req.resume();
-          req.end();
-        }),
-        3000,
-        `request ${i}`,
-      ),
-    );
+    statuses.push(await pingOn(session, `request ${i}`));
     await new Promise((r) => setTimeout(r, 15));
   }
   expect(closed).toBe(false);
@@ -185,12 +169,7 @@ describe.skipIf(!haveOpenssl)("busy sessions stay open past idleNoStreamMs", asy
       const until = performance.now() + 1200;
       let answered = 0;
       while (performance.now() < until) {
-        const status = await new Promise<number>((resolve, reject) => {
-          const req = session.request({ ":path": "/ping" });
-          req.on("response", (h) => resolve(Number(h[":status"])));
-          req.on("error", reject);
-          req.end();
-        });
+        const status = await pingOn(session, "a short request");
         if (status === 200) answered++;
         await new Promise((r) => setTimeout(r, 20));
       }
