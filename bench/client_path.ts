@@ -1,4 +1,4 @@
-// `bun bench/client_path.ts [--n 10000] [--rounds 5] [--conc 16] [--only fetch|h2] [--routes "lin GET,PUT"]`: the CPU that
+// `bun bench/client_path.ts [--n 10000] [--rounds 5] [--conc 16] [--only fetch|forwarded|h2] [--routes "lin GET,PUT"]`: the CPU that
 // one node spends per client request, measured in process (steadier than a load generator on a
 // shared 2-core machine). One real node (n1, a lone voter, production tick) on a temp data dir,
 // fsync on, 1,000 keys of 100 bytes, then for each route a bounded number of requests:
@@ -9,6 +9,9 @@
 //   fetch  app.fetch(new Request(...)) on the node's Hono app: no sockets, no HTTP/2. The client's
 //          work (building Requests, reading answers) is in the figure too, so it is an upper bound
 //          on the app's cost; it moves with every change to our code and little else.
+//   forwarded  node.runForwarded(...) as the leader runs a Forward frame from a follower (n2): the
+//          leader's side of a forwarded request without the peer stream (bench/forward_hop.ts
+//          measures the hop itself).
 //   h2     the node served by serveApp on loopback h2c, driven by a child process (node:http2,
 //          `conc` streams on one session): only the server process's CPU is counted, as with the
 //          Go load generator (bench/loadgen against one node), without its ±20% swings.
@@ -23,6 +26,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, waitFor } from "../tests/integration/harness.ts";
 import { median } from "./cluster.ts";
+import type { ForwardAnswer, ForwardRequest } from "../src/transport/forward_frame.ts";
 
 const KEYS = 1000;
 const VALUE = new Uint8Array(100).fill(0x61);
@@ -108,6 +112,8 @@ interface Served {
   label: string;
   port: number;
   fetch: (req: Request) => Response | Promise<Response>;
+  forwarded: (req: ForwardRequest) => Promise<ForwardAnswer>;
+  node: import("../src/node/node.ts").PhalanxNode;
   stop: () => Promise<void>;
 }
 
@@ -130,6 +136,8 @@ async function serveNode(root: string, label: string, dir: string): Promise<Serv
     label,
     port,
     fetch: (req) => app.fetch(req),
+    forwarded: (req) => node.runForwarded(req, "n2"),
+    node,
     stop: async () => {
       await server.close();
       await node.stop();
@@ -142,6 +150,28 @@ async function fetchOne(s: Served, route: Route, i: number): Promise<void> {
   const res = await s.fetch(new Request(`http://127.0.0.1:${s.port}${route.path(i)}`, init));
   await res.arrayBuffer();
   if (res.status !== 200) throw new Error(`${route.name}: status ${res.status}`);
+}
+
+async function forwardedOne(s: Served, route: Route, i: number): Promise<void> {
+  const put = route.method === "PUT";
+  const a = await s.forwarded({ method: route.method, path: route.path(i), headers: put ? { "content-type": "application/octet-stream" } : {}, body: put ? VALUE : null, timeoutMs: 5000 });
+  if (a.status !== 200) throw new Error(`${route.name} forwarded: status ${a.status}`);
+}
+
+async function forwardedRound(s: Served, route: Route): Promise<number> {
+  const c0 = cpuUs();
+  await closedLoop(n, conc, (i) => forwardedOne(s, route, i));
+  return (cpuUs() - c0) / n;
+}
+
+async function proposeRound(s: Served, route: Route): Promise<number> {
+  if (route.method !== "PUT") return 0;
+  const c0 = cpuUs();
+  await closedLoop(n, conc, async (i) => {
+    const o = await s.node.propose({ op: "put", key: `bench-${i % KEYS}`, value: VALUE }, null, 5000);
+    if (o.kind !== "applied") throw new Error(`propose: ${o.kind}`);
+  });
+  return (cpuUs() - c0) / n;
 }
 
 async function fetchRound(s: Served, route: Route): Promise<number> {
@@ -171,6 +201,8 @@ try {
   for (const s of served) await closedLoop(KEYS, conc, (i) => fetchOne(s, PUT, i));
   const ways: [string, (s: Served, r: Route) => Promise<number>][] = [
     ["fetch", fetchRound],
+    ["forwarded", forwardedRound],
+    ["propose", proposeRound],
     ["h2", h2Round],
   ];
   console.log(`client path: 1 node, ${n} requests per route and round, ${conc} in flight, ${rounds} rounds (CPU µs per request)`);
@@ -191,7 +223,7 @@ try {
       for (const s of served) {
         const xs = results.get(`${s.label} ${route.name}`)!;
         const who = served.length > 1 ? `${s.label.padEnd(8)}` : "";
-        console.log(`${way.padEnd(5)} ${who}${route.name.padEnd(9)} median ${median(xs).toFixed(1).padStart(6)} µs  (rounds: ${xs.map((x) => x.toFixed(1)).join(", ")})`);
+        console.log(`${way.padEnd(9)} ${who}${route.name.padEnd(9)} median ${median(xs).toFixed(1).padStart(6)} µs  (rounds: ${xs.map((x) => x.toFixed(1)).join(", ")})`);
       }
     }
   }
