@@ -144,12 +144,13 @@ function commonName(cert: PeerCertificate): string | null {
 
 /**
  * The env api/forward.ts runForwarded() gives the app: the raw path (raw_path.ts reads
- * `incoming.url`) and the member that forwarded the request. Only this process builds it, for a
- * stream frame whose sender the peer stream proved (its tag, or the mTLS connection): no header a
- * client sends makes a request forwarded.
+ * `incoming.url`), the body as the frame carried it (transport/body.ts HeldBody), and the member
+ * that forwarded the request. Only this process builds it, for a stream frame whose sender the
+ * peer stream proved (its tag, or the mTLS connection): no header a client sends makes a request
+ * forwarded.
  */
 export interface ForwardedEnv {
-  incoming: { url: string };
+  incoming: { url: string; held: Uint8Array };
   forwardedBy: string;
 }
 

@@ -29,6 +29,7 @@ export const LEADER_ADDR_HEADER = "x-phalanx-leader-addr";
 /** Seconds a client should wait before retrying when there is no leader (about one election). */
 export const RETRY_AFTER_S = "1";
 
+const EMPTY_BODY = new Uint8Array(0);
 const PASSED_REQUEST_HEADERS = ["content-type", "accept", "x-phalanx-session"];
 /** What the leader takes from a forward: the passed headers and the client's credential or vouched identity. */
 const FORWARDED_REQUEST_HEADERS = [...PASSED_REQUEST_HEADERS, "authorization", CLIENT_NAME_HEADER, CLIENT_SCOPE_HEADER];
@@ -135,7 +136,7 @@ export function runForwarded(app: Hono, maxAnswerBytes: number): (req: ForwardRe
     headers.set(TIMEOUT_HEADER, String(req.timeoutMs));
     if (req.body !== null) headers.set("content-length", String(req.body.byteLength));
     const request = new Request(`http://forwarded${req.path}`, { method: req.method, headers, ...(req.body === null ? {} : { body: req.body }) });
-    const env: ForwardedEnv = { incoming: { url: req.path }, forwardedBy: from };
+    const env: ForwardedEnv = { incoming: { url: req.path, held: req.body ?? EMPTY_BODY }, forwardedBy: from };
     const res = await app.fetch(request, env);
     const out: Record<string, string> = {};
     for (const name of PASSED_RESPONSE_HEADERS) {

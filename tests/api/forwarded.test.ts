@@ -55,6 +55,20 @@ test("a write session travels with a forward: the same write forwarded again get
   expect(((await (await app.request("/v1/kv/once")).json()) as { kv: { version: number } }).kv.version).toBe(1);
 });
 
+test("a forwarded body is the frame's own bytes: a binary value is stored byte for byte, one over the route's cap is refused unproposed", async () => {
+  const value = Uint8Array.from({ length: 1024 }, (_, i) => i % 256);
+  const run = runForwarded(app, 1 << 20);
+  const put = await run({ method: "PUT", path: "/v1/kv/bin", headers: { "content-type": "application/octet-stream" }, body: value, timeoutMs: 2000 }, "n2");
+  expect(put.status).toBe(200);
+  const got = await app.request("/v1/kv/bin?raw");
+  expect(new Uint8Array(await got.arrayBuffer())).toEqual(value);
+  const commit = node.status().commit;
+  const huge = await run({ method: "PUT", path: "/v1/kv/huge", headers: { "content-type": "application/octet-stream" }, body: new Uint8Array(2 << 20), timeoutMs: 2000 }, "n2");
+  expect(huge.status).toBe(413);
+  expect((await app.request("/v1/kv/huge")).status).toBe(404);
+  expect(node.status().commit).toBe(commit);
+});
+
 test("an answer larger than the cap, or one that does not end within the deadline and a second, is a failure, not an answer", async () => {
   await app.request("/v1/kv/big", { method: "PUT", body: "x".repeat(1000), headers: { "content-type": "application/octet-stream" } });
   await expect(runForwarded(app, 100)(req("GET", "/v1/kv/big", null), "n2")).rejects.toThrow(/exceeds 100 bytes/);
