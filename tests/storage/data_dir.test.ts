@@ -3,10 +3,10 @@
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KvStore } from "../../src/kv/store.ts";
-import { openDataDir, type DataDir } from "../../src/storage/data_dir.ts";
+import { openDataDir, WAL_CHECKPOINT_PAGES, type DataDir } from "../../src/storage/data_dir.ts";
 import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, RolledBackError } from "../../src/storage/errors.ts";
 import { FORMAT_VERSION } from "../../src/storage/schema.ts";
 import { STATE_FILE, readStateRecord } from "../../src/storage/state_record.ts";
@@ -192,6 +192,25 @@ describe("openDataDir", () => {
     const after = new Database(file, { readonly: true });
     expect(after.query("SELECT max(idx) FROM raft_log").values()).toEqual([[201]]);
     after.close();
+  });
+
+  test("the WAL is copied back into the file only past WAL_CHECKPOINT_PAGES, not at SQLite's 1,000 pages", () => {
+    const dir = temp.make();
+    const dd = openDataDir(dir, BOOT);
+    try {
+      const page = (dd.db.query("PRAGMA page_size").values()[0] as [number])[0];
+      const walBytes = () => statSync(join(dir, "phalanx.db-wal")).size;
+      // About 3,000 pages of log in 30 commits: far past SQLite's default, well below ours.
+      for (let t = 0; t < 30; t++) dd.transaction(() => dd.log.save(null, entries(1 + t * 100, 100, page - 200), null), { sync: false });
+      expect(walBytes()).toBeGreaterThan(2_500 * page);
+      // Past the mark a commit checkpoints, and the WAL starts over from its beginning: another
+      // 6,000 pages of commits leave it within a few commits of the mark.
+      for (let t = 30; t < 190; t++) dd.transaction(() => dd.log.save(null, entries(1 + t * 100, 100, page - 200), null), { sync: false });
+      expect(walBytes()).toBeGreaterThan(WAL_CHECKPOINT_PAGES * page);
+      expect(walBytes()).toBeLessThan((WAL_CHECKPOINT_PAGES + 300) * (page + 24));
+    } finally {
+      dd.close();
+    }
   });
 
   test("a read-only data dir is refused with a clear error", () => {
