@@ -36,12 +36,11 @@ import type { GossipPeer, PeerEvent, PeerMeta, PeerState, Role } from "./peer.ts
 import { pushPullClient, type PushPullClient, type PushPullFn } from "./push_pull_route.ts";
 import { RateLimitedLog, stderrLog, type GossipLog } from "./rate_limited_log.ts";
 import { seededRng } from "./rng.ts";
-import { Swim } from "./swim.ts";
+import { nextJoinBackoffMs, Swim } from "./swim.ts";
 import { openUdp, type UdpEndpoint } from "./udp.ts";
 
 export const DEFAULT_GOSSIP_PORT = 7946;
 const WARN_INTERVAL_MS = 10_000;
-const MAX_JOIN_BACKOFF_MS = 30_000;
 
 export interface GossipAgentOptions {
   id: string;
@@ -216,7 +215,7 @@ export class GossipAgent {
     log("info", "gossip started", { id: o.id, gossipAddr: agent.gossipAddr, bind, port: udp.port });
     const join = o.join ?? [];
     if (join.length > 0 || (o.discoveryDns !== undefined && o.discoveryDns !== "")) {
-      agent.joinLoop(join, o.discoveryDns, cfg.probeIntervalMs);
+      agent.joinLoop(join, o.discoveryDns, cfg);
     }
     return agent;
   }
@@ -392,8 +391,9 @@ export class GossipAgent {
     );
   }
 
-  /** Pings the seeds with backoff until one of them answers (the core's joined(): see there). */
-  private joinLoop(join: readonly string[], discoveryDns: string | undefined, backoffMs: number): void {
+  /** Pings the seeds until one of them answers (the core's joined(): see there), waiting by nextJoinBackoffMs. */
+  private joinLoop(join: readonly string[], discoveryDns: string | undefined, cfg: GossipConfig): void {
+    let backoffMs: number | null = null;
     const attempt = async () => {
       if (this.stopped || this.core.joined()) {
         if (!this.stopped) this.log("info", "gossip joined", { members: this.core.memberCount(), attempts: this.c.joinAttempts });
@@ -405,8 +405,8 @@ export class GossipAgent {
       if (seeds.length === 0) this.warn.warn(performance.now(), "join", "gossip: no seeds found yet", { join, discoveryDns });
       else this.core.join(performance.now(), seeds);
       this.flush();
+      backoffMs = nextJoinBackoffMs(cfg, backoffMs);
       this.joinTimer = setTimeout(() => void attempt(), backoffMs);
-      backoffMs = Math.min(backoffMs * 2, MAX_JOIN_BACKOFF_MS);
     };
     void attempt();
   }

@@ -678,3 +678,17 @@ export class Swim {
 function isNews(m: Message): boolean {
   return m.type === "alive" || m.type === "suspect" || m.type === "dead";
 }
+
+/** The longest wait between two join attempts. */
+export const MAX_JOIN_BACKOFF_MS = 30_000;
+
+/**
+ * How long a member that has not joined() waits before it pings its seeds again: one probe
+ * interval after the first attempt, then twice the previous wait, at most MAX_JOIN_BACKOFF_MS
+ * (memberlist retries its seeds with a backoff too). `previousMs` is the last wait, null before
+ * the first retry. The agent's join loop and the gossip simulator (tests/gossip/sim.ts) both wait
+ * by this rule.
+ */
+export function nextJoinBackoffMs(cfg: Pick<GossipConfig, "probeIntervalMs">, previousMs: number | null): number {
+  return previousMs === null ? cfg.probeIntervalMs : Math.min(previousMs * 2, MAX_JOIN_BACKOFF_MS);
+}

@@ -5,7 +5,7 @@ import { gossipConfig, type GossipConfig } from "../../src/gossip/config.ts";
 import { ENCRYPTION_OVERHEAD } from "../../src/gossip/keyring.ts";
 import type { PeerEvent, PeerState } from "../../src/gossip/peer.ts";
 import { seededRng, type Rng } from "../../src/gossip/rng.ts";
-import { Swim } from "../../src/gossip/swim.ts";
+import { nextJoinBackoffMs, Swim } from "../../src/gossip/swim.ts";
 
 export interface SimOptions {
   seed: number;
@@ -22,10 +22,11 @@ interface SimNode {
   up: boolean;
   /** Extra inbound delay, uniform in [0, slowMs]: a member that handles packets late. */
   slowMs: number;
-  /** Seeds to retry, with backoff, until one answers (the core's joined(), as the agent does). */
+  /** Seeds to retry until one answers (the core's joined()), waiting by nextJoinBackoffMs as the agent does. */
   seeds: readonly string[];
   nextJoinAt: number;
-  joinBackoffMs: number;
+  /** The last wait between attempts; null before the first retry. */
+  joinBackoffMs: number | null;
   events: { at: number; event: PeerEvent }[];
 }
 
@@ -71,7 +72,7 @@ export class Sim {
       now: this.now,
       packetOverhead: ENCRYPTION_OVERHEAD,
     });
-    const node: SimNode = { id, swim, up: true, slowMs: 0, seeds, nextJoinAt: this.now, joinBackoffMs: 500, events: [] };
+    const node: SimNode = { id, swim, up: true, slowMs: 0, seeds, nextJoinAt: this.now, joinBackoffMs: null, events: [] };
     this.nodes.set(id, node);
     this.byAddr.set(`${id}:7946`, id);
     this.byAddr.set(`${id}:8000`, id);
@@ -81,8 +82,8 @@ export class Sim {
   private maybeJoin(n: SimNode): void {
     if (n.seeds.length === 0 || this.now < n.nextJoinAt || n.swim.joined()) return;
     n.swim.join(this.now, n.seeds.map((s) => `${s}:7946`));
+    n.joinBackoffMs = nextJoinBackoffMs(this.cfg, n.joinBackoffMs);
     n.nextJoinAt = this.now + n.joinBackoffMs;
-    n.joinBackoffMs = Math.min(n.joinBackoffMs * 2, 8_000);
     this.flush(n);
   }
 
