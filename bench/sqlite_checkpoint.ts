@@ -10,37 +10,25 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { encodeProposal } from "../src/kv/command.ts";
 import { KvStore } from "../src/kv/store.ts";
-import type { Entry } from "../src/raft/types.ts";
-import { openDataDir } from "../src/storage/data_dir.ts";
+import { benchDataDir, cpuUs, putReady, trimLog } from "./put_readies.ts";
 
-const KEYS = 10_000;
 const BATCH = 16;
-const VALUE = new Uint8Array(100).fill(7);
 const ENTRIES = Number(process.argv[2] ?? 120_000);
 const root = mkdtempSync(join(tmpdir(), "phalanx-checkpoint-"));
-const cpu = () => {
-  const u = process.cpuUsage();
-  return u.user + u.system;
-};
 
 try {
   const runs = [1000, 4000, 10_000].map((pages) => {
-    const dd = openDataDir(join(root, String(pages)), { bootstrap: { voters: ["n1"], learners: [] }, integrityCheck: false });
+    const dd = benchDataDir(join(root, String(pages)));
     dd.db.run(`PRAGMA wal_autocheckpoint = ${pages}`);
     return { pages, dd, kv: new KvStore(dd), index: 0, cpuUs: 0, wallsUs: [] as number[], entries: 0 };
   });
   const readies = Math.ceil(ENTRIES / BATCH);
   for (let r = 0; r < readies; r++) {
     for (const run of r % 2 === 0 ? runs : [...runs].reverse()) {
-      const entries: Entry[] = [];
-      for (let i = 0; i < BATCH; i++) {
-        const n = r * BATCH + i;
-        const data = encodeProposal({ time: 1_700_000_000_000 + n, session: null, cmd: { op: "put", key: `bench/key/${(n * 7919) % KEYS}`, value: VALUE } });
-        entries.push({ index: ++run.index, term: 1, type: "normal", data });
-      }
-      const c0 = cpu();
+      const entries = putReady(r, BATCH, run.index);
+      run.index += BATCH;
+      const c0 = cpuUs();
       const t0 = performance.now();
       run.dd.transaction(
         () => {
@@ -50,11 +38,11 @@ try {
         { sync: true },
       );
       if (r > readies / 3) {
-        run.cpuUs += cpu() - c0;
+        run.cpuUs += cpuUs() - c0;
         run.wallsUs.push((performance.now() - t0) * 1000);
         run.entries += BATCH;
       }
-      if (run.index % 10_000 < BATCH && run.index > 20_000) run.dd.db.run(`DELETE FROM raft_log WHERE idx < ${run.index - 10_000}`);
+      trimLog(run.dd, run.index, BATCH);
     }
   }
   console.log(`Readies of ${BATCH} puts, fsync on, ${ENTRIES} entries each (the last two thirds counted)`);

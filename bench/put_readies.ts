@@ -1,0 +1,37 @@
+// What the storage benchmarks (sqlite_checkpoint.ts, apply_layout.ts) feed a data dir: Readies of
+// puts shaped like a busy node's (100-byte values over 10,000 keys, proposal time advancing), and
+// the process's CPU time.
+
+import { encodeProposal } from "../src/kv/command.ts";
+import type { Entry } from "../src/raft/types.ts";
+import { type DataDir, openDataDir } from "../src/storage/data_dir.ts";
+
+const KEYS = 10_000;
+const VALUE = new Uint8Array(100).fill(7);
+
+/** Ready number `r` of `batch` puts, its entries numbered on from `lastIndex`. */
+export function putReady(r: number, batch: number, lastIndex: number): Entry[] {
+  const entries: Entry[] = [];
+  for (let i = 0; i < batch; i++) {
+    const n = r * batch + i;
+    const data = encodeProposal({ time: 1_700_000_000_000 + n, session: null, cmd: { op: "put", key: `bench/key/${(n * 7919) % KEYS}`, value: VALUE } });
+    entries.push({ index: lastIndex + i + 1, term: 1, type: "normal", data });
+  }
+  return entries;
+}
+
+/** A one-voter data dir opened as a node opens it, without the integrity check. */
+export function benchDataDir(dir: string): DataDir {
+  return openDataDir(dir, { bootstrap: { voters: ["n1"], learners: [] }, integrityCheck: false });
+}
+
+/** The log a node keeps after its snapshots: everything but the last 10,000 entries trimmed, every 10,000. */
+export function trimLog(dd: DataDir, lastIndex: number, batch: number): void {
+  if (lastIndex % 10_000 < batch && lastIndex > 20_000) dd.db.run(`DELETE FROM raft_log WHERE idx < ${lastIndex - 10_000}`);
+}
+
+/** User + system CPU time of this process, µs. */
+export function cpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
