@@ -264,6 +264,16 @@ function openLocked(dir: string, file: string, options: DataDirOptions, held: He
   }
   let record: StateRecord | null = null;
   try {
+    // Exclusive locking, set before the first access (the format and integrity checks below are
+    // accesses too; set after them, SQLite had already mapped phalanx.db-shm for the WAL index):
+    // the WAL index lives in this process's memory instead, and no statement takes or drops a
+    // file lock. With normal locking every read transaction (each autocommit SELECT) locks and
+    // unlocks a slot of the -shm file with fcntl, and every write transaction more: a point read cost 3-4
+    // µs of CPU against 1 (bench/sqlite_locking.ts; half of it system time), a stale GET on a
+    // node about 5 µs less in all (BENCHMARKS.md). Nothing else may open the file while the node
+    // runs (the data dir's lock says so already): the snapshot copy uses this connection
+    // (snapshot.ts), and `sqlite3 phalanx.db` on a live node answers "database is locked".
+    db.run("PRAGMA locking_mode = EXCLUSIVE");
     // The header was read from the file alone; the write-ahead log may hold a newer first page.
     checkFormat(file, db.query("PRAGMA application_id").values()[0]?.[0], db.query("PRAGMA user_version").values()[0]?.[0]);
     if (options.integrityCheck ?? true) {
@@ -273,15 +283,6 @@ function openLocked(dir: string, file: string, options: DataDirOptions, held: He
         throw new CorruptDataError(`${file} failed its integrity check: ${detail}`, file);
       }
     }
-    // Exclusive locking, set before the first access in WAL mode: the WAL index lives in this
-    // process's memory instead of phalanx.db-shm, and no statement takes or drops a file lock.
-    // With normal locking every read transaction (each autocommit SELECT) locks and unlocks a
-    // slot of the -shm file with fcntl, and every write transaction more: a point read cost 3-4
-    // µs of CPU against 1 (bench/sqlite_locking.ts; half of it system time), a stale GET on a
-    // node about 5 µs less in all (BENCHMARKS.md). Nothing else may open the file while the node
-    // runs (the data dir's lock says so already): the snapshot copy uses this connection
-    // (snapshot.ts), and `sqlite3 phalanx.db` on a live node answers "database is locked".
-    db.run("PRAGMA locking_mode = EXCLUSIVE");
     const mode = db.query("PRAGMA journal_mode = WAL").values()[0]?.[0];
     if (mode !== "wal") throw new StorageError(`${file}: cannot switch to WAL mode (got ${String(mode)})`, file);
     db.run("PRAGMA synchronous = FULL");

@@ -187,6 +187,9 @@ describe("openDataDir", () => {
     } finally {
       other.close();
     }
+    // The WAL index is in this process's memory: no -shm file, not even after writes (a file
+    // that was in WAL mode before this open included).
+    expect(existsSync(`${file}-shm`)).toBe(false);
     dd.close();
     // Not held by a closed connection kept alive by an unfinalized statement.
     const after = new Database(file, { readonly: true });
