@@ -70,11 +70,11 @@ async function change(c: Context, node: PhalanxNode, op: MemberOp): Promise<Resp
     if (!voters.includes(id) && !learners.includes(id)) return refuse(c, node, `${id} is not a member`);
     if (id === node.id) return refuse(c, node, `${id} is the leader; transfer leadership first (phalanx leader transfer <id>)`);
     if (voters.includes(id)) {
-      // Fresh evidence only: recentActive alone stays true for up to an election timeout after a
-      // voter dies (a test killed one and had the removal of another accepted, wedging the
+      // Fresh evidence only: answeredRecently alone stays true for up to an election timeout after
+      // a voter dies (a test killed one and had the removal of another accepted, wedging the
       // cluster). The transport's state flips at the first failed heartbeat, a tick later.
       const transport = new Map(node.peerStats().map((p) => [p.id, p.state]));
-      const alive = (v: string) => v === node.id || (status.progress[v]?.recentActive === true && transport.get(v) === "up");
+      const alive = (v: string) => v === node.id || (status.progress[v]?.answeredRecently === true && transport.get(v) === "up");
       const why = quorumLostByRemoving(voters, id, alive);
       if (why !== null) return refuse(c, node, why);
     }

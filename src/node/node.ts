@@ -586,7 +586,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   async handOffLeadership(timeoutMs: number): Promise<NodeId | null> {
     if (this.stopped || !this.isLeader()) return null;
     const s = this.raw.status();
-    const candidates = s.conf.voters.filter((id) => id !== this.id && s.progress[id]?.recentActive === true);
+    const candidates = s.conf.voters.filter((id) => id !== this.id && s.progress[id]?.answeredRecently === true);
     candidates.sort((a, b) => (s.progress[b]?.match ?? 0) - (s.progress[a]?.match ?? 0));
     const to = candidates[0];
     if (to === undefined || !this.transferLeadership(to).ok) return null;

@@ -60,8 +60,10 @@ export class Progress {
   snapshotStall = 0;
   /** Highest commit index sent to this follower, to tell it about new commits promptly. */
   sentCommit = 0;
-  /** Heard from since the last check-quorum round. */
+  /** Heard from since the last check-quorum round (cleared at each: see answeredRecently in raft.ts). */
   recentActive = false;
+  /** The leader's tick of the follower's last answer of any kind. */
+  lastHeardTick = Number.NEGATIVE_INFINITY;
   /** Highest heartbeat round the follower acknowledged, and the leader tick that round was sent at. */
   ackedSeq = 0;
   ackedTick = Number.NEGATIVE_INFINITY;

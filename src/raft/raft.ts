@@ -607,18 +607,35 @@ export class Raft {
     if (pr === undefined) return; // not (or no longer) a member
     switch (m.type) {
       case "appendResp":
-        pr.recentActive = true;
+        this.heard(pr);
         this.handleAppendResp(m, pr);
         return;
       case "heartbeatResp":
-        pr.recentActive = true;
+        this.heard(pr);
         this.handleHeartbeatResp(m, pr);
         return;
       case "snapshotResp":
-        pr.recentActive = true;
+        this.heard(pr);
         this.handleSnapshotResp(m, pr);
         return;
     }
+  }
+
+  private heard(pr: Progress): void {
+    pr.recentActive = true;
+    pr.lastHeardTick = this.now;
+  }
+
+  /**
+   * Whether the follower answered within the last election timeout, counted in ticks. Not
+   * recentActive: check-quorum clears that at the start of each of its rounds, so for a heartbeat
+   * or so after every round even a healthy follower reads as silent. Membership decisions asked
+   * at that moment ("is the rest alive if I remove this voter?", "has this learner caught up?")
+   * were refused for a false reason; an integration test removing a voter right after promoting
+   * another failed that way.
+   */
+  answeredRecently(pr: Progress): boolean {
+    return this.now - pr.lastHeardTick < this.cfg.electionTicks;
   }
 
   // ---------------------------------------------------------------- replication: follower side

@@ -40,7 +40,8 @@ export interface ProgressStatus {
   match: number;
   next: number;
   state: string;
-  recentActive: boolean;
+  /** It answered within the last election timeout (Raft.answeredRecently). */
+  answeredRecently: boolean;
   /** Times this leader found the follower holding fewer entries than it had acknowledged. */
   regressions: number;
   /** The match it had before its last loss while it has not caught up again, else 0. */
@@ -221,7 +222,7 @@ export class RawNode {
       match: pr.match,
       next: pr.next,
       state: pr.state,
-      recentActive: pr.recentActive,
+      answeredRecently: r.answeredRecently(pr),
       regressions: pr.regressions,
       regressedFrom: pr.regressedFrom,
     };

@@ -27,7 +27,7 @@ const leader = (voters: string[], learners: string[] = [], match: Record<string,
     ...voters.map((id) => ({ id, address: `${id}:9000`, region: regions[id] ?? id, role: "voter" as const })),
     ...learners.map((id) => ({ id, address: `${id}:9000`, region: regions[id] ?? id, role: "learner" as const })),
   ],
-  progress: Object.fromEntries([...voters, ...learners].slice(1).map((id) => [id, { match: match[id] ?? 1000, recentActive: !silent.includes(id) }])),
+  progress: Object.fromEntries([...voters, ...learners].slice(1).map((id) => [id, { match: match[id] ?? 1000, answeredRecently: !silent.includes(id) }])),
   cluster: "",
 });
 

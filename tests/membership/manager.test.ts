@@ -34,7 +34,7 @@ function setup(voters: string[], gossip: GossipPeer[], silent: string[] = []) {
     status: () => ({
       lastIndex: 10,
       conf: { voters, learners: [] },
-      progress: Object.fromEntries(voters.filter((v) => v !== "n1").map((v) => [v, { match: 10, next: 11, state: "replicate", recentActive: !silent.includes(v) }])),
+      progress: Object.fromEntries(voters.filter((v) => v !== "n1").map((v) => [v, { match: 10, next: 11, state: "replicate", answeredRecently: !silent.includes(v) }])),
     }),
     members: () => voters.map((id) => ({ id, address: `${id}:9000`, region: id, role: "voter" })),
     recordRegion: () => undefined,

@@ -14,7 +14,7 @@ function setup() {
 
 function status(role: Status["role"], lastIndex: number, progress: Record<string, Partial<ProgressStatus>> = {}): Status {
   const full: Record<string, ProgressStatus> = {};
-  for (const [id, p] of Object.entries(progress)) full[id] = { match: 0, next: 1, state: "replicate", recentActive: true, regressions: 0, regressedFrom: 0, ...p };
+  for (const [id, p] of Object.entries(progress)) full[id] = { match: 0, next: 1, state: "replicate", answeredRecently: true, regressions: 0, regressedFrom: 0, ...p };
   return {
     id: "n1", role, term: 2, vote: "n1", leader: role === "leader" ? "n1" : null, commit: lastIndex, applied: lastIndex, lastIndex, firstIndex: 1,
     conf: { voters: ["n1", "n2", "n3"], learners: [] }, leaseValid: false, transferee: null, progress: full,

@@ -127,3 +127,32 @@ test("after a restart a node refuses votes for one election timeout", () => {
   n.raw.step({ type: "vote", from: "c", to: "b", term: term + 1, lastIndex: 100, lastTerm: term, transfer: false });
   expect(n.raw.raft.term).toBe(term);
 });
+
+test("a follower that keeps answering counts as answered recently at every tick, also right after check-quorum clears recentActive; one cut off stops counting an election timeout after its last answer", () => {
+  const c = new TestCluster(["a", "b", "c"]);
+  const l = c.elect();
+  const electionTicks = l.raw.raft.cfg.electionTicks;
+  const followers = [...c.nodes.keys()].filter((id) => id !== l.id);
+  let cleared = 0;
+  for (let t = 0; t < 3 * electionTicks; t++) {
+    // The leader's tick, looked at before the answers to its heartbeats arrive.
+    l.raw.tick();
+    const s = l.raw.status();
+    for (const f of followers) {
+      expect(s.progress[f]!.answeredRecently).toBe(true);
+      if (!l.raw.raft.prs.get(f)!.recentActive) cleared++;
+    }
+    c.settle();
+  }
+  // Check-quorum cleared the window meanwhile: asked then, recentActive said "silent" (how
+  // `phalanx member remove` was refused for a false reason).
+  expect(cleared).toBeGreaterThan(0);
+  const [cut, kept] = followers as [string, string];
+  c.isolate(cut);
+  for (let t = 1; t <= electionTicks; t++) {
+    l.raw.tick();
+    expect(l.raw.status().progress[cut]!.answeredRecently).toBe(t < electionTicks);
+    expect(l.raw.status().progress[kept]!.answeredRecently).toBe(true);
+    c.settle();
+  }
+});

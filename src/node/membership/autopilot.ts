@@ -56,7 +56,7 @@ export interface LeaderView {
   conf: ConfState;
   /** The replicated members (the one model): their recorded regions and addresses. */
   members: readonly Member[];
-  progress: Record<string, { match: number; recentActive: boolean }>;
+  progress: Record<string, { match: number; answeredRecently: boolean }>;
   /** "c:<digest>" of our cluster, or "" when it was bootstrapped from a static peer list. */
   cluster: string;
 }
@@ -103,7 +103,7 @@ export class Autopilot {
       const s = byId.get(id);
       if (s === undefined || id === leader.selfId) return null; // never seen by gossip: not ours to judge
       // Raft's own evidence beats gossip's: the leader heard from it within the last election timeout.
-      if (leader.progress[id]?.recentActive === true) return null;
+      if (leader.progress[id]?.answeredRecently === true) return null;
       // A "left" is no proof either: anyone holding the gossip key can claim it for another server.
       if ((s.state === "dead" || s.state === "left") && now - s.since >= this.cfg.cleanupDeadMs) return s;
       return null;
@@ -177,7 +177,7 @@ export class Autopilot {
     const region = regionsOf(leader);
     // Both gossip and Raft must see a voter alive to count it: a forged `alive` cannot make the
     // leader shed a far voter the quorum still needs.
-    const isAlive = (id: string) => id === leader.selfId || (byId.get(id)?.state === "alive" && leader.progress[id]?.recentActive === true);
+    const isAlive = (id: string) => id === leader.selfId || (byId.get(id)?.state === "alive" && leader.progress[id]?.answeredRecently === true);
     for (const id of [...leader.conf.voters].sort()) {
       // Unknown region: not judged until it is recorded. The leader: leadership moves first.
       if (id === leader.selfId || region(id) === "" || this.mayVote(region(id))) continue;

@@ -8,7 +8,7 @@ export const MAX_TRAILING_LOGS = 250;
 
 export interface ReplicationView {
   lastIndex: number;
-  progress: Record<NodeId, { match: number; recentActive: boolean } | undefined>;
+  progress: Record<NodeId, { match: number; answeredRecently: boolean } | undefined>;
 }
 
 /**
@@ -19,7 +19,7 @@ export interface ReplicationView {
 export function notCaughtUp(view: ReplicationView, id: NodeId, maxTrailingLogs = MAX_TRAILING_LOGS): string | null {
   const pr = view.progress[id];
   if (pr === undefined) return `the leader has no replication state for ${id}`;
-  if (!pr.recentActive) return `${id} has not answered the leader within an election timeout`;
+  if (!pr.answeredRecently) return `${id} has not answered the leader within an election timeout`;
   const behind = view.lastIndex - pr.match;
   if (behind > maxTrailingLogs) return `${id} is ${behind} entries behind the leader (at most ${maxTrailingLogs} allowed)`;
   return null;
