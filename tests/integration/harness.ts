@@ -44,6 +44,10 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
 /** Thrown from a waitFor check to stop waiting at once (e.g. a node process died). */
 export class GiveUp extends Error {}
 
+/** TestCluster.putAcknowledged: this many tries, this far apart (an election or two fits). */
+const PUT_ATTEMPTS = 40;
+const PUT_RETRY_MS = 100;
+
 /**
  * Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`.
  * `what` names the wait in the error; a function is asked at the time-out, so the error can say
@@ -228,6 +232,21 @@ export class TestCluster {
       json = null;
     }
     return { ...res, json };
+  }
+
+  /**
+   * A PUT the cluster acknowledged (200), sent again while the answer is a 503 (not applied: no
+   * leader during an election, say) or an unknown outcome (502, 504), as a client does: for a key
+   * a test writes with one value only, sending again changes nothing the test compares. Bounded:
+   * PUT_ATTEMPTS tries, PUT_RETRY_MS apart; any other answer, or the last one, throws with its body.
+   */
+  async putAcknowledged(id: string, path: string, opts: { json?: unknown; body?: Uint8Array }): Promise<H2Response & { json: any }> {
+    for (let attempt = 1; ; attempt++) {
+      const res = await this.request(id, "PUT", path, opts);
+      if (res.status === 200) return res;
+      if (![502, 503, 504].includes(res.status) || attempt >= PUT_ATTEMPTS) throw new Error(`PUT ${path} on ${id}: HTTP ${res.status} ${JSON.stringify(res.json)} (attempt ${attempt})`);
+      await new Promise((r) => setTimeout(r, PUT_RETRY_MS));
+    }
   }
 
   async status(id: string): Promise<Status> {

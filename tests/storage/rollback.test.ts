@@ -32,8 +32,7 @@ function hashes(dir: string): Record<string, string> {
 /** `count` acknowledged writes (20 at a time), returning the commit index once all are applied. */
 async function write(c: TestCluster, id: string, prefix: string, count: number): Promise<void> {
   for (let base = 0; base < count; base += 20) {
-    const batch = Array.from({ length: Math.min(20, count - base) }, (_, i) => c.request(id, "PUT", `/v1/kv/${prefix}${base + i}`, { body: enc(String(base + i)) }));
-    for (const res of await Promise.all(batch)) expect(res.status).toBe(200);
+    await Promise.all(Array.from({ length: Math.min(20, count - base) }, (_, i) => c.putAcknowledged(id, `/v1/kv/${prefix}${base + i}`, { body: enc(String(base + i)) })));
   }
 }
 
@@ -158,7 +157,14 @@ describe("a follower restored from an old copy (its own check cannot tell)", () 
     c.start(f.id, { DEBUG_ADDR: debug.get(f.id)! });
     await waitFor("the restored follower to serve", async () => (await c.status(f.id)).leader === leader);
     expect(copied).toBeLessThan(acknowledged);
-    await write(c, leader, "c/", 1);
+    try {
+      await write(c, leader, "c/", 1);
+    } catch (err) {
+      // A 503 for this write was seen once in a loop of the suite (before writes were sent again):
+      // should it fail for good, the nodes' logs say why.
+      console.log(c.dumpLogs());
+      throw err;
+    }
     await waitFor("the leader to count the regression", async () => (await progress()).regressions >= 1);
     await waitFor("the follower to catch up", async () => {
       const s = (await c.status(f.id)) as unknown as { lastIndex: number };
