@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { KvStore } from "../src/kv/store.ts";
 import type { Entry } from "../src/raft/types.ts";
 import type { DataDir } from "../src/storage/data_dir.ts";
-import { benchDataDir, cpuUs, putReady, trimLog } from "./put_readies.ts";
+import { benchDataDir, cpuUs, putReady, saveAndApply, saveLog, trimLog } from "./put_readies.ts";
 
 const BATCH = 16;
 const APPLY_EVERY = 8;
@@ -29,69 +29,60 @@ interface Layout {
   log: DataDir;
   state: DataDir;
   kv: KvStore;
-  ready(entries: Entry[], r: number): void;
+  /** Handles Ready number `r`. */
+  ready: (entries: Entry[], r: number) => void;
+  /** Entries saved and not applied yet ("batched"). */
+  pending: Entry[];
+  index: number;
+  cpuUs: number;
+  wallUs: number;
+  counted: number;
 }
 
-function layout(name: string, ready: (l: Layout, entries: Entry[], r: number) => void, separateState = false): Layout {
+function layout(name: string, state: "same data dir" | "own data dir", ready: (l: Layout, entries: Entry[], r: number) => void): Layout {
   const log = open(name);
-  const state = separateState ? open(`${name}-state`) : log;
-  const l: Layout = { name, log, state, kv: new KvStore(state), ready: (entries, r) => ready(l, entries, r) };
+  const st = state === "own data dir" ? open(`${name}-state`) : log;
+  const l: Layout = { name, log, state: st, kv: new KvStore(st), ready: (entries, r) => ready(l, entries, r), pending: [], index: 0, cpuUs: 0, wallUs: 0, counted: 0 };
   return l;
 }
 
-const saveLog = (l: Layout, entries: Entry[]) => l.log.transaction(() => l.log.log.save(null, entries, { term: 1, vote: "n1", commit: entries[entries.length - 1]!.index }), { sync: true });
-const pending = new Map<string, Entry[]>();
+const applyUnsynced = (l: Layout, entries: Entry[]) => l.state.transaction(() => entries.forEach((e) => l.kv.apply(e)), { sync: false });
 
 try {
   const layouts = [
-    layout("today", (l, entries) =>
-      l.log.transaction(
-        () => {
-          l.log.log.save(null, entries, { term: 1, vote: "n1", commit: entries[entries.length - 1]!.index });
-          for (const e of entries) l.kv.apply(e);
-        },
-        { sync: true },
-      ),
-    ),
-    layout(
-      "split",
-      (l, entries) => {
-        saveLog(l, entries);
-        l.state.transaction(() => entries.forEach((e) => l.kv.apply(e)), { sync: false });
-      },
-      true,
-    ),
-    layout("batched", (l, entries, r) => {
-      saveLog(l, entries);
-      const p = [...(pending.get(l.name) ?? []), ...entries];
-      if (r % APPLY_EVERY !== APPLY_EVERY - 1) return void pending.set(l.name, p);
-      pending.set(l.name, []);
-      l.state.transaction(() => p.forEach((e) => l.kv.apply(e)), { sync: false });
+    layout("today", "same data dir", (l, entries) => saveAndApply(l.log, l.kv, entries)),
+    layout("split", "own data dir", (l, entries) => {
+      saveLog(l.log, entries);
+      applyUnsynced(l, entries);
     }),
-    layout("log only", (l, entries) => saveLog(l, entries)),
+    layout("batched", "same data dir", (l, entries, r) => {
+      saveLog(l.log, entries);
+      l.pending.push(...entries);
+      if (r % APPLY_EVERY !== APPLY_EVERY - 1) return;
+      applyUnsynced(l, l.pending);
+      l.pending = [];
+    }),
+    layout("log only", "same data dir", (l, entries) => saveLog(l.log, entries)),
   ];
-  const stats = new Map(layouts.map((l) => [l.name, { cpuUs: 0, wallUs: 0, entries: 0, index: 0 }]));
   const readies = Math.ceil(ENTRIES / BATCH);
   for (let r = 0; r < readies; r++) {
     for (const l of r % 2 === 0 ? layouts : [...layouts].reverse()) {
-      const st = stats.get(l.name)!;
-      const entries = putReady(r, BATCH, st.index);
-      st.index += BATCH;
+      const entries = putReady(r, BATCH, l.index);
+      l.index += BATCH;
       const c0 = cpuUs();
       const t0 = performance.now();
       l.ready(entries, r);
       if (r > readies / 3) {
-        st.cpuUs += cpuUs() - c0;
-        st.wallUs += (performance.now() - t0) * 1000;
-        st.entries += BATCH;
+        l.cpuUs += cpuUs() - c0;
+        l.wallUs += (performance.now() - t0) * 1000;
+        l.counted += BATCH;
       }
-      trimLog(l.log, st.index, BATCH);
+      trimLog(l.log, l.index, BATCH);
     }
   }
   console.log(`Readies of ${BATCH} puts, ${ENTRIES} entries per layout (the last two thirds counted)`);
   for (const l of layouts) {
-    const st = stats.get(l.name)!;
-    console.log(`${l.name.padEnd(9)} ${(st.cpuUs / st.entries).toFixed(1).padStart(5)} µs CPU, ${(st.wallUs / st.entries).toFixed(1).padStart(5)} µs wall per entry`);
+    console.log(`${l.name.padEnd(9)} ${(l.cpuUs / l.counted).toFixed(1).padStart(5)} µs CPU, ${(l.wallUs / l.counted).toFixed(1).padStart(5)} µs wall per entry`);
     l.log.close();
     if (l.state !== l.log) l.state.close();
   }

@@ -1,4 +1,4 @@
-// `bun bench/client_path.ts [--n 10000] [--rounds 5] [--conc 16] [--only fetch|forwarded|h2] [--routes "lin GET,PUT"]`: the CPU that
+// `bun bench/client_path.ts [--n 10000] [--rounds 5] [--conc 16] [--only fetch|forwarded|propose|h2] [--routes "lin GET,PUT"]`: the CPU that
 // one node spends per client request, measured in process (steadier than a load generator on a
 // shared 2-core machine). One real node (n1, a lone voter, production tick) on a temp data dir,
 // fsync on, 1,000 keys of 100 bytes, then for each route a bounded number of requests:
@@ -12,6 +12,8 @@
 //   forwarded  node.runForwarded(...) as the leader runs a Forward frame from a follower (n2): the
 //          leader's side of a forwarded request without the peer stream (bench/forward_hop.ts
 //          measures the hop itself).
+//   propose  node.propose() of the same put, no HTTP at all (PUT only): with "forwarded", the app's
+//          share of a forward.
 //   h2     the node served by serveApp on loopback h2c, driven by a child process (node:http2,
 //          `conc` streams on one session): only the server process's CPU is counted, as with the
 //          Go load generator (bench/loadgen against one node), without its ±20% swings.
@@ -26,7 +28,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, waitFor } from "../tests/integration/harness.ts";
 import { median } from "./cluster.ts";
-import type { ForwardAnswer, ForwardRequest } from "../src/transport/forward_frame.ts";
 
 const KEYS = 1000;
 const VALUE = new Uint8Array(100).fill(0x61);
@@ -112,7 +113,6 @@ interface Served {
   label: string;
   port: number;
   fetch: (req: Request) => Response | Promise<Response>;
-  forwarded: (req: ForwardRequest) => Promise<ForwardAnswer>;
   node: import("../src/node/node.ts").PhalanxNode;
   stop: () => Promise<void>;
 }
@@ -136,7 +136,6 @@ async function serveNode(root: string, label: string, dir: string): Promise<Serv
     label,
     port,
     fetch: (req) => app.fetch(req),
-    forwarded: (req) => node.runForwarded(req, "n2"),
     node,
     stop: async () => {
       await server.close();
@@ -154,7 +153,9 @@ async function fetchOne(s: Served, route: Route, i: number): Promise<void> {
 
 async function forwardedOne(s: Served, route: Route, i: number): Promise<void> {
   const put = route.method === "PUT";
-  const a = await s.forwarded({ method: route.method, path: route.path(i), headers: put ? { "content-type": "application/octet-stream" } : {}, body: put ? VALUE : null, timeoutMs: 5000 });
+  const headers: Record<string, string> = put ? { "content-type": "application/octet-stream" } : {};
+  const req = { method: route.method, path: route.path(i), headers, body: put ? VALUE : null, timeoutMs: 5000 };
+  const a = await s.node.runForwarded(req, "n2");
   if (a.status !== 200) throw new Error(`${route.name} forwarded: status ${a.status}`);
 }
 

@@ -3,6 +3,7 @@
 // the process's CPU time.
 
 import { encodeProposal } from "../src/kv/command.ts";
+import type { KvStore } from "../src/kv/store.ts";
 import type { Entry } from "../src/raft/types.ts";
 import { type DataDir, openDataDir } from "../src/storage/data_dir.ts";
 
@@ -18,6 +19,22 @@ export function putReady(r: number, batch: number, lastIndex: number): Entry[] {
     entries.push({ index: lastIndex + i + 1, term: 1, type: "normal", data });
   }
   return entries;
+}
+
+/** The Ready's entries saved to the log with fsync, not applied. */
+export function saveLog(dd: DataDir, entries: Entry[]): void {
+  dd.transaction(() => dd.log.save(null, entries, { term: 1, vote: "n1", commit: entries[entries.length - 1]!.index }), { sync: true });
+}
+
+/** What a node does with a Ready today: the log save and the apply in one transaction, with fsync. */
+export function saveAndApply(dd: DataDir, kv: KvStore, entries: Entry[]): void {
+  dd.transaction(
+    () => {
+      dd.log.save(null, entries, { term: 1, vote: "n1", commit: entries[entries.length - 1]!.index });
+      for (const e of entries) kv.apply(e);
+    },
+    { sync: true },
+  );
 }
 
 /** A one-voter data dir opened as a node opens it, without the integrity check. */

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KvStore } from "../src/kv/store.ts";
-import { benchDataDir, cpuUs, putReady, trimLog } from "./put_readies.ts";
+import { benchDataDir, cpuUs, putReady, saveAndApply, trimLog } from "./put_readies.ts";
 
 const BATCH = 16;
 const ENTRIES = Number(process.argv[2] ?? 120_000);
@@ -30,13 +30,7 @@ try {
       run.index += BATCH;
       const c0 = cpuUs();
       const t0 = performance.now();
-      run.dd.transaction(
-        () => {
-          run.dd.log.save(null, entries, { term: 1, vote: "n1", commit: run.index });
-          for (const e of entries) run.kv.apply(e);
-        },
-        { sync: true },
-      );
+      saveAndApply(run.dd, run.kv, entries);
       if (r > readies / 3) {
         run.cpuUs += cpuUs() - c0;
         run.wallsUs.push((performance.now() - t0) * 1000);

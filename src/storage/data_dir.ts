@@ -268,9 +268,9 @@ function openLocked(dir: string, file: string, options: DataDirOptions, held: He
     // accesses too; set after them, SQLite had already mapped phalanx.db-shm for the WAL index):
     // the WAL index lives in this process's memory instead, and no statement takes or drops a
     // file lock. With normal locking every read transaction (each autocommit SELECT) locks and
-    // unlocks a slot of the -shm file with fcntl, and every write transaction more: a point read cost 3-4
-    // µs of CPU against 1 (bench/sqlite_locking.ts; half of it system time), a stale GET on a
-    // node about 5 µs less in all (BENCHMARKS.md). Nothing else may open the file while the node
+    // unlocks a slot of the -shm file with fcntl, and every write transaction more: a point read
+    // cost 3-4 µs of CPU against 1 (bench/sqlite_locking.ts; half of it system time), a stale GET
+    // on a node about 5 µs less in all (BENCHMARKS.md). Nothing else may open the file while the node
     // runs (the data dir's lock says so already): the snapshot copy uses this connection
     // (snapshot.ts), and `sqlite3 phalanx.db` on a live node answers "database is locked".
     db.run("PRAGMA locking_mode = EXCLUSIVE");

@@ -32,7 +32,7 @@ export interface HeldBody {
 export function incomingOf(env: unknown): IncomingBody | HeldBody | undefined {
   const incoming = (env as { incoming?: Partial<IncomingBody & HeldBody> } | undefined)?.incoming;
   if (incoming === undefined) return undefined;
-  if (incoming.held instanceof Uint8Array) return { held: incoming.held };
+  if (incoming.held instanceof Uint8Array) return incoming as HeldBody;
   return typeof incoming.on === "function" && incoming.readableDidRead === false ? (incoming as IncomingBody) : undefined;
 }
 
