@@ -2,7 +2,8 @@
 // and its clock, and is the only code that calls into the core. Everything is synchronous between
 // ready() and advance(), so no message, tick or proposal can slip into the middle of a Ready.
 // Work is driven from one turn at a time: proposals and messages that arrive in the same turn
-// share one Ready, one transaction, one fsync (group commit).
+// share one Ready, one transaction, one fsync (group commit). A peer's batch that finds no turn
+// coming is handled at once instead (receive()).
 //
 // Storage, transport, scheduler and state machine are parameters (TigerBeetle's
 // ReplicaType(StateMachine, MessageBus, Storage)): open() wires SQLite, the HTTP/2 peer transport
@@ -139,6 +140,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private readonly freshness: Freshness;
   private memberList: Member[];
   private scheduled = false;
+  private soonScheduled = false;
   private stopped = false;
   /** Runs forwarded client requests through the node's app (serveForwards); null until the app is built. */
   private forwardHandler: ((req: ForwardRequest, from: NodeId) => Promise<ForwardAnswer>) | null = null;
@@ -306,7 +308,14 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     }
     // A batch has one authenticated sender (raft_routes.ts checks every message's `from`).
     if (msgs[0] !== undefined) this.transport.heardFrom(msgs[0].from);
-    this.schedule();
+    // An idle node handles a peer's batch as soon as the batch is read, not a turn later: every
+    // write crosses this twice (a follower persisting the leader's append; the leader stepping
+    // the first answer, to commit, apply and answer the client), and each turn waited 35-65 µs of
+    // a lone write's 1.3 ms. A busy node keeps the turn: when proposals or reads already wait for
+    // one, the batch joins them, or a follower's answer arriving between two client requests of
+    // the same turn would cut the turn's proposals into two fsyncs, and its reads into two
+    // ReadIndex rounds (BENCHMARKS.md, "A correction and two more levers").
+    if (!this.scheduled) this.scheduleSoon();
   }
 
   /**
@@ -614,6 +623,16 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     await this.client.close();
     this.dd.close();
     this.log.info("stopped", { applied: this.kv.appliedIndex() });
+  }
+
+  /** Drives once the code running now is done (a peer's batch: receive()). */
+  private scheduleSoon(): void {
+    if (this.soonScheduled || this.stopped) return;
+    this.soonScheduled = true;
+    this.clock.soon(() => {
+      this.soonScheduled = false;
+      this.drive();
+    });
   }
 
   private schedule(): void {

@@ -15,6 +15,12 @@ export interface Scheduler {
    * deferred Ready before it lets anything else into the core (node.ts handleReady).
    */
   afterSend(fn: () => void): void;
+  /**
+   * Runs `fn` as soon as the code running now is done, before any other input is handled: where
+   * the node answers a peer's batch (node.ts receive() says why not a turn later). What `fn`
+   * writes leaves with the writes of the callback that called this.
+   */
+  soon(fn: () => void): void;
   /** Runs `fn` after `ms`; the returned function cancels it. */
   after(ms: number, fn: () => void): () => void;
   /** Uniform in [0, 1): the core's election jitter, the transport's backoff jitter. */
@@ -34,6 +40,9 @@ export const realScheduler: Scheduler = {
   // it (two fsyncs in series for every write). A setImmediate callback runs after the flush
   // (tests/node/scheduler.test.ts measures both with a peer in another process).
   afterSend: (fn) => setImmediate(fn),
+  // A microtask: Bun hands queued writes to the socket once the callback and its microtasks are
+  // done, so an answer written here leaves in the same turn as the input that caused it.
+  soon: (fn) => queueMicrotask(fn),
   after: (ms, fn) => {
     const t = setTimeout(fn, Math.max(0, ms));
     return () => clearTimeout(t);

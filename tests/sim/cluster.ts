@@ -379,6 +379,7 @@ export class Simulation implements ClockHost, Observer {
       return;
     }
     fn();
+    clock.runSoon();
     this.checkRoles(n);
   }
 
@@ -393,6 +394,7 @@ export class Simulation implements ClockHost, Observer {
       for (const fn of held) {
         if (n.clock === null) break; // it died while catching up (after an early send)
         fn();
+        n.clock?.runSoon();
         this.checkRoles(n);
       }
     });

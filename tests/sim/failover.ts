@@ -65,7 +65,9 @@ class Failover implements ClockHost {
 
   at(clock: SimClock, time: number, fn: () => void): void {
     this.q.push(time, () => {
-      if (!clock.dead) fn();
+      if (clock.dead) return;
+      fn();
+      clock.runSoon();
     });
   }
 
@@ -104,6 +106,7 @@ class Failover implements ClockHost {
       if (node === undefined || clock === undefined || clock.dead) return;
       try {
         node.receive([m]);
+        clock.runSoon();
       } catch {
         // a node shutting down refuses input, as a failed request
       }

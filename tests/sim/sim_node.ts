@@ -165,6 +165,8 @@ class WatchedKv extends KvStore {
  */
 export class SimClock implements Scheduler {
   dead = false;
+  /** What soon() queued during the event running now; the host runs it right after (runSoon). */
+  private readonly soonQueue: (() => void)[] = [];
 
   constructor(
     private readonly host: ClockHost,
@@ -187,6 +189,16 @@ export class SimClock implements Scheduler {
 
   afterSend(fn: () => void): void {
     this.host.fsyncWindow(this, fn);
+  }
+
+  /** As a microtask: after the event that calls it, before anything else reaches this node. */
+  soon(fn: () => void): void {
+    this.soonQueue.push(fn);
+  }
+
+  /** The host calls this after each event it ran on this clock: what soon() queued, in order. */
+  runSoon(): void {
+    while (this.soonQueue.length > 0 && !this.dead) this.soonQueue.shift()!();
   }
 
   after(ms: number, fn: () => void): () => void {
