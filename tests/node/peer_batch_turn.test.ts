@@ -3,7 +3,7 @@
 // coming (proposals or reads gathering for it) in that turn. The real node loop, on the
 // simulator's clock, with events run only when the test says so.
 import { expect, test } from "bun:test";
-import { PhalanxNode } from "../../src/node/node.ts";
+import { type NodeStorage, PhalanxNode } from "../../src/node/node.ts";
 import type { Message } from "../../src/raft/types.ts";
 import { Prng } from "../sim/prng.ts";
 import { type ClockHost, type Observer, SimClock, SimDisk, simConfig, simLogger, simTransport } from "../sim/sim_node.ts";
@@ -29,7 +29,7 @@ class ManualHost implements ClockHost {
   }
 }
 
-function follower(): { node: PhalanxNode<never>; clock: SimClock; host: ManualHost; sent: Message[] } {
+function follower(): { node: PhalanxNode<NodeStorage>; clock: SimClock; host: ManualHost; sent: Message[] } {
   const host = new ManualHost();
   const clock = new SimClock(host, 1, new Prng(7));
   const { storage, kv } = new SimDisk({ voters: VOTERS, learners: [] }).open("n1", IGNORE);
@@ -42,7 +42,7 @@ function follower(): { node: PhalanxNode<never>; clock: SimClock; host: ManualHo
     transport: () => simTransport((m) => sent.push(m)),
   });
   node.run();
-  return { node: node as PhalanxNode<never>, clock, host, sent };
+  return { node, clock, host, sent };
 }
 
 const append: Message = {
