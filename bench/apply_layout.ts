@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { KvStore } from "../src/kv/store.ts";
 import type { Entry } from "../src/raft/types.ts";
 import type { DataDir } from "../src/storage/data_dir.ts";
-import { benchDataDir, cpuUs, putReady, saveAndApply, saveLog, trimLog } from "./put_readies.ts";
+import { alternateReadies, benchDataDir, saveAndApply, saveLog } from "./put_readies.ts";
 
 const BATCH = 16;
 const APPLY_EVERY = 8;
@@ -64,22 +64,16 @@ try {
     }),
     layout("log only", "same data dir", (l, entries) => saveLog(l.log, entries)),
   ];
-  const readies = Math.ceil(ENTRIES / BATCH);
-  for (let r = 0; r < readies; r++) {
-    for (const l of r % 2 === 0 ? layouts : [...layouts].reverse()) {
-      const entries = putReady(r, BATCH, l.index);
-      l.index += BATCH;
-      const c0 = cpuUs();
-      const t0 = performance.now();
-      l.ready(entries, r);
-      if (r > readies / 3) {
-        l.cpuUs += cpuUs() - c0;
-        l.wallUs += (performance.now() - t0) * 1000;
-        l.counted += BATCH;
-      }
-      trimLog(l.log, l.index, BATCH);
-    }
-  }
+  alternateReadies(
+    layouts,
+    { entries: ENTRIES, batch: BATCH },
+    (l, entries, r) => l.ready(entries, r),
+    (l, cpu, wallUs) => {
+      l.cpuUs += cpu;
+      l.wallUs += wallUs;
+      l.counted += BATCH;
+    },
+  );
   console.log(`Readies of ${BATCH} puts, ${ENTRIES} entries per layout (the last two thirds counted)`);
   for (const l of layouts) {
     console.log(`${l.name.padEnd(9)} ${(l.cpuUs / l.counted).toFixed(1).padStart(5)} µs CPU, ${(l.wallUs / l.counted).toFixed(1).padStart(5)} µs wall per entry`);

@@ -10,6 +10,7 @@
 import http2 from "node:http2";
 import { parseArgs } from "node:util";
 import { freePort } from "../tests/integration/harness.ts";
+import { processCpuMicros } from "./proc_cpu.ts";
 
 const SERVER = `
 import http2 from "node:http2";
@@ -32,10 +33,6 @@ const ROUNDS = Number(args.rounds);
 const serverFile = `${import.meta.dir}/.build/h2_answer_server.mjs`;
 await Bun.write(serverFile, SERVER);
 
-async function cpuMicros(pid: number): Promise<number> {
-  const fields = (await Bun.file(`/proc/${pid}/stat`).text()).split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 async function drive(port: number, n: number): Promise<void> {
   const session = http2.connect(`http://127.0.0.1:${port}`);
@@ -65,9 +62,9 @@ async function round(mode: "compat" | "stream", traced: boolean): Promise<string
     await reader.read(); // "ready"
     const pid = traced ? Number((await Bun.$`pgrep -n -f ${serverFile}`.text()).trim()) : proc.pid;
     await drive(port, 5_000);
-    const before = await cpuMicros(pid);
+    const before = processCpuMicros(pid);
     await drive(port, REQUESTS);
-    const used = (await cpuMicros(pid)) - before;
+    const used = processCpuMicros(pid) - before;
     if (!traced) return `${(used / REQUESTS).toFixed(1)} µs CPU/request`;
     process.kill(pid, "SIGTERM");
     await proc.exited;

@@ -17,6 +17,7 @@ import { parseArgs } from "node:util";
 import { Hono } from "hono";
 import { serveApp } from "../src/transport/server.ts";
 import { freePort } from "../tests/integration/harness.ts";
+import { processCpuMicros } from "./proc_cpu.ts";
 
 type Mode = "serveApp" | "native";
 const MODES: readonly Mode[] = ["serveApp", "native"];
@@ -54,10 +55,6 @@ async function serve(mode: Mode, port: number): Promise<void> {
   console.log("ready");
 }
 
-async function cpuMicros(pid: number): Promise<number> {
-  const fields = (await Bun.file(`/proc/${pid}/stat`).text()).split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 async function drive(port: number, n: number, method: "GET" | "PUT"): Promise<void> {
   const session = http2.connect(`http://127.0.0.1:${port}`);
@@ -96,9 +93,9 @@ async function withServer<T>(mode: Mode, fn: (port: number, pid: number) => Prom
 async function cpuPerRequest(mode: Mode, method: "GET" | "PUT", requests: number): Promise<number> {
   return withServer(mode, async (port, pid) => {
     await drive(port, 3_000, method);
-    const before = await cpuMicros(pid);
+    const before = processCpuMicros(pid);
     await drive(port, requests, method);
-    return ((await cpuMicros(pid)) - before) / requests;
+    return (processCpuMicros(pid) - before) / requests;
   });
 }
 

@@ -1,6 +1,6 @@
 // What the storage benchmarks (sqlite_checkpoint.ts, apply_layout.ts) feed a data dir: Readies of
-// puts shaped like a busy node's (100-byte values over 10,000 keys, proposal time advancing), and
-// the process's CPU time.
+// puts shaped like a busy node's (100-byte values over 10,000 keys, proposal time advancing), the
+// loop that hands them to each contender in turn, and the process's CPU time.
 
 import { encodeProposal } from "../src/kv/command.ts";
 import type { KvStore } from "../src/kv/store.ts";
@@ -51,4 +51,30 @@ export function trimLog(dd: DataDir, lastIndex: number, batch: number): void {
 export function cpuUs(): number {
   const u = process.cpuUsage();
   return u.user + u.system;
+}
+
+/**
+ * Readies of `batch` puts, `entries` in all, handed to every run in turn (the order reversed every
+ * other Ready, so that all see the same machine load and none always goes first), each run's log
+ * trimmed as snapshots trim it. `measured` gets the CPU and wall µs of every Ready in the last two
+ * thirds (the first third is warm-up).
+ */
+export function alternateReadies<R extends { index: number; log: DataDir }>(
+  runs: R[],
+  opts: { entries: number; batch: number },
+  ready: (run: R, entries: Entry[], r: number) => void,
+  measured: (run: R, cpu: number, wallUs: number) => void,
+): void {
+  const readies = Math.ceil(opts.entries / opts.batch);
+  for (let r = 0; r < readies; r++) {
+    for (const run of r % 2 === 0 ? runs : [...runs].reverse()) {
+      const entries = putReady(r, opts.batch, run.index);
+      run.index += opts.batch;
+      const c0 = cpuUs();
+      const t0 = performance.now();
+      ready(run, entries, r);
+      if (r > readies / 3) measured(run, cpuUs() - c0, (performance.now() - t0) * 1000);
+      trimLog(run.log, run.index, opts.batch);
+    }
+  }
 }

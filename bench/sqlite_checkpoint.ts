@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KvStore } from "../src/kv/store.ts";
-import { benchDataDir, cpuUs, putReady, saveAndApply, trimLog } from "./put_readies.ts";
+import { alternateReadies, benchDataDir, saveAndApply } from "./put_readies.ts";
 
 const BATCH = 16;
 const ENTRIES = Number(process.argv[2] ?? 120_000);
@@ -19,26 +19,20 @@ const root = mkdtempSync(join(tmpdir(), "phalanx-checkpoint-"));
 
 try {
   const runs = [1000, 4000, 10_000].map((pages) => {
-    const dd = benchDataDir(join(root, String(pages)));
-    dd.db.run(`PRAGMA wal_autocheckpoint = ${pages}`);
-    return { pages, dd, kv: new KvStore(dd), index: 0, cpuUs: 0, wallsUs: [] as number[], entries: 0 };
+    const log = benchDataDir(join(root, String(pages)));
+    log.db.run(`PRAGMA wal_autocheckpoint = ${pages}`);
+    return { pages, log, kv: new KvStore(log), index: 0, cpuUs: 0, wallsUs: [] as number[], entries: 0 };
   });
-  const readies = Math.ceil(ENTRIES / BATCH);
-  for (let r = 0; r < readies; r++) {
-    for (const run of r % 2 === 0 ? runs : [...runs].reverse()) {
-      const entries = putReady(r, BATCH, run.index);
-      run.index += BATCH;
-      const c0 = cpuUs();
-      const t0 = performance.now();
-      saveAndApply(run.dd, run.kv, entries);
-      if (r > readies / 3) {
-        run.cpuUs += cpuUs() - c0;
-        run.wallsUs.push((performance.now() - t0) * 1000);
-        run.entries += BATCH;
-      }
-      trimLog(run.dd, run.index, BATCH);
-    }
-  }
+  alternateReadies(
+    runs,
+    { entries: ENTRIES, batch: BATCH },
+    (run, entries) => saveAndApply(run.log, run.kv, entries),
+    (run, cpu, wallUs) => {
+      run.cpuUs += cpu;
+      run.wallsUs.push(wallUs);
+      run.entries += BATCH;
+    },
+  );
   console.log(`Readies of ${BATCH} puts, fsync on, ${ENTRIES} entries each (the last two thirds counted)`);
   for (const run of runs) {
     const w = [...run.wallsUs].sort((a, b) => a - b);
@@ -47,7 +41,7 @@ try {
     console.log(
       `wal_autocheckpoint ${String(run.pages).padStart(5)}: ${(run.cpuUs / run.entries).toFixed(1)} µs CPU per entry; a Ready's wall time mean ${ms(mean)} ms, p50 ${ms(w[w.length >> 1]!)}, p99 ${ms(w[Math.floor(w.length * 0.99)]!)}, max ${ms(w[w.length - 1]!)}`,
     );
-    run.dd.close();
+    run.log.close();
   }
 } finally {
   rmSync(root, { recursive: true, force: true });

@@ -6,18 +6,13 @@
 //   2. Read latency on a follower: sequential linearizable reads (one round trip to the leader)
 //      against sequential `max_staleness=5s` reads (answered from the follower's own state).
 // Loopback only, so the round trip saved is a loopback one; on a WAN it is the RTT to the leader.
-import { readFileSync } from "node:fs";
+import { processCpuMicros } from "./proc_cpu.ts";
 import { freePort, TestCluster, waitFor } from "../tests/integration/harness.ts";
 
 const WINDOW_MS = 10_000;
 const READS = 400;
 const ids = ["n1", "n2", "n3"];
 
-function cpuMs(pid: number): number {
-  // /proc/<pid>/stat fields 14 and 15: utime and stime in clock ticks (100 Hz on Linux).
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
 
 const cluster = await TestCluster.create(3, { env: { TICK_MS: "100" } });
 const debug = new Map<string, number>();
@@ -38,7 +33,7 @@ try {
     }
     return n;
   };
-  const cpuAll = () => ids.reduce((s, id) => s + cpuMs(cluster.procs.get(id)!.pid), 0);
+  const cpuAll = () => ids.reduce((s, id) => s + processCpuMicros(cluster.procs.get(id)!.pid) / 1000, 0);
   const window = async (label: string, during: () => Promise<void>) => {
     const [m0, c0, t0] = [await sentTotal(), cpuAll(), performance.now()];
     await during();
