@@ -117,4 +117,4 @@ test.skipIf(chromium === null)("the cluster view follows a killed leader in a re
     console.log(cluster.dumpLogs());
     throw err;
   }
-}, 30_000);
+}, 90_000);
