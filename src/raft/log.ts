@@ -16,12 +16,20 @@ export class RaftLog {
   committed: number;
   /** Highest index handed to the state machine and acknowledged by advance(). */
   applied: number;
+  /**
+   * Every entry up to here is on this node's disk durably (fsynced), not only written. A leader
+   * may write its own entries and fsync them in the background (raw_node.ts, synced()); until
+   * then they are in the log and sent, but neither counted toward a commit nor applied here.
+   */
+  durable: number;
 
   constructor(
     readonly storage: LogStorage,
     applied: number,
   ) {
     this.unstableOffset = storage.lastIndex() + 1;
+    // What storage holds at start is durable: the node fsyncs it before it builds the core.
+    this.durable = storage.lastIndex();
     this.committed = storage.hardState().commit;
     const snapIndex = storage.snapshotMeta().index;
     // The state machine restarts from its snapshot at least; it never runs ahead of the commit.
@@ -119,6 +127,7 @@ export class RaftLog {
 
   private truncateAndAppend(entries: Entry[]): void {
     const first = entries[0]!.index;
+    if (first <= this.durable) this.durable = first - 1;
     const end = this.unstableOffset + this.unstable.length;
     if (first === end) {
       for (const e of entries) this.unstable.push(e);
@@ -141,6 +150,8 @@ export class RaftLog {
   /** Replaces the log with a snapshot from the leader (§7). */
   restore(snap: Snapshot): void {
     assert(snap.meta.index > this.committed, "a snapshot restore at or below the commit: snapshot, commit", snap.meta.index, this.committed);
+    // Until the snapshot is persisted only the committed prefix (which it covers) counts as held.
+    this.durable = Math.min(this.durable, this.committed);
     this.pendingSnapshot = snap;
     this.unstable = [];
     this.unstableOffset = snap.meta.index + 1;
@@ -165,20 +176,43 @@ export class RaftLog {
     this.unstable = [];
   }
 
-  hasNextCommitted(): boolean {
-    return this.committed > this.applied;
+  /**
+   * The node raised what is durable: `index` holds `term` and it and every entry before it are
+   * fsynced. A report about an entry since replaced (another term there now) says nothing.
+   */
+  durableTo(index: number, term: number): boolean {
+    if (index <= this.durable || !this.matchTerm(index, term)) return false;
+    assert(index <= this.lastIndex(), "durable beyond the last index: durable, last", index, this.lastIndex());
+    this.durable = index;
+    return true;
   }
 
-  /** Committed entries not yet applied, up to maxBytes (at least one). */
+  /**
+   * Applied entries are committed and durable here: a node never applies an entry it could still
+   * lose to a power cut, so after one its state machine is never ahead of its log (etcd-io/raft
+   * applies no unstable entry under AsyncStorageWrites for the same reason).
+   */
+  private applyLimit(): number {
+    return Math.min(this.committed, this.durable);
+  }
+
+  hasNextCommitted(): boolean {
+    return this.applyLimit() > this.applied;
+  }
+
+  /** Committed, durable entries not yet applied, up to maxBytes (at least one). */
   nextCommitted(maxBytes: number): Entry[] {
     const lo = Math.max(this.applied + 1, this.firstIndex());
-    if (lo > this.committed) return [];
-    return this.slice(lo, this.committed + 1, maxBytes);
+    const hi = this.applyLimit();
+    if (lo > hi) return [];
+    return this.slice(lo, hi + 1, maxBytes);
   }
 
   appliedTo(index: number): void {
     assert(index <= this.committed, "applied beyond the commit: applied, commit", index, this.committed);
-    if (index > this.applied) this.applied = index;
+    if (index <= this.applied) return;
+    assert(index <= this.durable, "applied beyond what is durable: applied, durable", index, this.durable);
+    this.applied = index;
   }
 
   /**

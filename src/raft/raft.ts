@@ -948,11 +948,30 @@ export class Raft {
     }
   }
 
-  /** §5.4.2: commit by counting replicas only for an entry of the current term. */
+  /**
+   * The node reports that the log up to `index` (holding `term` there) is fsynced on this node's
+   * disk. On a leader that may commit: its own copy counts only from here (maybeCommit).
+   */
+  localDurable(index: number, term: number): void {
+    if (!this.log.durableTo(index, term)) return;
+    if (this.maybeCommit()) this.broadcastAppend();
+  }
+
+  /**
+   * §5.4.2: commit by counting replicas only for an entry of the current term.
+   *
+   * The leader's own copy counts only once it is durable (log.durable), as a follower's counts only
+   * once it answers, which it does after its fsync. A leader writes its entries and sends them
+   * first, then fsyncs in the background (node.ts), so for a while it holds entries only in the
+   * page cache. Counted then, an entry could commit on the leader and one follower while only
+   * the follower has it on disk; a power cut on the leader loses its copy, the leader and the
+   * other follower (which never got it) elect a leader without it, and that leader overwrites an
+   * entry a client was told was applied.
+   */
   private maybeCommit(): boolean {
     if (this.role !== "leader") return false;
-    const last = this.log.lastIndex();
-    const mci = quorumValue(this.confs.current().voters, (id) => (id === this.id ? last : (this.prs.get(id)?.match ?? 0)));
+    const own = this.log.durable;
+    const mci = quorumValue(this.confs.current().voters, (id) => (id === this.id ? own : (this.prs.get(id)?.match ?? 0)));
     if (mci <= this.log.committed || this.log.term(mci) !== this.term) return false;
     this.log.commitTo(mci);
     this.onCommitAdvanced();

@@ -6,6 +6,10 @@
 //   4. serve `readStates` once the state machine has applied their index; fail `readFailures`,
 //   5. if `snapshotRequest` is set, snapshot the state machine (now at exactly that index),
 //   6. call advance().
+// A Ready with `fsyncInBackground` may instead be sent first and written without an fsync in step
+// 1; the node then calls advanceBeforeSync() in step 6, starts an fsync of everything written so
+// far, and reports it with synced(mark) once it is done. Until then the core counts none of those
+// entries as held here: not toward a commit, not for applying.
 import { assert } from "./assert.ts";
 import type { RaftConfig } from "./config.ts";
 import { Raft, type ElectionWindow, type FirstElectionDecision, type FollowerRegression, type ProposeResult, type RoleChange } from "./raft.ts";
@@ -20,6 +24,13 @@ export interface Ready {
    * state can be rebuilt from the log after a crash, so the write may skip the fsync.
    */
   mustSync: boolean;
+  /**
+   * The only things to make durable are this leader's own new entries (and the commit index):
+   * its term and vote are durable already and there is no snapshot. The node may then send
+   * first, write without an fsync, and fsync in the background (advanceBeforeSync, synced).
+   * `committed` never holds an entry that is not durable yet, so applying it needs no wait.
+   */
+  fsyncInBackground: boolean;
   hardState: HardState | null;
   entries: Entry[];
   snapshot: Snapshot | null;
@@ -69,10 +80,16 @@ function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }
 
+/** What a background fsync covers: the log up to `index`, which held `term` when it started. */
+export interface SyncMark {
+  index: number;
+  term: number;
+}
+
 export class RawNode {
   readonly raft: Raft;
   private persisted: HardState;
-  private inFlight: { hardState: HardState; appliedTo: number } | null = null;
+  private inFlight: { hardState: HardState; appliedTo: number; mustSync: boolean; fsyncInBackground: boolean } | null = null;
   private lastSnapshotRequest = 0;
 
   constructor(config: RaftConfig) {
@@ -170,9 +187,10 @@ export class RawNode {
     const committed = r.log.nextCommitted(r.cfg.maxApplyBytes);
     const appliedTo = committed.length > 0 ? committed[committed.length - 1]!.index : r.log.applied;
     const entries = r.log.unstableEntries();
+    const termOrVote = hs.term !== this.persisted.term || hs.vote !== this.persisted.vote;
     const rd: Ready = {
-      mustSync:
-        entries.length > 0 || r.log.pendingSnapshot !== null || hs.term !== this.persisted.term || hs.vote !== this.persisted.vote,
+      mustSync: entries.length > 0 || r.log.pendingSnapshot !== null || termOrVote,
+      fsyncInBackground: entries.length > 0 && r.log.pendingSnapshot === null && !termOrVote && r.role === "leader",
       hardState: sameHardState(hs, this.persisted) ? null : hs,
       entries,
       snapshot: r.log.pendingSnapshot,
@@ -197,12 +215,34 @@ export class RawNode {
       rd.snapshotRequest = { index: afterApply, conf: r.confs.at(afterApply) };
       this.lastSnapshotRequest = afterApply;
     }
-    this.inFlight = { hardState: hs, appliedTo };
+    this.inFlight = { hardState: hs, appliedTo, mustSync: rd.mustSync, fsyncInBackground: rd.fsyncInBackground };
     return rd;
   }
 
-  /** The node finished handling the last Ready. */
+  /** The node finished handling the last Ready, its writes durable (fsynced when mustSync). */
   advance(): void {
+    const f = this.finish();
+    // An fsync covers every earlier write too, a background one's included.
+    if (f.mustSync) this.raft.localDurable(this.raft.log.lastIndex(), this.raft.log.lastTerm());
+  }
+
+  /**
+   * The node finished handling a Ready with `fsyncInBackground`, written but not fsynced. It must
+   * now start an fsync of all it wrote and call synced() with the returned mark when it is done.
+   */
+  advanceBeforeSync(): SyncMark {
+    assert(this.inFlight?.fsyncInBackground === true, "advanceBeforeSync() for a Ready that must be durable first");
+    this.finish();
+    return { index: this.raft.log.lastIndex(), term: this.raft.log.lastTerm() };
+  }
+
+  /** The background fsync that advanceBeforeSync() asked for is done: its entries are durable. */
+  synced(mark: SyncMark): void {
+    this.checkIdle("synced");
+    this.raft.localDurable(mark.index, mark.term);
+  }
+
+  private finish(): NonNullable<RawNode["inFlight"]> {
     const f = this.inFlight;
     assert(f !== null, "advance() without ready()");
     this.inFlight = null;
@@ -213,6 +253,7 @@ export class RawNode {
     const snapIndex = r.log.storage.snapshotMeta().index;
     if (snapIndex > this.lastSnapshotRequest) this.lastSnapshotRequest = snapIndex;
     r.compacted(snapIndex);
+    return f;
   }
 
   status(): Status {

@@ -8,6 +8,7 @@ import {
   closeSync,
   constants,
   existsSync,
+  fdatasync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -88,7 +89,7 @@ export class DataDir {
    */
   static inMemory(name: string, file: string, db: Database): DataDir {
     const state = new SqliteLogStorage(db, new Transactor(db, file), file).durableState();
-    return new DataDir(name, file, db, { release: () => undefined }, new MemoryRecord(`${name} (in memory)`, state));
+    return new DataDir(name, file, db, { release: () => undefined }, new MemoryRecord(`${name} (in memory)`, state), null);
   }
 
   constructor(
@@ -97,6 +98,8 @@ export class DataDir {
     readonly db: Database,
     private readonly lock: Pick<HeldLock, "release">,
     private readonly record: DurableRecord,
+    /** phalanx.db-wal; null for an in-memory database. */
+    private readonly walPath: string | null,
   ) {
     this.tx = new Transactor(db, file);
     this.log = new SqliteLogStorage(db, this.tx, file);
@@ -108,6 +111,11 @@ export class DataDir {
   private synced = true;
   /** The state as of the last synced commit: all the record may claim. */
   private durable: DurableState;
+  /** Outermost commits since open, and the last of them known durable (see syncInBackground). */
+  private commits = 0;
+  private durableThrough = 0;
+  /** phalanx.db-wal, opened for syncInBackground's fdatasync on first use. */
+  private walFd: number | null = null;
   /** Term or vote changed in the open transaction: record it as soon as it is durable. */
   private recordNow = false;
   private lastRecordMs = 0;
@@ -130,20 +138,36 @@ export class DataDir {
 
   /**
    * After each outermost commit. Only a synced commit makes state durable (and every unsynced one
-   * before it). A new term or vote is recorded at once, before any message of it leaves. Appends
-   * and commits are recorded from a timer, at most every RECORD_EVERY_MS: off the path of the
-   * Ready (a client's ack never waits for it), one small fdatasync per interval under load, and
-   * an idle node's record still catches up with its last writes.
+   * before it), and so does a background fsync (syncInBackground). A new term or vote is recorded
+   * at once, before any message of it leaves. Appends and commits are recorded from a timer, at
+   * most every RECORD_EVERY_MS: off the path of the Ready (a client's ack never waits for it),
+   * one small fdatasync per interval under load, and an idle node's record still catches up with
+   * its last writes (the timer fsyncs the unsynced ones in the background, then records them).
    */
   private afterCommit(): void {
-    if (!this.synced) return;
-    this.durable = this.log.durableState();
+    this.commits++;
+    if (this.synced) this.becameDurable(this.commits, this.log.durableState());
+    else this.recordLater();
+  }
+
+  /** Commits up to number `through` are durable, and with them `state`. */
+  private becameDurable(through: number, state: DurableState): void {
+    // A background fsync that ends after a synced commit covered less than that commit did.
+    if (through <= this.durableThrough) return;
+    this.durableThrough = through;
+    this.durable = state;
     if (this.recordNow) {
       this.recordNow = false;
       this.writeRecord();
       return;
     }
-    if (this.recordTimer !== null || sameState(this.durable, this.record.state)) return;
+    this.recordLater();
+  }
+
+  private recordLater(): void {
+    if (this.recordTimer !== null || this.closed) return;
+    const unsynced = this.walPath !== null && this.commits > this.durableThrough;
+    if (!unsynced && sameState(this.durable, this.record.state)) return;
     const wait = Math.max(0, this.lastRecordMs + RECORD_EVERY_MS - performance.now());
     this.recordTimer = setTimeout(() => {
       this.recordTimer = null;
@@ -153,6 +177,13 @@ export class DataDir {
       } catch (err) {
         // Not thrown from a timer (that would kill the process unexplained): the next transaction does.
         this.recordFailure = new StorageError(`cannot write ${this.record.path}: ${(err as Error).message}`, this.record.path, { cause: err });
+        return;
+      }
+      // Its completion raises what is durable, and this timer comes back for the record.
+      if (this.walPath !== null && this.commits > this.durableThrough) {
+        this.syncInBackground((err) => {
+          if (err !== null) this.recordFailure = err;
+        });
       }
     }, wait);
     this.recordTimer.unref?.();
@@ -181,17 +212,51 @@ export class DataDir {
     return this.tx.run(fn);
   }
 
+  /**
+   * Makes every commit so far durable without blocking this thread: an fdatasync of the
+   * write-ahead log on a pool thread, then `done` on this one (with the error if it failed: the
+   * node must stop, the kernel may have dropped the pages). For commits made with `sync: false`,
+   * which write the same WAL frames as a synced one and skip only this call (synchronous=FULL
+   * makes exactly this fdatasync at each commit; NORMAL still syncs the WAL before a checkpoint
+   * copies it into the file). The state record follows once it is done, to what it covered.
+   */
+  syncInBackground(done: (err: StorageError | null) => void): void {
+    const through = this.commits;
+    const state = this.log.durableState();
+    fdatasync(this.wal(), (err) => {
+      if (err === null && !this.closed) this.becameDurable(through, state);
+      done(err === null ? null : new StorageError(`cannot fsync ${this.walPath}: ${err.message}`, this.walPath!, { cause: err }));
+    });
+  }
+
+  private wal(): number {
+    if (this.walFd !== null) return this.walFd;
+    const path = this.walPath;
+    if (path === null) throw new Error(`${this.file} is in memory: it has no write-ahead log to fsync`);
+    try {
+      // Exists: this follows a commit, and the WAL lives until close. The directory entry of a
+      // new WAL is made durable here once, as SQLite does at its first sync of a new WAL.
+      this.walFd = openSync(path, "r+");
+      syncPath(this.dir);
+    } catch (err) {
+      throw new StorageError(`cannot open ${path}: ${(err as Error).message}`, path, { cause: err });
+    }
+    return this.walFd;
+  }
+
   /** Checkpoints the WAL into the file (a clean shutdown leaves one self-contained file), then closes. */
   close(): void {
     this.closed = true;
     try {
       this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
-      // Checkpointed with synchronous=FULL: everything committed is durable now.
+      // A checkpoint syncs the WAL first and the file after (FULL and NORMAL alike): everything committed is durable now.
       this.durable = this.log.durableState();
       this.writeRecord();
     } finally {
       // Even if the checkpoint fails (disk full), the WAL keeps every commit: closing is safe.
       if (this.recordTimer !== null) clearTimeout(this.recordTimer);
+      // A background fsync still running holds its own reference to the file.
+      if (this.walFd !== null) closeSync(this.walFd);
       this.db.close();
       this.record.close();
       this.lock.release();
@@ -256,6 +321,10 @@ function openLocked(dir: string, file: string, options: DataDirOptions, held: He
       throw rolledBack(dir, `${file} went back in time: it holds ${describe(found.state)}, but ${recordPath} records ${describe(content)} as durable (${back.join(", ")})`);
     }
   }
+  // A leader fsyncs its own log writes in the background (DataDir.syncInBackground): a process
+  // killed before one finished may have left WAL frames in the page cache only. Durable first,
+  // before the node takes any of it for its log (raft/log.ts counts what it opens as durable).
+  if (existsSync(`${file}-wal`)) syncPath(`${file}-wal`);
   let db: Database;
   try {
     db = new Database(file, { readwrite: true, create: false, strict: true });
@@ -302,7 +371,7 @@ function openLocked(dir: string, file: string, options: DataDirOptions, held: He
       db.run("PRAGMA wal_checkpoint(FULL)");
     }
     record = StateRecord.open(recordPath, content);
-    const dd = new DataDir(dir, file, db, held, record);
+    const dd = new DataDir(dir, file, db, held, record, `${file}-wal`);
     dd.migrated = migrated;
     return dd;
   } catch (err) {

@@ -11,6 +11,7 @@ import { CorruptDataError, DataDirInUseError, FormatError, ReadOnlyError, Rolled
 import { FORMAT_VERSION } from "../../src/storage/schema.ts";
 import { STATE_FILE, readStateRecord } from "../../src/storage/state_record.ts";
 import type { Entry } from "../../src/raft/types.ts";
+import { waitFor } from "../integration/harness.ts";
 import { TempDirs } from "./temp_dir.ts";
 
 const temp = new TempDirs();
@@ -294,6 +295,29 @@ describe("the state record (phalanx.state)", () => {
     openDataDir(dir, BOOT).close();
     for (const f of ["phalanx.db", "phalanx.db-wal", "phalanx.db-shm"]) rmSync(join(dir, f), { force: true });
     openDataDir(dir, BOOT).close();
+  });
+
+  test("writes committed without an fsync reach the record only once fsynced: a background fsync, or the record's own timer, first", async () => {
+    const { dir } = populated();
+    const dd = openDataDir(dir, BOOT);
+    const recorded = () => {
+      const r = readStateRecord(join(dir, STATE_FILE));
+      return r.kind === "valid" ? [r.record.commit, r.record.last] : null;
+    };
+    expect(recorded()).toEqual([100, 200]);
+    // A leader's own entries, written without an fsync (node.ts fsyncs them in the background).
+    dd.transaction(() => dd.log.save(null, entries(201, 10, 10), { term: 1, vote: "a", commit: 150 }), { sync: false });
+    expect(recorded()).toEqual([100, 200]);
+    const done = await new Promise<Error | null>((resolve) => dd.syncInBackground(resolve));
+    expect(done).toBeNull();
+    await waitFor("the record to follow the background fsync", () => recorded()?.[1] === 210);
+    expect(recorded()).toEqual([150, 210]);
+    // An idle node whose last commits were not fsynced (applying, a commit index moving): the
+    // record's timer fsyncs them in the background, then records them.
+    dd.transaction(() => dd.log.save(null, entries(211, 5, 10), { term: 1, vote: "a", commit: 215 }), { sync: false });
+    await waitFor("the record to catch up with the unsynced commit", () => recorded()?.[1] === 215);
+    expect(recorded()).toEqual([215, 215]);
+    dd.close();
   });
 
   test("a truncation lowers the record before it commits; one that rolls back raises no false alarm", () => {
