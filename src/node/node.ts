@@ -16,7 +16,8 @@ import type { GossipCounters } from "../gossip/agent.ts";
 import { decodeMemberContext, encodeMemberContext, invalidRegion } from "../kv/member.ts";
 import { KvStore, type Member } from "../kv/store.ts";
 import type { RaftConfig } from "../raft/config.ts";
-import { RawNode, type ElectionWindow, type ProposeResult, type Ready, type RoleChange, type Status } from "../raft/raw_node.ts";
+import { assert } from "../raft/assert.ts";
+import { RawNode, type ElectionWindow, type ProposeResult, type Ready, type RoleChange, type Status, type SyncMark } from "../raft/raw_node.ts";
 import type { WritableLogStorage } from "../raft/storage.ts";
 import type { ConfChange, Message, NodeId } from "../raft/types.ts";
 import { DB_FILE, openDataDir, type DataDir } from "../storage/data_dir.ts";
@@ -62,6 +63,11 @@ export interface NodeStorage {
   readonly log: WritableLogStorage;
   /** Runs `fn` atomically; durably (fsync) unless `sync` is false. Throws DiskFullError when full. */
   transaction<T>(fn: () => T, opts: { sync: boolean }): T;
+  /**
+   * Makes every transaction run so far durable without blocking this thread, then calls `done`
+   * (with the error if the fsync failed).
+   */
+  syncInBackground(done: (err: Error | null) => void): void;
   close(): void;
 }
 
@@ -144,10 +150,14 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private stopped = false;
   /** Runs forwarded client requests through the node's app (serveForwards); null until the app is built. */
   private forwardHandler: ((req: ForwardRequest, from: NodeId) => Promise<ForwardAnswer>) | null = null;
-  /** The rest of a leader's Ready whose messages went out before its fsync; see handleReady(). */
+  /** The rest of a leader's Ready whose messages went out before its write; see handleReady(). */
   private deferred: (() => void) | null = null;
-  /** Term and vote as last persisted: messages may go out before an fsync only if these stand. */
+  /** Term and vote as last persisted: checked against the core's leave to write before an fsync. */
   private durable: { term: number; vote: NodeId | null };
+  /** A background fsync is running (one at a time; see syncInBackground()). */
+  private syncRunning = false;
+  /** What the next background fsync is to cover: the last write since the running one began. */
+  private unsynced: SyncMark | null = null;
   private lastRole: string;
   private lastLeader: NodeId | null = null;
   private hints = new Map<NodeId, string>();
@@ -689,40 +699,80 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /**
-   * One Ready. A leader whose term and vote are already durable sends first and persists right
-   * after, once the requests are on the wire, so followers write in parallel with its own fsync
-   * (Raft thesis §10.2.1; etcd does the same). Safe because a commit only advances when the core
-   * steps a follower's answer, and every entry into the core finishes the deferred Ready first:
-   * the leader's own entries are on disk before any commit counts them. (tests/sim runs this
-   * code, with crashes between the send and the fsync.) Returns true when the Ready was deferred.
+   * One Ready. A leader whose only new durable state is its own entries (Ready.fsyncInBackground:
+   * its term and vote are durable already) sends them first, writes them right after, once the
+   * requests are on the wire, and fsyncs them in the background, so followers write in parallel
+   * with it (Raft thesis §10.2.1; etcd does the same) and its thread is not held by its fsync.
+   * Safe because the core counts the leader's own copy toward a commit, and applies an entry,
+   * only once synced() reports it durable; and every entry into the core finishes the deferred
+   * write first. (tests/sim runs this code, with crashes and power cuts between the send, the
+   * write and the fsync.) Returns true when the Ready was deferred.
    */
   private handleReady(): boolean {
     const rd = this.raw.ready();
     this.metrics.readies++;
+    if (!rd.fsyncInBackground) {
+      this.finishReady(rd, "persist_then_send");
+      return false;
+    }
     const hs = rd.hardState;
-    const early =
-      rd.mustSync &&
-      rd.messages.length > 0 &&
-      rd.snapshot === null &&
-      this.raw.raft.role === "leader" &&
-      (hs === null || (hs.term === this.durable.term && hs.vote === this.durable.vote));
-    if (!early) {
-      this.finishReady(rd, { messages: "send_after_persisting" });
+    assert(hs === null || (hs.term === this.durable.term && hs.vote === this.durable.vote), "a background fsync for a new term or vote", hs, this.durable);
+    if (rd.messages.length === 0) {
+      this.finishReady(rd, "write_then_fsync_in_background"); // a single voter: nobody to send to first
       return false;
     }
     this.send(rd);
     this.transport.flushNow();
-    this.deferred = () => this.finishReady(rd, { messages: "already_sent" });
+    this.deferred = () => this.finishReady(rd, "write_then_fsync_in_background");
     this.clock.afterSend(() => this.finishDeferredReady());
     return true;
   }
 
   /** The Ready in the order raw_node.ts prescribes. */
-  private finishReady(rd: Ready, opts: { messages: "send_after_persisting" | "already_sent" }): void {
-    const results = this.persist(rd);
-    if (opts.messages === "send_after_persisting") this.send(rd);
+  private finishReady(rd: Ready, path: "persist_then_send" | "write_then_fsync_in_background"): void {
+    const background = path === "write_then_fsync_in_background";
+    const results = this.persist(rd, background ? "fsync_later" : "fsync_now");
+    if (!background) this.send(rd);
     this.resolveWaiters(rd, results);
-    this.housekeeping(rd);
+    const membershipChanged = this.housekeeping(rd);
+    if (background) this.syncInBackground(this.raw.advanceBeforeSync());
+    else this.raw.advance();
+    if (this.kv.takeMembersChanged() || membershipChanged) {
+      this.memberList = this.kv.members();
+      this.updatePeers();
+    }
+  }
+
+  /**
+   * Starts a background fsync of everything written, or, while one runs, leaves `mark` for the
+   * next: one at a time, each covering every write made while the one before ran (group commit,
+   * as the leader's synchronous commit batched the proposals of one turn).
+   */
+  private syncInBackground(mark: SyncMark): void {
+    this.unsynced = mark;
+    if (this.syncRunning) return;
+    const covers = mark;
+    this.unsynced = null;
+    this.syncRunning = true;
+    const t0 = this.clock.now();
+    this.dd.syncInBackground((err) => {
+      this.syncRunning = false;
+      if (this.stopped) return;
+      if (err !== null) {
+        this.fail(err);
+        return;
+      }
+      const ms = this.clock.now() - t0;
+      this.metrics.persistLatency.observe(ms / 1000);
+      if (ms > SLOW_PERSIST_MS) this.slowLog.warn("slow fsync", { ms: Math.round(ms), thresholdMs: SLOW_PERSIST_MS });
+      // The core takes nothing between a Ready and its advance: a deferred write finishes first.
+      this.finishDeferredReady();
+      if (this.stopped) return;
+      this.raw.synced(covers);
+      if (this.unsynced !== null) this.syncInBackground(this.unsynced);
+      // What the fsync let commit or apply is handled at once unless a turn is coming (receive()).
+      if (!this.scheduled) this.scheduleSoon();
+    });
   }
 
   /**
@@ -730,9 +780,10 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
    * in one transaction. Committed entries are already durable on a majority, so applying them
    * before the messages go out only saves an fsync. Returns the results of `rd.committed`.
    */
-  private persist(rd: Ready): (ReturnType<KvStore["apply"]>)[] {
+  private persist(rd: Ready, fsync: "fsync_now" | "fsync_later"): (ReturnType<KvStore["apply"]>)[] {
     // Most Readies of a busy cluster only carry messages (heartbeats, acks): nothing to write.
     if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null && rd.committed.length === 0) return [];
+    const sync = rd.mustSync && fsync === "fsync_now";
     const t0 = this.clock.now();
     let restoreMs = 0;
     let applyMs = 0;
@@ -751,12 +802,12 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
         applyMs = this.clock.now() - a0;
         return applied;
       },
-      { sync: rd.mustSync },
+      { sync },
     );
     const totalMs = this.clock.now() - t0;
-    if (rd.mustSync) {
+    if (rd.mustSync) this.diskHasRoomAgain();
+    if (sync) {
       this.metrics.persistLatency.observe(totalMs / 1000);
-      this.diskHasRoomAgain();
       // What is left of the transaction once applying and restoring are taken out: the log write and its fsync.
       const writeMs = totalMs - applyMs - restoreMs;
       if (writeMs > SLOW_PERSIST_MS) this.slowLog.warn("slow fsync", { ms: Math.round(writeMs), entries: rd.entries.length, thresholdMs: SLOW_PERSIST_MS });
@@ -787,8 +838,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     for (const rf of rd.readFailures) this.reads.failed(rf.ctx, rf.reason);
   }
 
-  /** Steps 5 and 6, with the counters, logs and membership that follow from the Ready. */
-  private housekeeping(rd: Ready): void {
+  /** Step 5, with the counters and logs that follow from the Ready; returns whether membership changed. */
+  private housekeeping(rd: Ready): boolean {
     let membershipChanged = false;
     if (rd.snapshot !== null) {
       this.metrics.snapshotsInstalled++;
@@ -835,11 +886,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       this.violationLog.warn("follower holds fewer entries than it acknowledged: its data went back; catching it up again", { ...r });
     }
     if (rd.snapshotRequest !== null) this.takeSnapshot(rd.snapshotRequest);
-    this.raw.advance();
-    if (this.kv.takeMembersChanged() || membershipChanged) {
-      this.memberList = this.kv.members();
-      this.updatePeers();
-    }
+    return membershipChanged;
   }
 
   private takeSnapshot(req: { index: number; conf: Status["conf"] }): void {

@@ -85,6 +85,17 @@ export class MemoryStorage implements WritableLogStorage {
     this.base = { index: to, term };
   }
 
+  /**
+   * The simulator's power cut: the entries after `index` were written but never fsynced, and the
+   * commit index goes no further than what is left. Never below what was compacted.
+   */
+  dropAfter(index: number): void {
+    if (index >= this.lastIndex()) return;
+    if (index < this.base.index) throw new CompactedError(index, this.base.index + 1);
+    this.log.length = index - this.base.index;
+    if (this.hs.commit > index) this.hs = { ...this.hs, commit: index };
+  }
+
   private appendEntries(entries: Entry[]): void {
     const first = entries[0]!.index;
     if (first <= this.base.index) throw new CompactedError(first, this.base.index + 1);

@@ -23,6 +23,9 @@ class ManualHost implements ClockHost {
   fsyncWindow(clock: SimClock, fn: () => void): void {
     this.at(clock, 0, fn);
   }
+  backgroundFsync(clock: SimClock, fn: () => void): void {
+    this.at(clock, 0, fn);
+  }
   /** Runs every event due at time 0, including those they schedule for time 0. */
   runDue(): void {
     for (let i = this.due.findIndex((e) => e.time <= 0); i >= 0; i = this.due.findIndex((e) => e.time <= 0)) this.due.splice(i, 1)[0]!.fn();
@@ -32,7 +35,7 @@ class ManualHost implements ClockHost {
 function follower(): { node: PhalanxNode<NodeStorage>; clock: SimClock; host: ManualHost; sent: Message[] } {
   const host = new ManualHost();
   const clock = new SimClock(host, 1, new Prng(7));
-  const { storage, kv } = new SimDisk({ voters: VOTERS, learners: [] }).open("n1", IGNORE);
+  const { storage, kv } = new SimDisk({ voters: VOTERS, learners: [] }).open("n1", IGNORE, clock);
   const sent: Message[] = [];
   const node = new PhalanxNode(simConfig("n1", VOTERS, { snapshotEvery: 0, requestTimeoutMs: 5000 }), {
     storage,

@@ -53,13 +53,19 @@ export interface SimOptions {
   maxInflight: number;
   leaseReads: boolean;
   /**
-   * Lets a leader's early send (Raft thesis §10.2.1) happen: its fsync then takes a while, so
-   * followers may persist first, and now and then the leader dies after sending, before its fsync.
-   * Off: the fsync after an early send is immediate and never interrupted.
+   * Lets a leader's early send (Raft thesis §10.2.1) happen: its write, and then its background
+   * fsync, take a while, so followers may persist first, and now and then the leader dies after
+   * sending, before its write, or loses power before its fsync ends. Off: the write after an early
+   * send is immediate and never interrupted (the background fsync still takes its time).
    */
   earlySend: boolean;
-  /** With earlySend: the chance that a node dies in the window after an early send, before its fsync. */
+  /** With earlySend: the chance that a node dies in each of those two windows. */
   fsyncCrash: number;
+  /**
+   * The share of crashes that are power cuts: the node also loses the log entries it wrote but
+   * had not fsynced yet (a leader's own, fsynced in the background). The rest are kill -9.
+   */
+  powerCuts: number;
   /** How long a client waits for an answer before it retries (the node gets a little less). */
   clientTimeout: number;
   /** Stalls (SIGSTOP-like pauses) among the faults: a paused node handles nothing until it resumes. */
@@ -106,6 +112,7 @@ export function optionsForSeed(seed: number): SimOptions {
     stalls: r.chance(0.5),
     stallTicks: [20, 100],
     boundedReads: r.pick([0, 0.3, 0.6]),
+    powerCuts: r.pick([0, 0.5, 1]),
     verbose: false,
   };
 }
@@ -412,8 +419,21 @@ export class Simulation implements ClockHost, Observer {
     if (!this.healed && this.faults.chance(this.opts.fsyncCrash)) {
       this.at(clock, this.time + fsync / 2, () => {
         const n = this.byClock.get(clock)!;
-        this.trace(`${n.id} dies after an early send, before its fsync`);
-        this.crash(n);
+        this.trace(`${n.id} dies after an early send, before its write`);
+        this.crash(n, "kill");
+      });
+    }
+  }
+
+  backgroundFsync(clock: SimClock, fn: () => void): void {
+    // Now and then a slow disk: followers answer, and more writes pile up, before it ends.
+    const fsync = this.net.chance(0.2) ? this.net.range(2, 2 + this.opts.maxDelay) : this.net.range(0.05, 2);
+    this.at(clock, this.time + fsync, fn);
+    if (!this.healed && this.opts.earlySend && this.faults.chance(this.opts.fsyncCrash)) {
+      this.at(clock, this.time + fsync / 2, () => {
+        const n = this.byClock.get(clock)!;
+        this.trace(`${n.id} loses power during a background fsync`);
+        this.crash(n, "power_cut");
       });
     }
   }
@@ -422,7 +442,7 @@ export class Simulation implements ClockHost, Observer {
 
   private start(n: SimNode): void {
     const clock = new SimClock(this, TICK / n.period, this.rng.fork());
-    const { storage, kv } = n.disk.open(n.id, this);
+    const { storage, kv } = n.disk.open(n.id, this, clock);
     const config = simConfig(n.id, this.nodes.map((x) => x.id), {
       snapshotEvery: this.opts.snapshotEvery,
       requestTimeoutMs: this.opts.clientTimeout,
@@ -455,8 +475,13 @@ export class Simulation implements ClockHost, Observer {
     n.node.run();
   }
 
-  private crash(n: SimNode): void {
+  /** kill -9 keeps what was written; a power cut loses what was not fsynced (SimOptions.powerCuts). */
+  private crash(n: SimNode, how: "kill" | "power_cut" = this.faults.chance(this.opts.powerCuts) ? "power_cut" : "kill"): void {
     if (n.node === null) return;
+    if (how === "power_cut") {
+      const { lost } = n.disk.powerCut(n.node.status().applied);
+      this.trace(`POWER CUT ${n.id}${lost > 0 ? `: ${lost} unsynced entries lost` : ""}`);
+    }
     // Raft's persistence rule: an acknowledgement promises the entries are on disk. Within the
     // acknowledged term the log only grows, so a crash must keep what the last ack counted.
     const ack = n.lastAck;

@@ -75,10 +75,14 @@ class Failover implements ClockHost {
     this.at(clock, this.time, fn);
   }
 
+  backgroundFsync(clock: SimClock, fn: () => void): void {
+    this.at(clock, this.time, fn);
+  }
+
   private start(id: NodeId): void {
     // Clocks drift a little (±2%) and start at different phases: ticks never line up by accident.
     const clock = new SimClock(this, 1 + this.rng.range(-0.02, 0.02), this.rng.fork());
-    const { storage, kv } = this.disks.get(id)!.open(id, IGNORE);
+    const { storage, kv } = this.disks.get(id)!.open(id, IGNORE, clock);
     const config = { ...simConfig(id, [...REGIONS], { snapshotEvery: 0, requestTimeoutMs: 5000 }), electionTicks: ELECTION_TICKS };
     const node = new PhalanxNode(config, {
       storage,

@@ -2,7 +2,8 @@
 // and state machine (KvStore) are the production code; only the disk, the network and the clock
 // are the simulator's. The disk is the Raft log in memory and the state machine's real SQLite
 // database in memory; a crash (dropping the node object) keeps exactly what was written, which
-// is what kill -9 keeps (crashes fall between events, never inside a Ready's transaction).
+// is what kill -9 keeps (crashes fall between events, never inside a Ready's transaction), and a
+// power cut also loses the log entries written since the last fsync (SimDisk.powerCut).
 import { constants, Database } from "bun:sqlite";
 import { randomUUID } from "node:crypto";
 import { decode } from "@msgpack/msgpack";
@@ -45,6 +46,8 @@ export class SimDisk {
    * same behaviour): several times faster than SQLite's, and the simulator's budget is seeds.
    */
   private readonly log: MemoryStorage;
+  /** Every log entry up to here is fsynced; a power cut loses the ones after it. */
+  private synced = 0;
 
   constructor(bootstrap: { voters: NodeId[]; learners: NodeId[] }) {
     this.log = new MemoryStorage(bootstrap);
@@ -57,13 +60,37 @@ export class SimDisk {
     initSchema(this.db, bootstrap, {});
   }
 
-  /** What one incarnation of the node opens: the log (watched) and the state machine on this disk. */
-  open(id: NodeId, observer: Observer): { storage: NodeStorage; kv: KvStore } {
+  /**
+   * What one incarnation of the node opens: the log (watched) and the state machine on this disk.
+   * Its background fsyncs take the time `clock` gives them (SimClock.backgroundFsync).
+   */
+  open(id: NodeId, observer: Observer, clock: SimClock): { storage: NodeStorage; kv: KvStore } {
+    // Opening a data dir fsyncs what a killed incarnation left written but unsynced (data_dir.ts).
+    this.synced = this.log.lastIndex();
     const dd = DataDir.inMemory(`(sim ${id})`, this.file, this.db);
     const log = new WatchedLog(id, this.log, observer);
     const storage: NodeStorage = {
       log,
-      transaction: (fn, opts) => dd.transaction(fn, opts),
+      transaction: (fn, opts) => {
+        const before = this.log.hardState();
+        const result = dd.transaction(fn, opts);
+        const after = this.log.hardState();
+        // The core's rule (Ready.fsyncInBackground): a new term or vote is never left unsynced.
+        if (!opts.sync && (after.term !== before.term || after.vote !== before.vote)) {
+          throw new Error(`${id} wrote term ${after.term} vote ${after.vote} without an fsync`);
+        }
+        if (opts.sync) this.synced = this.log.lastIndex();
+        return result;
+      },
+      syncInBackground: (done) => {
+        const index = this.log.lastIndex();
+        const term = this.log.term(index);
+        clock.backgroundFsync(() => {
+          // Unless the entry was replaced since (a synced write then covered more).
+          if (index > this.synced && index <= this.log.lastIndex() && this.log.term(index) === term) this.synced = index;
+          done(null);
+        });
+      },
       close: () => undefined,
     };
     return { storage, kv: new WatchedKv(id, dd, observer) };
@@ -72,6 +99,17 @@ export class SimDisk {
   /** The term and last index on disk now: what a crash keeps. */
   durable(): { term: number; lastIndex: number } {
     return { term: this.log.hardState().term, lastIndex: this.log.lastIndex() };
+  }
+
+  /**
+   * A power cut: the log entries written since the last fsync are gone. The state machine is
+   * never ahead of the fsynced log (raft/log.ts applies only durable entries), so it stays.
+   */
+  powerCut(applied: number): { lost: number } {
+    if (applied > this.synced) throw new Error(`the state machine applied ${applied}, beyond the fsynced log (${this.synced})`);
+    const lost = this.log.lastIndex() - this.synced;
+    this.log.dropAfter(this.synced);
+    return { lost };
   }
 
   destroy(): void {
@@ -191,6 +229,11 @@ export class SimClock implements Scheduler {
     this.host.fsyncWindow(this, fn);
   }
 
+  /** When a background fsync of this incarnation's disk ends (never, if it dies first). */
+  backgroundFsync(fn: () => void): void {
+    this.host.backgroundFsync(this, fn);
+  }
+
   /** As a microtask: after the event that calls it, before anything else reaches this node. */
   soon(fn: () => void): void {
     this.soonQueue.push(fn);
@@ -221,8 +264,10 @@ export interface ClockHost {
   now(): number;
   /** Runs `fn` at global `time` for the incarnation that owns `clock` (never once it died). */
   at(clock: SimClock, time: number, fn: () => void): void;
-  /** The fsync after an early send: takes a while, and now and then the node dies during it. */
+  /** The write after an early send: comes a while later, and now and then the node dies first. */
   fsyncWindow(clock: SimClock, fn: () => void): void;
+  /** A background fsync: takes a while, and now and then the power fails before it ends. */
+  backgroundFsync(clock: SimClock, fn: () => void): void;
 }
 
 /** The simulated network behind the node's transport interface. */
