@@ -756,9 +756,9 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /**
-   * Starts a background fsync of everything written, or, while one runs, leaves `mark` for the
-   * next: one at a time, each covering every write made while the one before ran (group commit,
-   * as the leader's synchronous commit batched the proposals of one turn).
+   * Starts a background fsync of everything written so far. One runs at a time: while it runs a
+   * leader takes no new write (writeWaitsForFsync), and a write that comes all the same leaves
+   * its mark for the next fsync, which starts when this one ends and covers it.
    */
   private syncInBackground(mark: SyncMark): void {
     this.unsynced = mark;
