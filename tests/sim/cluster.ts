@@ -444,7 +444,7 @@ export class Simulation implements ClockHost, Observer {
     // Now and then a slow disk: followers answer, and more writes pile up, before it ends.
     const fsync = this.net.chance(0.2) ? this.net.range(2, 2 + this.opts.maxDelay) : this.net.range(0.05, 2);
     this.at(clock, this.time + fsync, fn);
-    if (!this.healed && this.opts.earlySend && this.faults.chance(this.opts.fsyncCrash)) {
+    if (!this.healed && this.faults.chance(this.opts.fsyncCrash)) {
       this.at(clock, this.time + fsync / 2, () => {
         const n = this.byClock.get(clock)!;
         this.trace(`${n.id} loses power during a background fsync`);
