@@ -156,8 +156,6 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private durable: { term: number; vote: NodeId | null };
   /** A background fsync is running (one at a time; see syncInBackground()). */
   private syncRunning = false;
-  /** What the next background fsync is to cover: the last write since the running one began. */
-  private unsynced: SyncMark | null = null;
   private lastRole: string;
   private lastLeader: NodeId | null = null;
   private hints = new Map<NodeId, string>();
@@ -756,15 +754,11 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   }
 
   /**
-   * Starts a background fsync of everything written so far. One runs at a time: while it runs a
-   * leader takes no new write (writeWaitsForFsync), and a write that comes all the same leaves
-   * its mark for the next fsync, which starts when this one ends and covers it.
+   * Starts a background fsync of everything written so far, up to `mark`. One runs at a time:
+   * while it runs a leader takes no new write (writeWaitsForFsync).
    */
   private syncInBackground(mark: SyncMark): void {
-    this.unsynced = mark;
-    if (this.syncRunning) return;
-    const covers = mark;
-    this.unsynced = null;
+    assert(!this.syncRunning, "a write while a background fsync runs", mark);
     this.syncRunning = true;
     const t0 = this.clock.now();
     this.dd.syncInBackground((err) => {
@@ -780,8 +774,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
       // The core takes nothing between a Ready and its advance: a deferred write finishes first.
       this.finishDeferredReady();
       if (this.stopped) return;
-      this.raw.synced(covers);
-      if (this.unsynced !== null) this.syncInBackground(this.unsynced);
+      this.raw.synced(mark);
       // What the fsync let commit or apply, and the write it held, with what this turn reads.
       this.schedule();
     });
