@@ -4,7 +4,14 @@
 // bench/loadgen against it (a warm round, then one measured phase), and stops it; the order of the
 // builds alternates pair by pair. Prints each run and the medians per build.
 //
-// Usage: bun bench/ab_builds.ts --only "<load name>" [--pairs 4] [--duration 4] [--warm-round 2] <binary> <binary> ...
+// A fresh cluster's JIT compiles the load's hot code for about half a minute (see
+// bench/vs_etcd_native.ts): the warm round lasts 25 s by default, so a build is measured as a
+// long-running server runs. Each run prints what its JIT threads still spent ("JIT", µs per op).
+// With a 2 s warm round two builds compared inside the JIT's busiest time and the verdict could
+// flip: the state record's fdatasync moved off the node's thread lost 4 of 5 pairs that way (-6 %)
+// and was even in steady state (BENCHMARKS.md, stop 21).
+//
+// Usage: bun bench/ab_builds.ts --only "<load name>" [--pairs 4] [--duration 4] [--warm-round 25] <binary> <binary> ...
 //   (the load names are bench/loadgen's, as `bun bench/vs_etcd_native.ts` prints them; build the
 //   generator with that script once, and the binaries with ./compile.sh)
 import { parseArgs } from "node:util";
@@ -19,7 +26,7 @@ const { values: args, positionals: binaries } = parseArgs({
     only: { type: "string" },
     pairs: { type: "string", default: "4" },
     duration: { type: "string", default: "4" },
-    "warm-round": { type: "string", default: "2" },
+    "warm-round": { type: "string", default: "25" },
   },
   allowPositionals: true,
   strict: true,
@@ -33,6 +40,8 @@ interface Run {
   p50Ms: number;
   p99Ms: number;
   serverCpuUsPerOp: number;
+  /** Of serverCpuUsPerOp, the JIT compiler threads' (bench/loadgen). */
+  serverJitCpuUsPerOp: number;
   errors: number;
 }
 
@@ -63,11 +72,11 @@ for (let pair = 1; pair <= pairs; pair++) {
   for (const b of order) {
     const r = await once(b);
     runs.get(b)!.push(r);
-    console.log(`pair ${pair} ${b}: ${Math.round(r.opsPerSec)} ops/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(1)} ms, server CPU ${Math.round(r.serverCpuUsPerOp)} µs/op${r.errors > 0 ? `, ${r.errors} errors` : ""}`);
+    console.log(`pair ${pair} ${b}: ${Math.round(r.opsPerSec)} ops/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(1)} ms, server CPU ${Math.round(r.serverCpuUsPerOp)} µs/op (JIT ${Math.round(r.serverJitCpuUsPerOp)})${r.errors > 0 ? `, ${r.errors} errors` : ""}`);
   }
 }
 console.log(`\n${args.only}, ${pairs} alternated pairs of ${args.duration} s (medians):`);
 for (const [b, rs] of runs) {
   const m = (f: (r: Run) => number) => median(rs.map(f));
-  console.log(`${b}: ${Math.round(m((r) => r.opsPerSec))} ops/s [${rs.map((r) => Math.round(r.opsPerSec)).join(" · ")}], p50 ${m((r) => r.p50Ms).toFixed(2)} ms, server CPU ${Math.round(m((r) => r.serverCpuUsPerOp))} µs/op`);
+  console.log(`${b}: ${Math.round(m((r) => r.opsPerSec))} ops/s [${rs.map((r) => Math.round(r.opsPerSec)).join(" · ")}], p50 ${m((r) => r.p50Ms).toFixed(2)} ms, server CPU ${Math.round(m((r) => r.serverCpuUsPerOp))} µs/op (JIT ${Math.round(m((r) => r.serverJitCpuUsPerOp))})`);
 }

@@ -4,12 +4,16 @@
 // whole run, fsync on for both, the 9 loads of issue 10, the two systems alternated test by test
 // (and which goes first alternated round by round), medians over the rounds, ratio = phalanx / etcd.
 //
-// Usage: bun bench/vs_etcd_native.ts [--duration 5] [--warmup 1] [--warm-round 3] [--rounds 3] [--only <text>]
+// Usage: bun bench/vs_etcd_native.ts [--duration 5] [--warmup 1] [--warm-round 15] [--rounds 3] [--only <text>]
 //          [--conns 1] [--keys 10000] [--value-bytes 100] [--binary ./phalanx] [--token <t>]
 //          [--phalanx-env KEY=VALUE ...] [--json results.jsonl] [--cpu-prof <dir>]
 //   (npm run bench:etcd -- <flags>)
-// --warm-round: seconds of every test on each system before round 1, not recorded (a JIT runtime's
-// first ~15,000 writes also compile its hot code; 0 measures from cold).
+// --warm-round: seconds of every test on each system before round 1, not recorded. Bun's JIT
+// compiles a new load's hot code for about half a minute on its own threads (JITWorker: 9-12 % of a
+// core per node in the first 5 s of a write load, 4-6 % at 10-25 s, none after 30 s; measured
+// 2026-12-02), CPU a long-running server no longer spends and that the nodes lose meanwhile; the
+// member table prints what is left of it. 15 s of each of the 9 tests (2¼ minutes of load per
+// system) leaves a few µs per request; 0 measures from cold.
 // --cpu-prof profiles each phalanx node (Bun's sampling profiler, markdown, <dir>/<node id>/, written
 // when the nodes stop at the end); narrow the run with --only to profile one load.
 // Installs what is missing from Debian (golang-go, golang-etcd-server-dev, golang-golang-x-net-dev,
@@ -25,7 +29,7 @@ const { values: args } = parseArgs({
   options: {
     duration: { type: "string", default: "5" },
     warmup: { type: "string", default: "1" },
-    "warm-round": { type: "string", default: "3" },
+    "warm-round": { type: "string", default: "15" },
     rounds: { type: "string", default: "3" },
     only: { type: "string", default: "" },
     conns: { type: "string", default: "1" },
@@ -84,6 +88,8 @@ interface Phase {
   serverCpuUsPerOp: number;
   /** Per member, leader first, then in member order (leader+1 is the "→ follower" target). */
   memberCpuUsPerOp: number[] | null;
+  /** Of serverCpuUsPerOp, the JIT compiler threads' (JavaScriptCore's JITWorker; 0 for etcd, absent from older generators). */
+  serverJitCpuUsPerOp?: number;
 }
 
 const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "n/a");
@@ -124,10 +130,11 @@ function table(phases: Phase[]): string {
   }
   lines.push(
     "",
-    "Server CPU split by member (µs per request, medians): the leader, then leader+1 (the follower that \"→ follower\" tests send to), then leader+2.",
+    "Server CPU split by member (µs per request, medians): the leader, then leader+1 (the follower that \"→ follower\" tests send to), then leader+2;",
+    "and of phalanx's, what its JIT compiler threads spent (a runtime still compiling its hot code is not yet in a long-running server's steady state).",
     "",
-    "| test | etcd leader · leader+1 · leader+2 | phalanx leader · leader+1 · leader+2 |",
-    "|---|---|---|",
+    "| test | etcd leader · leader+1 · leader+2 | phalanx leader · leader+1 · leader+2 | phalanx JIT compiling |",
+    "|---|---|---|---|",
   );
   for (const t of tests) {
     const split = (s: Phase["system"]) => {
@@ -135,7 +142,8 @@ function table(phases: Phase[]): string {
       const n = Math.max(0, ...xs.map((x) => x.memberCpuUsPerOp!.length));
       return Array.from({ length: n }, (_, i) => int(median(xs.map((x) => x.memberCpuUsPerOp![i]!)))).join(" · ");
     };
-    lines.push(`| ${t} | ${split("etcd")} | ${split("phalanx")} |`);
+    const jit = phases.filter((p) => p.test === t && p.system === "phalanx").map((x) => x.serverJitCpuUsPerOp ?? NaN);
+    lines.push(`| ${t} | ${split("etcd")} | ${split("phalanx")} | ${int(median(jit))} |`);
   }
   if (notes.length > 0) lines.push("", ...notes.map((n) => `- ${n}`));
   return lines.join("\n");

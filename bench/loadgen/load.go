@@ -32,6 +32,10 @@ type result struct {
 	// MemberCPUUsPerOp splits ServerCPUUsPerOp by member, starting at the leader and going on in
 	// member order: [leader, leader+1, leader+2]. leader+1 is the follower "→ follower" tests use.
 	MemberCPUUsPerOp []float64 `json:"memberCpuUsPerOp"`
+	// ServerJITCPUUsPerOp is the part of ServerCPUUsPerOp spent by JIT compiler threads (JavaScriptCore's
+	// "JITWorker" threads; none in a Go server): a JIT runtime still compiling its hot code is not
+	// yet in the steady state a long-running server is in.
+	ServerJITCPUUsPerOp float64 `json:"serverJitCpuUsPerOp"`
 }
 
 // Phase states, read by every simulated client after each request.
@@ -113,6 +117,7 @@ func runPhase(sys system, pids []int, t test, cfg config) (result, error) {
 	time.Sleep(seconds(cfg.warmupS))
 	gen0 := selfCPU()
 	srv0, err0 := serverCPU(pids)
+	jit0 := jitCPU(pids)
 	t0 := time.Now()
 	atomic.StoreInt32(&state, measuring)
 	time.Sleep(seconds(cfg.durationS))
@@ -120,6 +125,7 @@ func runPhase(sys system, pids []int, t test, cfg config) (result, error) {
 	window := time.Since(t0)
 	gen1 := selfCPU()
 	srv1, err1 := serverCPU(pids)
+	jit1 := jitCPU(pids)
 	wg.Wait()
 	if err0 != nil || err1 != nil {
 		return result{}, fmt.Errorf("server CPU: %v %v (did a server exit?)", err0, err1)
@@ -147,6 +153,9 @@ func runPhase(sys system, pids []int, t test, cfg config) (result, error) {
 			used := perOp(srv1[m] - srv0[m])
 			r.MemberCPUUsPerOp = append(r.MemberCPUUsPerOp, used)
 			r.ServerCPUUsPerOp += used
+		}
+		if jit1 > jit0 {
+			r.ServerJITCPUUsPerOp = perOp(jit1 - jit0)
 		}
 	}
 	after, err := sys.findLeader()
@@ -187,27 +196,60 @@ const userHz = 100
 func serverCPU(pids []int) ([]time.Duration, error) {
 	out := make([]time.Duration, 0, len(pids))
 	for _, pid := range pids {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		used, err := statCPU(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			return nil, err
 		}
-		// The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
-		s := string(raw)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		// fields[0] is field 3 (state), so utime (14) and stime (15) are fields[11] and fields[12].
-		if len(fields) < 13 {
-			return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
-		}
-		var u, st int64
-		if _, err := fmt.Sscan(fields[11], &u); err != nil {
-			return nil, err
-		}
-		if _, err := fmt.Sscan(fields[12], &st); err != nil {
-			return nil, err
-		}
-		out = append(out, time.Duration(u+st)*time.Second/userHz)
+		out = append(out, used)
 	}
 	return out, nil
+}
+
+// jitCPU is the user + system time so far of the given processes' JIT compiler threads (by thread
+// name), summed. A thread that ends inside a window takes its time with it, so a window's share is
+// at least what is printed, never more.
+func jitCPU(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			continue
+		}
+		for _, t := range tasks {
+			dir := fmt.Sprintf("/proc/%d/task/%s", pid, t.Name())
+			comm, err := os.ReadFile(dir + "/comm")
+			if err != nil || !strings.HasPrefix(string(comm), "JITWorker") {
+				continue
+			}
+			if used, err := statCPU(dir + "/stat"); err == nil {
+				sum += used
+			}
+		}
+	}
+	return sum
+}
+
+// statCPU reads utime + stime from a /proc stat file (a process's or one of its threads').
+func statCPU(path string) (time.Duration, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	// fields[0] is field 3 (state), so utime (14) and stime (15) are fields[11] and fields[12].
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("%s: %d fields", path, len(fields))
+	}
+	var u, st int64
+	if _, err := fmt.Sscan(fields[11], &u); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Sscan(fields[12], &st); err != nil {
+		return 0, err
+	}
+	return time.Duration(u+st) * time.Second / userHz, nil
 }
 
 // exitedMember names the first of pids that has exited (gone, or a zombie not yet reaped).
