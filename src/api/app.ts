@@ -49,6 +49,7 @@ export function nodeStreams(node: PhalanxNode, log: Logger): Map<string, RaftStr
     awaitReplies: (from) => node.awaitReplies(from),
     // A follower's forwarded client request runs through this node's app (api/forward.ts).
     onForward: (req, from) => node.runForwarded(req, from),
+    onForwardRefused: () => node.metrics.forwardsRefused++,
     // A stranger can open (and be refused) many streams: one line per 10 s says it is happening.
     warn: rateLimited(log, 10_000).warn,
   });

@@ -98,6 +98,7 @@ export function metricsText(node: PhalanxNode): string {
   w.one("phalanx_reads_lease_total", "counter", "Read barriers the leader answered from its lease.", m.readsLease);
   w.one("phalanx_reads_failed_total", "counter", "Linearizable reads refused or timed out.", m.readsFailed);
   w.one("phalanx_forwarded_total", "counter", "Requests forwarded to the leader.", m.forwarded);
+  w.one("phalanx_forwards_refused_total", "counter", "Forwarded requests this node refused unrun, over a follower's cap of running forwards or the peer body budget (the follower retries them within the client's deadline).", m.forwardsRefused);
   w.one("phalanx_forward_retries_total", "counter", "Forwards sent again because the leader provably never ran the attempt before (never written to the peer stream, or refused unrun).", m.forwardRetries);
   w.one("phalanx_entries_applied_total", "counter", "Log entries applied.", m.entriesApplied);
   w.one("phalanx_disk_full_errors_total", "counter", "Writes refused because the disk was full.", m.diskFullErrors);

@@ -40,15 +40,16 @@ export class BroadcastQueue {
 
   /**
    * Picks updates for member `to` (null: a seed we do not know yet) that together fit in `budget`
-   * bytes; counts a transmit on each and drops those that reach `limit`.
+   * bytes; counts a transmit on each and drops those that reach `limit`. No alive about `to` (it
+   * knows), nor about `carried`, whose alive the packet holds already (a join ping's own).
    */
-  take(budget: number, limit: number, to: string | null): Uint8Array[] {
+  take(budget: number, limit: number, to: string | null, carried: string | null = null): Uint8Array[] {
     if (this.items.size === 0 || budget <= 0) return [];
     const ordered = [...this.items.values()].sort((a, b) => a.transmits - b.transmits || b.order - a.order);
     const out: Uint8Array[] = [];
     let left = budget;
     for (const q of ordered) {
-      if (q.news === "alive" && q.about === to) continue;
+      if (q.news === "alive" && (q.about === to || q.about === carried)) continue;
       if (q.bytes.length > left) continue;
       left -= q.bytes.length;
       out.push(q.bytes);

@@ -190,7 +190,7 @@ export class Swim {
     for (const addr of addrs) {
       const seq = this.nextSeq();
       this.joinPings.add(seq);
-      this.sendWithPiggyback({ id: null, addr }, [encodeMessage({ type: "ping", seq, from: this.id, target: "" }), encodeMessage(this.selfAlive())]);
+      this.sendWithPiggyback({ id: null, addr }, [encodeMessage({ type: "ping", seq, from: this.id, target: "" }), encodeMessage(this.selfAlive())], this.id);
     }
   }
 
@@ -622,10 +622,11 @@ export class Swim {
     this.nextPushPullAt = Math.min(this.nextPushPullAt, now + 2 * this.cfg.probeIntervalMs);
   }
 
-  private sendWithPiggyback(to: Recipient, parts: Uint8Array[]): void {
+  /** `parts`, then queued news that fits; `carried`: a member whose alive `parts` holds already. */
+  private sendWithPiggyback(to: Recipient, parts: Uint8Array[], carried: string | null = null): void {
     let used = PACKET_HEADER;
     for (const p of parts) used += p.length;
-    this.send(to.addr, parts.concat(this.queue.take(this.maxPayload - used, this.limit(), to.id)));
+    this.send(to.addr, parts.concat(this.queue.take(this.maxPayload - used, this.limit(), to.id, carried)));
   }
 
   private send(addr: string, parts: Uint8Array[]): void {

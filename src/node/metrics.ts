@@ -79,6 +79,8 @@ export class NodeMetrics {
   forwarded = 0;
   /** Forwards sent again because the leader provably never saw the previous attempt. */
   forwardRetries = 0;
+  /** Forwards this node, as leader, refused unrun: a follower's running forwards or the peer body budget at their cap. */
+  forwardsRefused = 0;
   readies = 0;
   /** Peer messages the core refused as protocol violations. */
   protocolViolations = 0;

@@ -62,6 +62,8 @@ export interface RaftStreamOptions {
   maxForwardsPerPeer?: number;
   /** A forward not answered this long after its own deadline is answered "failed" (outcome unknown). */
   forwardGraceMs?: number;
+  /** Told of every forward refused unrun over the caps (the node counts them: phalanx_forwards_refused_total). */
+  onForwardRefused?: (from: NodeId, reason: string) => void;
   frameTimeoutMs?: number;
   /** Why a stream was refused or ended; rate-limit it (a stranger can make many). */
   warn?: (msg: string, fields: Record<string, unknown>) => void;
@@ -193,6 +195,7 @@ export class RaftStreamRoute {
     if (over !== null) {
       // The follower tries again within the client's deadline; the operator should know the leader is full.
       this.opts.warn?.("refused a forwarded request", { from, reason: over });
+      this.opts.onForwardRefused?.(from, over);
       return answer({ kind: "refused", reason: over });
     }
     this.running.set(from, running + 1);

@@ -5,7 +5,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { encode } from "@msgpack/msgpack";
-import { MAX_INCARNATION, assemblePacket, encodeMessage, encodePushPull } from "../../src/gossip/codec.ts";
+import { MAX_INCARNATION, assemblePacket, decodePacket, encodeMessage, encodePushPull } from "../../src/gossip/codec.ts";
 import { gossipConfig } from "../../src/gossip/config.ts";
 import { ENCRYPTION_OVERHEAD } from "../../src/gossip/keyring.ts";
 import type { PeerMeta } from "../../src/gossip/peer.ts";
@@ -137,5 +137,19 @@ describe("amplification (issue 9: one ping packet returned ~1,000 packets; ping-
     expect(a.handlePushPull(10, state, "b")).toBeNull();
     expect(a.member("c")?.state).toBe("alive");
     expect(a.handlePushPull(10, state, "c")).not.toBeNull();
+  });
+});
+
+describe("join", () => {
+  test("a join ping carries the joiner's own alive once, not a second copy from its broadcast queue", () => {
+    const a = new Swim({ id: "a", meta: meta("a"), config: gossipConfig("lan"), rng: seededRng(1), now: 0, packetOverhead: ENCRYPTION_OVERHEAD });
+    a.drain();
+    a.join(0, ["seed:7946"]);
+    const packets = a.drain().packets.filter((p) => p.addr === "seed:7946");
+    expect(packets.length).toBe(1);
+    const decoded = decodePacket(packets[0]!.bytes);
+    const aboutSelf = decoded!.messages.filter((m) => m.type === "alive" && m.node === "a");
+    expect(aboutSelf.length).toBe(1);
+    expect(decoded!.messages.some((m) => m.type === "ping")).toBe(true);
   });
 });

@@ -19,7 +19,7 @@ class HeldFsyncHost implements ClockHost {
   at(clock: SimClock, time: number, fn: () => void): void {
     if (time <= 0) this.due.push(() => clock.dead || fn());
   }
-  fsyncWindow(clock: SimClock, fn: () => void): void {
+  writeAfterSend(clock: SimClock, fn: () => void): void {
     this.at(clock, 0, fn);
   }
   backgroundFsync(clock: SimClock, fn: () => void): void {

@@ -20,7 +20,7 @@ class ManualHost implements ClockHost {
   at(clock: SimClock, time: number, fn: () => void): void {
     this.due.push({ time, fn: () => clock.dead || fn() });
   }
-  fsyncWindow(clock: SimClock, fn: () => void): void {
+  writeAfterSend(clock: SimClock, fn: () => void): void {
     this.at(clock, 0, fn);
   }
   backgroundFsync(clock: SimClock, fn: () => void): void {

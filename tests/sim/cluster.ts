@@ -418,12 +418,12 @@ export class Simulation implements ClockHost, Observer {
     });
   }
 
-  fsyncWindow(clock: SimClock, fn: () => void): void {
+  writeAfterSend(clock: SimClock, fn: () => void): void {
     if (!this.opts.earlySend) {
       this.at(clock, this.time, fn);
       return;
     }
-    // The fsync takes a while: followers may persist these entries before the leader does.
+    // The write comes a while after the send: followers may persist these entries before the leader writes them.
     const fsync = this.net.range(0.05, 2);
     this.at(clock, this.time + fsync, fn);
     // Now and then the leader dies in exactly that window, after sending, before persisting.

@@ -71,7 +71,7 @@ class Failover implements ClockHost {
     });
   }
 
-  fsyncWindow(clock: SimClock, fn: () => void): void {
+  writeAfterSend(clock: SimClock, fn: () => void): void {
     this.at(clock, this.time, fn);
   }
 

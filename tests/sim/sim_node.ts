@@ -226,7 +226,7 @@ export class SimClock implements Scheduler {
   }
 
   afterSend(fn: () => void): void {
-    this.host.fsyncWindow(this, fn);
+    this.host.writeAfterSend(this, fn);
   }
 
   /** When a background fsync of this incarnation's disk ends (never, if it dies first). */
@@ -265,7 +265,7 @@ export interface ClockHost {
   /** Runs `fn` at global `time` for the incarnation that owns `clock` (never once it died). */
   at(clock: SimClock, time: number, fn: () => void): void;
   /** The write after an early send: comes a while later, and now and then the node dies first. */
-  fsyncWindow(clock: SimClock, fn: () => void): void;
+  writeAfterSend(clock: SimClock, fn: () => void): void;
   /** A background fsync: takes a while, and now and then the power fails before it ends. */
   backgroundFsync(clock: SimClock, fn: () => void): void;
 }

@@ -186,9 +186,11 @@ describe("forwarding on the peer stream", () => {
   test("a flood past the receiver's cap is refused unrun, whatever the sender's own cap; the leader's running forwards stay at the cap", async () => {
     const hold = gate<ForwardAnswer>();
     let ran = 0;
+    let counted = 0;
     const b = await start("b", {
       stream: {
         maxForwardsPerPeer: 4,
+        onForwardRefused: () => counted++,
         onForward: () => {
           ran++;
           return hold.promise;
@@ -203,6 +205,7 @@ describe("forwarding on the peer stream", () => {
     for (const p of all) void p.then((o) => o.kind === "unprocessed" && refused.push(o));
     await until(() => refused.length === 196, "196 refusals");
     expect(ran).toBe(4);
+    expect(counted).toBe(196);
     expect(b.stream.forwardsRunning()).toBe(4);
     expect(refused[0]).toEqual({ kind: "unprocessed", reason: "b refused it: 4 forwards from a are running (the cap)" });
     hold.resolve(answer("ok"));
