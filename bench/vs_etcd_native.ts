@@ -12,8 +12,9 @@
 // compiles a new load's hot code for about half a minute on its own threads (JITWorker: 9-12 % of a
 // core per node in the first 5 s of a write load, 4-6 % at 10-25 s, none after 30 s; measured
 // 2026-12-02), CPU a long-running server no longer spends and that the nodes lose meanwhile; the
-// member table prints what is left of it. 15 s of each of the 9 tests (2¼ minutes of load per
-// system) leaves a few µs per request; 0 measures from cold.
+// member table prints what is left of it. After 15 s of each of the 9 tests (2¼ minutes of load
+// per system) it was still 1-8 µs per read and 8-53 per write (the loads take turns, and each
+// brings code of its own); 0 measures from cold.
 // --cpu-prof profiles each phalanx node (Bun's sampling profiler, markdown, <dir>/<node id>/, written
 // when the nodes stop at the end); narrow the run with --only to profile one load.
 // Installs what is missing from Debian (golang-go, golang-etcd-server-dev, golang-golang-x-net-dev,
