@@ -255,7 +255,9 @@ export class DataDir {
     } finally {
       // Even if the checkpoint fails (disk full), the WAL keeps every commit: closing is safe.
       if (this.recordTimer !== null) clearTimeout(this.recordTimer);
-      // A background fsync still running holds its own reference to the file.
+      // A background fdatasync still queued may then find this descriptor closed (EBADF) or
+      // reused by another file: harmless, the checkpoint above synced every commit, and once
+      // closed its callback raises nothing here (the node, stopped first, ignores its error).
       if (this.walFd !== null) closeSync(this.walFd);
       this.db.close();
       this.record.close();
