@@ -145,8 +145,8 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
   private readonly reads: ReadWaiters;
   private readonly freshness: Freshness;
   private memberList: Member[];
-  private scheduled = false;
-  private soonScheduled = false;
+  /** A drive is queued for the next turn (schedule) / for right after the running code (scheduleSoon). */
+  private readonly drivePending = { turn: false, soon: false };
   private stopped = false;
   /** Runs forwarded client requests through the node's app (serveForwards); null until the app is built. */
   private forwardHandler: ((req: ForwardRequest, from: NodeId) => Promise<ForwardAnswer>) | null = null;
@@ -323,7 +323,7 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
     // one, the batch joins them, or a follower's answer arriving between two client requests of
     // the same turn would cut the turn's proposals into two fsyncs, and its reads into two
     // ReadIndex rounds (BENCHMARKS.md, "A correction and two more levers").
-    if (!this.scheduled) this.scheduleSoon();
+    if (!this.drivePending.turn) this.scheduleSoon();
   }
 
   /**
@@ -635,19 +635,20 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
 
   /** Drives once the code running now is done (a peer's batch: receive()). */
   private scheduleSoon(): void {
-    if (this.soonScheduled || this.stopped) return;
-    this.soonScheduled = true;
-    this.clock.soon(() => {
-      this.soonScheduled = false;
-      this.drive();
-    });
+    this.driveOnce("soon", (fn) => this.clock.soon(fn));
   }
 
+  /** Drives in a later turn, after the I/O already queued. */
   private schedule(): void {
-    if (this.scheduled || this.stopped) return;
-    this.scheduled = true;
-    this.clock.nextTurn(() => {
-      this.scheduled = false;
+    this.driveOnce("turn", (fn) => this.clock.nextTurn(fn));
+  }
+
+  /** Queues one drive through `via`, however often asked before it runs; none once stopped. */
+  private driveOnce(slot: "turn" | "soon", via: (fn: () => void) => void): void {
+    if (this.drivePending[slot] || this.stopped) return;
+    this.drivePending[slot] = true;
+    via(() => {
+      this.drivePending[slot] = false;
       this.drive();
     });
   }

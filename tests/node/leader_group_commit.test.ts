@@ -5,39 +5,11 @@
 import { expect, test } from "bun:test";
 import { PhalanxNode, type NodeStorage, type ProposeOutcome } from "../../src/node/node.ts";
 import { Prng } from "../sim/prng.ts";
-import { type ClockHost, type Observer, SimClock, SimDisk, simConfig, simLogger, simTransport } from "../sim/sim_node.ts";
+import { SimClock, SimDisk, simConfig, simLogger, simTransport } from "../sim/sim_node.ts";
+import { IGNORE, ManualHost } from "./manual_host.ts";
 
-const IGNORE: Observer = { persisting: () => undefined, applying: () => undefined, executed: () => undefined };
-
-/** Turns wait in a list until runDue(); background fsyncs wait until endFsync(); time stands still. */
-class HeldFsyncHost implements ClockHost {
-  private readonly due: (() => void)[] = [];
-  readonly fsyncs: (() => void)[] = [];
-  now(): number {
-    return 0;
-  }
-  at(clock: SimClock, time: number, fn: () => void): void {
-    if (time <= 0) this.due.push(() => clock.dead || fn());
-  }
-  writeAfterSend(clock: SimClock, fn: () => void): void {
-    this.at(clock, 0, fn);
-  }
-  backgroundFsync(clock: SimClock, fn: () => void): void {
-    this.fsyncs.push(() => clock.dead || fn());
-  }
-  runDue(): void {
-    for (let fn = this.due.shift(); fn !== undefined; fn = this.due.shift()) fn();
-  }
-  endFsync(): void {
-    const fn = this.fsyncs.shift();
-    if (fn === undefined) throw new Error("no background fsync is running");
-    fn();
-    this.runDue();
-  }
-}
-
-function singleVoter(): { node: PhalanxNode<NodeStorage>; host: HeldFsyncHost; disk: SimDisk } {
-  const host = new HeldFsyncHost();
+function singleVoter(): { node: PhalanxNode<NodeStorage>; host: ManualHost; disk: SimDisk } {
+  const host = new ManualHost("held");
   const clock = new SimClock(host, 1, new Prng(3));
   const disk = new SimDisk({ voters: ["n1"], learners: [] });
   const { storage, kv } = disk.open("n1", IGNORE, clock);

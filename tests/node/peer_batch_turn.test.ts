@@ -6,34 +6,13 @@ import { expect, test } from "bun:test";
 import { type NodeStorage, PhalanxNode } from "../../src/node/node.ts";
 import type { Message } from "../../src/raft/types.ts";
 import { Prng } from "../sim/prng.ts";
-import { type ClockHost, type Observer, SimClock, SimDisk, simConfig, simLogger, simTransport } from "../sim/sim_node.ts";
+import { SimClock, SimDisk, simConfig, simLogger, simTransport } from "../sim/sim_node.ts";
+import { IGNORE, ManualHost } from "./manual_host.ts";
 
-const IGNORE: Observer = { persisting: () => undefined, applying: () => undefined, executed: () => undefined };
 const VOTERS = ["n1", "n2", "n3"];
 
-/** A clock host whose events wait in a list until runDue() runs those due now; time stands still. */
-class ManualHost implements ClockHost {
-  private readonly due: { time: number; fn: () => void }[] = [];
-  now(): number {
-    return 0;
-  }
-  at(clock: SimClock, time: number, fn: () => void): void {
-    this.due.push({ time, fn: () => clock.dead || fn() });
-  }
-  writeAfterSend(clock: SimClock, fn: () => void): void {
-    this.at(clock, 0, fn);
-  }
-  backgroundFsync(clock: SimClock, fn: () => void): void {
-    this.at(clock, 0, fn);
-  }
-  /** Runs every event due at time 0, including those they schedule for time 0. */
-  runDue(): void {
-    for (let i = this.due.findIndex((e) => e.time <= 0); i >= 0; i = this.due.findIndex((e) => e.time <= 0)) this.due.splice(i, 1)[0]!.fn();
-  }
-}
-
 function follower(): { node: PhalanxNode<NodeStorage>; clock: SimClock; host: ManualHost; sent: Message[] } {
-  const host = new ManualHost();
+  const host = new ManualHost("due now");
   const clock = new SimClock(host, 1, new Prng(7));
   const { storage, kv } = new SimDisk({ voters: VOTERS, learners: [] }).open("n1", IGNORE, clock);
   const sent: Message[] = [];
