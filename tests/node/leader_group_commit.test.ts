@@ -5,14 +5,14 @@
 import { expect, test } from "bun:test";
 import { PhalanxNode, type NodeStorage, type ProposeOutcome } from "../../src/node/node.ts";
 import { Prng } from "../sim/prng.ts";
-import { SimClock, SimDisk, simConfig, simLogger, simTransport } from "../sim/sim_node.ts";
-import { IGNORE, ManualHost } from "./manual_host.ts";
+import { SimClock, SimDisk, simConfig, simLogger, simTransport, UNCHECKED } from "../sim/sim_node.ts";
+import { ManualHost } from "./manual_host.ts";
 
 function singleVoter(): { node: PhalanxNode<NodeStorage>; host: ManualHost; disk: SimDisk } {
   const host = new ManualHost("held");
   const clock = new SimClock(host, 1, new Prng(3));
   const disk = new SimDisk({ voters: ["n1"], learners: [] });
-  const { storage, kv } = disk.open("n1", IGNORE, clock);
+  const { storage, kv } = disk.open("n1", UNCHECKED, clock);
   const node = new PhalanxNode(simConfig("n1", ["n1"], { snapshotEvery: 0, requestTimeoutMs: 5000 }), {
     storage,
     kv,

@@ -1,10 +1,7 @@
 // A clock host for tests that step the real node loop by hand (tests/sim's SimClock over it):
 // time stands still at 0, events wait in a list until runDue() runs those due now, and background
 // fsyncs either run as events due now or wait, one by one, for endFsync().
-import type { ClockHost, Observer, SimClock } from "../sim/sim_node.ts";
-
-/** An observer that checks nothing: these tests assert on the node's answers and messages. */
-export const IGNORE: Observer = { persisting: () => undefined, applying: () => undefined, executed: () => undefined };
+import type { ClockHost, SimClock } from "../sim/sim_node.ts";
 
 export type FsyncMode = "due now" | "held";
 

@@ -6,15 +6,15 @@ import { expect, test } from "bun:test";
 import { type NodeStorage, PhalanxNode } from "../../src/node/node.ts";
 import type { Message } from "../../src/raft/types.ts";
 import { Prng } from "../sim/prng.ts";
-import { SimClock, SimDisk, simConfig, simLogger, simTransport } from "../sim/sim_node.ts";
-import { IGNORE, ManualHost } from "./manual_host.ts";
+import { SimClock, SimDisk, simConfig, simLogger, simTransport, UNCHECKED } from "../sim/sim_node.ts";
+import { ManualHost } from "./manual_host.ts";
 
 const VOTERS = ["n1", "n2", "n3"];
 
 function follower(): { node: PhalanxNode<NodeStorage>; clock: SimClock; host: ManualHost; sent: Message[] } {
   const host = new ManualHost("due now");
   const clock = new SimClock(host, 1, new Prng(7));
-  const { storage, kv } = new SimDisk({ voters: VOTERS, learners: [] }).open("n1", IGNORE, clock);
+  const { storage, kv } = new SimDisk({ voters: VOTERS, learners: [] }).open("n1", UNCHECKED, clock);
   const sent: Message[] = [];
   const node = new PhalanxNode(simConfig("n1", VOTERS, { snapshotEvery: 0, requestTimeoutMs: 5000 }), {
     storage,

@@ -12,7 +12,7 @@ import type { Entry, Message, NodeId } from "../../src/raft/types.ts";
 import { EventQueue } from "./cluster.ts";
 import { Prng } from "./prng.ts";
 import { REGION_RTT_MS } from "../regions.ts";
-import { SimClock, SimDisk, simConfig, simLogger, simTransport, TICK, type ClockHost, type Observer } from "./sim_node.ts";
+import { SimClock, SimDisk, simConfig, simLogger, simTransport, TICK, UNCHECKED, type ClockHost } from "./sim_node.ts";
 
 const REGIONS = ["lhr", "fra", "ord", "jnb", "sin"] as const;
 /** The five regions' round trips (ms, tests/regions.ts). */
@@ -41,8 +41,6 @@ export interface FailoverResult {
   /** Kill → every survivor follows the new leader, in real milliseconds. */
   ms: number;
 }
-
-const IGNORE: Observer = { persisting: () => undefined, applying: () => undefined, executed: () => undefined };
 
 class Failover implements ClockHost {
   private readonly q = new EventQueue();
@@ -82,7 +80,7 @@ class Failover implements ClockHost {
   private start(id: NodeId): void {
     // Clocks drift a little (±2%) and start at different phases: ticks never line up by accident.
     const clock = new SimClock(this, 1 + this.rng.range(-0.02, 0.02), this.rng.fork());
-    const { storage, kv } = this.disks.get(id)!.open(id, IGNORE, clock);
+    const { storage, kv } = this.disks.get(id)!.open(id, UNCHECKED, clock);
     const config = { ...simConfig(id, [...REGIONS], { snapshotEvery: 0, requestTimeoutMs: 5000 }), electionTicks: ELECTION_TICKS };
     const node = new PhalanxNode(config, {
       storage,

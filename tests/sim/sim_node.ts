@@ -36,6 +36,9 @@ export interface Observer {
   executed(node: NodeId, entry: Entry, client: number, seq: number): void;
 }
 
+/** An observer that checks nothing, for runs that judge the nodes by their answers and messages. */
+export const UNCHECKED: Observer = { persisting: () => undefined, applying: () => undefined, executed: () => undefined };
+
 
 /** A node's durable state: one in-memory SQLite database that outlives the node's incarnations. */
 export class SimDisk {
