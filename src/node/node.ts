@@ -635,22 +635,27 @@ export class PhalanxNode<S extends NodeStorage = DataDir> {
 
   /** Drives once the code running now is done (a peer's batch: receive()). */
   private scheduleSoon(): void {
-    this.driveOnce("soon", (fn) => this.clock.soon(fn));
+    this.driveOnce("soon");
   }
 
   /** Drives in a later turn, after the I/O already queued. */
   private schedule(): void {
-    this.driveOnce("turn", (fn) => this.clock.nextTurn(fn));
+    this.driveOnce("turn");
   }
 
-  /** Queues one drive through `via`, however often asked before it runs; none once stopped. */
-  private driveOnce(slot: "turn" | "soon", via: (fn: () => void) => void): void {
+  /**
+   * Queues one drive in `slot`, however often asked before it runs; none once stopped. Called on
+   * every proposal and peer batch, so nothing is allocated unless a drive is actually queued.
+   */
+  private driveOnce(slot: "turn" | "soon"): void {
     if (this.drivePending[slot] || this.stopped) return;
     this.drivePending[slot] = true;
-    via(() => {
+    const run = (): void => {
       this.drivePending[slot] = false;
       this.drive();
-    });
+    };
+    if (slot === "soon") this.clock.soon(run);
+    else this.clock.nextTurn(run);
   }
 
   private drive(): void {

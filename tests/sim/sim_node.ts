@@ -39,7 +39,6 @@ export interface Observer {
 /** An observer that checks nothing, for runs that judge the nodes by their answers and messages. */
 export const UNCHECKED: Observer = { persisting: () => undefined, applying: () => undefined, executed: () => undefined };
 
-
 /** A node's durable state: one in-memory SQLite database that outlives the node's incarnations. */
 export class SimDisk {
   readonly file: string;
